@@ -1,0 +1,44 @@
+/* C ABI between trustme-runtime and libtrustme-volume.so (libcryptsetup + tpm2-tss), dlopen()ed only when a
+ * bundle carries org.trustme.volume.* annotations or for `trustme-runtime volume ...`. */
+#ifndef TRUSTME_VOLUME_PLUGIN_H
+#define TRUSTME_VOLUME_PLUGIN_H
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TRUSTME_VOLUME_ABI 1
+
+struct trustme_volume_request {
+    int abi;                      /* TRUSTME_VOLUME_ABI */
+    const char *container_id;
+    const char *annotations_json; /* config.json "annotations" object, serialized */
+    const char *policy_path;      /* policy file ("" for none): TCTI, PCRs */
+    const char *state_dir;        /* the container's state directory: the plugin records what it opened here */
+};
+
+struct trustme_volume_mount {
+    char name[64];         /* <name> of org.trustme.volume.<name>.* */
+    char device[256];      /* /dev/mapper/... to mount */
+    char fstype[32];       /* e.g. ext4 */
+    char destination[4096];/* absolute path inside the container */
+    int readonly;
+};
+
+/* Unseal, attach loop, activate dm-crypt for every volume annotation. On failure, everything opened so far
+ * is closed again before returning. 0 ok; *count set to the number of mounts written. */
+int trustme_volumes_open(const struct trustme_volume_request *req, struct trustme_volume_mount *mounts,
+                         size_t max_mounts, size_t *count, char *err, size_t errlen);
+
+/* Deactivate and detach everything recorded in state_dir for this container. Idempotent; safe after a crash
+ * at any step (delete --force). */
+int trustme_volumes_close(const char *container_id, const char *state_dir, char *err, size_t errlen);
+
+/* `trustme-runtime volume create|enroll|inspect ...`: argv[0] is "volume". Returns the exit code. */
+int trustme_volume_main(int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,35 @@
+// The trust policy (trustme-policy(5)). Parsed with nlohmann/json only, so the lean runtime binary can
+// read it without loading OpenSSL; the heavy checks live in the verify plugin (verify_plugin.h).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace trustme::policy {
+
+enum class SignatureMode { Off, Warn, Required };
+
+struct Policy {
+    std::string path;                        // file it was read from; empty: no policy file exists
+    SignatureMode signature = SignatureMode::Off;  // default: Required when a file exists, Off when none
+    std::vector<std::string> trust_anchors;  // CA files or directories, relative paths resolved from the policy's dir
+    std::vector<std::string> crls;           // CRL files (PEM or DER)
+    std::string tcti = "device:/dev/tpmrm0"; // TPM used by volumes and attestation
+    uint32_t pcr = 11;                       // PCR that container measurements extend
+    bool attestation = false;                // runtime inserts `trustme-attest hook measure` as first createRuntime hook
+    std::string event_log = "/var/lib/trustme/measurements.cel.json";
+    bool verify_cache = true;                // may the plugin cache verification results between starts
+    nlohmann::json constraints = nlohmann::json::object();  // judged against engine-generated configs
+};
+
+// Resolution: explicit path (--policy) if non-empty, else $TRUSTME_POLICY, else /etc/trustme/policy.json.
+// A file named by the flag or the environment that does not exist is an error; the default file missing
+// means "no policy" (signature Off). A malformed file is an error naming the file and the JSON path.
+Policy load(const std::string& explicit_path);
+
+// Parse policy text (for tests); `origin` names the file in errors and anchors relative paths.
+Policy parse(const std::string& text, const std::string& origin);
+
+}  // namespace trustme::policy
