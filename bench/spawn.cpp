@@ -1,0 +1,59 @@
+// trustme-bench-spawn: run one command and report its wall time and peak RSS, for bench/run.
+//
+//   trustme-bench-spawn ERRFILE ARG...   prints "NANOSECONDS WAIT_STATUS MAXRSS_KIB\n" on stdout
+//
+// Why a separate program: ru_maxrss of a process counts the memory of the image it exec'ed *from*
+// (exec folds the old mm's high-water mark into the process's maxrss). Spawned straight from the Python
+// harness, every command would report the harness's ~15 MiB. Forked from this small static program, a
+// runtime's peak RSS is its own. The time is taken here too, around fork+exec+wait4 with
+// CLOCK_MONOTONIC, so the launcher's own start-up is not billed to the command.
+// The command gets /dev/null as stdin and stdout, and ERRFILE (truncated) as stderr.
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+int main(int argc, char** argv) {
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: trustme-bench-spawn ERRFILE ARG...\n");
+        return 2;
+    }
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int err = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (devnull < 0 || err < 0) {
+        std::perror("trustme-bench-spawn: open");
+        return 2;
+    }
+    timespec t0{}, t1{};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pid_t pid = fork();
+    if (pid < 0) {
+        std::perror("trustme-bench-spawn: fork");
+        return 2;
+    }
+    if (pid == 0) {
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(err, 2);
+        execvp(argv[2], argv + 2);
+        std::fprintf(stderr, "trustme-bench-spawn: exec %s: %s\n", argv[2], std::strerror(errno));
+        _exit(127);
+    }
+    int status = 0;
+    rusage ru{};
+    while (wait4(pid, &status, 0, &ru) < 0) {
+        if (errno != EINTR) {
+            std::perror("trustme-bench-spawn: wait4");
+            return 2;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long long ns = (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
+    std::printf("%lld %d %ld\n", ns, status, ru.ru_maxrss);
+    return 0;
+}
