@@ -1,0 +1,330 @@
+"""The price of trustme-runtime's trust features, for bench/run.
+
+- `run` of the same bundle: plain, signed with verification cold (policy "verify_cache": false, every start
+  hashes the whole rootfs) and warm (cache primed), and with the attestation hook (swtpm on a private
+  socket), interleaved per iteration like the lifecycle phase;
+- verification throughput of a generated rootfs (many small files + some large) against sha256sum of the
+  same files and `openssl speed -evp sha256`, with `trustme-sign verify` cold (--no-cache) and warm.
+
+Every piece that is not available (tool not built, swtpm missing, a step failing) becomes a row saying so
+and why; nothing here makes the benchmark fail.
+"""
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import time
+
+from_run = None  # bench/run's module, set by TrustBench
+
+
+def first_line(text):
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()[:160].replace("|", "/")
+    return (text or "")[:160]
+
+
+class Unavailable(Exception):
+    pass
+
+
+def sh(argv, timeout=600, **kw):
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    if r.returncode != 0:
+        raise Unavailable("`%s` failed: %s" % (" ".join(os.path.basename(a) if i == 0 else a
+                                                        for i, a in enumerate(argv[:4])),
+                                               first_line(r.stderr or r.stdout)))
+    return r.stdout
+
+
+class Swtpm:
+    """swtpm on a private unix socket in the bench's work dir; stopped by PID."""
+
+    def __init__(self, work):
+        if not shutil.which("swtpm"):
+            raise Unavailable("swtpm not installed")
+        self.dir = os.path.join(work, "swtpm")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        self.sock = os.path.join(self.dir, "tpm.sock")
+        self.proc = subprocess.Popen(
+            ["swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + self.dir,
+             "--server", "type=unixio,path=" + self.sock, "--ctrl", "type=unixio,path=" + self.sock + ".ctrl",
+             "--flags", "not-need-init,startup-clear"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise Unavailable("swtpm did not start")
+            time.sleep(0.05)
+        self.tcti = "swtpm:path=" + self.sock
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class TrustBench:
+    def __init__(self, bench):
+        self.b = bench
+        self.opt = bench.opt
+        self.work = os.path.join(bench.work, "trust")
+        os.makedirs(self.work, exist_ok=True)
+        self.notes = []
+        self.sign = bench.tool("trustme-sign")
+        self.attest = bench.tool("trustme-attest")
+        self.rt = next((r for r in bench.runtimes if r.name == "trustme-runtime"), None)
+        self.swtpm = None
+
+    # --- fixtures -------------------------------------------------------------------------------
+    def pki(self):
+        """A root CA, a signing CA and a signer (trustme-sign pki init/issue), made once per work dir."""
+        if not self.sign:
+            raise Unavailable("trustme-sign not built")
+        d = os.path.join(self.work, "pki")
+        if not os.path.exists(os.path.join(d, "signer.crt")):
+            shutil.rmtree(d, ignore_errors=True)
+            sh([self.sign, "pki", "init", "--dir", d])
+            sh([self.sign, "pki", "issue", "--dir", d, "--name", "bench", "--out", os.path.join(d, "signer")])
+        return d
+
+    def policy(self, name, **fields):
+        p = {"signature": "required", "trust_anchors": [os.path.join(self.pki(), "root.crt")]}
+        p.update(fields)
+        path = os.path.join(self.work, name + ".json")
+        with open(path, "w") as f:
+            json.dump(p, f, indent=2)
+        return path
+
+    def sign_bundle(self, bundle):
+        d = self.pki()
+        sh([self.sign, "sign", "--key", os.path.join(d, "signer.key"), "--cert", os.path.join(d, "signer.crt"),
+            "--chain", os.path.join(d, "chain.crt"), bundle])
+
+    def copy_bundle(self, src, name):
+        dst = os.path.join(self.work, name)
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(src, dst, symlinks=True)
+        return dst
+
+    # --- `run` with each feature ------------------------------------------------------------------
+    def variants(self):
+        """[(label, argv prefix for run, bundle, reason-if-unavailable)]"""
+        rt = self.rt
+        out = [("plain", rt.argv, self.b.bundle, "")]
+        try:
+            signed = self.copy_bundle(self.b.bundle, "bundle-signed")
+            self.sign_bundle(signed)
+            cold = self.policy("policy-cold", verify_cache=False)
+            warm = self.policy("policy-warm", verify_cache=True)
+            out.append(("signed, cold (no verify cache)", rt.argv + ["--policy", cold], signed, ""))
+            out.append(("signed, warm (verify cache)", rt.argv + ["--policy", warm], signed, ""))
+        except Unavailable as e:
+            out.append(("signed, cold (no verify cache)", None, None, str(e)))
+            out.append(("signed, warm (verify cache)", None, None, str(e)))
+        except Exception as e:  # subprocess timeouts and the like
+            out.append(("signed", None, None, "%s: %s" % (type(e).__name__, e)))
+        try:
+            if not self.attest:
+                raise Unavailable("trustme-attest not built")
+            self.swtpm = Swtpm(self.work)
+            log = os.path.join(self.work, "measurements.cel.json")
+            with contextlib.suppress(OSError):
+                os.unlink(log)
+            pol = self.policy("policy-attest", signature="off", trust_anchors=[], attestation=False,
+                              tcti=self.swtpm.tcti, event_log=log)
+            hooked = self.copy_bundle(self.b.bundle, "bundle-attest")
+            cfg_path = os.path.join(hooked, "config.json")
+            with open(cfg_path) as f:
+                cfg = json.load(f)
+            # An explicit createRuntime hook works the same under every runtime; the policy names the TPM.
+            cfg.setdefault("hooks", {})["createRuntime"] = [{
+                "path": self.attest, "args": ["trustme-attest", "hook", "measure", "--policy", pol]}]
+            with open(cfg_path, "w") as f:
+                json.dump(cfg, f, indent=2)
+            out.append(("attestation hook (swtpm)", rt.argv, hooked, ""))
+        except Unavailable as e:
+            out.append(("attestation hook (swtpm)", None, None, str(e)))
+        return out
+
+    def run_variants(self):
+        if not self.rt or not self.rt.available:
+            return "### Price of trust features (`run`, ms)\n\ntrustme-runtime not available: " + (
+                self.rt.reason if self.rt else "not configured")
+        variants = self.variants()
+        live = []
+        for label, argv, bundle, why in variants:
+            if argv is None:
+                continue
+            w = self.rt.worker
+            cid = "t%s-probe" % self.b.stamp
+            r = w.run_once(argv=argv + ["run", "--bundle", bundle, cid])
+            if not r["ok"]:
+                w.cleanup(rt=self.rt.argv)
+                variants[variants.index((label, argv, bundle, why))] = (
+                    label, None, None, "`run` fails: " + first_line(r["err"]))
+                continue
+            live.append([label, argv, bundle, []])
+        n = self.opt.trust_iterations
+        for i in range(n):
+            k = i % max(1, len(live))
+            for v in live[k:] + live[:k]:
+                label, argv, bundle, samples = v
+                cid = "t%s-%d" % (self.b.stamp, i)
+                r = self.rt.worker.run_once(argv=argv + ["run", "--bundle", bundle, cid])
+                if r["ok"]:
+                    samples.append(r["ns"])
+                else:
+                    self.rt.worker.cleanup(rt=self.rt.argv)
+            self.rt.worker.reap_strays()
+        base = next((statistics.median(v[3]) for v in live if v[0] == "plain" and v[3]), None)
+        rows = []
+        by_label = {v[0]: v for v in live}
+        for label, argv, bundle, why in variants:
+            v = by_label.get(label)
+            if not v or not v[3]:
+                rows.append([label, "not available: " + (why or "no successful run"), "", "", "", ""])
+                continue
+            s = v[3]
+            med = statistics.median(s)
+            over = "%+.0f%%" % (100 * (med - base) / base) if base and label != "plain" else "—"
+            rows.append([label, len(s), "%.2f" % (min(s) / 1e6), "%.2f" % (med / 1e6),
+                         "%.2f" % (from_run.pct(s, 95) / 1e6), over])
+        return "### Price of trust features: trustme-runtime `run`, ms\n\n" + from_run.table(
+            ["variant", "n", "min", "median", "p95", "overhead vs plain (median)"], rows)
+
+    # --- verification throughput -----------------------------------------------------------------
+    def generate_rootfs(self, mib):
+        """mib MiB: a quarter in small files (0.5-32 KiB, in nested directories), the rest in 64 MiB files."""
+        root = os.path.join(self.work, "big-%dM" % mib, "rootfs")
+        marker = os.path.join(os.path.dirname(root), ".complete")
+        if os.path.exists(marker):
+            return root
+        shutil.rmtree(os.path.dirname(root), ignore_errors=True)
+        rng = random.Random(8)
+        total = mib << 20
+        small_budget = total // 4
+        written = 0
+        i = 0
+        while written < small_budget:
+            d = os.path.join(root, "usr", "lib", "d%03d" % (i // 200))
+            if i % 200 == 0:
+                os.makedirs(d, exist_ok=True)
+            size = rng.randint(512, 32 << 10)
+            with open(os.path.join(d, "f%05d" % i), "wb") as f:
+                f.write(os.urandom(size))
+            written += size
+            i += 1
+        big = os.path.join(root, "opt", "large")
+        os.makedirs(big, exist_ok=True)
+        j = 0
+        chunk = 64 << 20
+        while written < total:
+            size = min(chunk, total - written)
+            with open(os.path.join(big, "blob%02d" % j), "wb") as f:
+                left = size
+                while left:
+                    n = min(left, 8 << 20)
+                    f.write(os.urandom(n))
+                    left -= n
+            written += size
+            j += 1
+        with open(os.path.join(os.path.dirname(root), "config.json"), "w") as f:
+            f.write(open(os.path.join(self.b.bundle, "config.json")).read())
+        open(marker, "w").close()
+        self.files = i + j
+        return root
+
+    def timed_shell(self, cmd):
+        r = self.b.local.run_once(argv=["sh", "-c", cmd])
+        if not r["ok"]:
+            raise Unavailable(first_line(r["err"]))
+        return r["ns"]
+
+    def throughput(self):
+        mib = self.opt.verify_mib
+        self.b.log("verify throughput: generating a %d MiB rootfs (reused between runs)" % mib)
+        root = self.generate_rootfs(mib)
+        bundle = os.path.dirname(root)
+        nbytes = 0
+        nfiles = 0
+        for dp, _, fs in os.walk(root):
+            for f in fs:
+                nbytes += os.lstat(os.path.join(dp, f)).st_size
+                nfiles += 1
+        reps = 1 if self.opt.quick else 3
+
+        def mbps(ns_list):
+            ns = statistics.median(ns_list)
+            return "%.0f" % (nbytes / 1e6 / (ns / 1e9)), "%.0f" % (ns / 1e6)
+
+        rows = []
+        # Warm the page cache for everyone alike; "cold" below means without the verify cache, not an
+        # empty page cache (dropping caches would change the host for everyone else).
+        self.timed_shell("find '%s' -type f -print0 | xargs -0 cat > /dev/null" % root)
+        for label, cmd in (
+                ("sha256sum, 1 process", "find '%s' -type f -print0 | xargs -0 sha256sum > /dev/null" % root),
+                ("sha256sum, %d in parallel" % os.cpu_count(),
+                 "find '%s' -type f -print0 | xargs -0 -P %d -n 64 sha256sum > /dev/null" % (root, os.cpu_count()))):
+            try:
+                rows.append([label, *mbps([self.timed_shell(cmd) for _ in range(reps)])])
+            except Unavailable as e:
+                rows.append([label, "not available: " + str(e), ""])
+        if not self.sign:
+            rows.append(["trustme-sign verify", "not available: trustme-sign not built", ""])
+        else:
+            try:
+                self.b.log("verify throughput: signing the generated rootfs")
+                self.sign_bundle(bundle)
+                pol = self.policy("policy-throughput", verify_cache=True)
+                base = [self.sign, "verify", "--policy", pol]
+                for label, argv in (("trustme-sign verify --no-cache (cold)", base + ["--no-cache", bundle]),
+                                    ("trustme-sign verify (warm cache)", base + [bundle])):
+                    samples = []
+                    if "warm" in label:
+                        self.b.local.run_once(argv=argv)  # prime the cache
+                    for _ in range(reps):
+                        r = self.b.local.run_once(argv=argv)
+                        if not r["ok"]:
+                            raise Unavailable("%s: %s" % (label, first_line(r["err"])))
+                        samples.append(r["ns"])
+                    rows.append([label, *mbps(samples)])
+            except Unavailable as e:
+                rows.append(["trustme-sign verify", "not available: " + str(e), ""])
+        try:
+            out = subprocess.run(["openssl", "speed", "-evp", "sha256", "-bytes", "16384", "-seconds", "2"],
+                                 capture_output=True, text=True, timeout=60).stdout
+            m = re.search(r"^sha256\s+([\d.]+)k", out, re.M)
+            rows.append(["openssl speed -evp sha256 (16 KiB blocks, 1 core)",
+                         "%.0f" % (float(m.group(1)) * 1000 / 1e6), "—"])
+        except Exception as e:
+            rows.append(["openssl speed -evp sha256", "not available: %s" % e, ""])
+        return ("### Verification throughput: %d files, %.0f MiB (page cache warm), MB/s\n\n" % (
+            nfiles, nbytes / (1 << 20)) + from_run.table(["what", "MB/s", "median ms"], rows))
+
+    def run(self):
+        global from_run
+        import __main__ as from_run_module
+        from_run = from_run_module
+        sections = []
+        try:
+            sections.append(self.run_variants())
+        finally:
+            if self.swtpm:
+                self.swtpm.stop()
+        sections.append(self.throughput())
+        return sections
