@@ -1,0 +1,104 @@
+// process.capabilities: names resolved with libcap in the parent; applied in the child with prctl and the
+// raw capset syscall, so the child neither allocates nor depends on libcap's process state.
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "base/log.hpp"
+#include "security/json_util.hpp"
+#include "security/security.hpp"
+
+namespace trustme::security {
+using nlohmann::json;
+using namespace detail;
+
+namespace {
+
+std::vector<cap_value_t> parse_set(const json& caps, const char* name, const std::string& base) {
+    std::vector<cap_value_t> out;
+    const json* set = field(caps, name);
+    if (!set) return out;
+    std::string path = key(base, name);
+    expect_array(*set, path);
+    const int kernel_caps = static_cast<int>(cap_max_bits());  // cap_last_cap + 1
+    for (size_t i = 0; i < set->size(); ++i) {
+        std::string p = idx(path, i);
+        std::string cap = as_string((*set)[i], p);
+        // cap_from_name also takes numbers and "all"; the spec only has CAP_* names.
+        if (cap.rfind("CAP_", 0) != 0) fail(p + ": unknown capability " + cap);
+        std::string lower = cap;
+        for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        cap_value_t v;
+        if (cap_from_name(lower.c_str(), &v) != 0) fail(p + ": unknown capability " + cap);
+        if (v >= kernel_caps) {
+            // Known to libcap but newer than this kernel: runc ignores such names (with a warning).
+            log::debug(p + ": capability " + cap + " not supported by this kernel, ignored");
+            continue;
+        }
+        if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
+    }
+    return out;
+}
+
+uint64_t mask_of(const std::vector<cap_value_t>& set) {
+    uint64_t m = 0;
+    for (cap_value_t v : set) m |= uint64_t{1} << v;
+    return m;
+}
+
+}  // namespace
+
+Capabilities parse_capabilities(const json& caps) {
+    Capabilities c;
+    if (caps.is_null()) return c;
+    const std::string base = "process.capabilities";
+    expect_object(caps, base);
+    c.present = true;
+    c.bounding = parse_set(caps, "bounding", base);
+    c.effective = parse_set(caps, "effective", base);
+    c.inheritable = parse_set(caps, "inheritable", base);
+    c.permitted = parse_set(caps, "permitted", base);
+    c.ambient = parse_set(caps, "ambient", base);
+    return c;
+}
+
+void apply_bounding(const Capabilities& c) {
+    if (!c.present) return;
+    const uint64_t keep = mask_of(c.bounding);
+    for (int v = 0; v <= 63; ++v) {
+        if (keep & (uint64_t{1} << v)) continue;
+        if (prctl(PR_CAPBSET_READ, v, 0, 0, 0) <= 0) continue;  // not in the set, or unknown to the kernel
+        if (prctl(PR_CAPBSET_DROP, v, 0, 0, 0) < 0)
+            fail_errno(errno, "dropping capability " + std::to_string(v) + " from the bounding set");
+    }
+}
+
+void apply_after_user_switch(const Capabilities& c) {
+    if (!c.present) return;
+    // capset(2) with _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    const uint64_t eff = mask_of(c.effective), prm = mask_of(c.permitted), inh = mask_of(c.inheritable);
+    for (int w = 0; w < 2; ++w) {
+        data[w].effective = static_cast<uint32_t>(eff >> (32 * w));
+        data[w].permitted = static_cast<uint32_t>(prm >> (32 * w));
+        data[w].inheritable = static_cast<uint32_t>(inh >> (32 * w));
+    }
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        fail_errno(errno, "process.capabilities: setting effective/permitted/inheritable (a capability "
+                          "outside the runtime's bounding set, or effective not within permitted?)");
+    // The ambient set only holds capabilities that are permitted and inheritable (capabilities(7)).
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        fail_errno(errno, "clearing the ambient capability set");
+    for (cap_value_t v : c.ambient) {
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, v, 0, 0) < 0)
+            fail_errno(errno, "process.capabilities.ambient: raising capability " + std::to_string(v) +
+                                  " (it must also be permitted and inheritable)");
+    }
+}
+
+}  // namespace trustme::security
