@@ -1,0 +1,367 @@
+"""Harness of the runtime-agnostic conformance suite.
+
+A runtime is any binary with runc's command line (create/start/state/kill/delete, --root, --bundle).
+Every test gets fresh bundles (a copy of a busybox-static rootfs), a private --root per runtime, and a
+deadline; every container it creates is deleted and every process it leaves is killed by PID.
+"""
+import copy
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+PR_SET_CHILD_SUBREAPER = 36
+CMD_TIMEOUT = 15.0      # seconds for one runtime command
+WAIT_TIMEOUT = 15.0     # seconds for a container to reach a state
+
+
+class Fail(Exception):
+    """The runtime does not do what the spec sentence requires."""
+
+
+class Skip(Exception):
+    """The test cannot be judged on this host or with this runtime."""
+
+
+class Result:
+    def __init__(self, status, reason=""):
+        self.status = status  # "pass" | "fail" | "skip"
+        self.reason = reason
+
+
+TESTS = []
+
+
+def test(section, name, cite, level="MUST"):
+    """Registers a test: section (runtime.md, config.md, config-linux.md, runc-cli), a short name, the spec
+    sentence it checks, and whether the sentence says MUST or SHOULD."""
+    def deco(fn):
+        TESTS.append(dict(section=section, name=name, cite=cite, level=level, fn=fn))
+        return fn
+    return deco
+
+
+def set_subreaper():
+    """Containers are re-parented to us (as they are to a shim), so we can reap them and see exits."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def reap_all():
+    """Reaps every exited orphan. Only called between commands (no subprocess of ours is running)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return False
+    state = data.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X")
+
+
+def default_config(args):
+    """A config close to `runc spec`, with terminal false and a writable root, so tests can write."""
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": list(args),
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {k: ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+                             for k in ("bounding", "effective", "permitted")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": False},
+        "hostname": "conformance",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                            "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }
+
+
+class Runtime:
+    def __init__(self, name, path, workdir):
+        self.name = name
+        self.path = path
+        self.workdir = workdir
+        self.root = os.path.join(workdir, "root")
+        os.makedirs(self.root, exist_ok=True)
+        self.argv0 = [path]
+
+    def cmd(self, *args, stdin=None, stdout=None, stderr=None, timeout=CMD_TIMEOUT):
+        """Runs `runtime --root R args...`; returns (rc, out, err) with out/err text when captured."""
+        argv = self.argv0 + ["--root", self.root] + [str(a) for a in args]
+        cap_out = stdout is None
+        cap_err = stderr is None
+        p = subprocess.Popen(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                             stdout=subprocess.PIPE if cap_out else stdout,
+                             stderr=subprocess.PIPE if cap_err else stderr, start_new_session=True)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.communicate()
+            raise Fail(f"`{' '.join(str(a) for a in args[:2])}` did not finish in {timeout:.0f}s")
+        return p.returncode, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+
+
+class Container:
+    def __init__(self, ctx, cid, bundle):
+        self.ctx = ctx
+        self.id = cid
+        self.bundle = bundle
+        self.pid = None
+        self.out_path = os.path.join(bundle.dir, "stdout")
+        self.err_path = os.path.join(bundle.dir, "stderr")
+
+    def state(self):
+        rc, out, err = self.ctx.rt.cmd("state", self.id)
+        if rc != 0:
+            return None
+        try:
+            st = json.loads(out)
+        except ValueError:
+            raise Fail(f"state output is not JSON: {out[:80]!r}")
+        if st.get("pid"):
+            self.pid = st["pid"]
+        return st
+
+    def status(self):
+        st = self.state()
+        return st.get("status") if st else None
+
+    def start(self, check=True):
+        rc, out, err = self.ctx.rt.cmd("start", self.id)
+        if check and rc != 0:
+            raise Fail(f"start failed: {first_line(err or out)}")
+        return rc, out, err
+
+    def kill(self, sig="KILL", check=True):
+        rc, out, err = self.ctx.rt.cmd("kill", self.id, sig)
+        if check and rc != 0:
+            raise Fail(f"kill {sig} failed: {first_line(err or out)}")
+        return rc, out, err
+
+    def delete(self, force=False, check=True):
+        args = ["delete"] + (["--force"] if force else []) + [self.id]
+        rc, out, err = self.ctx.rt.cmd(*args)
+        if check and rc != 0:
+            raise Fail(f"delete failed: {first_line(err or out)}")
+        return rc, out, err
+
+    def wait(self, status="stopped", timeout=WAIT_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.pid:
+                try:
+                    os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+            last = self.status()
+            if last == status:
+                return
+            time.sleep(0.03)
+        raise Fail(f"container did not become {status} (last status {last})")
+
+    def wait_output(self, text, timeout=WAIT_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.stdout():
+                return
+            time.sleep(0.03)
+        raise Fail(f"container never printed {text!r}; stdout {self.stdout()[-120:]!r} "
+                   f"stderr {self.stderr()[-160:]!r}")
+
+    def stdout(self):
+        with open(self.out_path, errors="replace") as f:
+            return f.read()
+
+    def stderr(self):
+        with open(self.err_path, errors="replace") as f:
+            return f.read()
+
+
+class Bundle:
+    def __init__(self, ctx, path, config):
+        self.ctx = ctx
+        self.dir = path
+        self.config = config
+        self.rootfs = os.path.join(path, "rootfs")
+
+    def write(self):
+        with open(os.path.join(self.dir, "config.json"), "w") as f:
+            json.dump(self.config, f, indent=1)
+
+
+def first_line(text):
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line[:200]
+    return "(no message)"
+
+
+class Context:
+    """What one test sees: one runtime, a scratch dir, and every container it made (cleaned up after)."""
+
+    def __init__(self, rt, base_rootfs, scratch, serial):
+        self.rt = rt
+        self.base_rootfs = base_rootfs
+        self.scratch = scratch
+        self.serial = serial
+        self.containers = []
+        self.pids = []       # helper processes to kill at the end
+        self.nbundles = 0
+        self.cleanups = []
+
+    def new_id(self, suffix=""):
+        return f"conf-{os.getpid()}-{self.serial}-{len(self.containers)}{suffix}"
+
+    def bundle(self, args=("sh", "-c", "true")):
+        self.nbundles += 1
+        d = os.path.join(self.scratch, f"bundle{self.nbundles}")
+        os.makedirs(d)
+        subprocess.run(["cp", "-a", self.base_rootfs, os.path.join(d, "rootfs")], check=True)
+        return Bundle(self, d, default_config(args))
+
+    def create(self, bundle, cid=None, check=True, extra=()):
+        """create with the container's stdio sent to files in the bundle (terminal false: passthrough)."""
+        bundle.write()
+        c = Container(self, cid or self.new_id(), bundle)
+        self.containers.append(c)
+        with open(c.out_path, "ab") as out, open(c.err_path, "ab") as err:
+            rc, _, _ = self.rt.cmd("create", "--bundle", bundle.dir, *extra, c.id, stdout=out, stderr=err)
+        c.create_rc = rc
+        if check and rc != 0:
+            raise Fail(f"create failed: {first_line(c.stderr())}")
+        if rc == 0:
+            c.state()
+        return c
+
+    def run(self, bundle, timeout=WAIT_TIMEOUT):
+        """create + start + wait for stopped; returns the container (output in c.stdout())."""
+        c = self.create(bundle)
+        c.start()
+        c.wait("stopped", timeout)
+        return c
+
+    def sh(self, script, mutate=None, timeout=WAIT_TIMEOUT):
+        """Runs `sh -c script` in a container made from the default config changed by mutate(config, bundle);
+        returns its stdout + stderr."""
+        b = self.bundle(["sh", "-c", script])
+        if mutate:
+            mutate(b.config, b)
+        c = self.run(b, timeout)
+        return c.stdout() + c.stderr()
+
+    def spawn(self, argv):
+        """A helper process on the host, killed by PID at the end of the test."""
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.pids.append(p)
+        return p
+
+    def cleanup(self):
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception:
+                pass
+        for c in self.containers:
+            try:
+                if c.status() is not None:
+                    c.kill("KILL", check=False)
+                    c.delete(force=True, check=False)
+            except Fail:
+                pass
+            if c.pid and pid_alive(c.pid):
+                try:
+                    os.kill(c.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for p in self.pids:
+            if p.poll() is None:
+                p.kill()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        reap_all()
+
+
+def run_test(rt, t, base_rootfs, serial, deadline_s=60):
+    scratch = tempfile.mkdtemp(prefix=f"t{serial}-", dir=rt.workdir)
+    os.chmod(scratch, 0o755)  # user-namespaced containers must reach their rootfs
+    ctx = Context(rt, base_rootfs, scratch, serial)
+
+    def on_alarm(signum, frame):
+        raise Fail(f"test exceeded its {deadline_s}s deadline")
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(deadline_s)
+    try:
+        t["fn"](ctx)
+        res = Result("pass")
+    except Fail as e:
+        res = Result("fail", str(e))
+    except Skip as e:
+        res = Result("skip", str(e))
+    except Exception as e:  # a bug in the test or an unexpected runtime answer
+        res = Result("fail", f"{type(e).__name__}: {e}")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    signal.alarm(30)
+    try:
+        ctx.cleanup()
+    except Fail:
+        pass
+    finally:
+        signal.alarm(0)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return res
+
+
+def expect(cond, reason):
+    if not cond:
+        raise Fail(reason)
+
+
+def deepcopy(x):
+    return copy.deepcopy(x)
