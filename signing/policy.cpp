@@ -117,6 +117,10 @@ Policy parse(const std::string& text, const std::string& origin) {
         } else if (k == "verify_cache") {
             if (!v.is_boolean()) bad(origin, k, "must be true or false");
             p.verify_cache = v.get<bool>();
+        } else if (k == "verify_cache_dir") {
+            if (!v.is_string() || v.get_ref<const std::string&>().empty() || v.get_ref<const std::string&>()[0] != '/')
+                bad(origin, k, "must be an absolute path");
+            p.verify_cache_dir = v.get<std::string>();
         } else if (k == "constraints") {
             if (!v.is_object()) bad(origin, k, "must be an object");
             validate_constraints(v, origin);

@@ -21,6 +21,7 @@ struct Policy {
     bool attestation = false;                // runtime inserts `trustme-attest hook measure` as first createRuntime hook
     std::string event_log = "/var/lib/trustme/measurements.cel.json";
     bool verify_cache = true;                // may the plugin cache verification results between starts
+    std::string verify_cache_dir = "/var/lib/trustme/verify-cache";  // root-owned store of the cache (docs/signing.md)
     nlohmann::json constraints = nlohmann::json::object();  // judged against engine-generated configs
 };
 

@@ -1,0 +1,75 @@
+// The bundle manifest (trustme-manifest(5)): a canonical text listing of config.json's digest and every
+// rootfs entry, which the CMS signature covers. Built by one walk of a directory fd (openat, O_NOFOLLOW:
+// no path is resolved twice), hashing regular files in parallel with OpenSSL's SHA-256.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace trustme::signing {
+
+class HashCache;
+
+// Name of the embedded manifest and signature inside the rootfs, and of the detached pair in the bundle.
+inline constexpr const char* kEmbeddedDir = ".trustme";
+inline constexpr const char* kEmbeddedManifest = "manifest";
+inline constexpr const char* kBundleManifest = "trustme.manifest";
+inline constexpr const char* kSignatureSuffix = ".p7s";
+
+struct Entry {
+    std::string path;  // raw bytes, absolute within the rootfs: "/", "/bin", "/bin/sh"
+    char type = 0;     // d f l c b p s
+    uint32_t mode = 0; // permission bits incl. setuid/setgid/sticky (st_mode & 07777)
+    uint32_t uid = 0, gid = 0;
+    uint64_t size = 0;          // regular files
+    std::string sha256;         // regular files: hex
+    std::string target;         // symlinks: raw bytes
+    uint32_t rdev_major = 0, rdev_minor = 0;  // c, b
+    std::string link;           // non-directories: earlier path of the same inode (hard link)
+    std::vector<std::pair<std::string, std::string>> xattrs;  // name, raw value; sorted by name
+    // walk-only identity, not rendered
+    uint64_t dev = 0, ino = 0, nlink = 0;
+};
+
+struct Manifest {
+    std::optional<std::string> config_sha256;  // hex; present when the bundle's config.json is signed
+    std::vector<Entry> entries;                 // canonical order: bytewise by path
+};
+
+struct WalkStats {
+    uint64_t entries = 0, files = 0, bytes_hashed = 0, cache_hits = 0;
+};
+
+struct WalkOptions {
+    bool exclude_embedded = false;  // leave out /.trustme/manifest and /.trustme/manifest.p7s
+    HashCache* cache = nullptr;     // may be null
+    unsigned threads = 0;           // hashing threads; 0: one per online CPU
+};
+
+// Walk a rootfs once; entries come back in canonical order with hard links resolved.
+std::vector<Entry> walk_rootfs(int rootfs_fd, const WalkOptions& opt, WalkStats* stats = nullptr);
+
+// Canonical text, ending with "digest sha256=<hex of everything before that line>\n".
+std::string render(const Manifest& m);
+
+// Strict parser: canonical order, valid paths (no "..", ".", "//"), consistent links and digest.
+// Errors: "NAME line N: reason".
+Manifest parse_manifest(std::string_view text, const std::string& name);
+
+// First difference between a signed manifest and a fresh walk, as "PATH: reason" ("" when equal);
+// with "(and N more differences)" appended when there are several. Config is not compared here.
+std::string compare_entries(const std::vector<Entry>& signed_entries, const std::vector<Entry>& actual);
+
+// The manifest `trustme-sign sign` writes (bytes identical). with_config: the bundle location, covering
+// bundle_fd's config.json; otherwise the embedded location (rootfs only, the embedded pair excluded).
+std::string build_manifest(int bundle_fd, int rootfs_fd, bool with_config);
+
+std::string sha256_hex(std::string_view data);
+
+// Percent-encoding used for paths and link targets in the manifest (bytes outside '!'..'~', and '%').
+std::string encode_field(std::string_view raw);
+
+}  // namespace trustme::signing
