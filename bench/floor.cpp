@@ -1,6 +1,6 @@
 // trustme-floor: the kernel's own cost of a default-spec `run`, with no runtime bookkeeping.
 //
-//   trustme-floor [--cgroupns] ROOTFS [ARG...]      (ARG defaults to /bin/true)
+//   trustme-floor [--cgroupns] [--trace] ROOTFS [ARG...]      (ARG defaults to /bin/true)
 //
 // It does, once, what `runc run` does for the bundle that `runc spec` (runc 1.1.5) writes: new pid,
 // network, ipc, uts and mount namespaces (plus cgroup with --cgroupns, which runc 1.1's default spec
@@ -35,12 +35,30 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
 #include "base/error.hpp"
 
 namespace {
+
+// --trace: print the time of each phase to stderr (CLOCK_MONOTONIC, µs since start), to see where the
+// kernel's share goes. Off in the benchmark.
+bool g_trace = false;
+long long g_t0 = 0;
+
+long long now_us() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
+void mark(const char* phase) {
+    if (!g_trace) return;
+    long long t = now_us();
+    std::fprintf(stderr, "floor %6lld us  %s\n", t - g_t0, phase);
+}
 
 using trustme::check;
 using trustme::fail_errno;
@@ -275,11 +293,16 @@ int child_main(void* arg) {
     char b;
     if (read(a.sync_fd, &b, 1) != 1) die("sync read");  // wait until the parent put us in the cgroups
     close(a.sync_fd);
+    mark("child: in cgroups");
     if (a.cgroupns) must(unshare(CLONE_NEWCGROUP), "unshare cgroupns");
     mount_default_fs(a);
+    mark("child: mounts, devices");
     pivot_into_rootfs();
+    mark("child: pivot_root");
     mask_and_protect();
+    mark("child: masked + read-only paths");
     process_settings();
+    mark("child: lo, hostname, rlimit, caps; exec");
     char* envp[] = {const_cast<char*>("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
                     const_cast<char*>("TERM=xterm"), const_cast<char*>("HOME=/root"), nullptr};
     execve(a.argv[0], a.argv, envp);
@@ -289,14 +312,16 @@ int child_main(void* arg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    g_t0 = now_us();
     int i = 1;
     bool cgroupns = false;
-    if (i < argc && std::strcmp(argv[i], "--cgroupns") == 0) {
-        cgroupns = true;
-        ++i;
+    for (; i < argc && argv[i][0] == '-'; ++i) {
+        if (std::strcmp(argv[i], "--cgroupns") == 0) cgroupns = true;
+        else if (std::strcmp(argv[i], "--trace") == 0) g_trace = true;
+        else break;
     }
     if (i >= argc) {
-        std::fprintf(stderr, "usage: trustme-floor [--cgroupns] ROOTFS [ARG...]\n");
+        std::fprintf(stderr, "usage: trustme-floor [--cgroupns] [--trace] ROOTFS [ARG...]\n");
         return 2;
     }
     try {
@@ -312,7 +337,9 @@ int main(int argc, char** argv) {
         a.hierarchies = cgroup_hierarchies();
         a.cgroup_leaf = "trustme-floor-" + std::to_string(getpid());
 
+        mark("start");
         Cgroups cg(a.cgroup_leaf);
+        mark("cgroups created");
         int sync[2];
         check(pipe2(sync, O_CLOEXEC), "pipe2");
         a.sync_fd = sync[0];
@@ -322,6 +349,7 @@ int main(int argc, char** argv) {
         pid_t pid = clone(child_main, stack + sizeof stack,
                           CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNS | SIGCHLD, &a);
         check(pid, "clone");
+        mark("cloned (pid, net, ipc, uts, mount ns)");
         close(sync[0]);
         try {
             cg.join(pid);
@@ -330,11 +358,13 @@ int main(int argc, char** argv) {
             waitpid(pid, nullptr, 0);
             throw;
         }
+        mark("joined cgroups");
         check(write(sync[1], "x", 1), "sync write");
         close(sync[1]);
         int status = 0;
         while (waitpid(pid, &status, 0) < 0)
             if (errno != EINTR) trustme::fail_errno(errno, "waitpid");
+        mark("reaped (namespaces torn down)");
         if (WIFEXITED(status)) return WEXITSTATUS(status);
         return 128 + WTERMSIG(status);
     } catch (const std::exception& e) {
