@@ -30,7 +30,7 @@ struct DeviceRule {
     char type = 'a';        // 'a', 'c', 'b'
     int64_t major = -1;     // -1 = wildcard '*'
     int64_t minor = -1;     // -1 = wildcard '*'
-    std::string access;     // subset of "rwm"; "" means "rwm" (as runc)
+    std::string access;     // non-empty subset of "rwm" (runc rejects an empty access)
 };
 
 // The rules enforced for a config: "deny all", then the config's rules in order, then the default

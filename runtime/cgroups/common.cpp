@@ -1,0 +1,310 @@
+// Paths, mount discovery and file access shared by both managers.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <sstream>
+#include <thread>
+
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/files.hpp"
+#include "cgroups/internal.hpp"
+
+namespace trustme::cgroups::detail {
+
+std::string clean_path(const std::string& path) {
+    if (path.empty()) return "";
+    bool absolute = path[0] == '/';
+    std::vector<std::string> parts;
+    std::stringstream ss(path);
+    std::string part;
+    while (std::getline(ss, part, '/')) {
+        if (part.empty() || part == ".") continue;
+        if (part == "..") {
+            // Rooted at "/" either way: ".." at the top stays at the top (runc's CleanPath).
+            if (!parts.empty()) parts.pop_back();
+            continue;
+        }
+        parts.push_back(part);
+    }
+    std::string out = absolute ? "/" : "";
+    for (size_t i = 0; i < parts.size(); ++i) {
+        if (i) out += '/';
+        out += parts[i];
+    }
+    if (out.empty()) out = absolute ? "/" : "";
+    return out;
+}
+
+std::string path_join(const std::string& a, const std::string& b) {
+    if (b.empty() || b == "/") return a.empty() ? "/" : a;
+    if (a.empty()) return b;
+    std::string out = a;
+    while (out.size() > 1 && out.back() == '/') out.pop_back();
+    size_t i = 0;
+    while (i < b.size() && b[i] == '/') ++i;
+    if (out != "/") out += '/';
+    out += b.substr(i);
+    return out;
+}
+
+std::string dirname(const std::string& path) {
+    auto pos = path.find_last_of('/');
+    if (pos == std::string::npos) return ".";
+    if (pos == 0) return "/";
+    return path.substr(0, pos);
+}
+
+namespace {
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string unescape(const std::string& s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '\\' && i + 3 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1])) &&
+            std::isdigit(static_cast<unsigned char>(s[i + 2])) &&
+            std::isdigit(static_cast<unsigned char>(s[i + 3]))) {
+            out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
+            i += 3;
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
+}  // namespace
+
+std::vector<CgroupMount> cgroup_mounts() {
+    std::string text = read_file("/proc/self/mountinfo");
+    std::vector<CgroupMount> out;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        // "id parent maj:min root mountpoint opts [optional...] - fstype source superopts"
+        auto sep = line.find(" - ");
+        if (sep == std::string::npos) continue;
+        std::istringstream tail(line.substr(sep + 3));
+        std::string fstype, source, superopts;
+        tail >> fstype >> source >> superopts;
+        if (fstype != "cgroup" && fstype != "cgroup2") continue;
+        std::istringstream head(line.substr(0, sep));
+        std::string id, parent, devno, root, mountpoint;
+        head >> id >> parent >> devno >> root >> mountpoint;
+        CgroupMount m;
+        m.root = unescape(root);
+        m.mountpoint = unescape(mountpoint);
+        m.v2 = fstype == "cgroup2";
+        if (!m.v2) {
+            std::stringstream opts(superopts);
+            std::string o;
+            while (std::getline(opts, o, ',')) {
+                if (o == "rw" || o == "ro" || o == "noprefix" || o == "clone_children" || o == "xattr" ||
+                    o == "cpuset_v2_mode" || o == "favordynmods" || o.rfind("release_agent=", 0) == 0)
+                    continue;
+                m.controllers.push_back(o);
+            }
+        }
+        // The first mount of a hierarchy wins: later ones are usually bind mounts of sub-trees.
+        bool dup = false;
+        for (auto& e : out)
+            if (e.v2 == m.v2 && e.controllers == m.controllers) dup = true;
+        if (!dup) out.push_back(std::move(m));
+    }
+    return out;
+}
+
+std::map<std::string, std::string> own_cgroups() {
+    std::map<std::string, std::string> out;
+    std::istringstream in(read_file("/proc/self/cgroup"));
+    std::string line;
+    while (std::getline(in, line)) {
+        // "hierarchy-id:controller-list:path"
+        auto a = line.find(':');
+        auto b = line.find(':', a + 1);
+        if (a == std::string::npos || b == std::string::npos) continue;
+        std::string ctrls = line.substr(a + 1, b - a - 1);
+        std::string path = line.substr(b + 1);
+        if (ctrls.empty()) {
+            out[""] = path;
+            continue;
+        }
+        std::stringstream ss(ctrls);
+        std::string c;
+        while (std::getline(ss, c, ',')) out[c] = path;
+    }
+    return out;
+}
+
+void write_value(const std::string& dir, std::string_view file, const std::string& value) {
+    std::string path = path_join(dir, std::string(file));
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) fail_errno(errno, "cgroups: open " + path + " to write \"" + value + "\"");
+    ssize_t n;
+    do {
+        n = ::write(fd.get(), value.data(), value.size());
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) fail_errno(errno, "cgroups: write \"" + value + "\" to " + path);
+}
+
+std::optional<std::string> try_read(const std::string& dir, std::string_view file) {
+    std::string path = path_join(dir, std::string(file));
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return std::nullopt;
+    std::string out;
+    char buf[8192];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return std::nullopt;
+        }
+        if (n == 0) break;
+        out.append(buf, static_cast<size_t>(n));
+    }
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    return out;
+}
+
+std::string read_value(const std::string& dir, std::string_view file) {
+    auto v = try_read(dir, file);
+    if (!v) fail_errno(errno, "cgroups: read " + path_join(dir, std::string(file)));
+    return *v;
+}
+
+bool exists(const std::string& dir, std::string_view file) {
+    std::string path = path_join(dir, std::string(file));
+    return ::access(path.c_str(), F_OK) == 0;
+}
+
+uint64_t parse_u64(const std::string& s) {
+    if (s == "max") return UINT64_MAX;
+    errno = 0;
+    char* end = nullptr;
+    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+    if (end == s.c_str() || errno) return 0;
+    return v;
+}
+
+std::map<std::string, uint64_t> read_keyed(const std::string& dir, std::string_view file) {
+    std::map<std::string, uint64_t> out;
+    auto text = try_read(dir, file);
+    if (!text) return out;
+    std::istringstream in(*text);
+    std::string k, v;
+    while (in >> k >> v) out[k] = parse_u64(v);
+    return out;
+}
+
+std::vector<pid_t> read_procs(const std::string& dir) {
+    std::vector<pid_t> out;
+    auto text = try_read(dir, "cgroup.procs");
+    if (!text) return out;
+    std::istringstream in(*text);
+    long p;
+    while (in >> p) out.push_back(static_cast<pid_t>(p));
+    return out;
+}
+
+void write_pid(const std::string& dir, pid_t pid) {
+    std::string value = std::to_string(pid);
+    std::string path = path_join(dir, "cgroup.procs");
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) fail_errno(errno, "cgroups: open " + path + " to write \"" + value + "\"");
+    for (int attempt = 0;; ++attempt) {
+        if (::write(fd.get(), value.data(), value.size()) >= 0) return;
+        int err = errno;
+        // runc retries EINVAL (5 x 30 ms): the task may still be TASK_NEW right after clone.
+        if ((err != EINVAL && err != EINTR) || attempt >= 4) fail_errno(err, "cgroups: write \"" + value + "\" to " + path);
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    }
+}
+
+void mkdir_p(const std::string& dir, std::vector<std::string>& made) {
+    if (dir.empty() || dir == "/") return;
+    struct stat st;
+    if (::stat(dir.c_str(), &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) fail("cgroups: " + dir + " exists and is not a directory");
+        return;
+    }
+    mkdir_p(dirname(dir), made);
+    if (::mkdir(dir.c_str(), 0755) < 0) {
+        if (errno == EEXIST) return;  // a concurrent creator (another container sharing a parent)
+        fail_errno(errno, "cgroups: mkdir " + dir);
+    }
+    made.push_back(dir);
+}
+
+void remove_cgroup_dir(const std::string& dir) {
+    // Child cgroups first (a container with a writable cgroupns may have made some). Only the
+    // container's own sub-tree is walked, and only directories.
+    if (DIR* d = ::opendir(dir.c_str())) {
+        std::vector<std::string> children;
+        while (dirent* e = ::readdir(d)) {
+            if (e->d_type != DT_DIR) continue;
+            std::string n = e->d_name;
+            if (n == "." || n == "..") continue;
+            children.push_back(path_join(dir, n));
+        }
+        ::closedir(d);
+        for (auto& c : children) remove_cgroup_dir(c);
+    } else if (errno == ENOENT) {
+        return;
+    }
+    // rmdir fails with EBUSY while the last tasks are still exiting; bounded retries (runc does
+    // 5 tries with an increasing delay; we allow ~1 s in total).
+    int delay_ms = 10;
+    for (int attempt = 0;; ++attempt) {
+        if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return;
+        if (errno != EBUSY || attempt >= 7) fail_errno(errno, "cgroups: rmdir " + dir);
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+        delay_ms = std::min(delay_ms * 2, 320);
+    }
+}
+
+const nlohmann::json* member(const nlohmann::json& obj, const char* key) {
+    if (!obj.is_object()) return nullptr;
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return nullptr;
+    return &*it;
+}
+
+std::optional<int64_t> get_i64(const nlohmann::json& obj, const char* key, const std::string& path) {
+    auto* v = member(obj, key);
+    if (!v) return std::nullopt;
+    if (v->is_number_integer()) {
+        if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+            fail(path + "." + key + ": " + v->dump() + " is out of range");
+        return v->get<int64_t>();
+    }
+    fail(path + "." + key + ": expected an integer, got " + v->dump());
+}
+
+std::optional<uint64_t> get_u64(const nlohmann::json& obj, const char* key, const std::string& path) {
+    auto* v = member(obj, key);
+    if (!v) return std::nullopt;
+    if (v->is_number_unsigned()) return v->get<uint64_t>();
+    if (v->is_number_integer()) fail(path + "." + key + ": must not be negative, got " + v->dump());
+    fail(path + "." + key + ": expected an unsigned integer, got " + v->dump());
+}
+
+std::optional<std::string> get_str(const nlohmann::json& obj, const char* key, const std::string& path) {
+    auto* v = member(obj, key);
+    if (!v) return std::nullopt;
+    if (!v->is_string()) fail(path + "." + key + ": expected a string, got " + v->dump());
+    return v->get<std::string>();
+}
+
+std::optional<bool> get_bool(const nlohmann::json& obj, const char* key, const std::string& path) {
+    auto* v = member(obj, key);
+    if (!v) return std::nullopt;
+    if (!v->is_boolean()) fail(path + "." + key + ": expected true or false, got " + v->dump());
+    return v->get<bool>();
+}
+
+}  // namespace trustme::cgroups::detail
