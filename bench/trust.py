@@ -96,14 +96,15 @@ class TrustBench:
         if not self.sign:
             raise Unavailable("trustme-sign not built")
         d = os.path.join(self.work, "pki")
-        if not os.path.exists(os.path.join(d, "signer.crt")):
+        if not os.path.exists(os.path.join(d, "bench.pem")):
             shutil.rmtree(d, ignore_errors=True)
+            # pki init: root-ca.{pem,key}, signing-ca.{pem,key}, crl.pem; issue: bench.{pem,key}, bench-chain.pem
             sh([self.sign, "pki", "init", "--dir", d])
-            sh([self.sign, "pki", "issue", "--dir", d, "--name", "bench", "--out", os.path.join(d, "signer")])
+            sh([self.sign, "pki", "issue", "--dir", d, "--name", "bench"])
         return d
 
     def policy(self, name, **fields):
-        p = {"signature": "required", "trust_anchors": [os.path.join(self.pki(), "root.crt")]}
+        p = {"signature": "required", "trust_anchors": [os.path.join(self.pki(), "root-ca.pem")]}
         p.update(fields)
         path = os.path.join(self.work, name + ".json")
         with open(path, "w") as f:
@@ -111,9 +112,7 @@ class TrustBench:
         return path
 
     def sign_bundle(self, bundle):
-        d = self.pki()
-        sh([self.sign, "sign", "--key", os.path.join(d, "signer.key"), "--cert", os.path.join(d, "signer.crt"),
-            "--chain", os.path.join(d, "chain.crt"), bundle])
+        sh([self.sign, "sign", "--dir", self.pki(), "--name", "bench", bundle])
 
     def copy_bundle(self, src, name):
         dst = os.path.join(self.work, name)
