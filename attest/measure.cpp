@@ -1,0 +1,170 @@
+#include "attest/measure.hpp"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/sha.h>
+#include <unistd.h>
+
+#include <ctime>
+
+#include "attest/tpm.hpp"
+#include "runtime/base/error.hpp"
+#include "runtime/base/fd.hpp"
+#include "runtime/base/files.hpp"
+#ifdef TRUSTME_HAVE_SIGNING
+#include "signing/manifest.hpp"
+#endif
+
+namespace trustme::attest {
+namespace {
+
+std::string sha256_hex(std::string_view data) {
+    uint8_t d[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const uint8_t*>(data.data()), data.size(), d);
+    return tpm::to_hex(d, sizeof d);
+}
+
+bool is_hex_sha256(const std::string& s) {
+    if (s.size() != 64) return false;
+    for (char c : s)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
+std::string readlink_str(const std::string& p) {
+    char buf[PATH_MAX];
+    ssize_t n = ::readlink(p.c_str(), buf, sizeof buf - 1);
+    if (n < 0) return {};
+    return std::string(buf, static_cast<size_t>(n));
+}
+
+std::string now_rfc3339() {
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+}  // namespace
+
+bool parent_is_trustme_runtime() {
+    std::string self = readlink_str("/proc/self/exe");
+    std::string parent = readlink_str("/proc/" + std::to_string(::getppid()) + "/exe");
+    auto slash = self.rfind('/');
+    if (self.empty() || parent.empty() || slash == std::string::npos) return false;
+    return parent == self.substr(0, slash) + "/trustme-runtime";
+}
+
+BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotations) {
+    if (!state.is_object()) fail("OCI state: not a JSON object");
+    if (!state.contains("bundle") || !state["bundle"].is_string() || state["bundle"].get<std::string>().empty())
+        fail("OCI state: bundle: missing or not a string");
+    std::string bundle = state["bundle"].get<std::string>();
+    UniqueFd bfd(::open(bundle.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!bfd) fail_errno(errno, "bundle " + bundle);
+    std::string config = read_file_at(bfd.get(), "config.json");
+
+    BundleMeasurement m;
+    m.config_sha256 = sha256_hex(config);
+
+    nlohmann::json ann = state.value("annotations", nlohmann::json::object());
+    if (!ann.is_object()) fail("OCI state: annotations: not an object");
+    if (trust_annotations && ann.contains(kAnnManifest)) {
+        auto str = [&](const char* k) {
+            if (!ann.contains(k)) return std::string();
+            if (!ann[k].is_string()) fail(std::string("OCI state: annotations.") + k + ": not a string");
+            return ann[k].get<std::string>();
+        };
+        m.manifest_sha256 = str(kAnnManifest);
+        if (!is_hex_sha256(m.manifest_sha256))
+            fail(std::string("OCI state: annotations.") + kAnnManifest + ": not a lower-case hex sha256");
+        std::string cfg = str(kAnnConfig);
+        // The runtime verified this config; a different one now means it changed since.
+        if (!cfg.empty() && cfg != m.config_sha256)
+            fail("bundle " + bundle + ": config.json differs from the one the runtime verified");
+        m.signer = str(kAnnSigner);
+        m.source = "runtime-verified";
+        return m;
+    }
+
+    // Unverified: measure what is actually there, never a manifest file's claim about it.
+    std::string root = "rootfs";
+    try {
+        auto cj = nlohmann::json::parse(config);
+        if (cj.contains("root") && cj["root"].is_object() && cj["root"].contains("path") && cj["root"]["path"].is_string())
+            root = cj["root"]["path"].get<std::string>();
+    } catch (const nlohmann::json::exception& e) {
+        fail("bundle " + bundle + ": config.json: not JSON: " + e.what());
+    }
+    m.source = "computed";
+#ifdef TRUSTME_HAVE_SIGNING
+    UniqueFd rfd(::openat(bfd.get(), root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!rfd) fail_errno(errno, "bundle " + bundle + ": root.path " + root);
+    // Which manifest form to build follows the signer's choice: the embedded manifest covers the rootfs
+    // only (engine-generated configs), the bundle manifest covers config.json too.
+    bool embedded = ::faccessat(bfd.get(), "trustme.manifest", F_OK, AT_SYMLINK_NOFOLLOW) != 0 &&
+                    ::faccessat(rfd.get(), ".trustme/manifest", F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+    m.manifest_sha256 = sha256_hex(signing::build_manifest(bfd.get(), rfd.get(), !embedded));
+#else
+    fail("bundle " + bundle + ": cannot compute a manifest: trustme-attest was built without trustme_signing");
+#endif
+    return m;
+}
+
+MeasureResult measure(const MeasureOptions& opt, const nlohmann::json& state, const BundleMeasurement& m) {
+    if (opt.pcr > 23) fail("pcr " + std::to_string(opt.pcr) + ": out of range (0..23)");
+    if (!state.contains("id") || !state["id"].is_string() || state["id"].get<std::string>().empty())
+        fail("OCI state: id: missing or not a string");
+
+    // Lock before opening the TPM: swtpm serves one connection at a time, so a process holding the TPM
+    // while waiting for the lock could deadlock with the lock holder.
+    LogFile log(opt.log, LogFile::Mode::Append);
+    log.lock(true);
+    log.drop_torn_tail();
+    std::vector<Event> events = log.read();
+
+    tpm::Tpm t(opt.tcti);
+    MeasureResult res;
+    int64_t reset = t.reset_count();
+    std::vector<uint8_t> current = t.pcr_read(opt.pcr);
+    if (replay(events, opt.pcr, reset) != current) {
+        // Recovery: a previous run appended its record and died before extending. That record is the
+        // last one of this PCR and epoch, and the PCR equals the replay without it: extend it now.
+        for (size_t i = events.size(); i-- > 0;) {
+            const Event& e = events[i];
+            if (e.pcr != opt.pcr || e.reset_count() != reset) continue;
+            std::vector<Event> prefix(events.begin(), events.begin() + static_cast<std::ptrdiff_t>(i));
+            if (replay(prefix, opt.pcr, reset) == current) {
+                t.pcr_extend(opt.pcr, e.digest);
+                res.recovered = true;
+            }
+            break;
+        }
+        // Otherwise the PCR was extended out of band (or the log was edited): nothing here can repair
+        // that, and the verifier reports it. Measuring still goes on, so the record of this container
+        // is not lost.
+    }
+
+    Event& e = res.event;
+    e.recnum = events.empty() ? 0 : events.back().recnum + 1;
+    e.pcr = opt.pcr;
+    e.content = {{"event", "container-create"},
+                 {"container_id", state["id"].get<std::string>()},
+                 {"bundle", state["bundle"].get<std::string>()},
+                 {"manifest_sha256", m.manifest_sha256},
+                 {"config_sha256", m.config_sha256},
+                 {"signer", m.signer},
+                 {"source", m.source},
+                 {"time", now_rfc3339()},
+                 {"tpm_reset_count", reset}};
+    e.digest = content_digest(e.content);
+    // Write-ahead: the record is durable before the PCR moves. A crash in between leaves a record the
+    // PCR lacks, which the next run completes (above) and a verifier reports as pending until then.
+    log.append(e);
+    t.pcr_extend(opt.pcr, e.digest);
+    return res;
+}
+
+}  // namespace trustme::attest

@@ -1,0 +1,46 @@
+// `trustme-attest hook measure`: measure a bundle into a PCR and the event log, as an OCI createRuntime
+// hook (the OCI state on stdin). See docs/attestation.md for the consistency argument.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "attest/eventlog.hpp"
+
+namespace trustme::attest {
+
+// Annotations trustme-runtime puts into the state after verifying a bundle.
+inline constexpr const char* kAnnManifest = "org.trustme.verified.manifest";  // hex sha256 of the manifest file
+inline constexpr const char* kAnnConfig = "org.trustme.verified.config";      // hex sha256 of config.json
+inline constexpr const char* kAnnSigner = "org.trustme.verified.signer";      // signer certificate subject
+
+struct BundleMeasurement {
+    std::string manifest_sha256, config_sha256, signer;
+    // "runtime-verified": digests and signer from trustme-runtime's annotations;
+    // "computed": the hook walked the bundle itself (no signature check: signer is empty).
+    std::string source;
+};
+
+// trust_annotations: only when the hook's parent is trustme-runtime. Under runc or crun the annotations
+// come straight from config.json, which the bundle's author controls, so they are ignored there.
+BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotations);
+
+// Is our parent process the trustme-runtime binary installed next to this one?
+bool parent_is_trustme_runtime();
+
+struct MeasureOptions {
+    std::string tcti;
+    uint32_t pcr = 11;
+    std::string log;
+};
+
+struct MeasureResult {
+    Event event;
+    bool recovered = false;  // a record left pending by a crash was extended first
+};
+
+// Append the event for `state` to the log and extend the PCR, under the log's exclusive lock.
+MeasureResult measure(const MeasureOptions& opt, const nlohmann::json& state, const BundleMeasurement& m);
+
+}  // namespace trustme::attest

@@ -1,0 +1,147 @@
+#include "attest/net.hpp"
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "runtime/base/error.hpp"
+
+namespace trustme::attest::net {
+namespace {
+
+bool is_unix(const std::string& addr, std::string* path) {
+    if (addr.rfind("unix:", 0) == 0) {
+        *path = addr.substr(5);
+        return true;
+    }
+    if (!addr.empty() && addr[0] == '/') {
+        *path = addr;
+        return true;
+    }
+    return false;
+}
+
+sockaddr_un unix_addr(const std::string& path, const std::string& addr) {
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof(sa.sun_path)) fail(addr + ": unix socket path empty or too long");
+    memcpy(sa.sun_path, path.data(), path.size());
+    return sa;
+}
+
+struct AddrInfo {
+    addrinfo* ai = nullptr;
+    ~AddrInfo() {
+        if (ai) freeaddrinfo(ai);
+    }
+};
+
+void resolve(const std::string& addr, bool passive, AddrInfo& out) {
+    auto colon = addr.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == addr.size())
+        fail(addr + ": expected HOST:PORT, unix:/path or /path");
+    std::string host = addr.substr(0, colon), port = addr.substr(colon + 1);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+    int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &out.ai);
+    if (rc != 0) fail(addr + ": " + gai_strerror(rc));
+}
+
+}  // namespace
+
+void set_timeouts(int fd, int seconds) {
+    timeval tv{seconds, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+UniqueFd listen_on(const std::string& addr) {
+    std::string path;
+    if (is_unix(addr, &path)) {
+        sockaddr_un sa = unix_addr(path, addr);
+        UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (!fd) fail_errno(errno, addr + ": socket");
+        struct stat st {};
+        // Replace a stale socket left by a killed server, never any other kind of file.
+        if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+        if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) fail_errno(errno, addr + ": bind");
+        if (::listen(fd.get(), 16) < 0) fail_errno(errno, addr + ": listen");
+        return fd;
+    }
+    AddrInfo ai;
+    resolve(addr, true, ai);
+    int err = 0;
+    for (addrinfo* p = ai.ai; p; p = p->ai_next) {
+        UniqueFd fd(::socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol));
+        if (!fd) { err = errno; continue; }
+        int one = 1;
+        setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (::bind(fd.get(), p->ai_addr, p->ai_addrlen) == 0 && ::listen(fd.get(), 16) == 0) return fd;
+        err = errno;
+    }
+    fail_errno(err ? err : EADDRNOTAVAIL, addr + ": listen");
+}
+
+UniqueFd connect_to(const std::string& addr) {
+    std::string path;
+    if (is_unix(addr, &path)) {
+        sockaddr_un sa = unix_addr(path, addr);
+        UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (!fd) fail_errno(errno, addr + ": socket");
+        if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) fail_errno(errno, addr + ": connect");
+        set_timeouts(fd.get(), 30);
+        return fd;
+    }
+    AddrInfo ai;
+    resolve(addr, false, ai);
+    int err = 0;
+    for (addrinfo* p = ai.ai; p; p = p->ai_next) {
+        UniqueFd fd(::socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol));
+        if (!fd) { err = errno; continue; }
+        set_timeouts(fd.get(), 30);
+        if (::connect(fd.get(), p->ai_addr, p->ai_addrlen) == 0) return fd;
+        err = errno;
+    }
+    fail_errno(err ? err : ECONNREFUSED, addr + ": connect");
+}
+
+std::string read_line(int fd, size_t max, const std::string& what) {
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_errno(errno, what + ": read");
+        }
+        if (n == 0) break;
+        out.append(buf, static_cast<size_t>(n));
+        auto nl = out.find('\n');
+        if (nl != std::string::npos) {
+            out.resize(nl);
+            return out;
+        }
+        if (out.size() > max) fail(what + ": message larger than " + std::to_string(max) + " bytes");
+    }
+    if (out.empty()) fail(what + ": connection closed without a message");
+    return out;
+}
+
+void write_all(int fd, std::string_view data, const std::string& what) {
+    while (!data.empty()) {
+        ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_errno(errno, what + ": write");
+        }
+        data.remove_prefix(static_cast<size_t>(n));
+    }
+}
+
+}  // namespace trustme::attest::net
