@@ -439,8 +439,11 @@ Signer cms_verify(const std::string& data, const std::string& sig, const std::st
         std::string whom = bad ? name_rfc2253(X509_get_subject_name(bad)) : who.subject;
         std::string why = X509_verify_cert_error_string(err);
         if (err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY || err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
-            err == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN || err == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT)
-            why = "not issued by a trust anchor of the policy (" + why + ")";
+            err == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN || err == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT) {
+            // Name the signer; say where its chain stopped.
+            why = "not issued by a trust anchor of the policy (" + why + ": " + whom + ")";
+            whom = who.subject;
+        }
         ERR_clear_error();
         fail(sig_name + ": certificate " + whom + ": " + why);
     }

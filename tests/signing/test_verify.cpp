@@ -1,0 +1,571 @@
+// Signed bundles end to end: a generated PKI, a busybox rootfs (tests/fixtures/make-rootfs.sh), the real
+// libtrustme-verify.so loaded with dlopen as the runtime loads it, and the trustme-sign binary.
+#include <gtest/gtest.h>
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/files.hpp"
+#include "signing/manifest.hpp"
+#include "signing/pki.hpp"
+#include "signing/verify.hpp"
+#include "signing/verify_plugin.h"
+
+using namespace trustme;
+using namespace trustme::signing;
+
+namespace {
+
+const std::string kBin = TRUSTME_BINARY_DIR;
+const std::string kSrc = TRUSTME_SOURCE_DIR;
+
+int sh(const std::string& cmd) {
+    int rc = std::system(cmd.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+void write(const std::string& path, const std::string& data) {
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f << data;
+    ASSERT_TRUE(f.good()) << path;
+}
+
+std::string slurp(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+// vfs_cap_data revision 2 (include/uapi/linux/capability.h): magic|effective, then {permitted, inheritable}
+// for the low and high 32 capabilities.
+std::string file_caps(uint32_t permitted_low) {
+    uint32_t v[5] = {0x02000000u | 0x1u, permitted_low, 0, 0, 0};
+    return std::string(reinterpret_cast<const char*>(v), sizeof v);
+}
+
+using VerifyFn = int (*)(const trustme_verify_request*, trustme_verify_result*);
+
+struct Outcome {
+    int rc = -1;
+    trustme_verify_result res{};
+    std::string error() const { return res.error; }
+};
+
+class Signing : public ::testing::Test {
+protected:
+    static inline std::string root_;     // per-suite temporary directory
+    static inline std::string pki_, other_pki_, template_rootfs_;
+    static inline void* plugin_ = nullptr;
+    static inline VerifyFn verify_ = nullptr;
+
+    static void SetUpTestSuite() {
+        char t[] = "/tmp/trustme-signing-test.XXXXXX";
+        ASSERT_NE(::mkdtemp(t), nullptr);
+        root_ = t;
+        pki_ = root_ + "/pki";
+        other_pki_ = root_ + "/other-pki";
+        pki_init(pki_, KeySpec{}, 3650, "test");
+        pki_issue(pki_, "app", KeySpec{}, Validity{});
+        pki_issue(pki_, "noeku", KeySpec{}, Validity{}, "none");
+        pki_issue(pki_, "server", KeySpec{}, Validity{}, "serverAuth");
+        Validity old;
+        old.not_before = ::time(nullptr) - 3 * 86400;
+        old.not_after = ::time(nullptr) - 86400;
+        pki_issue(pki_, "expired", KeySpec{}, old);
+        pki_issue(pki_, "revoked", KeySpec{}, Validity{});
+        pki_revoke(pki_, "revoked");
+        pki_init(other_pki_, KeySpec{}, 3650, "stranger");
+        pki_issue(other_pki_, "app", KeySpec{}, Validity{});
+
+        template_rootfs_ = root_ + "/template-rootfs";
+        ASSERT_EQ(sh("sh " + kSrc + "/tests/fixtures/make-rootfs.sh " + template_rootfs_), 0);
+        // What the busybox rootfs lacks: a hard-linked pair, file capabilities, a device, a fifo, odd names.
+        write(template_rootfs_ + "/usr/bin/tool", "#!/bin/sh\necho tool\n");
+        ASSERT_EQ(::chmod((template_rootfs_ + "/usr/bin/tool").c_str(), 0755), 0);
+        ASSERT_EQ(::link((template_rootfs_ + "/usr/bin/tool").c_str(), (template_rootfs_ + "/usr/sbin/tool").c_str()), 0);
+        write(template_rootfs_ + "/bin/capped", "not really ping\n");
+        std::string caps = file_caps(1u << 13);  // CAP_NET_RAW
+        ASSERT_EQ(::setxattr((template_rootfs_ + "/bin/capped").c_str(), "security.capability", caps.data(), caps.size(), 0), 0);
+        ASSERT_EQ(::mknod((template_rootfs_ + "/dev/null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
+        ASSERT_EQ(::chmod((template_rootfs_ + "/dev/null").c_str(), 0666), 0);  // mknod obeys the umask
+        ASSERT_EQ(::mkfifo((template_rootfs_ + "/run/fifo").c_str(), 0600), 0);
+        write(template_rootfs_ + "/etc/name with space\nand newline%", "odd\n");
+        ASSERT_EQ(::mkdir((template_rootfs_ + "/var/big").c_str(), 0755), 0);
+        ASSERT_EQ(sh("head -c 3000000 /dev/urandom > " + template_rootfs_ + "/var/big/blob"), 0);
+
+        std::string so = kBin + "/lib/trustme/libtrustme-verify.so";
+        plugin_ = ::dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+        ASSERT_NE(plugin_, nullptr) << ::dlerror();
+        verify_ = reinterpret_cast<VerifyFn>(::dlsym(plugin_, "trustme_verify_bundle"));
+        ASSERT_NE(verify_, nullptr);
+    }
+
+    static void TearDownTestSuite() {
+        if (plugin_) ::dlclose(plugin_);
+        if (!root_.empty()) sh("rm -rf '" + root_ + "'");
+    }
+
+    void SetUp() override {
+        static int n = 0;
+        dir_ = root_ + "/case" + std::to_string(++n);
+        ASSERT_EQ(::mkdir(dir_.c_str(), 0700), 0);
+        bundle_ = dir_ + "/bundle";
+        rootfs_ = bundle_ + "/rootfs";
+        ASSERT_EQ(::mkdir(bundle_.c_str(), 0700), 0);
+        ASSERT_EQ(sh("cp -a " + template_rootfs_ + " " + rootfs_), 0);
+        config_ = nlohmann::json::parse(R"({
+          "ociVersion": "1.0.2", "root": {"path": "rootfs"},
+          "process": {"args": ["sh"], "cwd": "/", "capabilities": {"bounding": ["CAP_CHOWN", "CAP_KILL"]}},
+          "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"},
+                                   {"type": "mount"}]}})");
+        write_config();
+        policy_ = dir_ + "/policy.json";
+        write_policy(R"("signature": "required")");
+    }
+
+    void write_config() { write(bundle_ + "/config.json", config_.dump(2)); }
+
+    void write_policy(const std::string& extra, const std::string& anchors = "") {
+        write(policy_, "{\"trust_anchors\": [\"" + (anchors.empty() ? pki_ + "/root-ca.pem" : anchors) +
+                           "\"], \"crls\": [\"" + pki_ + "/crl.pem\"], \"verify_cache_dir\": \"" + dir_ +
+                           "/cache\", " + extra + "}");
+    }
+
+    void sign(const std::string& name = "app", bool embedded = false, const std::string& pki = "") {
+        std::string p = pki.empty() ? pki_ : pki;
+        UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        // As trustme-sign does: the embedded directory exists before the walk, so the manifest covers it.
+        if (embedded) ::mkdir((rootfs_ + "/.trustme").c_str(), 0755);
+        UniqueFd r(::open(rootfs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        std::string manifest = build_manifest(b.get(), r.get(), !embedded);
+        std::string where = embedded ? rootfs_ + "/.trustme/manifest" : bundle_ + "/trustme.manifest";
+        write(where, manifest);
+        write(where + ".p7s", cms_sign(manifest, p + "/" + name + ".key", p + "/" + name + ".pem",
+                                       p + "/" + name + "-chain.pem"));
+    }
+
+    // Through the plugin, as the runtime calls it: fds opened once, the exact config bytes.
+    Outcome verify() {
+        Outcome o;
+        UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        UniqueFd r(::open(rootfs_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        std::string cfg = slurp(bundle_ + "/config.json");
+        trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(),
+                                   cfg.data(), cfg.size()};
+        o.rc = verify_(&req, &o.res);
+        return o;
+    }
+
+    void expect_refused(const std::string& reason) {
+        Outcome o = verify();
+        EXPECT_NE(o.rc, 0);
+        EXPECT_EQ(o.error(), reason);
+        EXPECT_EQ(std::string(o.res.error).find('\n'), std::string::npos);
+    }
+
+    std::string dir_, bundle_, rootfs_, policy_;
+    nlohmann::json config_;
+};
+
+}  // namespace
+
+TEST_F(Signing, HonestBundleVerifies) {
+    sign();
+    Outcome o = verify();
+    ASSERT_EQ(o.rc, 0) << o.error();
+    EXPECT_STREQ(o.res.location, "bundle");
+    EXPECT_STREQ(o.res.signer_subject, "CN=app,O=trustme");
+    EXPECT_EQ(std::string(o.res.manifest_digest), sha256_hex(slurp(bundle_ + "/trustme.manifest")));
+    EXPECT_EQ(std::string(o.res.config_digest), sha256_hex(slurp(bundle_ + "/config.json")));
+    EXPECT_STREQ(o.res.error, "");
+    EXPECT_STREQ(o.res.warning, "");
+}
+
+TEST_F(Signing, HonestEmbeddedVerifies) {
+    sign("app", /*embedded=*/true);
+    config_["process"]["args"] = {"echo", "an engine wrote this"};  // not signed: judged by constraints
+    write_config();
+    Outcome o = verify();
+    ASSERT_EQ(o.rc, 0) << o.error();
+    EXPECT_STREQ(o.res.location, "rootfs");
+    EXPECT_EQ(std::string(o.res.manifest_digest), sha256_hex(slurp(rootfs_ + "/.trustme/manifest")));
+}
+
+TEST_F(Signing, ManifestCoversEveryKindOfEntry) {
+    sign();
+    std::string m = slurp(bundle_ + "/trustme.manifest");
+    EXPECT_NE(m.find("\n/usr/sbin/tool f 0755 0 0 link=/usr/bin/tool\n"), std::string::npos) << m;
+    EXPECT_NE(m.find("\n/dev/null c 0666 0 0 rdev=1:3\n"), std::string::npos);
+    EXPECT_NE(m.find("\n/run/fifo p 0600 0 0\n"), std::string::npos);
+    EXPECT_NE(m.find("\n/bin/sh l 0777 0 0 target=/bin/busybox\n"), std::string::npos);
+    EXPECT_NE(m.find("\n/etc/name%20with%20space%0Aand%20newline%25 f 0644 0 0 size=4 sha256="), std::string::npos);
+    EXPECT_NE(m.find(" xattr.security.capability=0100000200200000000000000000000000000000\n"), std::string::npos);
+    EXPECT_NE(m.find("\n/tmp d 1777 0 0\n"), std::string::npos);
+    // build_manifest (what trustme-attest measures) gives the very bytes that were signed.
+    UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd r(::open(rootfs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    EXPECT_EQ(build_manifest(b.get(), r.get(), true), m);
+    EXPECT_NO_THROW(parse_manifest(m, "m"));
+}
+
+TEST_F(Signing, ChangedFileContentRefused) {
+    sign();
+    write(rootfs_ + "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nevil:x:0:0::/:/bin/sh\n");
+    Outcome o = verify();
+    EXPECT_NE(o.rc, 0);
+    EXPECT_EQ(o.error().rfind(rootfs_ + "/etc/passwd: content changed (size ", 0), 0u) << o.error();
+}
+
+TEST_F(Signing, AddedFileRefused) {
+    sign();
+    write(rootfs_ + "/etc/evil", "x");
+    expect_refused(rootfs_ + "/etc/evil: not in the manifest (added since signing)");
+}
+
+TEST_F(Signing, RemovedFileRefused) {
+    sign();
+    ASSERT_EQ(::unlink((rootfs_ + "/etc/group").c_str()), 0);
+    expect_refused(rootfs_ + "/etc/group: missing (removed since signing)");
+}
+
+TEST_F(Signing, ChangedModeOwnerXattrRefused) {
+    sign();
+    ASSERT_EQ(::chmod((rootfs_ + "/bin/busybox").c_str(), 04755), 0);
+    expect_refused(rootfs_ + "/bin/busybox: mode 4755, the manifest has 0755");
+    ASSERT_EQ(::chmod((rootfs_ + "/bin/busybox").c_str(), 0755), 0);
+    ASSERT_EQ(verify().rc, 0);
+
+    ASSERT_EQ(::chown((rootfs_ + "/etc/passwd").c_str(), 1000, 1000), 0);
+    expect_refused(rootfs_ + "/etc/passwd: owner 1000:1000, the manifest has 0:0");
+    ASSERT_EQ(::chown((rootfs_ + "/etc/passwd").c_str(), 0, 0), 0);
+
+    std::string caps = file_caps(1u << 21);  // CAP_SYS_ADMIN instead of CAP_NET_RAW
+    ASSERT_EQ(::setxattr((rootfs_ + "/bin/capped").c_str(), "security.capability", caps.data(), caps.size(), 0), 0);
+    expect_refused(rootfs_ + "/bin/capped: xattr security.capability differs from the manifest");
+    ASSERT_EQ(::removexattr((rootfs_ + "/bin/capped").c_str(), "security.capability"), 0);
+    expect_refused(rootfs_ + "/bin/capped: xattr security.capability from the manifest is missing");
+    caps = file_caps(1u << 21);
+    ASSERT_EQ(::setxattr((rootfs_ + "/bin/busybox").c_str(), "security.capability", caps.data(), caps.size(), 0), 0);
+    Outcome o = verify();
+    EXPECT_EQ(o.error(), rootfs_ + "/bin/busybox: xattr security.capability is not in the manifest (and 1 more difference)");
+}
+
+TEST_F(Signing, RetargetedSymlinkRefused) {
+    sign();
+    ASSERT_EQ(::unlink((rootfs_ + "/bin/sh").c_str()), 0);
+    ASSERT_EQ(::symlink("/host/evil", (rootfs_ + "/bin/sh").c_str()), 0);
+    expect_refused(rootfs_ + "/bin/sh: symlink target /host/evil, the manifest has /bin/busybox");
+}
+
+TEST_F(Signing, FileReplacedBySymlinkRefused) {
+    sign();
+    ASSERT_EQ(::unlink((rootfs_ + "/etc/passwd").c_str()), 0);
+    ASSERT_EQ(::symlink("/etc/shadow", (rootfs_ + "/etc/passwd").c_str()), 0);
+    expect_refused(rootfs_ + "/etc/passwd: symlink, the manifest has a regular file");
+}
+
+TEST_F(Signing, SwappedHardLinkRefused) {
+    sign();
+    // Same content, same metadata, but no longer the same inode.
+    ASSERT_EQ(::unlink((rootfs_ + "/usr/sbin/tool").c_str()), 0);
+    ASSERT_EQ(sh("cp -p " + rootfs_ + "/usr/bin/tool " + rootfs_ + "/usr/sbin/tool"), 0);
+    expect_refused(rootfs_ + "/usr/sbin/tool: separate file, the manifest has a hard link to /usr/bin/tool");
+    // And a link where a separate file was signed.
+    ASSERT_EQ(::unlink((rootfs_ + "/usr/sbin/tool").c_str()), 0);
+    ASSERT_EQ(::link((rootfs_ + "/usr/bin/tool").c_str(), (rootfs_ + "/usr/sbin/tool").c_str()), 0);
+    ASSERT_EQ(verify().rc, 0);
+    ASSERT_EQ(::unlink((rootfs_ + "/etc/hostname").c_str()), 0);
+    ASSERT_EQ(::link((rootfs_ + "/etc/group").c_str(), (rootfs_ + "/etc/hostname").c_str()), 0);
+    Outcome o = verify();
+    EXPECT_NE(o.rc, 0);
+    EXPECT_EQ(o.error(), rootfs_ + "/etc/hostname: hard link to /etc/group, the manifest has a separate file");
+}
+
+TEST_F(Signing, ChangedConfigRefused) {
+    sign();
+    config_["process"]["args"] = {"sh", "-c", "evil"};
+    write_config();
+    expect_refused(bundle_ + "/config.json: changed since signing (SHA-256 differs from " + bundle_ +
+                   "/trustme.manifest)");
+}
+
+TEST_F(Signing, UntrustedCaRefused) {
+    sign("app", false, other_pki_);
+    expect_refused(bundle_ + "/trustme.manifest.p7s: certificate CN=app,O=trustme: not issued by a trust anchor of "
+                             "the policy (unable to get local issuer certificate: CN=stranger signing CA,O=trustme)");
+}
+
+TEST_F(Signing, ExpiredCertificateRefused) {
+    sign("expired");
+    expect_refused(bundle_ + "/trustme.manifest.p7s: certificate CN=expired,O=trustme: certificate has expired");
+}
+
+TEST_F(Signing, RevokedCertificateRefused) {
+    sign("revoked");
+    expect_refused(bundle_ + "/trustme.manifest.p7s: certificate CN=revoked,O=trustme: certificate revoked");
+}
+
+TEST_F(Signing, MissingCodeSigningEkuRefused) {
+    sign("noeku");
+    expect_refused(bundle_ + "/trustme.manifest.p7s: certificate CN=noeku,O=trustme: lacks the codeSigning extended key usage");
+    sign("server");
+    expect_refused(bundle_ + "/trustme.manifest.p7s: certificate CN=server,O=trustme: lacks the codeSigning extended key usage");
+}
+
+TEST_F(Signing, TruncatedOrGarbageSignatureRefused) {
+    sign();
+    std::string sig = slurp(bundle_ + "/trustme.manifest.p7s");
+    write(bundle_ + "/trustme.manifest.p7s", sig.substr(0, sig.size() / 2));
+    expect_refused(bundle_ + "/trustme.manifest.p7s: not a CMS signature (truncated or garbage)");
+    write(bundle_ + "/trustme.manifest.p7s", "this is not a signature");
+    expect_refused(bundle_ + "/trustme.manifest.p7s: not a CMS signature (truncated or garbage)");
+    write(bundle_ + "/trustme.manifest.p7s", "");
+    expect_refused(bundle_ + "/trustme.manifest.p7s: empty signature");
+    ASSERT_EQ(::unlink((bundle_ + "/trustme.manifest.p7s").c_str()), 0);
+    expect_refused(bundle_ + "/trustme.manifest.p7s: missing (the manifest is not signed)");
+}
+
+TEST_F(Signing, ManifestChangedAfterSigningRefused) {
+    sign();
+    std::string m = slurp(bundle_ + "/trustme.manifest");
+    write(bundle_ + "/trustme.manifest", m + "# more\n");
+    Outcome o = verify();
+    EXPECT_NE(o.rc, 0);
+    EXPECT_EQ(o.error().rfind(bundle_ + "/trustme.manifest.p7s: signature does not match the manifest", 0), 0u) << o.error();
+}
+
+TEST_F(Signing, ManifestNamingPathOutsideRootfsRefused) {
+    // A validly signed manifest that names ../: the parser refuses it before anything is walked.
+    std::string body = "trustme-manifest v1\nconfig sha256=" + sha256_hex(slurp(bundle_ + "/config.json")) +
+                       "\n/ d 0755 0 0\n/../etc/passwd f 0644 0 0 size=1 sha256=" + std::string(64, 'a') + "\n";
+    std::string m = body + "digest sha256=" + sha256_hex(body) + "\n";
+    write(bundle_ + "/trustme.manifest", m);
+    write(bundle_ + "/trustme.manifest.p7s",
+          cms_sign(m, pki_ + "/app.key", pki_ + "/app.pem", pki_ + "/app-chain.pem"));
+    expect_refused(bundle_ + "/trustme.manifest line 4: path /../etc/passwd: leaves the rootfs (.. component)");
+}
+
+TEST_F(Signing, NotSignedRefused) {
+    expect_refused(bundle_ + ": not signed (neither " + bundle_ + "/trustme.manifest nor " + rootfs_ +
+                   "/.trustme/manifest exists)");
+}
+
+TEST_F(Signing, MalformedPolicyRefusedEvenInWarnMode) {
+    sign();
+    write(policy_, R"({"signature": "warn", "trust_anchors": ["x"], "verify_cach": false})");
+    expect_refused(policy_ + ": verify_cach: unknown field");
+    write(policy_, R"({"signature": "required", "trust_anchors": ["x"],)");
+    Outcome o = verify();
+    EXPECT_NE(o.rc, 0);
+    EXPECT_EQ(o.error().rfind(policy_ + ": invalid JSON: ", 0), 0u) << o.error();
+    write_policy(R"("signature": "required")", dir_ + "/no-such-ca.pem");
+    expect_refused(policy_ + ": trust_anchors: " + dir_ + "/no-such-ca.pem: No such file or directory");
+}
+
+TEST_F(Signing, WarnModeRunsButSaysWhy) {
+    sign();
+    write(rootfs_ + "/etc/evil", "x");
+    write_policy(R"("signature": "warn")");
+    Outcome o = verify();
+    EXPECT_EQ(o.rc, 0);
+    EXPECT_EQ(std::string(o.res.warning), rootfs_ + "/etc/evil: not in the manifest (added since signing)");
+    EXPECT_STREQ(o.res.location, "none");
+    EXPECT_STREQ(o.res.error, "");
+}
+
+TEST_F(Signing, EmbeddedConfigJudgedByConstraints) {
+    sign("app", /*embedded=*/true);
+    config_["process"]["capabilities"]["bounding"].push_back("CAP_SYS_ADMIN");
+    write_config();
+    expect_refused(bundle_ + "/config.json: process.capabilities.bounding[2]: CAP_SYS_ADMIN is not allowed "
+                             "(policy constraints.allowed_capabilities)");
+    write_policy(R"("signature": "required", "constraints": {"allowed_capabilities": ["CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"]})");
+    EXPECT_EQ(verify().rc, 0) << verify().error();
+
+    config_["linux"]["namespaces"].erase(1);  // --net=host
+    write_config();
+    expect_refused(bundle_ + "/config.json: linux.namespaces: no new network namespace: it would be shared with "
+                             "the host (policy constraints.allowed_host_namespaces)");
+    config_["linux"]["namespaces"].push_back({{"type", "network"}});
+    config_["linux"]["devices"] = {{{"path", "/dev/sda"}, {"type", "b"}, {"major", 8}, {"minor", 0}}};
+    write_config();
+    expect_refused(bundle_ + "/config.json: linux.devices[0]: device /dev/sda (b 8:0) is privileged "
+                             "(policy constraints.allow_privileged_devices)");
+}
+
+TEST_F(Signing, EmbeddedRootfsTamperingRefused) {
+    sign("app", /*embedded=*/true);
+    write(rootfs_ + "/.trustme/extra", "x");  // only manifest and manifest.p7s are outside the manifest
+    expect_refused(rootfs_ + "/.trustme/extra: not in the manifest (added since signing)");
+    ASSERT_EQ(::unlink((rootfs_ + "/.trustme/extra").c_str()), 0);
+    write(rootfs_ + "/bin/busybox", "#!/bin/sh\n");
+    Outcome o = verify();
+    EXPECT_EQ(o.error().rfind(rootfs_ + "/bin/busybox: content changed", 0), 0u) << o.error();
+}
+
+TEST_F(Signing, EmbeddedManifestMayNotNameConfig) {
+    sign("app", /*embedded=*/false);  // a bundle manifest (with config) copied to the embedded place
+    ASSERT_EQ(::mkdir((rootfs_ + "/.trustme").c_str(), 0755), 0);
+    ASSERT_EQ(::rename((bundle_ + "/trustme.manifest").c_str(), (rootfs_ + "/.trustme/manifest").c_str()), 0);
+    ASSERT_EQ(::rename((bundle_ + "/trustme.manifest.p7s").c_str(), (rootfs_ + "/.trustme/manifest.p7s").c_str()), 0);
+    expect_refused(rootfs_ + "/.trustme/manifest: names a config.json, but an embedded manifest covers the rootfs only");
+}
+
+// The cache must not hide a change, including one that keeps size and mtime (utimensat can restore the
+// mtime; the kernel still moves ctime, which is part of the key).
+TEST_F(Signing, CacheCatchesChangeThatPreservesMtime) {
+    sign();
+    // Files younger than the racy margin are never cached; let the copied tree age past it (bounded wait).
+    ::sleep(3);
+    trustme_verify_result res{};
+    UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd r(::open(rootfs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    std::string cfg = slurp(bundle_ + "/config.json");
+    trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(), cfg.data(), cfg.size()};
+    WalkStats cold, warm, after;
+    ASSERT_EQ(verify_bundle(&req, &res, VerifyOptions{}, &cold), 0) << res.error;
+    EXPECT_EQ(cold.cache_hits, 0u);
+    ASSERT_EQ(verify_bundle(&req, &res, VerifyOptions{}, &warm), 0) << res.error;
+    EXPECT_EQ(warm.cache_hits, warm.files);  // every file came from the cache
+    EXPECT_EQ(warm.bytes_hashed, 0u);
+
+    // Same size, same mtime, different content.
+    std::string p = rootfs_ + "/bin/busybox";
+    struct stat st{};
+    ASSERT_EQ(::stat(p.c_str(), &st), 0);
+    {
+        UniqueFd fd(::open(p.c_str(), O_WRONLY | O_CLOEXEC));
+        ASSERT_TRUE(fd);
+        ASSERT_EQ(::pwrite(fd.get(), "XXXX", 4, 100), 4);
+    }
+    struct timespec times[2] = {st.st_atim, st.st_mtim};
+    ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), times, 0), 0);
+    struct stat st2{};
+    ASSERT_EQ(::stat(p.c_str(), &st2), 0);
+    ASSERT_EQ(st2.st_size, st.st_size);
+    ASSERT_EQ(st2.st_mtim.tv_sec, st.st_mtim.tv_sec);
+    ASSERT_EQ(st2.st_mtim.tv_nsec, st.st_mtim.tv_nsec);
+
+    EXPECT_NE(verify_bundle(&req, &res, VerifyOptions{}, &after), 0);
+    EXPECT_EQ(std::string(res.error), rootfs_ + "/bin/busybox: content changed (SHA-256 differs from the manifest)");
+    EXPECT_EQ(after.cache_hits, warm.files - 1);  // everything else still came from the cache
+
+    // The same file swapped for another inode with forged size and mtime: new inode, new key.
+    ASSERT_EQ(sh("cp -p " + p + " " + p + ".new && mv " + p + ".new " + p), 0);
+    EXPECT_NE(verify_bundle(&req, &res, VerifyOptions{}, &after), 0);
+    EXPECT_EQ(std::string(res.error), rootfs_ + "/bin/busybox: content changed (SHA-256 differs from the manifest)");
+}
+
+TEST_F(Signing, CacheOffInPolicyOrFlag) {
+    sign();
+    ::sleep(3);
+    write_policy(R"("signature": "required", "verify_cache": false)");
+    UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd r(::open(rootfs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    std::string cfg = slurp(bundle_ + "/config.json");
+    trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(), cfg.data(), cfg.size()};
+    trustme_verify_result res{};
+    WalkStats s;
+    ASSERT_EQ(verify_bundle(&req, &res, VerifyOptions{}, &s), 0);
+    ASSERT_EQ(verify_bundle(&req, &res, VerifyOptions{}, &s), 0);
+    EXPECT_EQ(s.cache_hits, 0u);
+    EXPECT_FALSE(path_exists(dir_ + "/cache"));
+    write_policy(R"("signature": "required")");
+    ASSERT_EQ(verify_bundle(&req, &res, VerifyOptions{}, &s), 0);
+    VerifyOptions cold;
+    cold.use_cache = false;
+    ASSERT_EQ(verify_bundle(&req, &res, cold, &s), 0);
+    EXPECT_EQ(s.cache_hits, 0u);
+}
+
+// Time of check / time of use: what is verified is the directory the fd refers to, whatever the path
+// names later; the runtime mounts that fd.
+TEST_F(Signing, VerificationBindsToTheFdNotThePath) {
+    sign();
+    UniqueFd r(::open(rootfs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    std::string before = build_manifest(b.get(), r.get(), true);
+    // Swap the rootfs path for an evil tree after the fds were opened.
+    ASSERT_EQ(::rename(rootfs_.c_str(), (dir_ + "/verified-rootfs").c_str()), 0);
+    ASSERT_EQ(sh("mkdir -p " + rootfs_ + "/bin && echo evil > " + rootfs_ + "/bin/busybox"), 0);
+    std::string cfg = slurp(bundle_ + "/config.json");
+    trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(), cfg.data(), cfg.size()};
+    trustme_verify_result res{};
+    EXPECT_EQ(verify_(&req, &res), 0) << res.error;  // the fd still names the verified tree
+    EXPECT_EQ(build_manifest(b.get(), r.get(), true), before);
+    // And through the path, the evil tree is refused.
+    Outcome o = verify();
+    EXPECT_NE(o.rc, 0);
+}
+
+TEST_F(Signing, AbiMismatchRefused) {
+    trustme_verify_request req{};
+    req.abi = TRUSTME_VERIFY_ABI + 1;
+    trustme_verify_result res{};
+    EXPECT_NE(verify_(&req, &res), 0);
+    EXPECT_STREQ(res.error, "libtrustme-verify: ABI mismatch (runtime and plugin from different builds)");
+}
+
+TEST_F(Signing, PluginExportsOnlyTheAbi) {
+    EXPECT_EQ(sh("test \"$(nm -D --defined-only " + kBin +
+                 "/lib/trustme/libtrustme-verify.so | awk '{print $3}')\" = trustme_verify_bundle"),
+              0);
+}
+
+// The CLI: same verdicts, one line on stderr, exit status; and a failed sign leaves nothing behind.
+TEST_F(Signing, CliSignVerifyInspect) {
+    std::string s = kBin + "/bin/trustme-sign";
+    ASSERT_EQ(sh(s + " sign --dir " + pki_ + " --name app " + bundle_ + " > " + dir_ + "/out 2>&1"), 0) << slurp(dir_ + "/out");
+    UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd r(::open(rootfs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    EXPECT_EQ(slurp(bundle_ + "/trustme.manifest"), build_manifest(b.get(), r.get(), true));
+    EXPECT_EQ(sh(s + " verify --policy " + policy_ + " --no-cache " + bundle_ + " > " + dir_ + "/out 2>&1"), 0)
+        << slurp(dir_ + "/out");
+    EXPECT_EQ(sh(s + " inspect " + bundle_ + " > " + dir_ + "/out 2>&1"), 0);
+    EXPECT_NE(slurp(dir_ + "/out").find("CN=app,O=trustme"), std::string::npos);
+
+    write(rootfs_ + "/etc/evil", "x");
+    EXPECT_EQ(sh(s + " verify --policy " + policy_ + " " + bundle_ + " > /dev/null 2> " + dir_ + "/err"), 1);
+    EXPECT_EQ(slurp(dir_ + "/err"), "trustme-sign: " + rootfs_ + "/etc/evil: not in the manifest (added since signing)\n");
+
+    // Wrong key for the certificate: one line, and no manifest written.
+    ASSERT_EQ(::unlink((bundle_ + "/trustme.manifest").c_str()), 0);
+    ASSERT_EQ(::unlink((bundle_ + "/trustme.manifest.p7s").c_str()), 0);
+    EXPECT_EQ(sh(s + " sign --key " + pki_ + "/noeku.key --cert " + pki_ + "/app.pem " + bundle_ + " > /dev/null 2> " +
+                 dir_ + "/err"),
+              1);
+    EXPECT_EQ(slurp(dir_ + "/err"), "trustme-sign: " + pki_ + "/noeku.key: does not match " + pki_ + "/app.pem\n");
+    EXPECT_FALSE(path_exists(bundle_ + "/trustme.manifest"));
+    EXPECT_FALSE(path_exists(bundle_ + "/trustme.manifest.p7s"));
+}
+
+TEST_F(Signing, CliPkiWithRsa) {
+    std::string s = kBin + "/bin/trustme-sign";
+    std::string d = dir_ + "/rsa-pki";
+    ASSERT_EQ(sh(s + " pki init --dir " + d + " --algo rsa3072 > /dev/null"), 0);
+    ASSERT_EQ(sh(s + " pki issue --dir " + d + " --name signer --algo rsa3072 > /dev/null"), 0);
+    ASSERT_EQ(sh(s + " sign --embedded --dir " + d + " --name signer " + bundle_ + " > /dev/null"), 0);
+    write_policy(R"("signature": "required")", d + "/root-ca.pem");
+    write(policy_, slurp(policy_).replace(slurp(policy_).find(pki_ + "/crl.pem"), (pki_ + "/crl.pem").size(), d + "/crl.pem"));
+    Outcome o = verify();
+    EXPECT_EQ(o.rc, 0) << o.error();
+    EXPECT_STREQ(o.res.location, "rootfs");
+    ASSERT_EQ(sh(s + " pki revoke --dir " + d + " --name signer > /dev/null"), 0);
+    expect_refused(rootfs_ + "/.trustme/manifest.p7s: certificate CN=signer,O=trustme: certificate revoked");
+    EXPECT_EQ(sh(s + " pki init --dir " + dir_ + "/weak --algo rsa2048 2> " + dir_ + "/err"), 1);
+    EXPECT_EQ(slurp(dir_ + "/err"), "trustme-sign: --algo rsa2048: RSA needs 3072..16384 bits\n");
+}
