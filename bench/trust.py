@@ -54,11 +54,12 @@ class Swtpm:
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
         self.sock = os.path.join(self.dir, "tpm.sock")
+        self.errlog = open(os.path.join(self.dir, "swtpm.log"), "w")  # a pipe would fill up and stall swtpm
         self.proc = subprocess.Popen(
             ["swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + self.dir,
              "--server", "type=unixio,path=" + self.sock, "--ctrl", "type=unixio,path=" + self.sock + ".ctrl",
              "--flags", "not-need-init,startup-clear"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=self.errlog,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
         deadline = time.monotonic() + 10
         while not os.path.exists(self.sock):
@@ -76,6 +77,7 @@ class Swtpm:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.errlog.close()
 
 
 class TrustBench:
@@ -121,91 +123,115 @@ class TrustBench:
         return dst
 
     # --- `run` with each feature ------------------------------------------------------------------
-    def variants(self):
-        """[(label, argv prefix for run, bundle, reason-if-unavailable)]"""
-        rt = self.rt
-        out = [("plain", rt.argv, self.b.bundle, "")]
-        try:
-            signed = self.copy_bundle(self.b.bundle, "bundle-signed")
-            self.sign_bundle(signed)
-            cold = self.policy("policy-cold", verify_cache=False)
-            warm = self.policy("policy-warm", verify_cache=True)
-            out.append(("signed, cold (no verify cache)", rt.argv + ["--policy", cold], signed, ""))
-            out.append(("signed, warm (verify cache)", rt.argv + ["--policy", warm], signed, ""))
-        except Unavailable as e:
-            out.append(("signed, cold (no verify cache)", None, None, str(e)))
-            out.append(("signed, warm (verify cache)", None, None, str(e)))
-        except Exception as e:  # subprocess timeouts and the like
-            out.append(("signed", None, None, "%s: %s" % (type(e).__name__, e)))
-        try:
-            if not self.attest:
-                raise Unavailable("trustme-attest not built")
+    def hooked_bundle(self):
+        """The plain bundle plus an explicit createRuntime hook `trustme-attest hook measure` (swtpm)."""
+        if not self.attest:
+            raise Unavailable("trustme-attest not built")
+        if not self.swtpm:
             self.swtpm = Swtpm(self.work)
-            log = os.path.join(self.work, "measurements.cel.json")
-            with contextlib.suppress(OSError):
-                os.unlink(log)
-            hooked = self.copy_bundle(self.b.bundle, "bundle-attest")
-            cfg_path = os.path.join(hooked, "config.json")
-            with open(cfg_path) as f:
-                cfg = json.load(f)
-            # An explicit createRuntime hook works the same under every runtime.
-            cfg.setdefault("hooks", {})["createRuntime"] = [{
-                "path": self.attest, "args": ["trustme-attest", "--tcti", self.swtpm.tcti, "--log", log,
-                                              "hook", "measure"]}]
-            with open(cfg_path, "w") as f:
-                json.dump(cfg, f, indent=2)
-            out.append(("attestation hook (swtpm)", rt.argv, hooked, ""))
-        except Unavailable as e:
-            out.append(("attestation hook (swtpm)", None, None, str(e)))
+        self.event_log = os.path.join(self.work, "measurements.cel.json")
+        with contextlib.suppress(OSError):
+            os.unlink(self.event_log)
+        hooked = self.copy_bundle(self.b.bundle, "bundle-attest")
+        cfg_path = os.path.join(hooked, "config.json")
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+        # An explicit hook works the same under every runtime, so runc can show the hook's own price.
+        cfg.setdefault("hooks", {})["createRuntime"] = [{
+            "path": self.attest, "args": ["trustme-attest", "--tcti", self.swtpm.tcti, "--log", self.event_log,
+                                          "hook", "measure"]}]
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f, indent=2)
+        return hooked
+
+    def variants(self):
+        """[(label, runtime, argv prefix for run, bundle, reason-if-unavailable)]"""
+        out = []
+        rt = self.rt if self.rt and self.rt.available else None
+        why_rt = "trustme-runtime not available" if not rt else ""
+        runc = next((r for r in self.b.runtimes if r.name == "runc" and r.available), None)
+
+        def add(label, runtime, make):
+            if runtime is None:
+                out.append((label, None, None, None, why_rt if "trustme" in label else "runc not available"))
+                return
+            try:
+                argv, bundle = make()
+                out.append((label, runtime, argv, bundle, ""))
+            except Unavailable as e:
+                out.append((label, runtime, None, None, str(e)))
+            except Exception as e:  # timeouts and the like: a row, not a crash
+                out.append((label, runtime, None, None, "%s: %s" % (type(e).__name__, e)))
+
+        state = {}
+
+        def signed():
+            if "signed" not in state:
+                state["signed"] = self.copy_bundle(self.b.bundle, "bundle-signed")
+                self.sign_bundle(state["signed"])
+            return state["signed"]
+
+        add("trustme-runtime plain", rt, lambda: (rt.argv, self.b.bundle))
+        add("trustme-runtime signed, cold (no verify cache)", rt,
+            lambda: (rt.argv + ["--policy", self.policy("policy-cold", verify_cache=False)], signed()))
+        add("trustme-runtime signed, warm (verify cache)", rt,
+            lambda: (rt.argv + ["--policy", self.policy("policy-warm", verify_cache=True)], signed()))
+        add("trustme-runtime + attestation hook in config (swtpm)", rt, lambda: (rt.argv, self.hooked_bundle()))
+
+        def policy_attest():
+            self.hooked_bundle()  # starts swtpm, sets the log
+            pol = self.policy("policy-attest", verify_cache=True, attestation=True, tcti=self.swtpm.tcti,
+                              event_log=self.event_log)
+            return rt.argv + ["--policy", pol], signed()
+        add("trustme-runtime signed, warm + attestation by policy (swtpm)", rt, policy_attest)
+        add("runc plain", runc, lambda: (runc.argv, self.b.bundle))
+        add("runc + attestation hook in config (swtpm)", runc, lambda: (runc.argv, self.hooked_bundle()))
         return out
 
     def run_variants(self):
-        if not self.rt or not self.rt.available:
-            return "### Price of trust features (`run`, ms)\n\ntrustme-runtime not available: " + (
-                self.rt.reason if self.rt else "not configured")
         variants = self.variants()
         live = []
-        for label, argv, bundle, why in variants:
+        for idx, (label, rt, argv, bundle, why) in enumerate(variants):
             if argv is None:
                 continue
-            w = self.rt.worker
-            cid = "t%s-probe" % self.b.stamp
-            r = w.run_once(argv=argv + ["run", "--bundle", bundle, cid])
+            cid = "t%s-probe%d" % (self.b.stamp, idx)
+            r = rt.worker.run_once(argv=argv + ["run", "--bundle", bundle, cid])
             if not r["ok"]:
-                w.cleanup(rt=self.rt.argv)
-                variants[variants.index((label, argv, bundle, why))] = (
-                    label, None, None, "`run` fails: " + first_line(r["err"]))
+                rt.worker.cleanup(rt=rt.argv)
+                variants[idx] = (label, rt, None, None, "`run` fails: " + first_line(r["err"]))
                 continue
-            live.append([label, argv, bundle, []])
+            live.append([label, rt, argv, bundle, []])
         n = self.opt.trust_iterations
+        self.b.log("trust features: %d iterations x %d variants" % (n, len(live)))
         for i in range(n):
             k = i % max(1, len(live))
             for v in live[k:] + live[:k]:
-                label, argv, bundle, samples = v
+                label, rt, argv, bundle, samples = v
                 cid = "t%s-%d" % (self.b.stamp, i)
-                r = self.rt.worker.run_once(argv=argv + ["run", "--bundle", bundle, cid])
+                r = rt.worker.run_once(argv=argv + ["run", "--bundle", bundle, cid])
                 if r["ok"]:
                     samples.append(r["ns"])
                 else:
-                    self.rt.worker.cleanup(rt=self.rt.argv)
-            self.rt.worker.reap_strays()
-        base = next((statistics.median(v[3]) for v in live if v[0] == "plain" and v[3]), None)
-        rows = []
+                    rt.worker.cleanup(rt=rt.argv)
+                rt.worker.reap_strays()
         by_label = {v[0]: v for v in live}
-        for label, argv, bundle, why in variants:
+        rows = []
+        for label, rt, argv, bundle, why in variants:
             v = by_label.get(label)
-            if not v or not v[3]:
+            if not v or not v[4]:
                 rows.append([label, "not available: " + (why or "no successful run"), "", "", "", ""])
                 continue
-            s = v[3]
+            s = v[4]
             med = statistics.median(s)
-            over = "%+.0f%%" % (100 * (med - base) / base) if base and label != "plain" else "—"
-            if base and label != "plain":
+            plain = by_label.get(label.split(" ")[0] + " plain")
+            base = statistics.median(plain[4]) if plain and plain[4] and plain is not v else None
+            over = "%+.0f%% (%+.1f ms)" % (100 * (med - base) / base, (med - base) / 1e6) if base else "—"
+            if base:
                 self.b.trust_overheads[label] = (med - base) / base
             rows.append([label, len(s), "%.2f" % (min(s) / 1e6), "%.2f" % (med / 1e6),
                          "%.2f" % (from_run.pct(s, 95) / 1e6), over])
-        return "### Price of trust features: trustme-runtime `run`, ms\n\n" + from_run.table(
-            ["variant", "n", "min", "median", "p95", "overhead vs plain (median)"], rows)
+        return "### Price of trust features: `run`, ms\n\n" + from_run.table(
+            ["variant", "n", "min", "median", "p95", "overhead vs the same runtime plain (median)"], rows)
 
     # --- verification throughput -----------------------------------------------------------------
     def generate_rootfs(self, mib):
