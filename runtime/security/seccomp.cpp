@@ -348,8 +348,10 @@ SeccompProgram compile_seccomp(const json& seccomp) {
         arches.push_back(a);
     }
     // libseccomp's binary-tree layout keeps long profiles fast at syscall time; runc enables it above 32
-    // rules because libseccomp <= 2.5.4 misbehaves with it on an empty rule set.
-    if (p.rules.size() > 32) seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2);
+    // syscalls (it counts one per name) because libseccomp <= 2.5.4 misbehaves with it on an empty rule set.
+    size_t names = 0;
+    for (const ParsedRule& r : p.rules) names += r.names.size();
+    if (names > 32) seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2);
 
     std::map<uint32_t, int> max_by_arch;
     for (const ParsedRule& r : p.rules) {

@@ -1,0 +1,26 @@
+// SHA-256 (FIPS 180-4) for cache keys. Our own few lines rather than OpenSSL: the runtime's start path
+// must not load libcrypto (docs/DEVELOPING.md, "the lean path").
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace trustme::security::detail {
+
+class Sha256 {
+public:
+    Sha256();
+    void update(std::string_view data);
+    std::array<uint8_t, 32> finish();
+    static std::string hex(const std::array<uint8_t, 32>& d);
+
+private:
+    void block(const uint8_t* p);
+    uint32_t h_[8];
+    uint8_t buf_[64];
+    size_t used_ = 0;
+    uint64_t total_ = 0;
+};
+
+}  // namespace trustme::security::detail
