@@ -55,6 +55,7 @@ Options:
   --eku EKU        extended key usage of an issued certificate (default codeSigning; "none" omits it)
   --policy FILE    policy (default: $TRUSTME_POLICY, then /etc/trustme/policy.json)
   --no-cache       do not use the digest cache (cold measurement)
+  --quiet          verify: print nothing on success
   -h, --help       this text
   -v, --version    version
 
