@@ -289,6 +289,7 @@ std::optional<uint64_t> get_u64(const nlohmann::json& obj, const char* key, cons
     auto* v = member(obj, key);
     if (!v) return std::nullopt;
     if (v->is_number_unsigned()) return v->get<uint64_t>();
+    if (v->is_number_integer() && v->get<int64_t>() >= 0) return static_cast<uint64_t>(v->get<int64_t>());
     if (v->is_number_integer()) fail(path + "." + key + ": must not be negative, got " + v->dump());
     fail(path + "." + key + ": expected an unsigned integer, got " + v->dump());
 }
