@@ -146,6 +146,7 @@ def spec_cmd(ctx):
     expect(cfg.get("ociVersion") and cfg.get("process") and cfg.get("root"), "config lacks fields")
     cfg["process"]["terminal"] = False
     cfg["process"]["args"] = ["sh", "-c", "echo spec-ok"]
+    cfg.setdefault("linux", {})["cgroupsPath"] = b.config["linux"]["cgroupsPath"]
     b.config = cfg
     c = ctx.run(b)
     expect("spec-ok" in c.stdout(), f"stdout {c.stdout()!r} stderr {c.stderr()[-200:]!r}")

@@ -72,6 +72,34 @@ def pid_alive(pid):
     return state not in ("Z", "X")
 
 
+def cgroup_parent():
+    return f"/trustme-conformance-{os.getpid()}"
+
+
+def cgroup_pids(path):
+    if not path:
+        return []
+    try:
+        with open(f"/sys/fs/cgroup/pids{path}/cgroup.procs") as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def remove_cgroup_parent():
+    """Removes our cgroup parent bottom-up in every hierarchy (only empty cgroups go)."""
+    top = cgroup_parent()
+    for h in os.listdir("/sys/fs/cgroup"):
+        base = f"/sys/fs/cgroup/{h}{top}"
+        if not os.path.isdir(base):
+            continue
+        for dirpath, dirnames, _ in sorted(os.walk(base), key=lambda e: -e[0].count("/")):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
+
 def default_config(args):
     """A config close to `runc spec`, with terminal false and a writable root, so tests can write."""
     return {
@@ -260,12 +288,19 @@ class Context:
         d = os.path.join(self.scratch, f"bundle{self.nbundles}")
         os.makedirs(d)
         subprocess.run(["cp", "-a", self.base_rootfs, os.path.join(d, "rootfs")], check=True)
-        return Bundle(self, d, default_config(args))
+        cfg = default_config(args)
+        cfg["linux"]["cgroupsPath"] = f"{cgroup_parent()}/t{self.serial}-b{self.nbundles}"
+        return Bundle(self, d, cfg)
 
     def create(self, bundle, cid=None, check=True, extra=()):
         """create with the container's stdio sent to files in the bundle (terminal false: passthrough)."""
-        bundle.write()
         c = Container(self, cid or self.new_id(), bundle)
+        # every container's cgroup lives under our own parent, removed at the end (cgroup_parent())
+        bundle.config.setdefault("linux", {}).setdefault("cgroupsPath", f"{cgroup_parent()}/{c.id}")
+        c.cgroup = bundle.config["linux"]["cgroupsPath"]
+        if not c.cgroup.startswith("/"):
+            c.cgroup = None
+        bundle.write()
         self.containers.append(c)
         with open(c.out_path, "ab") as out, open(c.err_path, "ab") as err:
             rc, _, _ = self.rt.cmd("create", "--bundle", bundle.dir, *extra, c.id, stdout=out, stderr=err)
@@ -314,6 +349,13 @@ class Context:
             if c.pid and pid_alive(c.pid):
                 try:
                     os.kill(c.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for c in self.containers:
+            # a runtime killed half-way through create may leave a process in the container's cgroup
+            for pid in cgroup_pids(getattr(c, "cgroup", None)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
         for p in self.pids:

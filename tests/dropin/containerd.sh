@@ -23,11 +23,13 @@ cleanup() {
     # shims of our daemon (their command line names our private socket) and their containers' runtime state
     for p in $(pids_with_arg "$SOCK"); do kill_pid "$p"; done
     umount_under
+    rm_cgroup_tree "$CGPARENT"
     rm -rf --one-file-system "$T"
 }
 trap cleanup EXIT
 
 SOCK=$T/containerd.sock
+CGPARENT=$(basename "$T")
 RTROOT=$T/runc-root
 IMG=docker.io/library/busybox:dropin
 mkdir -p "$T/root" "$T/state" "$RTROOT"
@@ -55,6 +57,8 @@ for i in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
 
 C=(ctr -a "$SOCK" -n dropin)
 RUN=("${C[@]}" run --snapshotter native --runc-binary "$RT" --runc-root "$RTROOT")
+# ctr's default cgroup is /<namespace>/<id>: keep ours under a private parent instead
+cg() { echo "--cgroup=/$CGPARENT/$1"; }
 
 # image: busybox-static rootfs -> OCI archive -> ctr images import (offline)
 sh "$SRC_DIR/tests/fixtures/make-rootfs.sh" "$T/rootfs" >/dev/null
@@ -63,18 +67,18 @@ b 60 "${C[@]}" images import --snapshotter native "$T/image.tar"
 [ "$RC" -eq 0 ] || { bad "image import" "$(short "$OUT")"; summary; exit 1; }
 ok "image import"
 
-b 30 "${RUN[@]}" --rm "$IMG" echo1 echo hello-from-containerd
+b 30 "${RUN[@]}" --rm "$(cg echo1)" "$IMG" echo1 echo hello-from-containerd
 expect_out "ctr run: echo" hello-from-containerd
 
-b 30 "${RUN[@]}" --rm "$IMG" exit7 sh -c 'exit 7'
+b 30 "${RUN[@]}" --rm "$(cg exit7)" "$IMG" exit7 sh -c 'exit 7'
 expect_rc "ctr run: exit code propagated" 7
 
 # -t needs a terminal on ctr's side: script(1) provides one
-b 30 script -qec "ctr -a $SOCK -n dropin run --snapshotter native --runc-binary $RT --runc-root $RTROOT --rm -t $IMG tty1 sh -c 'tty; [ -t 0 ] && echo stdin-is-tty'" /dev/null
+b 30 script -qec "ctr -a $SOCK -n dropin run --snapshotter native --runc-binary $RT --runc-root $RTROOT --cgroup=/$CGPARENT/tty1 --rm -t $IMG tty1 sh -c 'tty; [ -t 0 ] && echo stdin-is-tty'" /dev/null
 expect_out "ctr run -t: tty" stdin-is-tty
 printf '%s' "$OUT" | grep -q '/dev/pts/\|/dev/console' || bad "ctr run -t: tty name" "$(short "$OUT")"
 
-b 30 "${RUN[@]}" -d "$IMG" long sh -c 'trap "exit 143" TERM; echo started; while :; do sleep 0.2; done'
+b 30 "${RUN[@]}" -d "$(cg long)" "$IMG" long sh -c 'trap "exit 143" TERM; echo started; while :; do sleep 0.2; done'
 expect_rc "ctr run -d" 0
 
 task_status() { "${C[@]}" task ls 2>/dev/null | awk -v id="$1" '$1 == id {print $3}'; }

@@ -85,3 +85,10 @@ resolve_runtime() {
     case $r in */*) ;; *) r=$(command -v "$r" || echo "$r") ;; esac
     readlink -f "$r"
 }
+
+# rm_cgroup_tree NAME: removes /sys/fs/cgroup/*/NAME bottom-up (only empty cgroups can be removed)
+rm_cgroup_tree() {
+    local d
+    [ -n "$1" ] || return 0
+    for d in $(find /sys/fs/cgroup/*/"$1" -depth -type d 2>/dev/null); do rmdir "$d" 2>/dev/null; done
+}

@@ -40,6 +40,8 @@ mkdir -p "$XDG_RUNTIME_DIR"
 P=(podman --root "$T/storage" --runroot "$T/runroot" --tmpdir "$T/tmp" --storage-driver vfs
    --runtime "$RT" --cgroup-manager cgroupfs --events-backend file)
 IMG=localhost/busybox:dropin
+# conmon and the containers go under a private cgroup parent (podman's default is /libpod_parent)
+CGPARENT=/$(basename "$T")
 
 cleanup() {
     set +e
@@ -47,6 +49,7 @@ cleanup() {
     # conmon and any container process left behind name our private dirs on their command line
     for p in $(pids_with_arg "$T/"); do kill_pid "$p"; done
     umount_under
+    rm_cgroup_tree "${CGPARENT#/}"
     rm -rf --one-file-system "$T"
 }
 trap cleanup EXIT
@@ -58,7 +61,7 @@ b 120 "${P[@]}" import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sb
 [ "$RC" -eq 0 ] || { bad "podman import" "$(short "$OUT")"; summary; exit 1; }
 ok "podman import"
 
-RUNF=(run --network none)
+RUNF=(run --network none --cgroup-parent "$CGPARENT")
 b 60 "${P[@]}" "${RUNF[@]}" --rm "$IMG" echo hello-from-podman
 expect_out "podman run: echo" hello-from-podman
 
