@@ -102,12 +102,19 @@ public:
     }
 
 private:
-    static int run(const std::vector<std::string>& argv, pid_t* out_pid, bool wait) {
+    // stdout and stderr of the child go to `output` (swtpm_setup chatters on stdout).
+    static int run(const std::vector<std::string>& argv, pid_t* out_pid, bool wait, const std::string& output) {
         std::vector<char*> a;
         for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
         a.push_back(nullptr);
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 1, output.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+        posix_spawn_file_actions_adddup2(&fa, 1, 2);
         pid_t pid = -1;
-        if (posix_spawnp(&pid, a[0], nullptr, nullptr, a.data(), environ) != 0)
+        int rc = posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ);
+        posix_spawn_file_actions_destroy(&fa);
+        if (rc != 0)
             throw std::runtime_error("swtpm fixture: cannot run " + argv[0] + " (apt-get install swtpm swtpm-tools)");
         if (out_pid) *out_pid = pid;
         if (!wait) return 0;
@@ -143,8 +150,10 @@ private:
                                                "--platform-model swtpm\n");
         int rc = run({"swtpm_setup", "--tpm2", "--tpmstate", dir_ + "/state", "--create-ek-cert", "--config",
                       dir_ + "/swtpm_setup.conf", "--logfile", dir_ + "/setup.log"},
-                     nullptr, true);
-        if (rc != 0) throw std::runtime_error("swtpm fixture: swtpm_setup failed: " + slurp(dir_ + "/setup.log"));
+                     nullptr, true, dir_ + "/setup.out");
+        if (rc != 0)
+            throw std::runtime_error("swtpm fixture: swtpm_setup failed: " + slurp(dir_ + "/setup.log") +
+                                     slurp(dir_ + "/setup.out"));
     }
 
     bool answers() const {
@@ -167,7 +176,7 @@ private:
         run({"swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + dir_ + "/state", "--server",
              "type=unixio,path=" + socket(), "--ctrl", "type=unixio,path=" + socket() + ".ctrl", "--flags",
              "not-need-init,startup-clear", "--log", "file=" + dir_ + "/swtpm.log"},
-            &pid_, false);
+            &pid_, false, dir_ + "/swtpm.out");
         for (int i = 0; i < 1000; ++i) {  // 10 s
             int status = 0;
             if (::waitpid(pid_, &status, WNOHANG) == pid_) {

@@ -1,0 +1,608 @@
+// trustme-attest end to end: the built binary against a private swtpm, bundles from make-rootfs.sh,
+// and the hook under runc.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "attest/credential.hpp"
+#include "attest/eventlog.hpp"
+#include "attest/measure.hpp"
+#include "attest/tpm.hpp"
+#include "attest/verify.hpp"
+#include "swtpm_fixture.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using trustme::testing::Swtpm;
+
+namespace {
+
+const std::string kAttest = TRUSTME_ATTEST_BIN;
+const std::string kSource = TRUSTME_SOURCE_DIR;
+
+std::string slurp(const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+void spit(const std::string& p, const std::string& s) {
+    std::ofstream f(p, std::ios::binary | std::ios::trunc);
+    f << s;
+}
+
+struct TempDir {
+    std::string path;
+    TempDir() {
+        char t[] = "/tmp/trustme-attest-test-XXXXXX";
+        if (!mkdtemp(t)) throw std::runtime_error("mkdtemp");
+        path = t;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+struct Result {
+    int rc = -1;
+    std::string out, err;
+};
+
+// Start a program with stdin from a file; returns its PID. Output goes to files in `dir`.
+pid_t spawn(const std::vector<std::string>& argv, const std::string& dir, const std::string& tag,
+            const std::string& input) {
+    spit(dir + "/" + tag + ".in", input);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, (dir + "/" + tag + ".in").c_str(), O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, (dir + "/" + tag + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, (dir + "/" + tag + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    std::vector<char*> a;
+    for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+    a.push_back(nullptr);
+    pid_t pid = -1;
+    int rc = posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) throw std::runtime_error("spawn " + argv[0]);
+    return pid;
+}
+
+// Wait for `pid`, at most 120 s, then kill it (by PID).
+int wait_bounded(pid_t pid) {
+    int status = 0;
+    for (int i = 0; i < 12000; ++i) {
+        if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return 255;
+}
+
+Result run(const std::vector<std::string>& argv, const std::string& dir, const std::string& input = "") {
+    static int n = 0;
+    std::string tag = "run" + std::to_string(n++);
+    Result r;
+    r.rc = wait_bounded(spawn(argv, dir, tag, input));
+    r.out = slurp(dir + "/" + tag + ".out");
+    r.err = slurp(dir + "/" + tag + ".err");
+    return r;
+}
+
+std::string hex_nonce(int bytes = 32, char fill = 0) {
+    static int counter = 1;
+    std::string s;
+    for (int i = 0; i < bytes; ++i) {
+        char b[3];
+        snprintf(b, sizeof b, "%02x", fill ? fill : (counter * 37 + i * 11) & 0xff);
+        s += b;
+    }
+    ++counter;
+    return s;
+}
+
+int count_lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+// One attesting host: a swtpm, a policy naming it, an event log, bundles.
+class AttestHost : public ::testing::Test {
+protected:
+    void SetUp() override {
+        policy_ = dir_.path + "/policy.json";
+        log_ = dir_.path + "/var/measurements.cel.json";
+        spit(policy_, json{{"signature", "off"}, {"tcti", tpm_.tcti()}, {"pcr", 11}, {"event_log", log_}}.dump());
+        ASSERT_EQ(run({kAttest, "--policy", policy_, "ak", "create", "--out", ak()}, dir_.path).rc, 0);
+    }
+
+    std::string ak() const { return dir_.path + "/ak.pub.pem"; }
+    std::vector<std::string> cmd(std::initializer_list<std::string> rest) const {
+        std::vector<std::string> v{kAttest, "--policy", policy_};
+        v.insert(v.end(), rest);
+        return v;
+    }
+
+    // A bundle with a busybox rootfs; `marker` makes its manifest distinct.
+    std::string make_bundle(const std::string& name, const std::string& marker) {
+        std::string b = dir_.path + "/" + name;
+        fs::create_directories(b);
+        EXPECT_EQ(run({"sh", kSource + "/tests/fixtures/make-rootfs.sh", b + "/rootfs"}, dir_.path).rc, 0);
+        spit(b + "/rootfs/etc/marker", marker);
+        spit(b + "/config.json", json{{"ociVersion", "1.0.2"}, {"root", {{"path", "rootfs"}}},
+                                      {"process", {{"args", {"/bin/true"}}, {"cwd", "/"}}}}.dump());
+        return b;
+    }
+
+    std::string state(const std::string& id, const std::string& bundle, json ann = json::object()) {
+        return json{{"ociVersion", "1.0.2"}, {"id", id}, {"status", "creating"}, {"pid", 1},
+                    {"bundle", bundle},      {"annotations", ann}}.dump();
+    }
+
+    Result measure(const std::string& id, const std::string& bundle) {
+        return run(cmd({"hook", "measure"}), dir_.path, state(id, bundle));
+    }
+
+    std::vector<trustme::attest::Event> log_events() {
+        trustme::attest::LogFile f(log_, trustme::attest::LogFile::Mode::Read);
+        return f.read();
+    }
+
+    std::string allow_all_measured() {
+        json m = json::array();
+        for (auto& e : log_events()) m.push_back(e.content["manifest_sha256"]);
+        std::string p = dir_.path + "/allow.json";
+        spit(p, json{{"manifests", m}}.dump());
+        return p;
+    }
+
+    // quote.json for `nonce`
+    std::string quote(const std::string& nonce) {
+        auto r = run(cmd({"quote", "--nonce", nonce}), dir_.path);
+        EXPECT_EQ(r.rc, 0) << r.err;
+        std::string p = dir_.path + "/quote-" + nonce.substr(0, 8) + ".json";
+        spit(p, r.out);
+        return p;
+    }
+
+    Result verify(const std::string& quote_file, const std::string& nonce, const std::string& allow) {
+        return run({kAttest, "verify", "--ak", ak(), "--allow", allow, "--nonce", nonce, quote_file}, dir_.path);
+    }
+
+    // Modify quote.json's event log and write it back.
+    std::string edit_quote(const std::string& q, const std::function<void(json&)>& f) {
+        json j = json::parse(slurp(q));
+        f(j["event_log"]);
+        std::string p = q + ".edited";
+        spit(p, j.dump());
+        return p;
+    }
+
+    Swtpm tpm_;
+    TempDir dir_;
+    std::string policy_, log_;
+};
+
+}  // namespace
+
+TEST_F(AttestHost, HonestRunVerifies) {
+    auto b1 = make_bundle("b1", "one"), b2 = make_bundle("b2", "two");
+    ASSERT_EQ(measure("c1", b1).rc, 0);
+    auto r2 = measure("c2", b2);
+    ASSERT_EQ(r2.rc, 0) << r2.err;
+    EXPECT_TRUE(r2.err.empty()) << r2.err;
+    auto ev = log_events();
+    ASSERT_EQ(ev.size(), 2u);
+    EXPECT_EQ(ev[0].content["container_id"], "c1");
+    EXPECT_EQ(ev[1].content["bundle"], b2);
+    EXPECT_EQ(ev[1].recnum, 1u);
+    EXPECT_NE(ev[0].content["manifest_sha256"], ev[1].content["manifest_sha256"]);
+    EXPECT_EQ(ev[0].content["source"], "computed");
+    // The PCR is the replay of the log.
+    trustme::tpm::Tpm t(tpm_.tcti());
+    EXPECT_EQ(trustme::attest::replay(ev, 11, t.reset_count()), t.pcr_read(11));
+
+    std::string n = hex_nonce();
+    auto v = verify(quote(n), n, allow_all_measured());
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    EXPECT_NE(v.out.find("event 0 allowed: container=c1"), std::string::npos) << v.out;
+    EXPECT_NE(v.out.find("event 1 allowed: container=c2"), std::string::npos) << v.out;
+    EXPECT_NE(v.out.find("VERIFIED"), std::string::npos);
+    // log show: a CEL-JSON array
+    auto show = run(cmd({"log", "show"}), dir_.path);
+    EXPECT_EQ(json::parse(show.out).size(), 2u);
+}
+
+TEST_F(AttestHost, WrongNonceIsRefused) {
+    ASSERT_EQ(measure("c1", make_bundle("b1", "one")).rc, 0);
+    std::string n = hex_nonce();
+    auto v = verify(quote(n), hex_nonce(), allow_all_measured());
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.err.find("nonce does not match"), std::string::npos) << v.err;
+    EXPECT_EQ(count_lines(v.err), 1);
+}
+
+TEST_F(AttestHost, ReplayedOldQuoteIsRefused) {
+    auto b1 = make_bundle("b1", "one");
+    ASSERT_EQ(measure("c1", b1).rc, 0);
+    std::string old_nonce = hex_nonce();
+    std::string old_quote = quote(old_nonce);
+    // Later, a bundle that is not allowed runs; the host replays the old, clean quote to a new challenge.
+    ASSERT_EQ(measure("evil", make_bundle("b2", "two")).rc, 0);
+    std::string allow = allow_all_measured();
+    auto v = verify(old_quote, hex_nonce(), allow);
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.err.find("stale or replayed"), std::string::npos) << v.err;
+}
+
+TEST_F(AttestHost, ShortNonceIsRefused) {
+    ASSERT_EQ(measure("c1", make_bundle("b1", "one")).rc, 0);
+    auto q = run(cmd({"quote", "--nonce", hex_nonce(16)}), dir_.path);
+    EXPECT_EQ(q.rc, 1);
+    EXPECT_NE(q.err.find("--nonce"), std::string::npos) << q.err;
+}
+
+TEST_F(AttestHost, TamperedLogIsRefused) {
+    for (int i = 0; i < 3; ++i)
+        ASSERT_EQ(measure("c" + std::to_string(i), make_bundle("b" + std::to_string(i), std::to_string(i))).rc, 0);
+    std::string n = hex_nonce();
+    std::string q = quote(n), allow = allow_all_measured();
+    ASSERT_EQ(verify(q, n, allow).rc, 0);
+
+    auto removed_middle = edit_quote(q, [](json& l) { l.erase(l.begin() + 1); });
+    auto v = verify(removed_middle, n, allow);
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.err.find("removed or reordered"), std::string::npos) << v.err;
+
+    // Removing the last record and renumbering nothing: the replay no longer reaches the PCR.
+    auto removed_last = edit_quote(q, [](json& l) { l.erase(l.end() - 1); });
+    v = verify(removed_last, n, allow);
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.err.find("PCR 11: replaying the event log"), std::string::npos) << v.err;
+
+    // Reordered, with recnums rewritten to look consecutive: the replay differs.
+    auto reordered = edit_quote(q, [](json& l) {
+        std::swap(l[0], l[1]);
+        l[0]["recnum"] = 0;
+        l[1]["recnum"] = 1;
+    });
+    v = verify(reordered, n, allow);
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.err.find("PCR 11: replaying"), std::string::npos) << v.err;
+
+    auto edited = edit_quote(q, [](json& l) { l[1]["content"]["container_id"] = "innocent"; });
+    v = verify(edited, n, allow);
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.err.find("record 1: digest does not match its content"), std::string::npos) << v.err;
+
+    // Edited content with a recomputed digest: consistent record, but not what the PCR holds.
+    auto edited2 = edit_quote(q, [](json& l) {
+        l[1]["content"]["manifest_sha256"] = std::string(64, 'a');
+        auto d = trustme::attest::content_digest(l[1]["content"]);
+        l[1]["digests"][0]["digest"] = trustme::tpm::to_hex(d);
+    });
+    v = verify(edited2, n, allow);
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.err.find("PCR 11: replaying"), std::string::npos) << v.err;
+}
+
+TEST_F(AttestHost, QuoteSignedByAnotherKeyIsRefused) {
+    ASSERT_EQ(measure("c1", make_bundle("b1", "one")).rc, 0);
+    std::string allow = allow_all_measured();
+    // Another TPM with the same log: a perfect quote, but not by the AK the verifier trusts.
+    Swtpm other;
+    std::string other_policy = dir_.path + "/other-policy.json";
+    spit(other_policy, json{{"signature", "off"}, {"tcti", other.tcti()}, {"event_log", log_}}.dump());
+    std::string n = hex_nonce();
+    auto r = run({kAttest, "--policy", other_policy, "quote", "--nonce", n}, dir_.path);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    spit(dir_.path + "/other.json", r.out);
+    auto v = verify(dir_.path + "/other.json", n, allow);
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.err.find("does not verify with the trusted AK"), std::string::npos) << v.err;
+
+    // And a quote whose signed bytes were altered.
+    std::string q = quote(n);
+    json j = json::parse(slurp(q));
+    std::string att = j["attest"];
+    att[att.size() - 1] = att[att.size() - 1] == '0' ? '1' : '0';
+    j["attest"] = att;
+    spit(q, j.dump());
+    v = verify(q, n, allow);
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.err.find("does not verify with the trusted AK"), std::string::npos) << v.err;
+}
+
+TEST_F(AttestHost, BundleNotOnTheAllowListIsDenied) {
+    ASSERT_EQ(measure("good", make_bundle("b1", "one")).rc, 0);
+    std::string allow = allow_all_measured();
+    ASSERT_EQ(measure("bad", make_bundle("b2", "two")).rc, 0);
+    std::string n = hex_nonce();
+    auto v = verify(quote(n), n, allow);
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.out.find("event 0 allowed: container=good"), std::string::npos) << v.out;
+    EXPECT_NE(v.out.find("event 1 DENIED: container=bad"), std::string::npos) << v.out;
+    EXPECT_NE(v.err.find("not on the allow-list"), std::string::npos) << v.err;
+}
+
+TEST_F(AttestHost, PcrExtendedOutOfBandIsRefused) {
+    ASSERT_EQ(measure("c1", make_bundle("b1", "one")).rc, 0);
+    {
+        trustme::tpm::Tpm t(tpm_.tcti());
+        t.pcr_extend(11, std::vector<uint8_t>(32, 0xee));
+    }
+    std::string n = hex_nonce();
+    auto v = verify(quote(n), n, allow_all_measured());
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.err.find("extended out of band"), std::string::npos) << v.err;
+}
+
+TEST_F(AttestHost, CrashBetweenAppendAndExtendIsPendingThenRecovered) {
+    auto b1 = make_bundle("b1", "one");
+    ASSERT_EQ(measure("c1", b1).rc, 0);
+    // What a hook killed after its append and before its extend leaves behind: a durable record the PCR lacks.
+    {
+        trustme::tpm::Tpm t(tpm_.tcti());
+        trustme::attest::LogFile f(log_, trustme::attest::LogFile::Mode::Append);
+        f.lock(true);
+        auto ev = f.read();
+        trustme::attest::Event e;
+        e.recnum = ev.back().recnum + 1;
+        e.pcr = 11;
+        e.content = ev.back().content;
+        e.content["container_id"] = "crashed";
+        e.digest = trustme::attest::content_digest(e.content);
+        f.append(e);
+    }
+    std::string allow = allow_all_measured();
+    std::string n = hex_nonce();
+    auto v = verify(quote(n), n, allow);
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    EXPECT_NE(v.out.find("event 1 pending: container=crashed"), std::string::npos) << v.out;
+
+    // The next hook completes the pending record before measuring its own.
+    ASSERT_EQ(measure("c3", b1).rc, 0);
+    trustme::tpm::Tpm t(tpm_.tcti());
+    auto ev = log_events();
+    ASSERT_EQ(ev.size(), 3u);
+    EXPECT_EQ(trustme::attest::replay(ev, 11, t.reset_count()), t.pcr_read(11));
+    n = hex_nonce();
+    v = verify(quote(n), n, allow);
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    EXPECT_EQ(v.out.find("pending"), std::string::npos) << v.out;
+}
+
+TEST_F(AttestHost, TornRecordIsDroppedByTheNextWriter) {
+    auto b1 = make_bundle("b1", "one");
+    ASSERT_EQ(measure("c1", b1).rc, 0);
+    {
+        std::ofstream f(log_, std::ios::app | std::ios::binary);
+        f << "\x1e{\"recnum\":1,\"pcr\":11,\"dig";  // a crash in the middle of write(2)
+    }
+    ASSERT_EQ(measure("c2", b1).rc, 0);
+    auto ev = log_events();
+    ASSERT_EQ(ev.size(), 2u);
+    EXPECT_EQ(ev[1].content["container_id"], "c2");
+    std::string n = hex_nonce();
+    EXPECT_EQ(verify(quote(n), n, allow_all_measured()).rc, 0);
+}
+
+TEST_F(AttestHost, ConcurrentHooksKeepLogAndPcrConsistent) {
+    auto b1 = make_bundle("b1", "one");
+    std::vector<pid_t> pids;
+    for (int i = 0; i < 8; ++i)
+        pids.push_back(spawn(cmd({"hook", "measure"}), dir_.path, "conc" + std::to_string(i),
+                             state("c" + std::to_string(i), b1)));
+    for (size_t i = 0; i < pids.size(); ++i)
+        EXPECT_EQ(wait_bounded(pids[i]), 0) << slurp(dir_.path + "/conc" + std::to_string(i) + ".err");
+    auto ev = log_events();
+    ASSERT_EQ(ev.size(), 8u);
+    for (size_t i = 0; i < ev.size(); ++i) EXPECT_EQ(ev[i].recnum, i);
+    std::string n = hex_nonce();
+    auto v = verify(quote(n), n, allow_all_measured());
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+}
+
+TEST_F(AttestHost, AfterATpmResetOldEventsAreNotCovered) {
+    auto b1 = make_bundle("b1", "one");
+    ASSERT_EQ(measure("before", b1).rc, 0);
+    tpm_.restart();
+    ASSERT_EQ(measure("after", b1).rc, 0);
+    std::string n = hex_nonce();
+    auto v = verify(quote(n), n, allow_all_measured());
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    EXPECT_NE(v.out.find("event 0 not-covered: container=before"), std::string::npos) << v.out;
+    EXPECT_NE(v.out.find("event 1 allowed: container=after"), std::string::npos) << v.out;
+}
+
+TEST_F(AttestHost, BadHookInputIsOneLineAndLeavesNoRecord) {
+    auto r = run(cmd({"hook", "measure"}), dir_.path, "not json");
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("OCI state"), std::string::npos) << r.err;
+    r = run(cmd({"hook", "measure"}), dir_.path, state("c1", dir_.path + "/missing"));
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("missing"), std::string::npos) << r.err;
+    EXPECT_TRUE(log_events().empty());
+    // No TPM: one line naming the TCTI; nothing appended.
+    auto b1 = make_bundle("b1", "one");
+    r = run({kAttest, "--policy", policy_, "--tcti", "swtpm:path=" + dir_.path + "/nosock", "hook", "measure"},
+            dir_.path, state("c1", b1));
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("TPM (swtpm:path="), std::string::npos) << r.err;
+    EXPECT_TRUE(log_events().empty());
+}
+
+TEST_F(AttestHost, RemoteChallengeResponse) {
+    ASSERT_EQ(measure("c1", make_bundle("b1", "one")).rc, 0);
+    std::string allow = allow_all_measured();
+    std::string sock = dir_.path + "/attest.sock";
+    pid_t server = spawn(cmd({"serve", "--listen", "unix:" + sock}), dir_.path, "serve", "");
+    bool up = false;
+    for (int i = 0; i < 500 && !up; ++i) {
+        up = fs::exists(sock);
+        if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(up) << slurp(dir_.path + "/serve.err");
+    auto v = run({kAttest, "verify", "--ak", ak(), "--allow", allow, "--remote", "unix:" + sock}, dir_.path);
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    EXPECT_NE(v.out.find("VERIFIED"), std::string::npos) << v.out;
+    // A verifier with another trusted AK refuses the same host.
+    Swtpm other;
+    auto r = run({kAttest, "--tcti", other.tcti(), "ak", "create", "--out", dir_.path + "/other.pem"}, dir_.path);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    v = run({kAttest, "verify", "--ak", dir_.path + "/other.pem", "--allow", allow, "--remote", "unix:" + sock},
+            dir_.path);
+    EXPECT_EQ(v.rc, 1);
+    kill(server, SIGTERM);
+    wait_bounded(server);
+
+    // TCP on loopback: a port the kernel picked for us a moment ago.
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    getsockname(s, reinterpret_cast<sockaddr*>(&sa), &len);
+    close(s);
+    std::string addr = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+    server = spawn(cmd({"serve", "--listen", addr}), dir_.path, "serve-tcp", "");
+    Result tv;
+    for (int i = 0; i < 100; ++i) {  // until it listens (bounded)
+        tv = run({kAttest, "verify", "--ak", ak(), "--allow", allow, "--remote", addr}, dir_.path);
+        if (tv.err.find("connect") == std::string::npos) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_EQ(tv.rc, 0) << tv.out << tv.err;
+    kill(server, SIGTERM);
+    wait_bounded(server);
+}
+
+TEST(AttestMeasure, RuntimeVerifiedAnnotationsAndSignerAllowList) {
+    TempDir d;
+    std::string b = d.path + "/bundle";
+    fs::create_directories(b + "/rootfs");
+    spit(b + "/config.json", "{\"ociVersion\":\"1.0.2\"}");
+    std::string manifest(64, 'b');
+    json ann = {{trustme::attest::kAnnManifest, manifest}, {trustme::attest::kAnnSigner, "CN=release signer"}};
+    json st = {{"id", "x"}, {"bundle", b}, {"annotations", ann}};
+    auto m = trustme::attest::measure_bundle(st, true);
+    EXPECT_EQ(m.source, "runtime-verified");
+    EXPECT_EQ(m.manifest_sha256, manifest);
+    EXPECT_EQ(m.signer, "CN=release signer");
+    // Not from trustme-runtime (runc, crun): the annotations are the bundle author's word and are ignored.
+    auto u = trustme::attest::measure_bundle(st, false);
+    EXPECT_EQ(u.source, "computed");
+    EXPECT_NE(u.manifest_sha256, manifest);
+    EXPECT_TRUE(u.signer.empty());
+    // A config changed after the runtime verified it is refused.
+    ann[trustme::attest::kAnnConfig] = std::string(64, 'c');
+    st["annotations"] = ann;
+    EXPECT_THROW(trustme::attest::measure_bundle(st, true), trustme::Error);
+
+    // Allow-listing by signer.
+    Swtpm sw;
+    std::string log = d.path + "/log";
+    trustme::attest::measure({sw.tcti(), 11, log}, st, m);
+    trustme::tpm::Tpm t(sw.tcti());
+    std::vector<uint8_t> nonce(32, 7);
+    auto q = t.quote(nonce, {11});
+    trustme::attest::QuoteDoc doc;
+    doc.attest = q.attest;
+    doc.signature_der = q.signature_der;
+    doc.pcrs = q.pcr_values;
+    trustme::attest::LogFile lf(log, trustme::attest::LogFile::Mode::Read);
+    doc.log = lf.read();
+    auto allow = trustme::attest::AllowList::parse(R"({"signers":["CN=release signer"]})", "allow");
+    auto r = trustme::attest::verify_quote(t.ak_public().pem, nonce, allow, doc);
+    EXPECT_TRUE(r.ok()) << trustme::attest::render(r);
+    ASSERT_EQ(r.events.size(), 1u);
+    EXPECT_EQ(r.events[0].reason, "signer on the allow-list");
+    auto deny = trustme::attest::AllowList::parse(R"({"signers":["CN=someone else"]})", "allow");
+    EXPECT_FALSE(trustme::attest::verify_quote(t.ak_public().pem, nonce, deny, doc).ok());
+    EXPECT_THROW(trustme::attest::AllowList::parse(R"({"signer":[]})", "allow.json"), trustme::Error);
+}
+
+TEST(AttestEk, EnrollBindsTheAkToTheCertifiedEk) {
+    TempDir d;
+    Swtpm::Options o;
+    o.ek_cert = true;
+    Swtpm sw(o);
+    std::string ak = d.path + "/ak.pem";
+    auto r = run({kAttest, "--tcti", sw.tcti(), "ak", "enroll", "--ek-ca", sw.ca_root(), "--ek-ca", sw.ca_issuer(),
+                  "--out", ak},
+                 d.path);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_NE(r.out.find("bound to the certified EK"), std::string::npos);
+    // The enrolled AK is the one that signs quotes.
+    auto c = run({kAttest, "--tcti", sw.tcti(), "ak", "create", "--out", d.path + "/ak2.pem", "--ek-cert",
+                  d.path + "/ek.der"},
+                 d.path);
+    ASSERT_EQ(c.rc, 0) << c.err;
+    EXPECT_EQ(slurp(ak), slurp(d.path + "/ak2.pem"));
+    EXPECT_GT(fs::file_size(d.path + "/ek.der"), 100u);
+
+    // Another CA does not certify this EK.
+    Swtpm other(o);
+    r = run({kAttest, "--tcti", sw.tcti(), "ak", "enroll", "--ek-ca", other.ca_root(), "--ek-ca", other.ca_issuer(),
+             "--out", d.path + "/bad.pem"},
+            d.path);
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_NE(r.err.find("EK certificate"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(d.path + "/bad.pem"));
+
+    // A credential made for this EK but another AK name cannot be activated: the TPM checks the binding.
+    trustme::tpm::Tpm t(sw.tcti());
+    auto ek = t.ek_certificate();
+    std::vector<uint8_t> wrong_name(34, 1);
+    wrong_name[0] = 0;
+    wrong_name[1] = 0x0b;
+    auto cred = trustme::attest::make_credential(ek, wrong_name, std::vector<uint8_t>(32, 9));
+    EXPECT_THROW(t.ak_activate_credential(cred), trustme::Error);
+}
+
+TEST(AttestRunc, HookMeasuresUnderRunc) {
+    if (system("command -v runc >/dev/null 2>&1") != 0) GTEST_SKIP() << "runc not installed";
+    TempDir d;
+    Swtpm sw;
+    std::string bundle = d.path + "/bundle", log = d.path + "/measurements.cel.json";
+    fs::create_directories(bundle);
+    ASSERT_EQ(run({"sh", kSource + "/tests/fixtures/make-rootfs.sh", bundle + "/rootfs"}, d.path).rc, 0);
+    ASSERT_EQ(run({"runc", "spec", "--bundle", bundle}, d.path).rc, 0);
+    json cfg = json::parse(slurp(bundle + "/config.json"));
+    cfg["process"]["terminal"] = false;
+    cfg["process"]["args"] = {"/bin/true"};
+    cfg["hooks"]["createRuntime"] = {{{"path", kAttest},
+                                      {"args", {"trustme-attest", "--tcti", sw.tcti(), "--log", log, "hook", "measure"}},
+                                      {"timeout", 60}}};
+    spit(bundle + "/config.json", cfg.dump(2));
+    std::string root = d.path + "/runc-root";
+    std::string id = "trustme-attest-test-" + std::to_string(getpid());
+    auto r = run({"runc", "--root", root, "run", "--bundle", bundle, id}, d.path);
+    run({"runc", "--root", root, "delete", "--force", id}, d.path);  // in case run stopped halfway
+    ASSERT_EQ(r.rc, 0) << r.out << r.err;
+
+    trustme::attest::LogFile lf(log, trustme::attest::LogFile::Mode::Read);
+    auto ev = lf.read();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].content["container_id"], id);
+    EXPECT_EQ(ev[0].content["bundle"], bundle);
+    EXPECT_EQ(ev[0].content["source"], "computed");  // runc's annotations are never trusted
+    trustme::tpm::Tpm t(sw.tcti());
+    EXPECT_EQ(trustme::attest::replay(ev, 11, t.reset_count()), t.pcr_read(11));
+    EXPECT_NE(t.pcr_read(11), std::vector<uint8_t>(32, 0));
+}
