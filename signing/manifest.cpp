@@ -220,13 +220,16 @@ private:
         }
         for (const auto& name : names) {
             std::string child = path == "/" ? "/" + name : path + "/" + name;
-            if (opt_.exclude_embedded && (child == "/.trustme/manifest" || child == "/.trustme/manifest.p7s"))
-                continue;
             std::string what = "rootfs" + child;
             struct statx st{};
             check(::statx(dirfd, name.c_str(), AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, kStatxMask, &st),
                   "statx " + what);
             auto type = st.stx_mode & S_IFMT;
+            // Only the two regular files are outside the manifest: a directory under either name (which
+            // could hide a tree) is listed like anything else, and so refused as added.
+            if (opt_.exclude_embedded && type == S_IFREG &&
+                (child == "/.trustme/manifest" || child == "/.trustme/manifest.p7s"))
+                continue;
             if (type == S_IFDIR) {
                 UniqueFd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
                 if (!fd) fail_errno(errno, what);

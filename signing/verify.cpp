@@ -1,6 +1,7 @@
 #include "signing/verify.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -26,13 +27,21 @@ void put(char (&dst)[N], const std::string& s) {
 
 // Open a file of the bundle relative to a directory fd, without following a symlink in the last
 // component; ENOENT gives an empty UniqueFd, anything else throws.
+// O_NONBLOCK|O_NOCTTY: a fifo or tty planted under the expected name must not block or adopt us; the
+// type check then refuses it.
 UniqueFd open_opt(int dirfd, const char* name, const std::string& display, int extra = 0) {
-    int fd = ::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | extra);
+    int fd = ::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | extra);
     if (fd < 0) {
         if (errno == ENOENT) return UniqueFd();
         fail_errno(errno, display);
     }
-    return UniqueFd(fd);
+    UniqueFd owned(fd);
+    struct stat st{};
+    if (::fstat(fd, &st) < 0) fail_errno(errno, display);
+    bool want_dir = extra & O_DIRECTORY;
+    if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
+        fail(display + (want_dir ? ": not a directory" : ": not a regular file"));
+    return owned;
 }
 
 std::string read_fd(int fd, const std::string& display) {

@@ -417,6 +417,16 @@ TEST_F(Signing, EmbeddedRootfsTamperingRefused) {
     EXPECT_EQ(o.error().rfind(rootfs_ + "/bin/busybox: content changed", 0), 0u) << o.error();
 }
 
+TEST_F(Signing, PlantedFifoOrDirectoryRefused) {
+    ASSERT_EQ(::mkfifo((bundle_ + "/trustme.manifest").c_str(), 0600), 0);
+    expect_refused(bundle_ + "/trustme.manifest: not a regular file");  // and did not block
+    ASSERT_EQ(::unlink((bundle_ + "/trustme.manifest").c_str()), 0);
+    sign("app", /*embedded=*/true);
+    ASSERT_EQ(::unlink((rootfs_ + "/.trustme/manifest.p7s").c_str()), 0);
+    ASSERT_EQ(::mkdir((rootfs_ + "/.trustme/manifest.p7s").c_str(), 0755), 0);
+    expect_refused(rootfs_ + "/.trustme/manifest.p7s: not a regular file");
+}
+
 TEST_F(Signing, EmbeddedManifestMayNotNameConfig) {
     sign("app", /*embedded=*/false);  // a bundle manifest (with config) copied to the embedded place
     ASSERT_EQ(::mkdir((rootfs_ + "/.trustme").c_str(), 0755), 0);
