@@ -308,4 +308,16 @@ std::optional<bool> get_bool(const nlohmann::json& obj, const char* key, const s
     return v->get<bool>();
 }
 
+std::vector<std::string> rdma_lines(const nlohmann::json& rdma) {
+    std::vector<std::string> out;
+    if (!rdma.is_object()) return out;
+    for (auto& [dev, lim] : rdma.items()) {
+        std::string line = dev;
+        if (auto h = get_u64(lim, "hcaHandles", "linux.resources.rdma." + dev)) line += " hca_handle=" + std::to_string(*h);
+        if (auto o = get_u64(lim, "hcaObjects", "linux.resources.rdma." + dev)) line += " hca_object=" + std::to_string(*o);
+        if (line != dev) out.push_back(line);
+    }
+    return out;
+}
+
 }  // namespace trustme::cgroups::detail

@@ -81,6 +81,10 @@ int64_t swap_to_v2(int64_t swap, int64_t limit);
 // "2MB" → "2MB" (validated), used in hugetlb.<size>.* file names.
 bool valid_hugepage_size(const std::string& s);
 
+// linux.resources.rdma → rdma.max lines "<device> hca_handle=N hca_object=M" (runc fscommon/rdma.go;
+// v1 and v2 share the file format).
+std::vector<std::string> rdma_lines(const nlohmann::json& rdma);
+
 std::unique_ptr<Manager> make_legacy(const std::string& inner, bool absolute);
 std::unique_ptr<Manager> make_unified(const std::string& inner, bool absolute);
 std::unique_ptr<Manager> load_legacy(const nlohmann::json& saved);

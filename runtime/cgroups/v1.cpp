@@ -283,6 +283,13 @@ void LegacyManager::set(const nlohmann::json& r, bool creating) {
                             p.at("name").get<std::string>() + " " + std::to_string(p.at("priority").get<uint64_t>()));
         }
     }
+    if (auto* rd = member(r, "rdma")) {
+        auto lines = rdma_lines(*rd);
+        if (!lines.empty()) {
+            auto& h = need_for("rdma", base + ".rdma");
+            for (auto& l : lines) write_value(h.dir, "rdma.max", l);
+        }
+    }
 }
 
 void LegacyManager::set_cpu(const nlohmann::json& c) {

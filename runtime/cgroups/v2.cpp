@@ -210,6 +210,11 @@ void UnifiedManager::set(const nlohmann::json& r, bool creating) {
         // net_cls/net_prio exist only in v1; on v2 an eBPF program does that job.
         if (any) fail(base + ".network: net_cls/net_prio are cgroup v1 controllers, not available on cgroup v2");
     }
+    if (auto* rd = member(r, "rdma")) {
+        auto lines = rdma_lines(*rd);
+        if (!lines.empty()) need("rdma", base + ".rdma");
+        for (auto& l : lines) write_value(dir_, "rdma.max", l);
+    }
     // unified last, so its keys override what was derived above (runc fs2 setUnified).
     if (auto* u = member(r, "unified")) {
         for (auto& [k, v] : u->items()) {

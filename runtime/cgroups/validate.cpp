@@ -162,7 +162,16 @@ void validate(const nlohmann::json& r) {
                 fail(q + ": \"" + k + "\" cannot be set through unified");
         }
     }
-    if (auto* rd = member(r, "rdma")) check_object(*rd, base + ".rdma");
+    if (auto* rd = member(r, "rdma")) {
+        check_object(*rd, base + ".rdma");
+        for (auto& [dev, lim] : rd->items()) {
+            std::string q = base + ".rdma[\"" + dev + "\"]";
+            check_object(lim, q);
+            if (dev.empty() || dev.find_first_of(" \n") != std::string::npos) fail(q + ": invalid device name");
+            get_u64(lim, "hcaHandles", q);
+            get_u64(lim, "hcaObjects", q);
+        }
+    }
 }
 
 }  // namespace trustme::cgroups

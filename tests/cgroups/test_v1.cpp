@@ -229,6 +229,10 @@ TEST_F(V1, MissingControllerIsAClearErrorOnlyWhenAskedFor) {
         mgr_->apply(json{{"network", {{"classID", 1048577}}}});
         EXPECT_EQ(read_trim(file("net_cls", "net_cls.classid")), "1048577");
     }
+    if (!mounted("rdma")) {
+        EXPECT_EQ(error_of([&] { mgr_->apply(json{{"rdma", {{"mlx5_1", {{"hcaHandles", 3}}}}}}); }),
+                  "linux.resources.rdma: the rdma cgroup controller is not mounted on this host (cgroup v1)");
+    }
     EXPECT_EQ(error_of([&] { mgr_->apply(json{{"unified", {{"memory.high", "1"}}}}); }).rfind("linux.resources.unified:", 0), 0u);
 }
 
