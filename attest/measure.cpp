@@ -118,6 +118,10 @@ MeasureResult measure(const MeasureOptions& opt, const nlohmann::json& state, co
     if (!state.contains("id") || !state["id"].is_string() || state["id"].get<std::string>().empty())
         fail("OCI state: id: missing or not a string");
 
+    // First run: make sure the TPM answers before creating the log (and its directory), so that a host
+    // without a TPM or a wrong TCTI is one error line and nothing left behind.
+    if (::access(opt.log.c_str(), F_OK) != 0) tpm::Tpm probe(opt.tcti);
+
     // Lock before opening the TPM: swtpm serves one connection at a time, so a process holding the TPM
     // while waiting for the lock could deadlock with the lock holder.
     LogFile log(opt.log, LogFile::Mode::Append);
