@@ -1,5 +1,6 @@
 // trustme-attest(8): measure bundles (OCI hook), attestation key, quote, verify, challenge/response service.
 #include <fcntl.h>
+#include <signal.h>
 #include <openssl/rand.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -313,10 +314,26 @@ int cmd_verify(const Args& a) {
     return 0;
 }
 
+// The unix socket path to remove when serve is stopped by a signal (unlink is async-signal-safe).
+char g_socket_path[108];
+
+extern "C" void on_stop_signal(int sig) {
+    if (g_socket_path[0]) ::unlink(g_socket_path);
+    ::_exit(128 + sig);
+}
+
 int cmd_serve(const Args& a) {
     Settings s = settings(a);
     std::string addr = a.need("listen");
     UniqueFd lfd = net::listen_on(addr);
+    std::string path = addr.rfind("unix:", 0) == 0 ? addr.substr(5) : (addr[0] == '/' ? addr : "");
+    if (!path.empty() && path.size() < sizeof g_socket_path) {
+        path.copy(g_socket_path, sizeof g_socket_path - 1);
+        struct sigaction sa {};
+        sa.sa_handler = on_stop_signal;
+        sigaction(SIGTERM, &sa, nullptr);
+        sigaction(SIGINT, &sa, nullptr);
+    }
     std::cout << "listening on " << addr << std::endl;
     for (;;) {
         UniqueFd c(::accept4(lfd.get(), nullptr, nullptr, SOCK_CLOEXEC));

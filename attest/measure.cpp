@@ -117,6 +117,7 @@ MeasureResult measure(const MeasureOptions& opt, const nlohmann::json& state, co
     if (opt.pcr > 23) fail("pcr " + std::to_string(opt.pcr) + ": out of range (0..23)");
     if (!state.contains("id") || !state["id"].is_string() || state["id"].get<std::string>().empty())
         fail("OCI state: id: missing or not a string");
+    if (!state.contains("bundle") || !state["bundle"].is_string()) fail("OCI state: bundle: missing or not a string");
 
     // First run: make sure the TPM answers before creating the log (and its directory), so that a host
     // without a TPM or a wrong TCTI is one error line and nothing left behind.

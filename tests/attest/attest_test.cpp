@@ -251,6 +251,15 @@ TEST_F(AttestHost, ShortNonceIsRefused) {
     auto q = run(cmd({"quote", "--nonce", hex_nonce(16)}), dir_.path);
     EXPECT_EQ(q.rc, 1);
     EXPECT_NE(q.err.find("--nonce"), std::string::npos) << q.err;
+    // A verifier refuses short nonces too, whatever the quote says.
+    std::string n = hex_nonce(16);
+    trustme::tpm::Tpm t(tpm_.tcti());
+    auto raw = t.quote(trustme::tpm::from_hex(n, "nonce"), {11});
+    trustme::attest::QuoteDoc doc{raw.attest, raw.signature_der, raw.pcr_values, log_events()};
+    auto r = trustme::attest::verify_quote(slurp(ak()), trustme::tpm::from_hex(n, "nonce"),
+                                           trustme::attest::AllowList{}, doc);
+    EXPECT_FALSE(r.ok());
+    EXPECT_NE(r.refused.find("at least 32 bytes"), std::string::npos) << r.refused;
 }
 
 TEST_F(AttestHost, TamperedLogIsRefused) {
@@ -469,6 +478,7 @@ TEST_F(AttestHost, RemoteChallengeResponse) {
     EXPECT_EQ(v.rc, 1);
     kill(server, SIGTERM);
     wait_bounded(server);
+    EXPECT_FALSE(fs::exists(sock)) << "serve left its socket behind";
 
     // TCP on loopback: a port the kernel picked for us a moment ago.
     int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
