@@ -1,0 +1,38 @@
+// runc-style argument parsing: global flags before the command, command flags after it; "--flag value",
+// "--flag=value", "-f value" and the single-dash long form "-flag" that runc's CLI library accepts.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+namespace trustme::cli {
+
+struct Flag {
+    const char* name;   // long name without dashes
+    char short_name;    // 0 if none
+    const char* value;  // value placeholder ("FILE"), nullptr for booleans
+    const char* help;
+};
+
+struct Args {
+    std::map<std::string, std::vector<std::string>> values;
+    std::vector<std::string> positional;
+    bool has(const std::string& n) const { return values.count(n) != 0; }
+    std::string get(const std::string& n, const std::string& def = "") const {
+        auto it = values.find(n);
+        return it == values.end() || it->second.empty() ? def : it->second.back();
+    }
+    std::vector<std::string> all(const std::string& n) const {
+        auto it = values.find(n);
+        return it == values.end() ? std::vector<std::string>{} : it->second;
+    }
+};
+
+// Parses argv[from..] until the first positional when stop_at_positional (global flags), or all of it.
+// Returns the index after the last consumed argument. Throws on an unknown flag or a missing value.
+int parse(const std::vector<Flag>& flags, int argc, char** argv, int from, Args& out, bool stop_at_positional,
+          const std::string& context);
+
+std::string format_flags(const std::vector<Flag>& flags);
+
+}  // namespace trustme::cli

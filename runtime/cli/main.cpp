@@ -1,0 +1,326 @@
+// trustme-runtime: runc's command line over the lifecycle library. Help texts here are the source the
+// man pages in man/ follow (tests/cli checks that every flag of --help is documented there).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+
+#include "args.hpp"
+#include "oci/config.hpp"
+#include "oci/spec.hpp"
+#include "runtime/base/error.hpp"
+#include "runtime/base/fd.hpp"
+#include "runtime/base/files.hpp"
+#include "runtime/base/log.hpp"
+#include "runtime/container/container.hpp"
+#include "runtime/container/plugins.hpp"
+#include "runtime/volume/volume_plugin.h"
+#include "selfexe.hpp"
+
+namespace trustme::cli {
+namespace {
+
+using container::Globals;
+
+const std::vector<Flag> kGlobal = {
+    {"root", 0, "DIR", "state directory (default /run/trustme-runtime)"},
+    {"log", 0, "FILE", "write log lines to FILE instead of stderr"},
+    {"log-format", 0, "text|json", "log line format (default text); engines use json"},
+    {"debug", 0, nullptr, "log debug messages"},
+    {"systemd-cgroup", 0, nullptr, "use the systemd cgroup driver (not supported yet: an error)"},
+    {"policy", 0, "FILE", "trust policy (default $TRUSTME_POLICY, then /etc/trustme/policy.json)"},
+    {"criu", 0, "PATH", "accepted for runc compatibility; checkpoint/restore is not supported"},
+    {"rootless", 0, "true|false|auto", "accepted for runc compatibility; only rootful operation is supported"},
+    {"version", 'v', nullptr, "print the version"},
+    {"help", 'h', nullptr, "show help"},
+};
+
+struct Command {
+    const char* name;
+    const char* args;  // positional usage
+    const char* summary;
+    std::vector<Flag> flags;
+    int (*run)(const Globals&, const Args&);
+};
+
+std::string need_id(const Args& a, const char* cmd) {
+    if (a.positional.empty()) fail(std::string(cmd) + ": container id required");
+    return a.positional[0];
+}
+
+int int_flag(const Args& a, const char* name, int def) {
+    std::string v = a.get(name);
+    if (v.empty()) return def;
+    char* end;
+    long n = std::strtol(v.c_str(), &end, 10);
+    if (*end || n < 0 || n > 1 << 20) fail(std::string("--") + name + ": invalid number \"" + v + "\"");
+    return static_cast<int>(n);
+}
+
+container::CreateOpts create_opts(const Args& a, const char* cmd) {
+    container::CreateOpts o;
+    o.id = need_id(a, cmd);
+    o.bundle = a.get("bundle");
+    o.pid_file = a.get("pid-file");
+    o.console_socket = a.get("console-socket");
+    o.no_pivot = a.has("no-pivot");
+    o.no_new_keyring = a.has("no-new-keyring");
+    o.preserve_fds = int_flag(a, "preserve-fds", 0);
+    o.detach = a.has("detach");
+    o.keep = a.has("keep");
+    return o;
+}
+
+const std::vector<Flag> kCreateFlags = {
+    {"bundle", 'b', "DIR", "path to the bundle directory (default: current directory)"},
+    {"console-socket", 0, "PATH", "unix socket that receives the pty master when process.terminal is true"},
+    {"pid-file", 0, "FILE", "write the container process id to FILE"},
+    {"no-pivot", 0, nullptr, "do not use pivot_root (MS_MOVE + chroot instead)"},
+    {"no-new-keyring", 0, nullptr, "do not create a new session keyring for the container"},
+    {"preserve-fds", 0, "N", "pass N extra file descriptors (3 .. 3+N-1) into the container"},
+};
+
+std::vector<Flag> run_flags() {
+    auto f = kCreateFlags;
+    f.push_back({"detach", 'd', nullptr, "start the container and return without waiting for it"});
+    f.push_back({"keep", 0, nullptr, "keep the container's state after it exits"});
+    return f;
+}
+
+const std::vector<Command>& commands() {
+    static const std::vector<Command> cmds = {
+        {"create", "<container-id>", "create a container: set it up and leave its process waiting for start", kCreateFlags,
+         [](const Globals& g, const Args& a) { return container::create(g, create_opts(a, "create")); }},
+        {"start", "<container-id>", "start the user program of a created container", {},
+         [](const Globals& g, const Args& a) { return container::start(g, need_id(a, "start")); }},
+        {"run", "<container-id>", "create and start a container; in the foreground, exit with its status", run_flags(),
+         [](const Globals& g, const Args& a) { return container::run(g, create_opts(a, "run")); }},
+        {"state", "<container-id>", "print the state of a container as JSON", {},
+         [](const Globals& g, const Args& a) { return container::state(g, need_id(a, "state")); }},
+        {"kill", "<container-id> [signal]", "send a signal (default SIGTERM) to the container process",
+         {{"all", 'a', nullptr, "send the signal to every process of the container"}},
+         [](const Globals& g, const Args& a) {
+             return container::kill(g, need_id(a, "kill"), a.positional.size() > 1 ? a.positional[1] : "SIGTERM",
+                                    a.has("all"));
+         }},
+        {"delete", "<container-id>", "delete a container and everything it holds",
+         {{"force", 'f', nullptr, "kill the container first if it is still running"}},
+         [](const Globals& g, const Args& a) { return container::remove(g, need_id(a, "delete"), a.has("force")); }},
+        {"list", "", "list containers",
+         {{"format", 'f', "table|json", "output format (default table)"}, {"quiet", 'q', nullptr, "print only the ids"}},
+         [](const Globals& g, const Args& a) { return container::list(g, a.get("format", "table"), a.has("quiet")); }},
+        {"exec", "<container-id> [command args...]", "run a new process inside a running container",
+         {{"process", 'p', "FILE", "process.json describing the process (runtime-spec process object)"},
+          {"tty", 't', nullptr, "allocate a pseudo-terminal"},
+          {"cwd", 0, "DIR", "working directory inside the container"},
+          {"env", 'e', "KEY=VALUE", "set an environment variable (repeatable)"},
+          {"user", 'u', "UID[:GID]", "user id (and group id) to run as"},
+          {"additional-gids", 'g', "GID", "additional group id (repeatable)"},
+          {"cap", 'c', "CAP", "add a capability (repeatable)"},
+          {"no-new-privs", 0, nullptr, "set no_new_privs for the process"},
+          {"detach", 'd', nullptr, "do not wait for the process to exit"},
+          {"pid-file", 0, "FILE", "write the process id to FILE"},
+          {"console-socket", 0, "PATH", "unix socket that receives the pty master with --tty"},
+          {"process-label", 0, "LABEL", "SELinux label of the process"},
+          {"apparmor", 0, "PROFILE", "AppArmor profile of the process"},
+          {"preserve-fds", 0, "N", "pass N extra file descriptors into the process"}},
+         [](const Globals& g, const Args& a) {
+             container::ExecOpts o;
+             o.id = need_id(a, "exec");
+             o.args.assign(a.positional.begin() + 1, a.positional.end());
+             o.process_file = a.get("process");
+             o.tty = a.has("tty");
+             o.cwd = a.get("cwd");
+             o.env = a.all("env");
+             o.user = a.get("user");
+             for (auto& s : a.all("additional-gids")) o.additional_gids.push_back(static_cast<uint32_t>(std::stoul(s)));
+             o.caps = a.all("cap");
+             o.no_new_privs = a.has("no-new-privs");
+             o.detach = a.has("detach");
+             o.pid_file = a.get("pid-file");
+             o.console_socket = a.get("console-socket");
+             o.process_label = a.get("process-label");
+             o.apparmor = a.get("apparmor");
+             o.preserve_fds = int_flag(a, "preserve-fds", 0);
+             return container::exec(g, o);
+         }},
+        {"ps", "<container-id> [ps options]", "list the processes of a container",
+         {{"format", 'f', "table|json", "output format (default table)"}},
+         [](const Globals& g, const Args& a) {
+             std::vector<std::string> rest(a.positional.size() > 1 ? a.positional.begin() + 1 : a.positional.end(),
+                                           a.positional.end());
+             return container::ps(g, need_id(a, "ps"), a.get("format", "table"), rest);
+         }},
+        {"events", "<container-id>", "print container events and resource statistics as JSON lines",
+         {{"stats", 0, nullptr, "print the statistics once and exit"},
+          {"interval", 0, "SECONDS", "statistics interval (default 5)"}},
+         [](const Globals& g, const Args& a) {
+             std::string iv = a.get("interval", "5");
+             if (!iv.empty() && iv.back() == 's') iv.pop_back();
+             int n = std::atoi(iv.c_str());
+             if (n <= 0) fail("--interval: invalid value \"" + a.get("interval") + "\"");
+             return container::events(g, need_id(a, "events"), a.has("stats"), n);
+         }},
+        {"pause", "<container-id>", "freeze every process of a container", {},
+         [](const Globals& g, const Args& a) { return container::pause(g, need_id(a, "pause")); }},
+        {"resume", "<container-id>", "thaw a paused container", {},
+         [](const Globals& g, const Args& a) { return container::resume(g, need_id(a, "resume")); }},
+        {"update", "<container-id>", "change the resource limits of a running container",
+         {{"resources", 'r', "FILE|-", "linux.resources JSON from FILE or standard input"},
+          {"memory", 0, "BYTES", "memory limit"},
+          {"memory-reservation", 0, "BYTES", "memory soft limit"},
+          {"memory-swap", 0, "BYTES", "memory + swap limit"},
+          {"kernel-memory", 0, "BYTES", "kernel memory limit (cgroup v1, deprecated)"},
+          {"cpu-shares", 0, "N", "CPU shares"},
+          {"cpu-quota", 0, "USEC", "CPU CFS quota"},
+          {"cpu-period", 0, "USEC", "CPU CFS period"},
+          {"cpu-rt-runtime", 0, "USEC", "CPU realtime runtime"},
+          {"cpu-rt-period", 0, "USEC", "CPU realtime period"},
+          {"cpuset-cpus", 0, "LIST", "CPUs the container may use"},
+          {"cpuset-mems", 0, "LIST", "memory nodes the container may use"},
+          {"blkio-weight", 0, "N", "block I/O weight (10-1000)"},
+          {"pids-limit", 0, "N", "maximum number of processes"}},
+         [](const Globals& g, const Args& a) {
+             nlohmann::json r = nlohmann::json::object();
+             if (a.has("resources")) {
+                 std::string f = a.get("resources");
+                 std::string text;
+                 if (f == "-") {
+                     std::string line;
+                     while (std::getline(std::cin, line)) text += line + "\n";
+                 } else {
+                     text = read_file(f);
+                 }
+                 try {
+                     r = nlohmann::json::parse(text);
+                 } catch (const std::exception& e) {
+                     fail("--resources " + f + ": malformed JSON: " + e.what());
+                 }
+                 if (!r.is_object()) fail("--resources " + f + ": must be a JSON object (linux.resources)");
+             }
+             auto num = [&](const char* flag) -> nlohmann::json {
+                 std::string v = a.get(flag);
+                 char* end;
+                 long long n = std::strtoll(v.c_str(), &end, 10);
+                 if (v.empty() || *end) fail(std::string("--") + flag + ": invalid number \"" + v + "\"");
+                 return n;
+             };
+             struct M {
+                 const char* flag;
+                 const char* group;
+                 const char* key;
+             } map[] = {{"memory", "memory", "limit"},          {"memory-reservation", "memory", "reservation"},
+                        {"memory-swap", "memory", "swap"},      {"kernel-memory", "memory", "kernel"},
+                        {"cpu-shares", "cpu", "shares"},        {"cpu-quota", "cpu", "quota"},
+                        {"cpu-period", "cpu", "period"},        {"cpu-rt-runtime", "cpu", "realtimeRuntime"},
+                        {"cpu-rt-period", "cpu", "realtimePeriod"}, {"blkio-weight", "blockIO", "weight"},
+                        {"pids-limit", "pids", "limit"}};
+             for (auto& m : map)
+                 if (a.has(m.flag)) r[m.group][m.key] = num(m.flag);
+             if (a.has("cpuset-cpus")) r["cpu"]["cpus"] = a.get("cpuset-cpus");
+             if (a.has("cpuset-mems")) r["cpu"]["mems"] = a.get("cpuset-mems");
+             return container::update(g, need_id(a, "update"), r.dump());
+         }},
+        {"spec", "", "write a default config.json (like runc spec)",
+         {{"bundle", 'b', "DIR", "directory to write config.json into (default: current directory)"},
+          {"rootless", 0, nullptr, "a config for a rootless container (user namespace)"}},
+         [](const Globals&, const Args& a) {
+             std::string dir = a.get("bundle", ".");
+             std::string path = dir + "/config.json";
+             if (path_exists(path)) fail("spec: " + path + " already exists");
+             UniqueFd d(::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+             if (!d) fail_errno(errno, "spec: " + dir);
+             write_file_atomic(d.get(), "config.json", oci::default_spec(a.has("rootless")).dump(4) + "\n", 0644);
+             return 0;
+         }},
+        {"features", "", "print the runtime's features.json", {},
+         [](const Globals&, const Args&) {
+             std::cout << oci::features().dump(4) << std::endl;
+             return 0;
+         }},
+        {"verify", "<bundle>", "verify a bundle's signature and manifest against the policy, as create does", {},
+         [](const Globals& g, const Args& a) {
+             return container::verify(g, a.positional.empty() ? "." : a.positional[0]);
+         }},
+    };
+    return cmds;
+}
+
+void print_main_help() {
+    std::cout << "trustme-runtime - an OCI container runtime with signed bundles, TPM-sealed volumes and attestation\n\n"
+                 "usage: trustme-runtime [global options] <command> [command options] [arguments...]\n\n"
+                 "commands:\n";
+    for (auto& c : commands()) std::printf("   %-10s %s\n", c.name, c.summary);
+    std::printf("   %-10s %s\n", "volume", "create, enroll and inspect TPM-sealed LUKS2 volumes (see volume --help)");
+    std::cout << "\nglobal options:\n" << format_flags(kGlobal);
+}
+
+void print_command_help(const Command& c) {
+    std::cout << "trustme-runtime " << c.name << " - " << c.summary << "\n\nusage: trustme-runtime " << c.name
+              << " [command options] " << c.args << "\n";
+    if (!c.flags.empty()) std::cout << "\noptions:\n" << format_flags(c.flags);
+    std::cout << "   --help, -h                     show help\n";
+}
+
+}  // namespace
+}  // namespace trustme::cli
+
+int main(int argc, char** argv) {
+    using namespace trustme;
+    using namespace trustme::cli;
+    Globals g;
+    Args ga;
+    int i;
+    try {
+        i = parse(kGlobal, argc, argv, 1, ga, true, "trustme-runtime");
+    } catch (const Error& e) {
+        std::fprintf(stderr, "trustme-runtime: %s\n", e.what());
+        return 2;
+    }
+    std::string fmt = ga.get("log-format", "text");
+    log::setup(ga.get("log"), fmt == "json" ? log::Format::Json : log::Format::Text, ga.has("debug"));
+    if (fmt != "text" && fmt != "json") {
+        log::error("--log-format: invalid value \"" + fmt + "\" (text or json)");
+        return 2;
+    }
+    if (ga.has("version")) {
+        std::cout << "trustme-runtime version 0.1.0\nspec: " << oci::kOciVersion << "\n";
+        return 0;
+    }
+    if (i >= argc || ga.has("help")) {
+        print_main_help();
+        return i >= argc && !ga.has("help") ? 2 : 0;
+    }
+    g.root = ga.get("root", g.root);
+    g.policy = ga.get("policy");
+    g.systemd_cgroup = ga.has("systemd-cgroup");
+    std::string name = argv[i];
+    try {
+        if (name == "volume") {
+            auto fn = reinterpret_cast<decltype(&trustme_volume_main)>(
+                plugins::symbol("libtrustme-volume.so", "trustme_volume_main"));
+            return fn(argc - i, argv + i);
+        }
+        for (auto& c : commands()) {
+            if (name != c.name) continue;
+            Args a;
+            auto flags = c.flags;
+            flags.push_back({"help", 'h', nullptr, "show help"});
+            parse(flags, argc, argv, i + 1, a, false, std::string("trustme-runtime ") + c.name);
+            if (a.has("help")) {
+                print_command_help(c);
+                return 0;
+            }
+            if (name == "create" || name == "run" || name == "exec") seal_self_exe(argv);
+            return c.run(g, a);
+        }
+        if (name == "checkpoint" || name == "restore") fail(name + ": checkpoint/restore is not supported");
+        fail("unknown command \"" + name + "\" (see --help)");
+    } catch (const std::exception& e) {
+        log::error(e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,432 @@
+// create / run / start: the parent side of container creation.
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstring>
+#include <memory>
+
+#include "container.hpp"
+#include "hooks/hooks.hpp"
+#include "lifecycle.hpp"
+#include "oci/config.hpp"
+#include "plugins.hpp"
+#include "runtime/base/error.hpp"
+#include "runtime/base/files.hpp"
+#include "runtime/base/log.hpp"
+#include "runtime/cgroups/cgroups.hpp"
+#include "runtime/process/init.hpp"
+#include "runtime/process/sync.hpp"
+#include "runtime/security/security.hpp"
+#include "runtime/state/state.hpp"
+#include "runtime/volume/volume_plugin.h"
+#include "signing/policy.hpp"
+#include "signing/verify_plugin.h"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+namespace trustme::container {
+namespace {
+
+std::string abs_path(const std::string& p) {
+    char buf[PATH_MAX];
+    if (!::realpath(p.empty() ? "." : p.c_str(), buf)) fail_errno(errno, "bundle " + (p.empty() ? "." : p));
+    return buf;
+}
+
+}  // namespace
+
+void write_pid_file_at(const std::string& path, pid_t pid) {
+    // runc writes the pid file via a temporary file + rename so a reader never sees a partial pid.
+    std::string dir = ".", name = path;
+    if (auto pos = path.find_last_of('/'); pos != std::string::npos) {
+        dir = pos == 0 ? "/" : path.substr(0, pos);
+        name = path.substr(pos + 1);
+    }
+    UniqueFd dfd(::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+    if (!dfd) fail_errno(errno, "pid file directory " + dir);
+    write_file_atomic(dfd.get(), name, std::to_string(pid), 0644);
+}
+
+void send_console_fd(const std::string& socket_path, int master, const std::string& name) {
+    UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!s) fail_errno(errno, "console socket");
+    struct sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    if (socket_path.size() >= sizeof addr.sun_path) fail("--console-socket: path too long");
+    std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
+    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
+        fail_errno(errno, "connect to console socket " + socket_path);
+    // runc's protocol (utils.SendFd): the pty name as data, the master as SCM_RIGHTS.
+    struct iovec iov = {const_cast<char*>(name.data()), name.size()};
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &master, sizeof master);
+    if (::sendmsg(s.get(), &msg, MSG_NOSIGNAL) < 0) fail_errno(errno, "send pty to console socket");
+}
+
+namespace {
+
+void write_id_map(pid_t pid, const char* file, const std::vector<oci::IdMapping>& maps) {
+    std::string text;
+    for (auto& m : maps)
+        text += std::to_string(m.container_id) + " " + std::to_string(m.host_id) + " " + std::to_string(m.size) + "\n";
+    write_file("/proc/" + std::to_string(pid) + "/" + file, text);
+}
+
+// Joining namespaces by path happens in the parent around clone3 (so the child is created inside them and
+// new namespaces are owned correctly), then the parent returns to its own namespaces.
+class NsJoiner {
+public:
+    void join(int flag, const std::string& path) {
+        UniqueFd target(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!target) fail_errno(errno, std::string("linux.namespaces ") + oci::namespace_proc_name(flag) + " path " + path);
+        std::string self = std::string("/proc/self/ns/") + (flag == CLONE_NEWPID ? "pid_for_children"
+                                                            : flag == CLONE_NEWTIME ? "time_for_children"
+                                                                                    : oci::namespace_proc_name(flag));
+        UniqueFd orig(::open(self.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!orig) fail_errno(errno, self);
+        if (::setns(target.get(), flag) < 0)
+            fail_errno(errno, std::string("join ") + oci::namespace_proc_name(flag) + " namespace " + path);
+        saved_.emplace_back(flag, std::move(orig));
+    }
+    void restore() {
+        for (auto it = saved_.rbegin(); it != saved_.rend(); ++it)
+            if (::setns(it->second.get(), it->first) < 0)
+                fail_errno(errno, std::string("return to own ") + oci::namespace_proc_name(it->first) + " namespace");
+        saved_.clear();
+    }
+    ~NsJoiner() {
+        try {
+            restore();
+        } catch (...) {
+        }
+    }
+
+private:
+    std::vector<std::pair<int, UniqueFd>> saved_;
+};
+
+pid_t clone3_pidfd(uint64_t flags, int* pidfd) {
+    struct clone_args args {};
+    args.flags = flags | CLONE_PIDFD;
+    args.pidfd = reinterpret_cast<uint64_t>(pidfd);
+    args.exit_signal = SIGCHLD;
+    return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+}
+
+std::string owner_name() {
+    struct passwd* pw = ::getpwuid(::getuid());
+    return pw ? pw->pw_name : std::to_string(::getuid());
+}
+
+bool has_volumes(const oci::Config& cfg) {
+    for (auto& [k, v] : cfg.annotations)
+        if (k.rfind("org.trustme.volume.", 0) == 0) return true;
+    return false;
+}
+
+}  // namespace
+
+Created::~Created() = default;
+
+void do_create(const Globals& g, const CreateOpts& o, Created& c) {
+    if (!oci::valid_id(o.id)) fail("invalid container id \"" + o.id + "\" (allowed: letters, digits, _ + - .)");
+    if (g.systemd_cgroup) fail("--systemd-cgroup is not supported yet: use the cgroupfs driver");
+    c.bundle = abs_path(o.bundle);
+    UniqueFd bundle_fd(::open(c.bundle.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+    if (!bundle_fd) fail_errno(errno, "bundle " + c.bundle);
+    std::string text;
+    try {
+        text = read_file_at(bundle_fd.get(), "config.json");
+    } catch (const Error&) {
+        fail_errno(errno, c.bundle + "/config.json");
+    }
+    c.cfg = std::make_unique<oci::Config>(oci::parse_config(text, c.bundle + "/config.json"));
+    oci::Config& cfg = *c.cfg;
+    if (!cfg.process) fail(c.bundle + "/config.json: process: required to create a container");
+    const std::string origin = c.bundle + "/config.json";
+    try {
+        cgroups::validate(cfg.linux_.resources);
+        security::validate_process_extras(cfg.raw.value("process", nlohmann::json()),
+                                          cfg.raw.value("linux", nlohmann::json()));
+        c.caps = security::parse_capabilities(cfg.process->capabilities);
+        c.seccomp = security::compile_seccomp(cfg.linux_.seccomp);
+    } catch (const Error& e) {
+        fail(origin + ": " + e.what());
+    }
+    c.rootfs = cfg.root_path[0] == '/' ? cfg.root_path : c.bundle + "/" + cfg.root_path;
+    c.rootfs_fd.reset(::open(c.rootfs.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+    if (!c.rootfs_fd) fail_errno(errno, origin + ": root.path " + c.rootfs);
+    if (!cfg.linux_.find(CLONE_NEWNS)) fail(origin + ": linux.namespaces: a mount namespace is required");
+
+    // 1. Trust: verify before anything is mounted or cloned (DESIGN.md §2).
+    policy::Policy pol = policy::load(g.policy);
+    if (pol.signature != policy::SignatureMode::Off) {
+        auto fn = reinterpret_cast<int (*)(const trustme_verify_request*, trustme_verify_result*)>(
+            plugins::symbol("libtrustme-verify.so", "trustme_verify_bundle"));
+        trustme_verify_request req{TRUSTME_VERIFY_ABI, pol.path.c_str(), c.bundle.c_str(), bundle_fd.get(),
+                                   c.rootfs_fd.get(), text.data(), text.size()};
+        trustme_verify_result res{};
+        if (fn(&req, &res) != 0) fail(res.error[0] ? res.error : "bundle verification failed");
+        if (res.warning[0]) log::warn(res.warning);
+        if (std::strcmp(res.location, "none") != 0) {
+            cfg.annotations["org.trustme.verified.manifest"] = res.manifest_digest;
+            cfg.annotations["org.trustme.verified.config"] = res.config_digest;
+            cfg.annotations["org.trustme.verified.signer"] = res.signer_subject;
+        }
+    }
+    if (pol.attestation) {
+        // Measuring before the container process starts is the point: a createRuntime hook, first in line.
+        oci::Hook h;
+        h.path = plugins::exe_dir() + "/trustme-attest";
+        h.args = {"trustme-attest", "hook", "measure"};
+        if (!pol.path.empty()) {
+            h.args.push_back("--policy");
+            h.args.push_back(pol.path);
+        }
+        cfg.hooks.create_runtime.insert(cfg.hooks.create_runtime.begin(), h);
+    }
+
+    // What was verified is what gets mounted: a detached clone of the verified directory fd.
+    c.rootfs_tree.reset(::open_tree(c.rootfs_fd.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH));
+    if (!c.rootfs_tree) fail_errno(errno, "rootfs " + c.rootfs + ": clone mount");
+
+    // 2. State directory, cgroup, volumes: each undone by the guard if a later step fails.
+    c.dir = std::make_unique<state::ContainerDir>(state::ContainerDir::create(g.root, o.id));
+    c.rec.st.id = o.id;
+    c.rec.st.bundle = c.bundle;
+    c.rec.st.rootfs = c.rootfs;
+    c.rec.st.created = state::now_rfc3339();
+    c.rec.st.owner = owner_name();
+    c.rec.st.annotations = cfg.annotations;
+    c.rec.config = cfg.raw;
+    c.armed = true;
+
+    c.cg = cgroups::Manager::create(cfg.linux_.cgroups_path, o.id);
+    c.rec.cgroup = c.cg->save();
+    c.dir->write(c.rec);  // from here on, delete --force finds the cgroup even if we crash
+    c.cg->create_dirs();
+    c.cg->apply(cfg.linux_.resources);
+
+    if (::mkfifoat(c.dir->fd(), "exec.fifo", 0600) < 0) fail_errno(errno, "create exec fifo");
+    UniqueFd fifo(::openat(c.dir->fd(), "exec.fifo", O_RDWR | O_CLOEXEC));
+    if (!fifo) fail_errno(errno, "open exec fifo");
+
+    std::vector<oci::Mount> volume_mounts;
+    if (has_volumes(cfg)) {
+        c.rec.volumes = true;
+        c.dir->write(c.rec);
+        auto open_fn = reinterpret_cast<decltype(&trustme_volumes_open)>(
+            plugins::symbol("libtrustme-volume.so", "trustme_volumes_open"));
+        std::string ann = nlohmann::json(cfg.annotations).dump();
+        trustme_volume_request req{TRUSTME_VOLUME_ABI, o.id.c_str(), ann.c_str(), pol.path.c_str(),
+                                   c.dir->path().c_str()};
+        trustme_volume_mount mounts[16];
+        size_t n = 0;
+        char err[1024] = {0};
+        if (open_fn(&req, mounts, 16, &n, err, sizeof err) != 0) fail(err[0] ? err : "volume open failed");
+        for (size_t i = 0; i < n; ++i) {
+            oci::Mount m;
+            m.destination = mounts[i].destination;
+            m.type = mounts[i].fstype;
+            m.source = mounts[i].device;
+            m.flags = MS_NOSUID | MS_NODEV | (mounts[i].readonly ? MS_RDONLY : 0);
+            volume_mounts.push_back(m);
+        }
+    }
+
+    // 3. Namespaces and the child.
+    uint64_t flags = 0;
+    int late = 0;
+    NsJoiner joiner;
+    UniqueFd userns_fd;
+    for (auto& ns : cfg.linux_.namespaces) {
+        if (ns.flag == CLONE_NEWUSER && !ns.path.empty()) {
+            userns_fd.reset(::open(ns.path.c_str(), O_RDONLY | O_CLOEXEC));
+            if (!userns_fd) fail_errno(errno, "linux.namespaces user path " + ns.path);
+        } else if (!ns.path.empty()) {
+            joiner.join(ns.flag, ns.path);
+        } else if (ns.flag == CLONE_NEWCGROUP || ns.flag == CLONE_NEWTIME) {
+            late |= ns.flag;  // after the parent has put the child in its cgroup / before exec
+        } else {
+            flags |= static_cast<uint64_t>(ns.flag);
+        }
+    }
+    if (userns_fd && (flags & CLONE_NEWPID))
+        fail(origin + ": linux.namespaces: a new pid namespace with a user namespace joined by path is not supported");
+
+    int sp[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) fail_errno(errno, "socketpair");
+    UniqueFd parent_sock(sp[0]), child_sock(sp[1]);
+
+    process::InitConfig ic;
+    ic.cfg = &cfg;
+    ic.proc = &*cfg.process;
+    ic.id = o.id;
+    ic.bundle = c.bundle;
+    ic.rootfs_path = c.rootfs;
+    ic.rootfs_fd = c.rootfs_tree.get();
+    ic.sync_fd = child_sock.get();
+    ic.start_fd = fifo.get();
+    ic.no_pivot = o.no_pivot;
+    ic.no_new_keyring = o.no_new_keyring;
+    ic.preserve_fds = o.preserve_fds;
+    ic.userns_fd = userns_fd.get();
+    ic.new_ns_late = late;
+    ic.seccomp = &c.seccomp;
+    ic.caps = c.caps;
+    ic.extra_mounts = std::move(volume_mounts);
+
+    int pidfd = -1;
+    pid_t pid = clone3_pidfd(flags, &pidfd);
+    if (pid < 0) fail_errno(errno, "clone3");
+    if (pid == 0) {
+        parent_sock.reset();
+        process::container_init(ic);
+    }
+    c.pid = pid;
+    c.pidfd.reset(pidfd);
+    joiner.restore();
+    child_sock.reset();
+    fifo.reset();  // only the child holds the fifo now: `start` can tell whether it is still waiting
+
+    if (cfg.linux_.find(CLONE_NEWUSER) && !userns_fd) {
+        write_id_map(pid, "uid_map", cfg.linux_.uid_mappings);
+        write_id_map(pid, "gid_map", cfg.linux_.gid_mappings);
+    }
+    c.cg->add_process(pid);
+    if (cfg.process->oom_score_adj)
+        write_file("/proc/" + std::to_string(pid) + "/oom_score_adj", std::to_string(*cfg.process->oom_score_adj));
+    c.rec.st.pid = pid;
+    sync::send(parent_sock.get(), sync::Msg::Go, std::to_string(pid));
+
+    for (;;) {
+        sync::Packet p;
+        if (!sync::recv(parent_sock.get(), p)) fail("container init exited during setup");
+        UniqueFd pfd(p.fd);
+        switch (p.type) {
+            case sync::Msg::HooksRequest: {
+                oci::State st = c.rec.st;
+                st.status = "creating";
+                st.annotations = cfg.annotations;
+                std::string sj = oci::hook_state(st).dump();
+                // runtime.md: prestart (deprecated) and createRuntime run in the runtime namespace; a failure
+                // stops creation and the runtime deletes what it made.
+                hooks::run_all(cfg.hooks.prestart, sj, "prestart");
+                hooks::run_all(cfg.hooks.create_runtime, sj, "createRuntime");
+                sync::send(parent_sock.get(), sync::Msg::HooksDone);
+                break;
+            }
+            case sync::Msg::ConsoleFd:
+                if (!o.console_socket.empty()) send_console_fd(o.console_socket, pfd.get(), p.text);
+                else if (o.detach || !c.foreground) fail("process.terminal is true: --console-socket is required");
+                else c.console = std::move(pfd);
+                break;
+            case sync::Msg::SeccompFd: {
+                oci::State st = c.rec.st;
+                st.status = "creating";
+                security::send_seccomp_listener(c.seccomp, pfd.get(), oci::hook_state(st));
+                break;
+            }
+            case sync::Msg::Error:
+                fail(p.text);
+            case sync::Msg::Ready:
+                goto ready;
+            default:
+                fail("container init: unexpected message");
+        }
+    }
+ready:
+    c.rec.pid_start = state::proc_info(pid).start;
+    c.rec.created = true;
+    c.dir->write(c.rec);
+    if (!o.pid_file.empty()) write_pid_file_at(o.pid_file, pid);
+}
+
+void Created::abort() noexcept {
+    if (!armed) return;
+    armed = false;
+    try {
+        if (pid > 0) {
+            ::kill(pid, SIGKILL);
+            while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+            }
+        }
+        if (cg) cg->destroy();
+        if (rec.volumes) close_volumes(rec.st.id, dir->path());
+        if (dir) dir->remove();
+    } catch (const std::exception& e) {
+        log::warn(std::string("cleanup after failed create: ") + e.what());
+    }
+}
+
+int create(const Globals& g, const CreateOpts& o) {
+    Created c;
+    try {
+        do_create(g, o, c);
+    } catch (...) {
+        c.abort();
+        throw;
+    }
+    c.armed = false;
+    return 0;
+}
+
+void release_init(const state::ContainerDir& dir, const std::string& id) {
+    UniqueFd f(::openat(dir.fd(), "exec.fifo", O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    if (!f) {
+        if (errno == ENXIO) fail("container \"" + id + "\": init is no longer waiting to start");
+        fail_errno(errno, "open exec fifo of \"" + id + "\"");
+    }
+    if (::write(f.get(), "0", 1) != 1) fail_errno(errno, "start \"" + id + "\"");
+    ::unlinkat(dir.fd(), "exec.fifo", 0);
+}
+
+void run_poststart(const state::Record& r, const std::string& status) {
+    auto it = r.config.find("hooks");
+    if (it == r.config.end() || !it->contains("poststart")) return;
+    oci::State st = r.st;
+    st.status = status;
+    std::string sj = oci::hook_state(st).dump();
+    std::vector<oci::Hook> hooks;
+    size_t i = 0;
+    for (auto& h : (*it)["poststart"]) hooks.push_back(oci::parse_hook(h, "state.json", "hooks.poststart[" + std::to_string(i++) + "]"));
+    hooks::run_all_warn(hooks, sj, "poststart");
+}
+
+int start(const Globals& g, const std::string& id) {
+    auto dir = state::ContainerDir::open(g.root, id);
+    auto rec = dir.read();
+    std::string status = state::status_of(rec, dir);
+    if (status != "created") fail("cannot start container \"" + id + "\": it is " + status + ", not created");
+    release_init(dir, id);
+    run_poststart(rec, "running");
+    return 0;
+}
+
+}  // namespace trustme::container

@@ -1,0 +1,53 @@
+// Internal pieces shared by the lifecycle commands.
+#pragma once
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "container.hpp"
+#include "oci/config.hpp"
+#include "runtime/base/fd.hpp"
+#include "runtime/cgroups/cgroups.hpp"
+#include "runtime/security/security.hpp"
+#include "runtime/state/state.hpp"
+
+namespace trustme::container {
+
+// Everything `create` made; abort() undoes it (kill init, cgroup, volumes, state dir) while armed.
+struct Created {
+    Created() = default;
+    Created(Created&&) = default;
+    Created& operator=(Created&&) = default;
+    ~Created();
+    void abort() noexcept;
+
+    bool armed = false;
+    bool foreground = false;  // `run` without --detach: the pty master may stay with us
+    std::string bundle, rootfs;
+    std::unique_ptr<oci::Config> cfg;
+    security::Capabilities caps;
+    security::SeccompProgram seccomp;
+    UniqueFd rootfs_fd;    // the verified directory
+    UniqueFd rootfs_tree;  // detached mount clone of it, attached by the child
+    std::unique_ptr<state::ContainerDir> dir;
+    state::Record rec;
+    std::unique_ptr<cgroups::Manager> cg;
+    pid_t pid = 0;
+    UniqueFd pidfd;
+    UniqueFd console;  // pty master kept for a foreground run
+};
+
+// Fills `c` step by step, so the caller can abort() whatever was made when it throws.
+void do_create(const Globals& g, const CreateOpts& o, Created& c);
+void release_init(const state::ContainerDir& dir, const std::string& id);
+void run_poststart(const state::Record& r, const std::string& status);
+// Kill what is left, remove cgroup and volumes, run poststop hooks, remove the state directory.
+void destroy(state::ContainerDir& dir, state::Record& rec);
+void close_volumes(const std::string& id, const std::string& state_dir);
+bool is_frozen(const state::Record& r);
+void write_pid_file_at(const std::string& path, pid_t pid);
+void send_console_fd(const std::string& socket_path, int master, const std::string& name);
+int wait_foreground(pid_t pid, int pidfd, int master, int sigfd);
+
+}  // namespace trustme::container

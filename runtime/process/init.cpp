@@ -1,0 +1,326 @@
+#include "init.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/close_range.h>
+#include <linux/keyctl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "rootfs.hpp"
+#include "runtime/base/error.hpp"
+#include "runtime/base/files.hpp"
+#include "runtime/base/log.hpp"
+#include "sync.hpp"
+#include "hooks/hooks.hpp"
+
+extern char** environ;
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+namespace trustme::process {
+namespace {
+
+std::string env_lookup(const std::vector<std::string>& env, const std::string& key) {
+    for (auto& e : env)
+        if (e.size() > key.size() && e.compare(0, key.size(), key) == 0 && e[key.size()] == '=')
+            return e.substr(key.size() + 1);
+    return {};
+}
+
+void setup_console(InitConfig& ic) {
+    // Open the pty inside the container's devpts instance (/dev/ptmx → pts/ptmx), so the slave's path
+    // and ownership make sense inside the container; the master goes to the parent.
+    UniqueFd master(::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (!master) fail_errno(errno, "open /dev/ptmx (terminal: true needs a devpts mount at /dev/pts)");
+    if (::unlockpt(master.get()) < 0) fail_errno(errno, "unlockpt");
+    char name[128];
+    if (::ptsname_r(master.get(), name, sizeof name) != 0) fail("ptsname failed");
+    int slave = ::open(name, O_RDWR | O_NOCTTY);
+    if (slave < 0) fail_errno(errno, std::string("open ") + name);
+    if (ic.proc->console_height || ic.proc->console_width) {
+        struct winsize ws {};
+        ws.ws_row = static_cast<unsigned short>(ic.proc->console_height);
+        ws.ws_col = static_cast<unsigned short>(ic.proc->console_width);
+        ::ioctl(master.get(), TIOCSWINSZ, &ws);
+    }
+    // /dev/console in the container is the pty (config-linux.md: "/dev/console is set up if terminal is enabled").
+    if (path_exists("/dev")) {
+        int c = ::open("/dev/console", O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (c >= 0) {
+            ::close(c);
+            if (::mount(name, "/dev/console", nullptr, MS_BIND, nullptr) < 0) fail_errno(errno, "bind /dev/console");
+        }
+    }
+    sync::send(ic.sync_fd, sync::Msg::ConsoleFd, name, master.get());
+    if (::setsid() < 0) fail_errno(errno, "setsid");
+    if (::ioctl(slave, TIOCSCTTY, 0) < 0) fail_errno(errno, "set controlling terminal");
+    for (int fd = 0; fd < 3; ++fd)
+        if (::dup2(slave, fd) < 0) fail_errno(errno, "dup2 pty");
+    if (slave > 2) ::close(slave);
+}
+
+void switch_user(const oci::User& u) {
+    // Keep the permitted set across setresuid so apply_after_user_switch can set the configured caps.
+    if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail_errno(errno, "prctl(PR_SET_KEEPCAPS)");
+    std::vector<gid_t> groups(u.additional_gids.begin(), u.additional_gids.end());
+    // setgroups is denied in a user namespace whose setgroups file says "deny"; only complain if we must set some.
+    if (::setgroups(groups.size(), groups.data()) < 0 && !(errno == EPERM && groups.empty()))
+        fail_errno(errno, "setgroups");
+    if (::setresgid(u.gid, u.gid, u.gid) < 0) fail_errno(errno, "setresgid " + std::to_string(u.gid));
+    if (::setresuid(u.uid, u.uid, u.uid) < 0) fail_errno(errno, "setresuid " + std::to_string(u.uid));
+}
+
+void write_time_offsets(const oci::Config& cfg) {
+    std::string text;
+    for (auto& [clock, off] : cfg.linux_.time_offsets)
+        text += clock + " " + std::to_string(off.first) + " " + std::to_string(off.second) + "\n";
+    if (!text.empty()) write_file("/proc/self/timens_offsets", text);
+}
+
+// Everything from the session keyring to "ready", shared by the container init and `exec`.
+void finalize_process(InitConfig& ic) {
+    const oci::Config& cfg = *ic.cfg;
+    const oci::Process& proc = *ic.proc;
+    if (!ic.no_new_keyring) {
+        // A fresh session keyring so containers do not share the host's (runc: JoinSessionKeyring).
+        std::string name = "_ses." + ic.id;
+        if (::syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.c_str()) < 0 && errno != ENOSYS)
+            log::debug("join session keyring: " + std::string(std::strerror(errno)));
+    }
+
+    if (proc.terminal) setup_console(ic);
+    else if (::setsid() < 0 && errno != EPERM) fail_errno(errno, "setsid");
+
+    for (auto& rl : proc.rlimits) {
+        struct rlimit r = {rl.soft, rl.hard};
+        if (::setrlimit(rl.resource, &r) < 0) fail_errno(errno, "process.rlimits " + rl.type);
+    }
+    security::apply_personality(cfg.linux_.personality);
+    security::apply_io_priority(proc.io_priority);
+    security::apply_scheduler(proc.scheduler);
+    if (!proc.selinux_label.empty()) security::set_exec_label(proc.selinux_label);
+    if (!proc.apparmor_profile.empty()) security::apply_apparmor(proc.apparmor_profile);
+
+    if (::chdir(proc.cwd.c_str()) < 0) fail_errno(errno, "process.cwd " + proc.cwd);
+    ic.exec_path = resolve_executable(proc);
+
+    security::apply_bounding(ic.caps);
+    int listener = -1;
+    bool have_seccomp = ic.seccomp && !ic.seccomp->empty();
+    if (have_seccomp && !proc.no_new_privileges) listener = security::load_seccomp(*ic.seccomp);
+    switch_user(proc.user);
+    security::apply_after_user_switch(ic.caps);
+    if (proc.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail_errno(errno, "no_new_privs");
+    if (have_seccomp && proc.no_new_privileges) listener = security::load_seccomp(*ic.seccomp);
+    if (listener >= 0) {
+        sync::send(ic.sync_fd, sync::Msg::SeccompFd, {}, listener);
+        ::close(listener);
+    }
+    if (proc.user.umask) ::umask(*proc.user.umask);
+    else ::umask(022);
+
+    // No fd of the runtime's may reach the container: all but stdio and the preserved ones close at exec.
+    ::syscall(SYS_close_range, 3 + ic.preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC);
+    for (int fd = 3; fd < 3 + ic.preserve_fds; ++fd) {
+        int fl = ::fcntl(fd, F_GETFD);
+        if (fl >= 0) ::fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+    }
+
+    ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+    sync::send(ic.sync_fd, sync::Msg::Ready);
+
+}
+
+[[noreturn]] void exec_process(InitConfig& ic, const std::string& host_pid) {
+    const oci::Config& cfg = *ic.cfg;
+    const oci::Process& proc = *ic.proc;
+    if (!ic.is_exec && !cfg.hooks.start_container.empty()) {
+        nlohmann::json s = {{"ociVersion", oci::kOciVersion}, {"id", ic.id}, {"status", "created"},
+                            {"pid", std::atoi(host_pid.c_str())}, {"bundle", ic.bundle}};
+        if (!cfg.annotations.empty()) s["annotations"] = cfg.annotations;
+        try {
+            hooks::run_all(cfg.hooks.start_container, s.dump(), "startContainer");
+        } catch (const Error& e) {
+            std::string m = std::string("trustme-runtime: ") + e.what() + "\n";
+            (void)!::write(2, m.data(), m.size());
+            ::_exit(1);
+        }
+    }
+
+    std::vector<char*> argv, envp;
+    for (auto& a : proc.args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    for (auto& e : proc.env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    ::execve(ic.exec_path.c_str(), argv.data(), envp.data());
+    std::string m = "trustme-runtime: exec " + ic.exec_path + ": " + std::strerror(errno) + "\n";
+    (void)!::write(2, m.data(), m.size());
+    ::_exit(127);
+}
+
+[[noreturn]] void run(InitConfig& ic) {
+    const oci::Config& cfg = *ic.cfg;
+    // `run` blocks forwarded signals in the parent; the container starts with an empty mask.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // Die with the runtime while we are being set up; cleared once ready (the create process then exits).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+
+    sync::Packet pkt;
+    if (!sync::recv(ic.sync_fd, pkt) || pkt.type != sync::Msg::Go) ::_exit(1);
+    std::string host_pid = pkt.text;
+
+    if (ic.userns_fd >= 0 && ::setns(ic.userns_fd, CLONE_NEWUSER) < 0) fail_errno(errno, "join user namespace");
+    if (cfg.linux_.find(CLONE_NEWUSER)) {
+        // Become root of the new user namespace (mapped by the parent).
+        if (::setresgid(0, 0, 0) < 0) fail_errno(errno, "setresgid 0 in user namespace");
+        if (::setresuid(0, 0, 0) < 0) fail_errno(errno, "setresuid 0 in user namespace");
+    }
+
+    rootfs::Plan plan;
+    plan.cfg = &cfg;
+    plan.bundle = ic.bundle;
+    plan.rootfs_path = ic.rootfs_path;
+    plan.rootfs_fd = ic.rootfs_fd;
+    plan.no_pivot = ic.no_pivot;
+    plan.userns = cfg.linux_.find(CLONE_NEWUSER) != nullptr;
+    plan.extra_mounts = ic.extra_mounts;
+    if (!cfg.linux_.mount_label.empty()) plan.mount_label_opt = security::mount_label_option(cfg.linux_.mount_label);
+    plan.cgroups = rootfs::read_self_cgroups();
+
+    if ((ic.new_ns_late & CLONE_NEWCGROUP) && ::unshare(CLONE_NEWCGROUP) < 0) fail_errno(errno, "unshare cgroup namespace");
+    if (ic.new_ns_late & CLONE_NEWTIME) {
+        // A new time namespace applies to children and, through execve, to us: set offsets before exec.
+        if (::unshare(CLONE_NEWTIME) < 0) fail_errno(errno, "unshare time namespace");
+        write_time_offsets(cfg);
+    }
+    if (!cfg.hostname.empty() && ::sethostname(cfg.hostname.data(), cfg.hostname.size()) < 0)
+        fail_errno(errno, "sethostname");
+    if (!cfg.domainname.empty() && ::setdomainname(cfg.domainname.data(), cfg.domainname.size()) < 0)
+        fail_errno(errno, "setdomainname");
+
+    bool mntns = cfg.linux_.find(CLONE_NEWNS) != nullptr;
+    UniqueFd root;
+    if (mntns) root = rootfs::prepare(plan);
+
+    // prestart + createRuntime run in the runtime namespace (by the parent), createContainer here, in the
+    // container's namespaces before pivot_root (runtime.md lifecycle steps 4-6).
+    sync::send(ic.sync_fd, sync::Msg::HooksRequest);
+    if (!sync::recv(ic.sync_fd, pkt)) ::_exit(1);
+    if (pkt.type != sync::Msg::HooksDone) ::_exit(1);
+    if (!cfg.hooks.create_container.empty()) {
+        nlohmann::json s = {{"ociVersion", oci::kOciVersion}, {"id", ic.id}, {"status", "creating"},
+                            {"pid", std::atoi(host_pid.c_str())}, {"bundle", ic.bundle}};
+        if (!cfg.annotations.empty()) s["annotations"] = cfg.annotations;
+        hooks::run_all(cfg.hooks.create_container, s.dump(), "createContainer");
+    }
+
+    if (mntns) {
+        rootfs::enter(root.get(), ic.no_pivot);
+        root.reset();
+        rootfs::finish(plan);
+    } else {
+        if (::chroot(ic.rootfs_path.c_str()) < 0 || ::chdir("/") < 0) fail_errno(errno, "chroot");
+    }
+
+    finalize_process(ic);
+
+    // Block until `start` writes to the exec fifo (runtime.md: the user program runs only at start).
+    char b;
+    ssize_t n;
+    while ((n = ::read(ic.start_fd, &b, 1)) < 0 && errno == EINTR) {
+    }
+    if (n != 1) ::_exit(1);
+    ::close(ic.start_fd);
+    ic.start_fd = -1;
+
+    exec_process(ic, host_pid);
+}
+
+[[noreturn]] void run_exec(InitConfig& ic, int container_pidfd, int ns_flags) {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    sync::Packet pkt;
+    if (!sync::recv(ic.sync_fd, pkt) || pkt.type != sync::Msg::Go) ::_exit(1);
+    // setns(pidfd, flags) joins all of the container's namespaces at once (Linux 5.8); the pid namespace
+    // was entered by the parent (pid_for_children) before clone, so we already are inside it.
+    if (ns_flags && ::setns(container_pidfd, ns_flags) < 0) fail_errno(errno, "join the container's namespaces");
+    ::close(container_pidfd);
+    if (ic.cfg->linux_.find(CLONE_NEWUSER)) {
+        if (::setresgid(0, 0, 0) < 0 || ::setresuid(0, 0, 0) < 0) fail_errno(errno, "become root in user namespace");
+    }
+    ic.no_new_keyring = true;
+    finalize_process(ic);
+    exec_process(ic, pkt.text);
+}
+
+}  // namespace
+
+std::string resolve_executable(const oci::Process& proc) {
+    const std::string& arg0 = proc.args[0];
+    auto is_exec = [&](const std::string& p) {
+        struct stat st;
+        if (::stat(p.c_str(), &st) < 0) return false;
+        return S_ISREG(st.st_mode) && (st.st_mode & 0111);
+    };
+    if (arg0.find('/') != std::string::npos) {
+        std::string p = arg0[0] == '/' ? arg0 : proc.cwd + "/" + arg0;
+        if (!is_exec(p)) fail("exec: \"" + arg0 + "\": no such file or not executable");
+        return p;
+    }
+    std::string path = env_lookup(proc.env, "PATH");
+    if (path.empty()) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    size_t s = 0;
+    while (s <= path.size()) {
+        size_t e = path.find(':', s);
+        if (e == std::string::npos) e = path.size();
+        std::string dir = path.substr(s, e - s);
+        if (dir.empty()) dir = ".";
+        std::string cand = (dir[0] == '/' ? dir : proc.cwd + "/" + dir) + "/" + arg0;
+        if (is_exec(cand)) return cand;
+        s = e + 1;
+    }
+    fail("exec: \"" + arg0 + "\": executable file not found in $PATH");
+}
+
+[[noreturn]] void exec_init(InitConfig& ic, int container_pidfd, int ns_flags) {
+    try {
+        run_exec(ic, container_pidfd, ns_flags);
+    } catch (const std::exception& e) {
+        try {
+            sync::send(ic.sync_fd, sync::Msg::Error, e.what());
+        } catch (...) {
+        }
+    }
+    ::_exit(1);
+}
+
+[[noreturn]] void container_init(InitConfig& ic) {
+    try {
+        run(ic);
+    } catch (const std::exception& e) {
+        try {
+            sync::send(ic.sync_fd, sync::Msg::Error, e.what());
+        } catch (...) {
+        }
+    }
+    ::_exit(1);
+}
+
+}  // namespace trustme::process

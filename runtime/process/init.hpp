@@ -1,0 +1,44 @@
+// The container init: the child between clone and exec. Single-threaded (the parent is), so it may
+// allocate; everything it needs was parsed and compiled by the parent before clone.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "oci/config.hpp"
+#include "runtime/security/security.hpp"
+
+namespace trustme::process {
+
+struct InitConfig {
+    const oci::Config* cfg = nullptr;
+    const oci::Process* proc = nullptr;
+    std::string id;
+    std::string bundle;
+    std::string rootfs_path;
+    int rootfs_fd = -1;
+    int sync_fd = -1;      // our end of the socketpair
+    int start_fd = -1;     // exec fifo, opened O_RDWR: a read blocks until `start` writes
+    bool no_pivot = false;
+    bool no_new_keyring = false;
+    int preserve_fds = 0;
+    int userns_fd = -1;    // user namespace to join (linux.namespaces user with path), or -1
+    int new_ns_late = 0;   // namespaces to unshare in the child after Go (cgroup, time)
+    const security::SeccompProgram* seccomp = nullptr;
+    security::Capabilities caps;
+    std::vector<oci::Mount> extra_mounts;
+    bool is_exec = false;   // `exec`: no startContainer hooks, no start wait
+    std::string exec_path;  // resolved executable (absolute inside the container)
+};
+
+// Never returns: execs the user program or _exit()s after reporting the error to the parent.
+[[noreturn]] void container_init(InitConfig& ic);
+
+// The `exec` child: joins the namespaces of the container behind container_pidfd (ns_flags), then sets up
+// the process exactly as the init does and execs it without waiting for a start.
+[[noreturn]] void exec_init(InitConfig& ic, int container_pidfd, int ns_flags);
+
+// PATH lookup of args[0] inside the container (after pivot_root). Throws a one-line error
+// ("exec: \"foo\": executable file not found in $PATH"), as runc does at create.
+std::string resolve_executable(const oci::Process& proc);
+
+}  // namespace trustme::process

@@ -1,0 +1,419 @@
+#include "rootfs.hpp"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "runtime/base/error.hpp"
+#include "runtime/base/files.hpp"
+#include "runtime/base/log.hpp"
+
+namespace trustme::rootfs {
+namespace {
+
+std::string fdpath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+int openat2_in_root(int root, const std::string& path, int flags) {
+    struct open_how how {};
+    how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    std::string rel = path;
+    while (!rel.empty() && rel[0] == '/') rel.erase(0, 1);
+    if (rel.empty()) rel = ".";
+    for (;;) {
+        int fd = static_cast<int>(::syscall(SYS_openat2, root, rel.c_str(), &how, sizeof how));
+        if (fd >= 0 || errno != EAGAIN) return fd;  // EAGAIN: a concurrent rename raced; retry
+    }
+}
+
+std::pair<std::string, std::string> split(const std::string& path) {
+    auto pos = path.find_last_of('/');
+    if (pos == std::string::npos) return {"/", path};
+    return {pos == 0 ? "/" : path.substr(0, pos), path.substr(pos + 1)};
+}
+
+void set_attr(int fd, uint64_t set, uint64_t clr, uint64_t propagation, bool recursive, const std::string& what) {
+    if (!set && !clr && !propagation) return;
+    struct mount_attr a {};
+    a.attr_set = set;
+    a.attr_clr = clr;
+    // Atime modes are one field: setting one means clearing the field first (mount_setattr(2)).
+    if (set & MOUNT_ATTR__ATIME) a.attr_clr |= MOUNT_ATTR__ATIME;
+    a.propagation = propagation;
+    if (::mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &a, sizeof a) < 0)
+        fail_errno(errno, what);
+}
+
+// MS_* flags of a mount entry → MOUNT_ATTR_* for mount_setattr.
+uint64_t attr_from_flags(unsigned long f) {
+    uint64_t a = 0;
+    if (f & MS_RDONLY) a |= MOUNT_ATTR_RDONLY;
+    if (f & MS_NOSUID) a |= MOUNT_ATTR_NOSUID;
+    if (f & MS_NODEV) a |= MOUNT_ATTR_NODEV;
+    if (f & MS_NOEXEC) a |= MOUNT_ATTR_NOEXEC;
+    if (f & MS_NOATIME) a |= MOUNT_ATTR_NOATIME;
+    else if (f & MS_STRICTATIME) a |= MOUNT_ATTR_STRICTATIME;
+    else if (f & MS_RELATIME) a |= MOUNT_ATTR_RELATIME;
+    if (f & MS_NODIRATIME) a |= MOUNT_ATTR_NODIRATIME;
+    return a;
+}
+
+uint64_t propagation_of(unsigned long p) { return p & ~static_cast<unsigned long>(MS_REC); }
+
+struct MountInfo {
+    std::string mountpoint, fstype, superopts;
+};
+
+std::vector<MountInfo> cgroup_mounts() {
+    std::vector<MountInfo> out;
+    std::string text = read_file("/proc/self/mountinfo");
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t end = text.find('\n', pos);
+        if (end == std::string::npos) end = text.size();
+        std::string_view line(text.data() + pos, end - pos);
+        pos = end + 1;
+        auto sep = line.find(" - ");
+        if (sep == std::string_view::npos) continue;
+        std::string_view tail = line.substr(sep + 3);
+        auto sp1 = tail.find(' ');
+        std::string_view fstype = tail.substr(0, sp1);
+        if (fstype != "cgroup" && fstype != "cgroup2") continue;
+        auto sp2 = tail.find(' ', sp1 + 1);
+        std::string_view superopts = sp2 == std::string_view::npos ? "" : tail.substr(sp2 + 1);
+        // fields: id parent maj:min root mountpoint ...
+        std::string_view head = line.substr(0, sep);
+        size_t f = 0, start = 0;
+        std::string_view mp;
+        for (size_t i = 0; i <= head.size(); ++i) {
+            if (i == head.size() || head[i] == ' ') {
+                if (f == 4) {
+                    mp = head.substr(start, i - start);
+                    break;
+                }
+                ++f;
+                start = i + 1;
+            }
+        }
+        out.push_back({std::string(mp), std::string(fstype), std::string(superopts)});
+    }
+    return out;
+}
+
+bool has_token(const std::string& csv, const std::string& tok) {
+    size_t s = 0;
+    while (s <= csv.size()) {
+        size_t e = csv.find(',', s);
+        if (e == std::string::npos) e = csv.size();
+        if (csv.compare(s, e - s, tok) == 0) return true;
+        s = e + 1;
+    }
+    return false;
+}
+
+void attach_tree(int tree, int dest, const std::string& what) {
+    if (::move_mount(tree, "", dest, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        fail_errno(errno, what);
+}
+
+void bind_into(int root, const std::string& source, const std::string& dest, bool recursive, uint64_t set,
+               uint64_t clr, uint64_t rset, uint64_t rclr, uint64_t propagation, const std::string& what) {
+    struct stat st;
+    if (::stat(source.c_str(), &st) < 0) fail_errno(errno, what + ": source " + source);
+    UniqueFd tree(::open_tree(AT_FDCWD, source.c_str(),
+                              OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0)));
+    if (!tree) fail_errno(errno, what + ": bind " + source);
+    set_attr(tree.get(), set, clr, 0, false, what + ": set mount flags");
+    set_attr(tree.get(), rset, rclr, 0, true, what + ": set recursive mount flags");
+    UniqueFd target = open_in_root(root, dest, true, !S_ISDIR(st.st_mode));
+    if (!target) fail_errno(errno, what + ": destination");
+    attach_tree(tree.get(), target.get(), what + ": attach");
+    if (propagation) set_attr(tree.get(), 0, 0, propagation, recursive, what + ": propagation");
+}
+
+void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::string& what) {
+    // A tmpfs holding one bind mount per hierarchy of the container's own cgroup (v1), or the container's
+    // cgroup directory itself (v2): the container sees its cgroup, never its siblings'.
+    bool unified_only = true;
+    for (auto& c : plan.cgroups)
+        if (!c.controllers.empty()) unified_only = false;
+    uint64_t set = attr_from_flags(m.flags);
+    auto mounts = cgroup_mounts();
+    if (unified_only) {
+        for (auto& mi : mounts)
+            if (mi.fstype == "cgroup2") {
+                std::string path = plan.cgroups.empty() ? "/" : plan.cgroups[0].path;
+                bind_into(root, mi.mountpoint + path, m.destination, false, set, 0, 0, 0, 0, what);
+                return;
+            }
+        fail(what + ": no cgroup2 hierarchy mounted");
+    }
+    UniqueFd dest = open_in_root(root, m.destination, true, false);
+    if (!dest) fail_errno(errno, what + ": destination");
+    if (::mount("tmpfs", fdpath(dest.get()).c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
+        fail_errno(errno, what + ": tmpfs");
+    for (auto& c : plan.cgroups) {
+        if (c.controllers.empty()) continue;  // the hybrid "unified" tree: runc does not show it either
+        std::string want = c.controllers;
+        if (want.rfind("name=", 0) == 0) want = want;  // matched as a token in superopts
+        for (auto& mi : mounts) {
+            if (mi.fstype != "cgroup") continue;
+            bool all = true;
+            size_t s = 0;
+            while (s <= want.size()) {
+                size_t e = want.find(',', s);
+                if (e == std::string::npos) e = want.size();
+                if (!has_token(mi.superopts, want.substr(s, e - s))) all = false;
+                s = e + 1;
+            }
+            if (!all) continue;
+            std::string name = mi.mountpoint.substr(mi.mountpoint.find_last_of('/') + 1);
+            bind_into(root, mi.mountpoint + c.path, m.destination + "/" + name, false,
+                      set | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, 0, 0, 0,
+                      what + " (" + name + ")");
+            break;
+        }
+    }
+    if (m.flags & MS_RDONLY) {
+        // Remount the tmpfs read-only last, once the bind targets exist.
+        UniqueFd d2 = open_in_root(root, m.destination, false, false);
+        if (::mount(nullptr, fdpath(d2.get()).c_str(), nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    "mode=755") < 0)
+            fail_errno(errno, what + ": remount read-only");
+    }
+}
+
+void mount_one(const Plan& plan, int root, const oci::Mount& m, const std::string& what) {
+    if (m.type == "cgroup" || m.type == "cgroup2") {
+        mount_cgroups(plan, root, m, what);
+        return;
+    }
+    if (m.bind) {
+        std::string src = m.source;
+        if (!src.empty() && src[0] != '/') src = plan.bundle + "/" + src;
+        bind_into(root, src, m.destination, (m.flags & MS_REC) != 0, attr_from_flags(m.flags), 0, m.rec_attr_set,
+                  m.rec_attr_clr, propagation_of(m.propagation), what);
+        return;
+    }
+    UniqueFd dest = open_in_root(root, m.destination, true, false);
+    if (!dest) fail_errno(errno, what + ": destination");
+    std::string data = m.data;
+    if (!plan.mount_label_opt.empty() && (m.type == "tmpfs" || m.type == "mqueue" || m.type == "devpts"))
+        data += (data.empty() ? plan.mount_label_opt.substr(1) : plan.mount_label_opt);
+    unsigned long flags = m.flags & ~(MS_REMOUNT | MS_BIND | MS_REC);
+    if (::mount(m.source.empty() ? m.type.c_str() : m.source.c_str(), fdpath(dest.get()).c_str(), m.type.c_str(),
+                flags, data.empty() ? nullptr : data.c_str()) < 0)
+        fail_errno(errno, what + ": mount " + m.type + (data.empty() ? "" : " (" + data + ")"));
+    if (m.propagation || m.rec_attr_set || m.rec_attr_clr) {
+        UniqueFd top = open_in_root(root, m.destination, false, false);
+        set_attr(top.get(), m.rec_attr_set, m.rec_attr_clr, 0, true, what + ": recursive flags");
+        set_attr(top.get(), 0, 0, propagation_of(m.propagation), (m.propagation & MS_REC) != 0, what + ": propagation");
+    }
+}
+
+struct DefaultDev {
+    const char* path;
+    unsigned major, minor;
+};
+// runtime-spec config-linux.md "Default Devices": the runtime MUST supply these.
+constexpr DefaultDev kDefaultDevices[] = {{"/dev/null", 1, 3},    {"/dev/zero", 1, 5}, {"/dev/full", 1, 7},
+                                          {"/dev/random", 1, 8},  {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
+
+void make_device(const Plan& plan, int root, const std::string& path, char type, int64_t major, int64_t minor,
+                 uint32_t mode, uint32_t uid, uint32_t gid, bool set_owner) {
+    std::string what = "device " + path;
+    if (plan.userns) {
+        // mknod is not allowed in a user namespace: bind the host's device node instead (as runc).
+        bind_into(root, path, path, false, 0, 0, 0, 0, 0, what);
+        return;
+    }
+    auto [dir, base] = split(path);
+    UniqueFd parent = open_in_root(root, dir, true, false);
+    if (!parent) fail_errno(errno, what + ": parent directory");
+    UniqueFd pdir(::openat(parent.get(), ".", O_DIRECTORY | O_CLOEXEC));
+    if (!pdir) fail_errno(errno, what);
+    mode_t kind = type == 'b' ? S_IFBLK : type == 'p' ? S_IFIFO : S_IFCHR;
+    ::unlinkat(pdir.get(), base.c_str(), 0);
+    if (::mknodat(pdir.get(), base.c_str(), kind | (mode & 07777),
+                  makedev(static_cast<unsigned>(major), static_cast<unsigned>(minor))) < 0)
+        fail_errno(errno, what + ": mknod");
+    // mknod applies the umask; the spec's fileMode is exact.
+    if (::fchmodat(pdir.get(), base.c_str(), mode & 07777, 0) < 0) fail_errno(errno, what + ": chmod");
+    if (set_owner && ::fchownat(pdir.get(), base.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+        fail_errno(errno, what + ": chown");
+}
+
+bool dev_is_bind(const oci::Config& cfg) {
+    for (auto& m : cfg.mounts)
+        if (m.destination == "/dev" && m.bind) return true;
+    return false;
+}
+
+bool has_mount_at(const oci::Config& cfg, const std::string& dest) {
+    for (auto& m : cfg.mounts)
+        if (m.destination == dest) return true;
+    return false;
+}
+
+void setup_dev(const Plan& plan, int root) {
+    const oci::Config& cfg = *plan.cfg;
+    if (!dev_is_bind(cfg) && has_mount_at(cfg, "/dev")) {
+        for (auto& d : kDefaultDevices) {
+            bool overridden = false;
+            for (auto& u : cfg.linux_.devices) overridden |= u.path == d.path;
+            if (!overridden) make_device(plan, root, d.path, 'c', d.major, d.minor, 0666, 0, 0, false);
+        }
+        UniqueFd dev = open_in_root(root, "/dev", false, false);
+        UniqueFd devdir(dev ? ::openat(dev.get(), ".", O_DIRECTORY | O_CLOEXEC) : -1);
+        if (devdir) {
+            // config-linux.md "Default Devices" symlinks; /dev/core as runc does when /proc/kcore exists.
+            struct {
+                const char* target;
+                const char* name;
+            } links[] = {{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
+                         {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}, {"/proc/kcore", "core"}};
+            for (auto& l : links) {
+                if (std::strcmp(l.name, "core") == 0 && !path_exists("/proc/kcore")) continue;
+                if (std::strcmp(l.name, "ptmx") == 0 && !has_mount_at(cfg, "/dev/pts")) continue;
+                if (::symlinkat(l.target, devdir.get(), l.name) < 0 && errno != EEXIST)
+                    fail_errno(errno, std::string("symlink /dev/") + l.name);
+            }
+        }
+    }
+    for (auto& d : cfg.linux_.devices)
+        make_device(plan, root, d.path, d.type == 'u' ? 'c' : d.type, d.major, d.minor, d.file_mode, d.uid, d.gid,
+                    true);
+}
+
+}  // namespace
+
+UniqueFd open_in_root(int root, const std::string& path, bool create, bool file) {
+    int fd = openat2_in_root(root, path, O_PATH);
+    if (fd >= 0 || errno != ENOENT || !create) return UniqueFd(fd);
+    auto [dir, base] = split(path);
+    UniqueFd parent = open_in_root(root, dir, true, false);
+    if (!parent) return parent;
+    // mkdirat/openat on an O_PATH directory fd are fine as dirfd arguments.
+    if (file) {
+        int f = ::openat(parent.get(), base.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (f < 0 && errno != EEXIST) return UniqueFd(-1);
+        if (f >= 0) ::close(f);
+    } else if (::mkdirat(parent.get(), base.c_str(), 0755) < 0 && errno != EEXIST) {
+        return UniqueFd(-1);
+    }
+    return UniqueFd(openat2_in_root(root, path, O_PATH));
+}
+
+std::vector<CgroupPath> read_self_cgroups() {
+    std::vector<CgroupPath> out;
+    std::string text = read_file("/proc/self/cgroup");
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t end = text.find('\n', pos);
+        if (end == std::string::npos) end = text.size();
+        std::string line = text.substr(pos, end - pos);
+        pos = end + 1;
+        auto a = line.find(':');
+        auto b = line.find(':', a + 1);
+        if (a == std::string::npos || b == std::string::npos) continue;
+        out.push_back({line.substr(a + 1, b - a - 1), line.substr(b + 1)});
+    }
+    return out;
+}
+
+UniqueFd prepare(const Plan& plan) {
+    const oci::Config& cfg = *plan.cfg;
+    // Nothing we mount may propagate back to the host: make the whole copy a slave (runc's default), or
+    // what linux.rootfsPropagation asks for.
+    unsigned long prop = MS_SLAVE | MS_REC;
+    if (cfg.linux_.rootfs_propagation == "private" || cfg.linux_.rootfs_propagation == "rprivate")
+        prop = MS_PRIVATE | MS_REC;
+    if (::mount(nullptr, "/", nullptr, prop, nullptr) < 0) fail_errno(errno, "make / a slave mount");
+
+    // Attach the detached clone of exactly the verified directory (made by the parent from the verified fd,
+    // because open_tree(OPEN_TREE_CLONE) only clones mounts of the caller's own mount namespace).
+    UniqueFd tree(::fcntl(plan.rootfs_fd, F_DUPFD_CLOEXEC, 3));
+    if (!tree) fail_errno(errno, "rootfs " + plan.rootfs_path);
+    if (::move_mount(tree.get(), "", AT_FDCWD, plan.rootfs_path.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        fail_errno(errno, "rootfs " + plan.rootfs_path + ": attach");
+    // The tree fd now names the mount's root: resolve everything from it.
+    int root = tree.get();
+
+    size_t i = 0;
+    for (auto& m : cfg.mounts) {
+        mount_one(plan, root, m, "mounts[" + std::to_string(i) + "] " + m.destination);
+        ++i;
+    }
+    for (auto& m : plan.extra_mounts) mount_one(plan, root, m, "volume " + m.destination);
+    setup_dev(plan, root);
+    return tree;
+}
+
+void enter(int root, bool no_pivot) {
+    if (::fchdir(root) < 0) fail_errno(errno, "chdir to rootfs");
+    if (no_pivot) {
+        if (::mount(".", "/", nullptr, MS_MOVE, nullptr) < 0) fail_errno(errno, "move rootfs to /");
+        if (::chroot(".") < 0) fail_errno(errno, "chroot");
+    } else {
+        // pivot_root(".", ".") stacks the old root on top of the new one; detach it (runc's trick, which needs
+        // no directory for put_old inside the rootfs).
+        if (::syscall(SYS_pivot_root, ".", ".") < 0) fail_errno(errno, "pivot_root");
+        if (::mount(nullptr, ".", nullptr, MS_SLAVE | MS_REC, nullptr) < 0) fail_errno(errno, "make old root a slave");
+        if (::umount2(".", MNT_DETACH) < 0) fail_errno(errno, "detach old root");
+    }
+    if (::chdir("/") < 0) fail_errno(errno, "chdir /");
+}
+
+void finish(const Plan& plan) {
+    const oci::Config& cfg = *plan.cfg;
+    // sysctls before readonlyPaths: the default spec makes /proc/sys read-only.
+    for (auto& [k, v] : cfg.linux_.sysctl) {
+        std::string path = "/proc/sys/" + k;
+        for (auto& ch : path)
+            if (ch == '.') ch = '/';
+        write_file(path, v);
+    }
+    for (auto& p : cfg.linux_.masked_paths) {
+        struct stat st;
+        if (::stat(p.c_str(), &st) < 0) continue;  // runc: a missing masked path is not an error
+        int rc = S_ISDIR(st.st_mode) ? ::mount("tmpfs", p.c_str(), "tmpfs", MS_RDONLY, nullptr)
+                                     : ::mount("/dev/null", p.c_str(), nullptr, MS_BIND, nullptr);
+        if (rc < 0) fail_errno(errno, "maskedPaths " + p);
+    }
+    for (auto& p : cfg.linux_.readonly_paths) {
+        UniqueFd t(::open_tree(AT_FDCWD, p.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+        if (!t) {
+            if (errno == ENOENT) continue;
+            fail_errno(errno, "readonlyPaths " + p);
+        }
+        set_attr(t.get(), MOUNT_ATTR_RDONLY, 0, 0, true, "readonlyPaths " + p);
+        if (::move_mount(t.get(), "", AT_FDCWD, p.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            fail_errno(errno, "readonlyPaths " + p);
+    }
+    if (cfg.root_readonly) {
+        if (::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) < 0) {
+            // Keep flags the mount already had (nosuid/nodev...): locked flags make a plain remount fail in a userns.
+            struct mount_attr a {};
+            a.attr_set = MOUNT_ATTR_RDONLY;
+            if (::mount_setattr(AT_FDCWD, "/", 0, &a, sizeof a) < 0) fail_errno(errno, "root.readonly");
+        }
+    }
+    if (!cfg.linux_.rootfs_propagation.empty()) {
+        static const std::pair<const char*, unsigned long> kProp[] = {
+            {"shared", MS_SHARED},        {"rshared", MS_SHARED | MS_REC},   {"slave", MS_SLAVE},
+            {"rslave", MS_SLAVE | MS_REC}, {"private", MS_PRIVATE},          {"rprivate", MS_PRIVATE | MS_REC},
+            {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE | MS_REC}};
+        for (auto& [n, f] : kProp)
+            if (cfg.linux_.rootfs_propagation == n && ::mount(nullptr, "/", nullptr, f, nullptr) < 0)
+                fail_errno(errno, "linux.rootfsPropagation " + cfg.linux_.rootfs_propagation);
+    }
+}
+
+}  // namespace trustme::rootfs

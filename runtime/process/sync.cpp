@@ -1,0 +1,70 @@
+#include "sync.hpp"
+
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "runtime/base/error.hpp"
+
+namespace trustme::sync {
+namespace {
+struct Header {
+    uint32_t type;
+};
+constexpr size_t kMax = 4096;
+}  // namespace
+
+void send(int sock, Msg type, const std::string& text, int fd) {
+    char buf[kMax];
+    Header h{static_cast<uint32_t>(type)};
+    size_t n = std::min(text.size(), kMax - sizeof h);
+    std::memcpy(buf, &h, sizeof h);
+    std::memcpy(buf + sizeof h, text.data(), n);
+    struct iovec iov = {buf, sizeof h + n};
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+    if (fd >= 0) {
+        msg.msg_control = cbuf;
+        msg.msg_controllen = sizeof cbuf;
+        struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    while (::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) {
+        if (errno == EINTR) continue;
+        fail_errno(errno, "sync: send");
+    }
+}
+
+bool recv(int sock, Packet& out) {
+    char buf[kMax];
+    struct iovec iov = {buf, sizeof buf};
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t n;
+    while ((n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0) {
+        if (errno == EINTR) continue;
+        if (errno == ECONNRESET) return false;
+        fail_errno(errno, "sync: receive");
+    }
+    if (n == 0) return false;
+    if (static_cast<size_t>(n) < sizeof(Header)) fail("sync: short message");
+    Header h;
+    std::memcpy(&h, buf, sizeof h);
+    out.type = static_cast<Msg>(h.type);
+    out.text.assign(buf + sizeof h, static_cast<size_t>(n) - sizeof h);
+    out.fd = -1;
+    for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) std::memcpy(&out.fd, CMSG_DATA(c), sizeof(int));
+    return true;
+}
+
+}  // namespace trustme::sync

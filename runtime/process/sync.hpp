@@ -1,0 +1,29 @@
+// Parent ↔ container-init handshake over a SOCK_SEQPACKET socketpair: one message per packet, with an
+// optional fd (SCM_RIGHTS). EOF means the other side died.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace trustme::sync {
+
+enum class Msg : uint32_t {
+    Go = 1,            // parent → child: maps written, cgroup joined; text = child's pid in the runtime's pid ns
+    HooksRequest = 2,  // child → parent: mounts done; run prestart + createRuntime hooks now
+    HooksDone = 3,     // parent → child
+    Ready = 4,         // child → parent: set up, waiting for start
+    Error = 5,         // child → parent: text = one-line reason
+    SeccompFd = 6,     // child → parent: the seccomp notify listener fd
+    ConsoleFd = 7,     // child → parent: the pty master
+};
+
+struct Packet {
+    Msg type{};
+    std::string text;
+    int fd = -1;  // received fd (caller owns it)
+};
+
+void send(int sock, Msg type, const std::string& text = {}, int fd = -1);
+// Returns false on EOF (peer gone).
+bool recv(int sock, Packet& out);
+
+}  // namespace trustme::sync

@@ -1,0 +1,168 @@
+#include "state.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "runtime/base/error.hpp"
+#include "runtime/base/files.hpp"
+
+namespace trustme::state {
+namespace {
+
+void lock_fd(int fd, const std::string& id) {
+    while (::flock(fd, LOCK_EX) < 0) {
+        if (errno == EINTR) continue;
+        fail_errno(errno, "lock container \"" + id + "\"");
+    }
+}
+
+}  // namespace
+
+ContainerDir ContainerDir::create(const std::string& root, const std::string& id) {
+    if (::mkdir(root.c_str(), 0700) < 0 && errno != EEXIST) fail_errno(errno, "create state root " + root);
+    ContainerDir d;
+    d.path_ = root + "/" + id;
+    if (::mkdir(d.path_.c_str(), 0700) < 0) {
+        if (errno == EEXIST) fail("container \"" + id + "\" already exists");
+        fail_errno(errno, "create state directory " + d.path_);
+    }
+    d.fd_.reset(::open(d.path_.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!d.fd_) fail_errno(errno, d.path_);
+    lock_fd(d.fd_.get(), id);
+    return d;
+}
+
+ContainerDir ContainerDir::open(const std::string& root, const std::string& id, bool lock) {
+    ContainerDir d;
+    d.path_ = root + "/" + id;
+    d.fd_.reset(::open(d.path_.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!d.fd_) {
+        if (errno == ENOENT) fail("container \"" + id + "\" does not exist");
+        fail_errno(errno, d.path_);
+    }
+    if (lock) lock_fd(d.fd_.get(), id);
+    return d;
+}
+
+Record ContainerDir::read() const {
+    std::string text;
+    try {
+        text = read_file_at(fd_.get(), "state.json");
+    } catch (const Error&) {
+        // Crashed before the first write: an empty record that delete --force can remove.
+        Record r;
+        r.st.id = path_.substr(path_.find_last_of('/') + 1);
+        return r;
+    }
+    Record r;
+    try {
+        auto j = nlohmann::json::parse(text);
+        r.st.id = j.at("id").get<std::string>();
+        r.st.pid = j.value("pid", 0);
+        r.st.bundle = j.value("bundle", "");
+        r.st.rootfs = j.value("rootfs", "");
+        r.st.created = j.value("created", "");
+        r.st.owner = j.value("owner", "");
+        if (j.contains("annotations")) r.st.annotations = j["annotations"].get<std::map<std::string, std::string>>();
+        r.pid_start = j.value("pid_start", uint64_t{0});
+        r.created = j.value("created_done", false);
+        r.cgroup = j.value("cgroup", nlohmann::json());
+        r.config = j.value("config", nlohmann::json());
+        r.volumes = j.value("volumes", false);
+    } catch (const std::exception& e) {
+        fail(path_ + "/state.json: corrupt: " + e.what());
+    }
+    return r;
+}
+
+void ContainerDir::write(const Record& r) const {
+    nlohmann::json j = {{"id", r.st.id},          {"pid", r.st.pid},       {"bundle", r.st.bundle},
+                        {"rootfs", r.st.rootfs},  {"created", r.st.created}, {"owner", r.st.owner},
+                        {"pid_start", r.pid_start}, {"created_done", r.created}, {"cgroup", r.cgroup},
+                        {"config", r.config},     {"volumes", r.volumes}};
+    if (!r.st.annotations.empty()) j["annotations"] = r.st.annotations;
+    write_file_atomic(fd_.get(), "state.json", j.dump());
+}
+
+void ContainerDir::remove() const {
+    UniqueFd dfd(::openat(fd_.get(), ".", O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+    if (DIR* dir = dfd ? ::fdopendir(dfd.release()) : nullptr) {
+        while (struct dirent* e = ::readdir(dir)) {
+            if (!std::strcmp(e->d_name, ".") || !std::strcmp(e->d_name, "..")) continue;
+            if (::unlinkat(fd_.get(), e->d_name, 0) < 0 && errno == EISDIR) ::unlinkat(fd_.get(), e->d_name, AT_REMOVEDIR);
+        }
+        ::closedir(dir);
+    }
+    if (::rmdir(path_.c_str()) < 0 && errno != ENOENT) fail_errno(errno, "remove " + path_);
+}
+
+std::vector<std::string> list_ids(const std::string& root) {
+    std::vector<std::string> ids;
+    DIR* dir = ::opendir(root.c_str());
+    if (!dir) return ids;
+    while (struct dirent* e = ::readdir(dir)) {
+        if (e->d_name[0] == '.') continue;
+        if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) ids.emplace_back(e->d_name);
+    }
+    ::closedir(dir);
+    std::sort(ids.begin(), ids.end());
+    return ids;
+}
+
+ProcInfo proc_info(pid_t pid) {
+    ProcInfo pi;
+    if (pid <= 0) return pi;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return pi;
+    char buf[1024];
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return pi;
+    buf[n] = 0;
+    // comm may contain spaces and ')': fields restart after the last ')'. Field 3 is the state, 22 starttime.
+    char* p = std::strrchr(buf, ')');
+    if (!p) return pi;
+    p += 2;
+    char st = *p;
+    int field = 3;
+    while (*p && field < 22) {
+        if (*p == ' ') ++field;
+        ++p;
+    }
+    pi.start = std::strtoull(p, nullptr, 10);
+    pi.alive = st != 'Z' && st != 'X';
+    return pi;
+}
+
+std::string status_of(const Record& r, const ContainerDir& d, bool (*frozen)(const Record&)) {
+    if (!r.created) return r.st.pid > 0 && proc_info(r.st.pid).alive ? "creating" : "stopped";
+    ProcInfo pi = proc_info(r.st.pid);
+    if (!pi.alive || pi.start != r.pid_start) return "stopped";
+    struct stat st;
+    if (::fstatat(d.fd(), "exec.fifo", &st, 0) == 0) return "created";
+    if (frozen && frozen(r)) return "paused";
+    return "running";
+}
+
+std::string now_rfc3339() {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec);
+    return buf;
+}
+
+}  // namespace trustme::state

@@ -1,0 +1,61 @@
+// The state directory (--root): one directory per container holding state.json and the exec fifo.
+// Commands on one id serialize on flock(2) of that directory; every write is atomic (tmp + rename), so a
+// crash leaves either the old or the new state.json, which `delete --force` can always clean up.
+#pragma once
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "oci/state.hpp"
+#include "runtime/base/fd.hpp"
+
+namespace trustme::state {
+
+struct Record {
+    oci::State st;               // status is computed, not stored
+    uint64_t pid_start = 0;      // /proc/<pid>/stat starttime: guards against pid reuse
+    bool created = false;        // false while `create` is still running (status "creating")
+    nlohmann::json cgroup;       // cgroups::Manager::save()
+    nlohmann::json config;       // config.json as parsed (exec defaults, poststop hooks)
+    bool volumes = false;        // the volume plugin recorded state here
+    bool systemd_cgroup = false;
+};
+
+class ContainerDir {
+public:
+    // mkdir <root>/<id> (EEXIST: "container \"id\" already exists"); locked.
+    static ContainerDir create(const std::string& root, const std::string& id);
+    // Open an existing one (ENOENT: "container \"id\" does not exist"); locked when `lock`.
+    static ContainerDir open(const std::string& root, const std::string& id, bool lock = true);
+
+    Record read() const;
+    void write(const Record& r) const;
+    // Remove every file and the directory itself.
+    void remove() const;
+
+    int fd() const { return fd_.get(); }
+    const std::string& path() const { return path_; }
+    std::string fifo_path() const { return path_ + "/exec.fifo"; }
+
+private:
+    UniqueFd fd_;
+    std::string path_;
+};
+
+std::vector<std::string> list_ids(const std::string& root);
+
+struct ProcInfo {
+    bool alive = false;  // exists and is not a zombie
+    uint64_t start = 0;
+};
+ProcInfo proc_info(pid_t pid);
+
+// runtime.md states, plus runc's "paused". `frozen` is asked only for a live, started container.
+std::string status_of(const Record& r, const ContainerDir& d, bool (*frozen)(const Record&) = nullptr);
+
+std::string now_rfc3339();
+
+}  // namespace trustme::state
