@@ -1,7 +1,6 @@
 #include "runtime/volume/volumes.hpp"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -64,18 +63,22 @@ void save(int dirfd, const std::string& container_id, const std::vector<Record>&
 }
 
 // An exclusive lock on the source for the duration of an open or close, so two runtimes do not attach
-// the same image at once. Its own open file description: the loop device keeps a reference to the
-// backing fd's file, and a flock on that would outlive us.
+// the same image at once. An OFD lock (fcntl F_OFD_SETLK), not flock(2): libcryptsetup takes flock()s on
+// the device itself for its metadata locking and would wait on ours. Its own open file description:
+// the loop device keeps a reference to the backing fd's file, and a lock on that would outlive us.
 UniqueFd lock_source(const std::string& source, bool must_exist) {
-    UniqueFd fd(::open(source.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    UniqueFd fd(::open(source.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY));
     if (!fd) {
         if (!must_exist && errno == ENOENT) return fd;
         fail_errno(errno, source);
     }
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
     // Bounded: another runtime holds it only while it opens or closes this volume.
     for (int i = 0; i < 300; ++i) {
-        if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) return fd;
-        if (errno != EWOULDBLOCK) fail_errno(errno, "flock " + source);
+        if (::fcntl(fd.get(), F_OFD_SETLK, &fl) == 0) return fd;
+        if (errno != EAGAIN && errno != EACCES) fail_errno(errno, "lock " + source);
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     fail(source + ": locked by another runtime for more than 30 s");
