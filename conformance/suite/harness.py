@@ -343,7 +343,12 @@ class Context:
             try:
                 if c.status() is not None:
                     c.kill("KILL", check=False)
-                    c.delete(force=True, check=False)
+                    # a delete can fail while the container's last processes are still dying: retry
+                    for _ in range(5):
+                        c.delete(force=True, check=False)
+                        if c.status() is None:
+                            break
+                        time.sleep(0.2)
             except Fail:
                 pass
             if c.pid and pid_alive(c.pid):
