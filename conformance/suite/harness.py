@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -343,8 +344,11 @@ class Context:
             try:
                 if c.status() is not None:
                     c.kill("KILL", check=False)
-                    # a delete can fail while the container's last processes are still dying: retry
+                    # a delete can fail while the container's last processes are still dying, or are
+                    # zombies re-parented to us (exec -d): reap, retry
                     for _ in range(5):
+                        time.sleep(0.05)
+                        reap_all()
                         c.delete(force=True, check=False)
                         if c.status() is None:
                             break
@@ -393,14 +397,14 @@ def run_test(rt, t, base_rootfs, serial, deadline_s=60):
         res = Result("fail", f"{type(e).__name__}: {e}")
     finally:
         signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-    signal.alarm(30)
+    signal.alarm(90)  # the clean-up is bounded too
     try:
         ctx.cleanup()
     except Fail:
-        pass
+        print(f"conformance: {rt.name}: clean-up after {t['name']!r} did not finish", file=sys.stderr)
     finally:
         signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
     shutil.rmtree(scratch, ignore_errors=True)
     return res
 
