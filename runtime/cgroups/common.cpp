@@ -320,4 +320,47 @@ std::vector<std::string> rdma_lines(const nlohmann::json& rdma) {
     return out;
 }
 
+nlohmann::json empty_stats() {
+    using nlohmann::json;
+    return {{"cpu", {{"usage", {{"kernel", 0}, {"user", 0}}}, {"throttling", json::object()}}},
+            {"cpuset", json::object()},
+            {"memory", json::object()},
+            {"pids", json::object()},
+            {"blkio", json::object()},
+            {"hugetlb", json::object()},
+            {"intel_rdt", json::object()},
+            {"network_interfaces", nullptr}};
+}
+
+namespace {
+// "0-2,5" → [0,1,2,5]
+nlohmann::json expand_list(const std::string& s) {
+    nlohmann::json out = nlohmann::json::array();
+    std::stringstream ss(s);
+    std::string part;
+    while (std::getline(ss, part, ',')) {
+        if (part.empty()) continue;
+        auto dash = part.find('-');
+        uint64_t a = parse_u64(part.substr(0, dash));
+        uint64_t b = dash == std::string::npos ? a : parse_u64(part.substr(dash + 1));
+        for (uint64_t i = a; i <= b && i < a + 65536; ++i) out.push_back(i);
+    }
+    return out;
+}
+}  // namespace
+
+nlohmann::json cpuset_stats(const std::string& dir, const char* cpus_file, const char* mems_file) {
+    nlohmann::json out = {{"cpus", expand_list(try_read(dir, cpus_file).value_or(""))},
+                          {"mems", expand_list(try_read(dir, mems_file).value_or(""))}};
+    const std::pair<const char*, const char*> flags[] = {
+        {"cpu_exclusive", "cpuset.cpu_exclusive"},       {"mem_hardwall", "cpuset.mem_hardwall"},
+        {"mem_exclusive", "cpuset.mem_exclusive"},       {"memory_migrate", "cpuset.memory_migrate"},
+        {"memory_spread_page", "cpuset.memory_spread_page"}, {"memory_spread_slab", "cpuset.memory_spread_slab"},
+        {"memory_pressure", "cpuset.memory_pressure"},   {"sched_load_balance", "cpuset.sched_load_balance"},
+    };
+    for (auto [key, file] : flags)
+        if (auto v = try_read(dir, file)) out[key] = parse_u64(*v);
+    return out;
+}
+
 }  // namespace trustme::cgroups::detail

@@ -85,6 +85,11 @@ bool valid_hugepage_size(const std::string& s);
 // v1 and v2 share the file format).
 std::vector<std::string> rdma_lines(const nlohmann::json& rdma);
 
+// runc's Stats with every top-level key present and empty.
+nlohmann::json empty_stats();
+// runc CPUSet stats: "cpus"/"mems" as expanded lists, plus the v1 flag files where they exist.
+nlohmann::json cpuset_stats(const std::string& dir, const char* cpus_file, const char* mems_file);
+
 std::unique_ptr<Manager> make_legacy(const std::string& inner, bool absolute);
 std::unique_ptr<Manager> make_unified(const std::string& inner, bool absolute);
 std::unique_ptr<Manager> load_legacy(const nlohmann::json& saved);

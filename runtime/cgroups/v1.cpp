@@ -459,8 +459,9 @@ std::vector<uint64_t> u64_list(const std::string& dir, const char* file) {
 }
 
 nlohmann::json LegacyManager::stats() {
-    // The "data" object of runc events --stats (libcontainer/cgroups/stats.go + types/events.go).
-    nlohmann::json s = nlohmann::json::object();
+    // The "data" object of runc events --stats: runc types/events.go Stats (key names from its json
+    // tags; every top-level key is present, as Go encodes non-pointer structs).
+    nlohmann::json s = empty_stats();
     nlohmann::json cpu = {{"usage", nlohmann::json::object()}, {"throttling", nlohmann::json::object()}};
     if (auto* h = find("cpuacct")) {
         static const double ns_per_tick = 1e9 / static_cast<double>(::sysconf(_SC_CLK_TCK));
@@ -475,10 +476,11 @@ nlohmann::json LegacyManager::stats() {
     if (auto* h = find("cpu")) {
         auto st = read_keyed(h->dir, "cpu.stat");
         cpu["throttling"] = {{"periods", st["nr_periods"]},
-                             {"throttled_periods", st["nr_throttled"]},
-                             {"throttled_time", st["throttled_time"]}};
+                             {"throttledPeriods", st["nr_throttled"]},
+                             {"throttledTime", st["throttled_time"]}};
     }
     s["cpu"] = cpu;
+    if (auto* h = find("cpuset")) s["cpuset"] = cpuset_stats(h->dir, "cpuset.cpus", "cpuset.mems");
     if (auto* h = find("memory")) {
         auto raw = read_keyed(h->dir, "memory.stat");
         nlohmann::json mem = {{"cache", raw["cache"]},

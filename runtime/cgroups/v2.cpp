@@ -321,8 +321,8 @@ void UnifiedManager::set_io(const nlohmann::json& io) {
 }
 
 nlohmann::json UnifiedManager::stats() {
-    // The "data" object of runc events --stats, filled the way runc fs2 does.
-    nlohmann::json s = nlohmann::json::object();
+    // The "data" object of runc events --stats (runc types/events.go), filled the way runc fs2 does.
+    nlohmann::json s = empty_stats();
     auto cpu = read_keyed(dir_, "cpu.stat");  // usec → ns
     s["cpu"] = {{"usage",
                  {{"total", cpu["usage_usec"] * 1000},
@@ -330,8 +330,10 @@ nlohmann::json UnifiedManager::stats() {
                   {"user", cpu["user_usec"] * 1000}}},
                 {"throttling",
                  {{"periods", cpu["nr_periods"]},
-                  {"throttled_periods", cpu["nr_throttled"]},
-                  {"throttled_time", cpu["throttled_usec"] * 1000}}}};
+                  {"throttledPeriods", cpu["nr_throttled"]},
+                  {"throttledTime", cpu["throttled_usec"] * 1000}}}};
+    if (exists(dir_, "cpuset.cpus.effective"))
+        s["cpuset"] = cpuset_stats(dir_, "cpuset.cpus.effective", "cpuset.mems.effective");
     if (exists(dir_, "memory.current")) {
         auto raw = read_keyed(dir_, "memory.stat");
         auto val = [&](const char* f) { return parse_u64(try_read(dir_, f).value_or("0")); };
@@ -342,9 +344,8 @@ nlohmann::json UnifiedManager::stats() {
         s["memory"] = {
             {"cache", raw["file"]},
             {"usage", {{"usage", cur}, {"limit", max}, {"max", val("memory.peak")}, {"failcnt", events["max"]}}},
-            // runc reports v1-style memory+swap here and swap alone in swap_only_usage.
+            // runc reports v1-style memory+swap here (fs2 statMemory).
             {"swap", {{"usage", sat_add(cur, swap_cur)}, {"limit", sat_add(max, swap_max)}, {"failcnt", 0}}},
-            {"swap_only_usage", {{"usage", swap_cur}, {"limit", swap_max}, {"failcnt", 0}}},
             {"kernel", {{"usage", 0}, {"limit", 0}, {"failcnt", 0}}},
             {"kernelTCP", {{"usage", 0}, {"limit", 0}, {"failcnt", 0}}},
             {"raw", raw}};

@@ -140,7 +140,11 @@ TEST_F(V1, ApplyEveryResourceReadBackAndObserve) {
     EXPECT_GT(s["memory"]["usage"]["usage"].get<uint64_t>(), 0u);
     EXPECT_EQ(s["memory"]["usage"]["limit"], static_cast<uint64_t>(96 << 20));
     EXPECT_TRUE(s["cpu"]["usage"].contains("total"));
-    EXPECT_TRUE(s["cpu"]["throttling"].contains("throttled_periods"));
+    EXPECT_TRUE(s["cpu"]["throttling"].contains("throttledPeriods"));
+    EXPECT_EQ(s["cpuset"]["cpus"], json::array({0}));
+    for (const char* k : {"cpu", "cpuset", "memory", "pids", "blkio", "hugetlb", "intel_rdt", "network_interfaces"}) {
+        EXPECT_TRUE(s.contains(k)) << k;
+    }
     EXPECT_TRUE(s.contains("blkio"));
 }
 
