@@ -2,6 +2,7 @@
 // and the hook under runc.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <openssl/sha.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -616,3 +617,38 @@ TEST(AttestRunc, HookMeasuresUnderRunc) {
     EXPECT_EQ(trustme::attest::replay(ev, 11, t.reset_count()), t.pcr_read(11));
     EXPECT_NE(t.pcr_read(11), std::vector<uint8_t>(32, 0));
 }
+
+#ifdef TRUSTME_SIGN_BIN
+// Under runc the hook computes the manifest itself; for an intact signed bundle that must be the digest of
+// the manifest file trustme-sign wrote (what trustme-runtime passes as org.trustme.verified.manifest), so
+// one allow-list serves both runtimes. A modified bundle gets another digest.
+TEST_F(AttestHost, ComputedDigestEqualsTheSignedManifestFile) {
+    const std::string sign = TRUSTME_SIGN_BIN;
+    std::string pki = dir_.path + "/pki";
+    auto r = run({sign, "pki", "init", "--dir", pki}, dir_.path);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    r = run({sign, "pki", "issue", "--dir", pki, "--name", "release"}, dir_.path);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    auto sha = [](const std::string& data) {
+        uint8_t d[32];
+        SHA256(reinterpret_cast<const uint8_t*>(data.data()), data.size(), d);
+        return trustme::tpm::to_hex(d, 32);
+    };
+    // Bundle location (covers config.json) and embedded location (rootfs only).
+    auto b1 = make_bundle("b1", "one"), b2 = make_bundle("b2", "two");
+    r = run({sign, "sign", "--dir", pki, "--name", "release", b1}, dir_.path);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    r = run({sign, "sign", "--dir", pki, "--name", "release", "--embedded", b2}, dir_.path);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    ASSERT_EQ(measure("c1", b1).rc, 0);
+    ASSERT_EQ(measure("c2", b2).rc, 0);
+    spit(b1 + "/rootfs/etc/marker", "changed");
+    ASSERT_EQ(measure("c3", b1).rc, 0);
+    auto ev = log_events();
+    ASSERT_EQ(ev.size(), 3u);
+    EXPECT_EQ(ev[0].content["manifest_sha256"], sha(slurp(b1 + "/trustme.manifest")));
+    EXPECT_EQ(ev[1].content["manifest_sha256"], sha(slurp(b2 + "/rootfs/.trustme/manifest")));
+    EXPECT_NE(ev[2].content["manifest_sha256"], ev[0].content["manifest_sha256"]);
+    EXPECT_EQ(ev[0].content["signer"], "");  // computed: no signature was checked
+}
+#endif
