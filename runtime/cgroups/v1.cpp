@@ -225,9 +225,11 @@ private:
     std::vector<Hierarchy> hier_;
 };
 
-void LegacyManager::set(const nlohmann::json& r, bool creating) {
+void LegacyManager::set(const nlohmann::json& resources, bool creating) {
+    // No linux.resources still gets the device rules (deny all + runc's defaults) at create.
+    static const nlohmann::json no_resources = nlohmann::json::object();
+    const nlohmann::json& r = resources.is_null() ? no_resources : resources;
     validate(r);
-    if (r.is_null()) return;
     const std::string base = "linux.resources";
     if (member(r, "unified") && !member(r, "unified")->empty())
         fail(base + ".unified: not supported on cgroup v1 hosts (runc: \"cannot use unified on cgroup v1\")");
@@ -545,14 +547,18 @@ std::unique_ptr<Manager> make_legacy(const std::string& inner, bool absolute) {
     std::map<std::string, std::string> own;
     if (!absolute) own = own_cgroups();
     for (auto& m : cgroup_mounts()) {
-        // Hybrid hosts: the cgroup2 tree at unified/ is left alone (hugetlb there is not used by v1
-        // containers; runc's fs driver does the same).
-        if (m.v2 || m.controllers.empty()) continue;
+        // Hybrid hosts: runc's fs driver also creates and joins the container's cgroup in the cgroup2
+        // tree at /sys/fs/cgroup/unified (fs.go: `NameGroup{GroupName: "", Join: true}` when
+        // IsCgroup2HybridMode), so /proc/<pid>/cgroup's "0::" line names the container there too. No
+        // limits are written there; controllers bound to that tree (here: hugetlb) are not used.
+        if (m.v2 && m.mountpoint != std::string(kCgroupRoot) + "/unified") continue;
+        if (m.v2) m.controllers = {"unified"};
+        if (m.controllers.empty()) continue;
         std::string base = m.mountpoint;
         if (!absolute) {
             // runc fs/paths.go subsysPath: relative to this process's own cgroup in the hierarchy,
             // taken relative to the mount's root (matters inside a container with its own cgroupns).
-            auto it = own.find(m.controllers.front());
+            auto it = own.find(m.v2 ? std::string() : m.controllers.front());
             std::string mine = it == own.end() ? "/" : it->second;
             if (m.root != "/" && mine.rfind(m.root, 0) == 0) mine = mine.substr(m.root.size());
             base = path_join(m.mountpoint, mine);

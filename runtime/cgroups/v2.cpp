@@ -171,12 +171,14 @@ private:
     bool ctrl_loaded_ = false;
 };
 
-void UnifiedManager::set(const nlohmann::json& r, bool creating) {
+void UnifiedManager::set(const nlohmann::json& resources, bool creating) {
+    // No linux.resources still gets the device rules (deny all + runc's defaults) at create.
+    static const nlohmann::json no_resources = nlohmann::json::object();
+    const nlohmann::json& r = resources.is_null() ? no_resources : resources;
     validate(r);
     const std::string base = "linux.resources";
     ctrl_loaded_ = false;
     if (creating) attach_device_filter(dir_, device_rules(r));
-    if (r.is_null()) return;
 
     if (auto* c = member(r, "cpu")) {
         set_cpu(*c);

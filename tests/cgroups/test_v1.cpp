@@ -34,7 +34,7 @@ protected:
             }
         }
         // The per-test parent in every hierarchy (the Manager removes only the container's own dir).
-        for (const char* c : {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "name=systemd",
+        for (const char* c : {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "name=systemd", "unified",
                               "hugetlb", "net_cls", "net_prio"})
             if (mgr_) {
                 std::string d = mgr_->dir(c);
@@ -111,7 +111,7 @@ TEST_F(V1, ApplyEveryResourceReadBackAndObserve) {
     // Observed from inside.
     child_ = std::make_unique<cgtest::Child>(devs_.dir);
     mgr_->add_process(child_->pid());
-    for (const char* c : {"memory", "pids", "devices", "cpu", "freezer", "name=systemd"})
+    for (const char* c : {"memory", "pids", "devices", "cpu", "freezer", "name=systemd", "unified"})
         if (mounted(c)) { EXPECT_EQ(read_trim(file(c, "cgroup.procs")), std::to_string(child_->pid())) << c; }
     EXPECT_EQ(child_->run('n'), 0);       // /dev/null: runc default
     EXPECT_EQ(child_->run('r'), 0);       // c 1:11 r: allowed by the config
@@ -177,11 +177,14 @@ TEST_F(V1, FreezeThawAndKillAll) {
 
 TEST_F(V1, DestroyRemovesEverythingAlsoFromSavedState) {
     mgr_->create_dirs();
-    mgr_->apply(json::object());
+    mgr_->apply(nullptr);  // no linux.resources: still deny-all plus runc's default devices
+    std::string list = read_trim(file("devices", "devices.list"));
+    EXPECT_NE(list.find("c 1:3 rwm"), std::string::npos) << list;
+    EXPECT_EQ(list.find("a *:* rwm"), std::string::npos) << list;
     child_ = std::make_unique<cgtest::Child>(devs_.dir);
     mgr_->add_process(child_->pid());
     std::vector<std::string> dirs;
-    for (const char* c : {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "name=systemd"})
+    for (const char* c : {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "name=systemd", "unified"})
         if (mounted(c)) {
             dirs.push_back(mgr_->dir(c));
             EXPECT_TRUE(cgtest::dir_exists(dirs.back())) << dirs.back();
