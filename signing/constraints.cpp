@@ -257,12 +257,17 @@ void validate_constraints(const nlohmann::json& c, const std::string& origin) {
 void judge_config(const nlohmann::json& c, const nlohmann::json& config, const std::string& name) {
     if (!config.is_object()) fail(name + ": not a JSON object");
     Judge j{c, name};
-    j.capabilities(config);
-    j.namespaces(config);
-    j.devices(config);
-    j.hooks(config);
-    j.binds(config);
-    j.requirements(config);
+    try {
+        j.capabilities(config);
+        j.namespaces(config);
+        j.devices(config);
+        j.hooks(config);
+        j.binds(config);
+        j.requirements(config);
+    } catch (const nlohmann::json::exception& e) {
+        // A field of the wrong type (the OCI validator normally refuses it first): refuse, never crash.
+        fail(name + ": malformed config (" + e.what() + ")");
+    }
 }
 
 }  // namespace trustme::policy

@@ -226,3 +226,12 @@ TEST(Constraints, HooksBindsAndRequirements) {
     EXPECT_EQ(judge_error({{"require_seccomp", true}}, cfg),
               "config.json: linux.seccomp: a seccomp profile is required (policy constraints.require_seccomp)");
 }
+
+TEST(Constraints, WrongTypesAreRefusedNotCrashes) {
+    auto cfg = engine_config();
+    cfg["linux"]["devices"][0]["type"] = 5;
+    EXPECT_EQ(judge_error(nlohmann::json::object(), cfg).rfind("config.json: malformed config (", 0), 0u);
+    cfg = engine_config();
+    cfg["linux"]["resources"]["devices"][1]["allow"] = "yes";
+    EXPECT_EQ(judge_error(nlohmann::json::object(), cfg).rfind("config.json: malformed config (", 0), 0u);
+}
