@@ -14,6 +14,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -32,6 +33,25 @@ extern char** environ;
 
 namespace trustme::process {
 namespace {
+
+// Right after clone the child holds copies of every fd of the runtime (the state directory's flock among
+// them, which would block every later command on this container): keep only what the init needs.
+void close_all_except(std::vector<int> keep) {
+    std::sort(keep.begin(), keep.end());
+    unsigned next = 3;
+    for (int fd : keep) {
+        if (fd < 3 || static_cast<unsigned>(fd) < next) continue;
+        if (static_cast<unsigned>(fd) > next) ::syscall(SYS_close_range, next, static_cast<unsigned>(fd) - 1, 0);
+        next = static_cast<unsigned>(fd) + 1;
+    }
+    ::syscall(SYS_close_range, next, ~0U, 0);
+}
+
+std::vector<int> init_fds(const InitConfig& ic) {
+    std::vector<int> keep = {ic.sync_fd, ic.start_fd, ic.rootfs_fd, ic.userns_fd, log::fd()};
+    for (int fd = 3; fd < 3 + ic.preserve_fds; ++fd) keep.push_back(fd);
+    return keep;
+}
 
 std::string env_lookup(const std::vector<std::string>& env, const std::string& key) {
     for (auto& e : env)
@@ -172,6 +192,7 @@ void finalize_process(InitConfig& ic) {
 }
 
 [[noreturn]] void run(InitConfig& ic) {
+    close_all_except(init_fds(ic));
     const oci::Config& cfg = *ic.cfg;
     // `run` blocks forwarded signals in the parent; the container starts with an empty mask.
     sigset_t none;
@@ -252,6 +273,9 @@ void finalize_process(InitConfig& ic) {
 }
 
 [[noreturn]] void run_exec(InitConfig& ic, int container_pidfd, int ns_flags) {
+    auto keep = init_fds(ic);
+    keep.push_back(container_pidfd);
+    close_all_except(keep);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
