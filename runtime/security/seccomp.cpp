@@ -165,8 +165,12 @@ ParsedSeccomp parse_seccomp(const json& s, const std::string& path) {
             rule.action = parse_action(*act, rule.path + ".action", field(r, "errnoRet"), rule.path + ".errnoRet");
             if (rule.action == SCMP_ACT_NOTIFY) {
                 p.uses_notify = true;
-                if (std::find(rule.names.begin(), rule.names.end(), "write") != rule.names.end())
-                    fail(rule.path + ".action: SCMP_ACT_NOTIFY cannot be used for the write syscall");
+                // The child hands the listener fd to the runtime after loading the filter; a notified
+                // syscall on that path waits for a listener nobody holds yet. runc writes the fd number
+                // (so it refuses "write"); our init sends the fd with sendmsg (runtime/process/sync.cpp).
+                for (const char* handover : {"write", "sendmsg"})
+                    if (std::find(rule.names.begin(), rule.names.end(), handover) != rule.names.end())
+                        fail(rule.path + ".action: SCMP_ACT_NOTIFY cannot be used for the " + handover + " syscall");
             }
             if (const json* args = field(r, "args")) {
                 std::string argp = rule.path + ".args";

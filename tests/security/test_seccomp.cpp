@@ -288,6 +288,8 @@ TEST(Seccomp, BadInputNamesTheJsonPath) {
     json n = profile("SCMP_ACT_ALLOW", {{{"names", {"write"}}, {"action", "SCMP_ACT_NOTIFY"}}});
     n["listenerPath"] = "/run/x.sock";
     EXPECT_EQ(error_of(n), "linux.seccomp.syscalls[0].action: SCMP_ACT_NOTIFY cannot be used for the write syscall");
+    n["syscalls"][0]["names"] = {"getppid", "sendmsg"};
+    EXPECT_EQ(error_of(n), "linux.seccomp.syscalls[0].action: SCMP_ACT_NOTIFY cannot be used for the sendmsg syscall");
     EXPECT_EQ(error_of(profile("SCMP_ACT_ALLOW", {{{"names", {"getppid"}}, {"action", "SCMP_ACT_NOTIFY"}}})),
               "linux.seccomp.listenerPath: required when a rule uses SCMP_ACT_NOTIFY");
     EXPECT_EQ(error_of(profile("SCMP_ACT_ALLOW", {{{"names", "read"}, {"action", "SCMP_ACT_ERRNO"}}})),
