@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <iostream>
 #include <sstream>
 
 #include "base/error.hpp"
@@ -116,6 +117,10 @@ TEST_F(V2, ApplyEveryResourceReadBack) {
         EXPECT_NE(io.find("wiops=100"), std::string::npos) << io;
     }
     if (r.contains("hugepageLimits")) { EXPECT_EQ(read_trim(file("hugetlb.2MB.max")), std::to_string(4 << 20)); }
+    std::string checked;
+    for (auto& [k, v] : r.items()) checked += " " + k;
+    RecordProperty("checked", checked);
+    std::cout << "[   INFO   ] checked:" << checked << "\n";
     if (!has("cpu") || !has("memory") || !has("pids")) GTEST_SKIP() << "controllers missing; partial check";
 }
 
