@@ -175,6 +175,21 @@ TEST_F(V1, FreezeThawAndKillAll) {
     EXPECT_FALSE(mgr_->frozen());
 }
 
+TEST_F(V1, KillAllWithAnotherSignal) {
+    mgr_->create_dirs();
+    mgr_->apply(nullptr);
+    child_ = std::make_unique<cgtest::Child>(devs_.dir);
+    mgr_->add_process(child_->pid());
+    ASSERT_EQ(child_->run('n'), 0);
+    pid_t pid = child_->pid();
+    mgr_->kill_all(SIGTERM);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    EXPECT_EQ(WTERMSIG(status), SIGTERM);
+    EXPECT_FALSE(mgr_->frozen());
+}
+
 TEST_F(V1, DestroyRemovesEverythingAlsoFromSavedState) {
     mgr_->create_dirs();
     mgr_->apply(nullptr);  // no linux.resources: still deny-all plus runc's default devices
