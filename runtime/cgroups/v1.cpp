@@ -250,8 +250,10 @@ void LegacyManager::set(const nlohmann::json& resources, bool creating) {
         if (auto* h = find("devices")) {
             for (auto& rule : rules)
                 write_value(h->dir, rule.allow ? "devices.allow" : "devices.deny", v1_rule_string(rule));
-        } else if (member(r, "devices")) {
-            need_for("devices", base + ".devices");
+        } else {
+            // runc fs.go: "devices cgroup is hard requirement for container security".
+            fail("cgroups: the devices controller is not mounted (cgroup v1): refusing to create a container "
+                 "without device isolation");
         }
     }
     if (auto* m = member(r, "memory")) set_memory(*m);
