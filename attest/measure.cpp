@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/sha.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ctime>
@@ -51,10 +52,15 @@ std::string now_rfc3339() {
 
 bool parent_is_trustme_runtime() {
     std::string self = readlink_str("/proc/self/exe");
-    std::string parent = readlink_str("/proc/" + std::to_string(::getppid()) + "/exe");
     auto slash = self.rfind('/');
-    if (self.empty() || parent.empty() || slash == std::string::npos) return false;
-    return parent == self.substr(0, slash) + "/trustme-runtime";
+    if (self.empty() || slash == std::string::npos) return false;
+    // Compare the files, not the names: trustme-runtime re-executes itself from a read-only detached
+    // mount of its binary (CVE-2019-5736 protection), so /proc/<ppid>/exe does not read as its path,
+    // but it is the same inode on the same filesystem.
+    struct stat parent {}, runtime {};
+    if (::stat(("/proc/" + std::to_string(::getppid()) + "/exe").c_str(), &parent) != 0) return false;
+    if (::stat((self.substr(0, slash) + "/trustme-runtime").c_str(), &runtime) != 0) return false;
+    return parent.st_dev == runtime.st_dev && parent.st_ino == runtime.st_ino;
 }
 
 BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotations) {
