@@ -44,6 +44,15 @@ std::vector<cap_value_t> parse_set(const json& caps, const char* name, const std
     return out;
 }
 
+// For error messages only (allocates): "CAP_KILL" for 5.
+std::string cap_name(cap_value_t v) {
+    char* n = cap_to_name(v);
+    std::string s = n ? n : std::to_string(v);
+    cap_free(n);
+    for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return s;
+}
+
 uint64_t mask_of(const std::vector<cap_value_t>& set) {
     uint64_t m = 0;
     for (cap_value_t v : set) m |= uint64_t{1} << v;
@@ -73,7 +82,7 @@ void apply_bounding(const Capabilities& c) {
         if (keep & (uint64_t{1} << v)) continue;
         if (prctl(PR_CAPBSET_READ, v, 0, 0, 0) <= 0) continue;  // not in the set, or unknown to the kernel
         if (prctl(PR_CAPBSET_DROP, v, 0, 0, 0) < 0)
-            fail_errno(errno, "dropping capability " + std::to_string(v) + " from the bounding set");
+            fail_errno(errno, "process.capabilities.bounding: dropping " + cap_name(v));
     }
 }
 
@@ -88,15 +97,31 @@ void apply_after_user_switch(const Capabilities& c) {
         data[w].permitted = static_cast<uint32_t>(prm >> (32 * w));
         data[w].inheritable = static_cast<uint32_t>(inh >> (32 * w));
     }
-    if (syscall(SYS_capset, &hdr, data) < 0)
-        fail_errno(errno, "process.capabilities: setting effective/permitted/inheritable (a capability "
-                          "outside the runtime's bounding set, or effective not within permitted?)");
+    if (syscall(SYS_capset, &hdr, data) < 0) {
+        const int err = errno;
+        // Name the culprits (capabilities(7), capset rules): permitted may only shrink, effective must be
+        // within permitted, inheritable within the bounding set. A runtime started without a capability
+        // (this project's test host lacks CAP_SYS_RESOURCE) cannot hand it to a container.
+        __user_cap_data_struct cur[2]{};
+        syscall(SYS_capget, &hdr, cur);
+        const uint64_t cur_prm = cur[0].permitted | uint64_t{cur[1].permitted} << 32;
+        std::string why;
+        for (int v = 0; v <= 63; ++v) {
+            const uint64_t b = uint64_t{1} << v;
+            const char* reason = nullptr;
+            if ((prm & b) && !(cur_prm & b)) reason = " (not held by the runtime)";
+            else if ((eff & b) && !(prm & b)) reason = " (effective but not permitted)";
+            else if ((inh & b) && !(cur_prm & b) && prctl(PR_CAPBSET_READ, v, 0, 0, 0) != 1) reason = " (inheritable outside the bounding set)";
+            if (reason) why += (why.empty() ? ": " : ", ") + cap_name(v) + reason;
+        }
+        fail_errno(err, "process.capabilities: setting effective/permitted/inheritable" + why);
+    }
     // The ambient set only holds capabilities that are permitted and inheritable (capabilities(7)).
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         fail_errno(errno, "clearing the ambient capability set");
     for (cap_value_t v : c.ambient) {
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, v, 0, 0) < 0)
-            fail_errno(errno, "process.capabilities.ambient: raising capability " + std::to_string(v) +
+            fail_errno(errno, "process.capabilities.ambient: raising " + cap_name(v) +
                                   " (it must also be permitted and inheritable)");
     }
 }
