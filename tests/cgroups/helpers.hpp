@@ -113,8 +113,9 @@ private:
     int cmd_ = -1, reply_ = -1;
 };
 
-// "maj:min" of a real whole-disk block device (for blkio/io throttling), "" if none.
-inline std::string some_block_device() {
+// "maj:min" of a whole-disk block device (for blkio/io throttling): a real disk if there is one,
+// else a loop device (the test VM has no disk); "" if none.
+inline std::string some_block_device(bool allow_loop = true) {
     DIR* d = ::opendir("/sys/block");
     if (!d) return "";
     std::string out;
@@ -129,6 +130,13 @@ inline std::string some_block_device() {
         }
     }
     ::closedir(d);
+    if (out.empty() && allow_loop) {
+        try {
+            out = trustme::read_file("/sys/block/loop0/dev");
+            while (!out.empty() && out.back() == '\n') out.pop_back();
+        } catch (...) {
+        }
+    }
     return out;
 }
 
