@@ -88,17 +88,36 @@ def cgroup_pids(path):
 
 
 def remove_cgroup_parent():
-    """Removes our cgroup parent bottom-up in every hierarchy (only empty cgroups go)."""
-    top = cgroup_parent()
-    for h in os.listdir("/sys/fs/cgroup"):
-        base = f"/sys/fs/cgroup/{h}{top}"
-        if not os.path.isdir(base):
-            continue
-        for dirpath, dirnames, _ in sorted(os.walk(base), key=lambda e: -e[0].count("/")):
+    """Removes our cgroup parent bottom-up in every hierarchy (only empty cgroups go), and those of earlier
+    runs whose runner died (named after a pid that no longer runs this suite)."""
+    def ours_or_dead(name):
+        tag = name[len("trustme-conformance-"):]
+        if tag == str(os.getpid()):
+            return True
+        if not tag.isdigit():
+            return False
+        try:
+            with open(f"/proc/{tag}/cmdline", "rb") as f:
+                return b"conformance" not in f.read()
+        except OSError:
+            return True
+    for attempt in range(3):
+        left = False
+        for h in os.listdir("/sys/fs/cgroup"):
+            hdir = f"/sys/fs/cgroup/{h}"
             try:
-                os.rmdir(dirpath)
+                tops = [n for n in os.listdir(hdir) if n.startswith("trustme-conformance-") and ours_or_dead(n)]
             except OSError:
-                pass
+                continue
+            for top in tops:
+                for dirpath, _, _ in sorted(os.walk(os.path.join(hdir, top)), key=lambda e: -e[0].count("/")):
+                    try:
+                        os.rmdir(dirpath)
+                    except OSError:
+                        left = True
+        if not left:
+            return
+        time.sleep(0.3)
 
 
 def default_config(args):
