@@ -73,7 +73,7 @@ trap 'rm -rf "$work"' EXIT
 python3 "$here/extract-vmlinux.py" "$kimage" "$work/vmlinux"
 
 root=$work/root
-mkdir -p "$root"/{.busybox,.modules,.layers,proc,sys,dev,run,tmp,etc,usr,mnt}
+mkdir -p "$root"/{.busybox,.modules,.layers,newroot,proc,sys,dev,run,tmp,etc,usr,mnt}
 cp "$busybox" "$root/.busybox/busybox"
 for applet in $("$busybox" --list); do
     [ "$applet" = busybox ] || ln -s busybox "$root/.busybox/$applet"

@@ -7,6 +7,17 @@
 export PATH=/.busybox
 ctl=/.ctl
 
+# pivot_root(2) refuses to move the initramfs' rootfs away (EINVAL), so container runtimes could not
+# pivot_root in this VM (runc works around it with --no-pivot, DOCKER_RAMDISK). Stage 1 copies the
+# initramfs onto a tmpfs and makes that the root with switch_root; stage 2 is the rest of this script.
+if [ "$1" != stage2 ]; then
+    mount -t tmpfs -o mode=0755 tmpfs /newroot || { echo "vm-init: cannot mount tmpfs" >/dev/console; exec sh; }
+    for f in /.busybox /.modules /.layers /.selinux /init /bin /sbin /lib /lib64 /proc /sys /dev /run /tmp /etc /usr /mnt; do
+        [ -e "$f" ] || [ -L "$f" ] && cp -a "$f" /newroot/
+    done
+    exec switch_root /newroot /init stage2
+fi
+
 die() {
     echo "vm-init: $*" >/dev/console
     [ -d "$ctl" ] && echo 125 > "$ctl/rc.tmp" && mv "$ctl/rc.tmp" "$ctl/rc"
