@@ -18,12 +18,15 @@
 #endif
 
 namespace trustme::signing {
+using Xattrs = std::vector<std::pair<std::string, std::string>>;
 namespace {
 
 // A digest cached at ctime T is trusted only while the ctime is still T. Timestamps come from the coarse
 // clock (one tick, 1-10 ms), so a write in the same tick as our read could keep T: remember only files whose
 // ctime is at least this many seconds older than the start of the walk.
 constexpr int64_t kRacyMarginSec = 2;
+
+constexpr const char* kCacheHeader = "trustme-verify-cache v2";
 
 // Filesystems whose timestamps the local kernel maintains (statfs(2) f_type values, linux/magic.h).
 constexpr long kExt4 = 0xEF53, kXfs = 0x58465342, kBtrfs = 0x9123683E, kTmpfs = 0x01021994,
@@ -94,10 +97,18 @@ std::unique_ptr<HashCache> HashCache::open(const std::string& dir, int rootfs_fd
             }
             std::istringstream in(text);
             std::string line;
-            while (std::getline(in, line)) {
-                auto sp = line.rfind(' ');
-                if (sp == std::string::npos || line.size() - sp - 1 != 64) continue;
-                c->old_.emplace(line.substr(0, sp), line.substr(sp + 1));
+            // A file of another format version is ignored whole: an older line without xattrs must not
+            // be read as "this file has none".
+            if (std::getline(in, line) && line == kCacheHeader) {
+                while (std::getline(in, line)) {
+                    // KEY is 6 space-separated fields; the value is "SHA256[ xattr.NAME=HEX...]".
+                    size_t p = 0;
+                    for (int i = 0; i < 6 && p != std::string::npos; ++i) p = line.find(' ', p + (i ? 1 : 0));
+                    if (p == std::string::npos) continue;
+                    std::string value = line.substr(p + 1);
+                    if (value.size() < 64 || (value.size() > 64 && value[64] != ' ')) continue;
+                    c->old_.emplace(line.substr(0, p), std::move(value));
+                }
             }
         }
     }
@@ -105,29 +116,33 @@ std::unique_ptr<HashCache> HashCache::open(const std::string& dir, int rootfs_fd
     return c;
 }
 
-bool HashCache::lookup(const struct statx& st, std::string& hex) {
+bool HashCache::lookup(const struct statx& st, std::string& hex, Xattrs& xattrs) {
     if (!(st.stx_mask & STATX_MNT_ID_UNIQUE) || st.stx_mnt_id != mnt_id_) return false;
     std::string k = key(st);
     std::lock_guard lk(mu_);
     auto it = old_.find(k);
     if (it == old_.end()) return false;
-    hex = it->second;
+    auto x = parse_xattrs(std::string_view(it->second).substr(64));
+    if (!x) return false;
+    hex = it->second.substr(0, 64);
+    xattrs = std::move(*x);
     next_.emplace(std::move(k), it->second);
     return true;
 }
 
-void HashCache::insert(const struct statx& st, const std::string& hex) {
+void HashCache::insert(const struct statx& st, const std::string& hex, const Xattrs& xattrs) {
     if (!(st.stx_mask & STATX_MNT_ID_UNIQUE) || st.stx_mnt_id != mnt_id_) return;
     if (st.stx_ctime.tv_sec >= not_after_sec_) return;  // racy: could change again within the same tick
+    std::string value = hex + render_xattrs(xattrs);
     std::lock_guard lk(mu_);
-    next_[key(st)] = hex;
+    next_[key(st)] = std::move(value);
     dirty_ = true;
 }
 
 void HashCache::save() {
     std::lock_guard lk(mu_);
     if (!dirty_ && next_.size() == old_.size()) return;
-    std::string out;
+    std::string out = std::string(kCacheHeader) + "\n";
     for (const auto& [k, v] : next_) out += k + ' ' + v + '\n';
     // A private temporary name per writer: two verifications at once must not interleave into one file.
     std::string tmp = "." + file_ + "." + std::to_string(::getpid()) + "." + std::to_string(::gettid());

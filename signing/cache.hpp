@@ -13,6 +13,8 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "base/fd.hpp"
 
@@ -25,12 +27,13 @@ public:
     // owned by us or writable by others).
     static std::unique_ptr<HashCache> open(const std::string& store_dir, int rootfs_fd, std::string* why_not);
 
-    // Thread-safe.
-    bool lookup(const struct statx& st, std::string& hex);
+    // Thread-safe. A hit gives the content digest and the xattrs (setxattr/removexattr move ctime too).
+    bool lookup(const struct statx& st, std::string& hex, std::vector<std::pair<std::string, std::string>>& xattrs);
     // Remember a digest computed from content read between two statx calls that agreed (`st`). Entries
     // whose ctime is not older than the walk's start minus a margin are not remembered: timestamps have
     // coarse granularity, so a change in the same tick could keep the ctime ("racy clean", as in git).
-    void insert(const struct statx& st, const std::string& hex);
+    void insert(const struct statx& st, const std::string& hex,
+                const std::vector<std::pair<std::string, std::string>>& xattrs);
     // Write the entries seen in this walk (lookups that hit and inserts) atomically; drop the rest.
     void save();
 

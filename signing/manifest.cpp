@@ -238,6 +238,21 @@ private:
                 e.xattrs = read_xattrs(fd.get(), false, what);
                 walk_dir(fd.get(), child, depth + 1);
             } else if (type == S_IFREG) {
+                // A cache hit costs this one statx: the key (mount, inode, ctime, mtime, size) moves with any
+                // change of content or xattrs, and the metadata comes from the same atomic statx.
+                if (opt_.cache) {
+                    std::string sha;
+                    Xattrs xa;
+                    if (opt_.cache->lookup(st, sha, xa)) {
+                        Entry& e = entries_.emplace_back();
+                        e.path = child;
+                        fill_meta(e, st);
+                        e.sha256 = std::move(sha);
+                        e.xattrs = std::move(xa);
+                        if (stats_) ++stats_->files, ++stats_->cache_hits;
+                        continue;
+                    }
+                }
                 // O_NONBLOCK|O_NOCTTY: should the entry have become a fifo or a tty since statx, open
                 // neither blocks nor adopts it; the fstat below then notices the change of type.
                 int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
@@ -252,10 +267,6 @@ private:
                 fill_meta(e, fst);
                 e.xattrs = read_xattrs(fd, false, what);
                 if (stats_) ++stats_->files;
-                if (opt_.cache && opt_.cache->lookup(fst, e.sha256)) {
-                    if (stats_) ++stats_->cache_hits;
-                    continue;
-                }
                 submit({owned.release(), &e, fst});
             } else if (type == S_IFLNK) {
                 std::string target(PATH_MAX, '\0');
@@ -282,6 +293,15 @@ private:
     void submit(HashJob job) {
         // Threads start with the first file that needs hashing: when everything comes from the cache there
         // are none to create, schedule and join (measured under load: ~200 ms of futex waits otherwise).
+        // Small trees are hashed right here: for a few MiB, starting threads costs more than it saves.
+        if (threads_.empty() && job.before.stx_size <= inline_budget_) {
+            inline_budget_ -= job.before.stx_size;
+            UniqueFd fd(job.fd);
+            if (!inline_ctx_) inline_ctx_.reset(EVP_MD_CTX_new());
+            if (inline_buf_.empty()) inline_buf_.resize(1 << 18);
+            hash_one(inline_ctx_.get(), fd.get(), job, inline_buf_);
+            return;
+        }
         if (threads_.empty())
             for (unsigned i = 0; i < max_threads_; ++i) threads_.emplace_back([this] { work(); });
         std::unique_lock lk(mu_);
@@ -338,7 +358,7 @@ private:
             fail(what + ": changed while being hashed");
         job.entry->sha256 = to_hex(md, len);
         if (stats_) bytes_ += total;
-        if (opt_.cache) opt_.cache->insert(job.before, job.entry->sha256);
+        if (opt_.cache) opt_.cache->insert(job.before, job.entry->sha256, job.entry->xattrs);
     }
 
     void finish() {
@@ -358,9 +378,15 @@ private:
         if (stats_) stats_->bytes_hashed = bytes_;
     }
 
+    struct CtxFree {
+        void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
+    };
     const WalkOptions& opt_;
     WalkStats* stats_;
     unsigned max_threads_;
+    uint64_t inline_budget_ = 4 << 20;  // bytes hashed on the walking thread before threads start
+    std::unique_ptr<EVP_MD_CTX, CtxFree> inline_ctx_;
+    std::vector<unsigned char> inline_buf_;
     std::deque<Entry> entries_;  // stable addresses: hashing threads write sha256 into queued entries
     std::mutex mu_;
     std::condition_variable ready_, space_;
@@ -425,8 +451,7 @@ std::string render_entry(const Entry& e) {
     if (e.type == 'f') l += " size=" + std::to_string(e.size) + " sha256=" + e.sha256;
     if (e.type == 'l') l += " target=" + encode_field(e.target);
     if (e.type == 'c' || e.type == 'b') l += " rdev=" + std::to_string(e.rdev_major) + ":" + std::to_string(e.rdev_minor);
-    for (const auto& [n, v] : e.xattrs) l += " xattr." + encode_field(n) + "=" + hex_bytes(v);
-    return l + '\n';
+    return l + render_xattrs(e.xattrs) + '\n';
 }
 
 // A canonical path: "/" or "/a/b" with non-empty components other than "." and "..", no NUL.
@@ -556,6 +581,27 @@ std::string encode_field(std::string_view raw) {
             out += d[c >> 4];
             out += d[c & 15];
         }
+    }
+    return out;
+}
+
+std::string render_xattrs(const Xattrs& x) {
+    std::string out;
+    for (const auto& [n, v] : x) out += " xattr." + encode_field(n) + "=" + hex_bytes(v);
+    return out;
+}
+
+std::optional<Xattrs> parse_xattrs(std::string_view tokens) {
+    Xattrs out;
+    if (tokens.empty()) return out;
+    if (tokens[0] != ' ') return std::nullopt;
+    for (auto t : split(tokens.substr(1), ' ')) {
+        auto eq = t.find('=');
+        if (!t.starts_with("xattr.") || eq == std::string_view::npos) return std::nullopt;
+        auto n = decode_field(t.substr(6, eq - 6));
+        auto v = unhex_bytes(t.substr(eq + 1));
+        if (!n || n->empty() || !v || (!out.empty() && !(out.back().first < *n))) return std::nullopt;
+        out.emplace_back(std::move(*n), std::move(*v));
     }
     return out;
 }

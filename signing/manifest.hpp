@@ -72,4 +72,10 @@ std::string sha256_hex(std::string_view data);
 // Percent-encoding used for paths and link targets in the manifest (bytes outside '!'..'~', and '%').
 std::string encode_field(std::string_view raw);
 
+using Xattrs = std::vector<std::pair<std::string, std::string>>;
+// Xattrs as the manifest writes them (" xattr.NAME=HEX" each), for the digest cache; the parser returns
+// nullopt for anything render_xattrs would not have produced.
+std::string render_xattrs(const Xattrs& x);
+std::optional<Xattrs> parse_xattrs(std::string_view tokens);
+
 }  // namespace trustme::signing

@@ -454,6 +454,16 @@ TEST_F(Signing, CacheCatchesChangeThatPreservesMtime) {
     EXPECT_EQ(warm.cache_hits, warm.files);  // every file came from the cache
     EXPECT_EQ(warm.bytes_hashed, 0u);
 
+    // A cached file's xattrs come from the cache too; changing them moves ctime, so the key misses.
+    std::string caps = file_caps(1u << 21);
+    ASSERT_EQ(::setxattr((rootfs_ + "/bin/capped").c_str(), "security.capability", caps.data(), caps.size(), 0), 0);
+    EXPECT_NE(verify_bundle(&req, &res, VerifyOptions{}, &after), 0);
+    EXPECT_EQ(std::string(res.error), rootfs_ + "/bin/capped: xattr security.capability differs from the manifest");
+    caps = file_caps(1u << 13);
+    ASSERT_EQ(::setxattr((rootfs_ + "/bin/capped").c_str(), "security.capability", caps.data(), caps.size(), 0), 0);
+    ASSERT_EQ(verify_bundle(&req, &res, VerifyOptions{}, &after), 0) << res.error;
+    EXPECT_EQ(after.cache_hits, warm.files - 1);
+
     // Same size, same mtime, different content.
     std::string p = rootfs_ + "/bin/busybox";
     struct stat st{};
@@ -473,7 +483,7 @@ TEST_F(Signing, CacheCatchesChangeThatPreservesMtime) {
 
     EXPECT_NE(verify_bundle(&req, &res, VerifyOptions{}, &after), 0);
     EXPECT_EQ(std::string(res.error), rootfs_ + "/bin/busybox: content changed (SHA-256 differs from the manifest)");
-    EXPECT_EQ(after.cache_hits, warm.files - 1);  // everything else still came from the cache
+    EXPECT_EQ(after.cache_hits, warm.files - 2);  // all but busybox and the re-capped file: from the cache
 
     // The same file swapped for another inode with forged size and mtime: new inode, new key.
     ASSERT_EQ(sh("cp -p " + p + " " + p + ".new && mv " + p + ".new " + p), 0);
