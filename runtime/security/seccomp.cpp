@@ -332,6 +332,11 @@ std::vector<sock_filter> export_bpf(void* ctx) {
     return prog;
 }
 
+std::string p_arch_name(const json& seccomp, size_t i) {
+    const json& a = seccomp["architectures"][i];
+    return a.is_string() ? a.get<std::string>() : std::string("?");
+}
+
 }  // namespace
 
 SeccompProgram compile_seccomp(const json& seccomp) {
@@ -347,8 +352,14 @@ SeccompProgram compile_seccomp(const json& seccomp) {
     for (size_t i = 0; i < p.arches.size(); ++i) {
         uint32_t a = p.arches[i];
         if (std::find(arches.begin(), arches.end(), a) != arches.end()) continue;
-        if (int rc = seccomp_arch_add(ctx.get(), a); rc < 0 && rc != -EEXIST)
+        if (int rc = seccomp_arch_add(ctx.get(), a); rc < 0 && rc != -EEXIST) {
+            // libseccomp keeps one filter per byte order: a big-endian arch (s390x, mips, ppc64) cannot
+            // join a little-endian native one (EDOM, src/db.c arch_filter_add).
+            if (rc == -EDOM)
+                fail(idx(path + ".architectures", i) + ": " + p_arch_name(seccomp, i) +
+                     " has another byte order than this machine and cannot be in the same filter");
             fail_errno(-rc, idx(path + ".architectures", i));
+        }
         arches.push_back(a);
     }
     // libseccomp's binary-tree layout keeps long profiles fast at syscall time; runc enables it above 32

@@ -284,6 +284,26 @@ TEST(Seccomp, ArchitecturesAndFlags) {
     EXPECT_EQ(r.code, 0);
 }
 
+TEST(Seccomp, ForeignArchitecturesCompileAndDoNotDisturbTheNativeOne) {
+    // An engine may list every arch it knows; libseccomp 2.5.4 knows all OCI names but LOONGARCH64.
+    json p = profile("SCMP_ACT_ERRNO", {{{"names", {"exit_group", "exit", "write", "getppid"}}, {"action", "SCMP_ACT_ALLOW"}}});
+    p["architectures"] = {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86",     "SCMP_ARCH_X32",     "SCMP_ARCH_AARCH64",
+                          "SCMP_ARCH_ARM",    "SCMP_ARCH_PPC64LE", "SCMP_ARCH_RISCV64", "SCMP_ARCH_MIPSEL64"};
+    auto prog = compile_seccomp(p);
+    auto r = run_filtered(prog, [] {
+        if (syscall(SYS_getppid) <= 0) return 1;
+        errno = 0;
+        return syscall(SYS_getpgrp) == -1 && errno == EPERM ? 0 : 2;
+    });
+    EXPECT_EQ(r.code, 0);
+    json l = profile("SCMP_ACT_ALLOW", json::array());
+    l["architectures"] = {"SCMP_ARCH_LOONGARCH64"};
+    EXPECT_EQ(error_of(l), "linux.seccomp.architectures[0]: architecture SCMP_ARCH_LOONGARCH64 is not supported by this libseccomp");
+    l["architectures"] = {"SCMP_ARCH_X86_64", "SCMP_ARCH_S390X"};
+    EXPECT_EQ(error_of(l), "linux.seccomp.architectures[1]: SCMP_ARCH_S390X has another byte order than this machine "
+                           "and cannot be in the same filter");
+}
+
 TEST(Seccomp, LoadWithoutNoNewPrivsAsRoot) {
     // Without no_new_privs the kernel wants CAP_SYS_ADMIN: the order runc uses for such configs.
     auto prog = compile_seccomp(profile("SCMP_ACT_ALLOW", {{{"names", {"getppid"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 8}}}));
