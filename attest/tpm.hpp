@@ -80,6 +80,8 @@ struct Credential {
     std::vector<uint8_t> encrypted_secret;  // TPM2B_ENCRYPTED_SECRET contents
 };
 
+// One connection to the TPM. Not thread-safe. Keep it short-lived: swtpm serves one client connection at
+// a time, so an open Tpm blocks every other user of that swtpm (e.g. the measure hook) until destroyed.
 class Tpm {
 public:
     // Connects and, for simulators (swtpm, mssim), sends TPM2_Startup(CLEAR) if nobody has.
