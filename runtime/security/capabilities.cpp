@@ -75,6 +75,16 @@ Capabilities parse_capabilities(const json& caps) {
     return c;
 }
 
+std::vector<std::string> known_capabilities() {
+    std::vector<std::string> out;
+    const int n = static_cast<int>(cap_max_bits());
+    for (int v = 0; v < n; ++v) {
+        std::string name = cap_name(v);
+        if (name.rfind("CAP_", 0) == 0) out.push_back(name);  // libcap prints unnamed ones as numbers
+    }
+    return out;
+}
+
 void apply_bounding(const Capabilities& c) {
     if (!c.present) return;
     const uint64_t keep = mask_of(c.bounding);

@@ -439,6 +439,26 @@ SeccompProgram compile_seccomp(const json& seccomp) {
     return prog;
 }
 
+json seccomp_features() {
+    json actions = json::array(), operators = json::array(), archs = json::array();
+    for (const auto& a : kActions) actions.push_back(a.name);
+    for (const auto& o : kOperators) operators.push_back(o.first);
+    for (const char* a : kArches) {
+        std::string lower = std::string(a).substr(std::strlen("SCMP_ARCH_"));
+        for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (seccomp_arch_resolve_name(lower.c_str()) != 0) archs.push_back(a);
+    }
+    json known = {"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+                  "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"};
+    json supported = {"SECCOMP_FILTER_FLAG_TSYNC"};
+    if (kernel_has_flag(SECCOMP_FILTER_FLAG_LOG)) supported.push_back("SECCOMP_FILTER_FLAG_LOG");
+    if (kernel_has_flag(SECCOMP_FILTER_FLAG_SPEC_ALLOW)) supported.push_back("SECCOMP_FILTER_FLAG_SPEC_ALLOW");
+    if (kernel_has_flag(SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV | SECCOMP_FILTER_FLAG_NEW_LISTENER))
+        supported.push_back("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV");
+    return {{"enabled", true}, {"actions", actions},   {"operators", operators},
+            {"archs", archs},  {"knownFlags", known}, {"supportedFlags", supported}};
+}
+
 int load_seccomp(const SeccompProgram& prog) {
     if (prog.empty()) return -1;
     sock_fprog fprog{static_cast<unsigned short>(prog.bpf.size()), const_cast<sock_filter*>(prog.bpf.data())};

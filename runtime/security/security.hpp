@@ -61,6 +61,11 @@ int load_seccomp(const SeccompProgram&);
 // receiving the fd from the child. `state` is the OCI state object of the container.
 void send_seccomp_listener(const SeccompProgram&, int notify_fd, const nlohmann::json& state);
 
+// The seccomp part of features.json (runtime-spec features-linux.md "Seccomp"): enabled, actions,
+// operators, archs (the OCI names this libseccomp supports), knownFlags, supportedFlags (probed on this
+// kernel).
+nlohmann::json seccomp_features();
+
 // ---- capabilities (libcap) ----
 struct Capabilities {
     std::vector<cap_value_t> bounding, effective, inheritable, permitted, ambient;
@@ -69,6 +74,8 @@ struct Capabilities {
 // Unknown name → "process.capabilities.bounding[2]: unknown capability CAP_FOO". Names libcap knows but
 // this kernel does not (above /proc/sys/kernel/cap_last_cap) are skipped with a debug log, as runc does.
 Capabilities parse_capabilities(const nlohmann::json& caps);
+// Every capability name known to libcap and this kernel ("CAP_CHOWN", ...): features.json linux.capabilities.
+std::vector<std::string> known_capabilities();
 void apply_bounding(const Capabilities&);           // before switching user (drops from the bounding set)
 void apply_after_user_switch(const Capabilities&);  // effective/permitted/inheritable/ambient after setresuid
                                                     // (the lead calls prctl(PR_SET_KEEPCAPS,1) before setresuid)

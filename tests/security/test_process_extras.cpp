@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/error.hpp"
@@ -155,4 +156,21 @@ TEST(Validate, OneLineErrorsWithThePath) {
                                                      {"syscalls", {{{"names", {"read"}}, {"action", "SCMP_ACT_BAD"}}}}}}}),
               "linux.seccomp.syscalls[0].action: unknown action SCMP_ACT_BAD");
     EXPECT_EQ(validation_error({{"selinuxLabel", 5}}, json()), "process.selinuxLabel: expected a string");
+}
+
+TEST(Features, SeccompAndCapabilities) {
+    json f = seccomp_features();
+    EXPECT_EQ(f["enabled"], true);
+    EXPECT_NE(std::find(f["actions"].begin(), f["actions"].end(), "SCMP_ACT_NOTIFY"), f["actions"].end());
+    EXPECT_NE(std::find(f["operators"].begin(), f["operators"].end(), "SCMP_CMP_MASKED_EQ"), f["operators"].end());
+    EXPECT_NE(std::find(f["archs"].begin(), f["archs"].end(), "SCMP_ARCH_X86_64"), f["archs"].end());
+    EXPECT_EQ(f["knownFlags"].size(), 4u);
+    EXPECT_NE(std::find(f["supportedFlags"].begin(), f["supportedFlags"].end(), "SECCOMP_FILTER_FLAG_LOG"),
+              f["supportedFlags"].end());
+    auto caps = known_capabilities();
+    EXPECT_EQ(caps.front(), "CAP_CHOWN");
+    EXPECT_NE(std::find(caps.begin(), caps.end(), "CAP_SYS_ADMIN"), caps.end());
+    // Every name we list is one parse_capabilities accepts.
+    json all = {{"bounding", caps}};
+    EXPECT_EQ(parse_capabilities(all).bounding.size(), caps.size());
 }
