@@ -41,7 +41,7 @@ const std::vector<DeviceRule>& default_allowed_devices();
 
 class Manager {
 public:
-    // cgroups_path: config's linux.cgroupsPath ("" → default "/trustme/<id>"); absolute or relative as
+    // cgroups_path: config's linux.cgroupsPath ("" → default "/trustme-<id>"); absolute or relative as
     // runc's fs/fs2 drivers treat them (relative: v1 below this process's own cgroup in each hierarchy,
     // v2 below the parent of this process's own cgroup). Nothing is touched on disk.
     static std::unique_ptr<Manager> create(const std::string& cgroups_path, const std::string& container_id);
@@ -62,7 +62,7 @@ public:
     virtual nlohmann::json stats() = 0;
     virtual void kill_all(int sig) = 0;  // signal every process in the cgroup (freeze, signal, thaw)
     virtual void destroy() = 0;          // remove dirs (bounded retries); idempotent; works after a crash
-    // The container's cgroup path as seen from the hierarchy root (e.g. "/trustme/<id>"), for the
+    // The container's cgroup path as seen from the hierarchy root (e.g. "/trustme-<id>"), for the
     // cgroup namespace / mountinfo. On v1 with a relative cgroupsPath, the path in the memory hierarchy
     // (or the first one mounted).
     virtual std::string path_for_namespace() const = 0;

@@ -20,14 +20,15 @@ std::unique_ptr<Manager> Manager::create(const std::string& cgroups_path, const 
     // runc (fs/fs2 drivers, specconv.CreateCgroupConfig): the path is CleanPath'ed; absolute paths are
     // below the hierarchy root; relative ones below the runtime's own cgroup (v1, per hierarchy) or
     // its parent (v2, because the own cgroup has processes and cannot enable controllers). With no
-    // cgroupsPath runc uses the relative name <id>; this runtime uses "/trustme/<id>", so containers
-    // land in one place whatever cgroup the caller runs in.
+    // cgroupsPath runc uses the relative name <id>; this runtime uses "/trustme-<id>", so containers
+    // land in one place whatever cgroup the caller runs in, and no shared parent is left behind or
+    // raced over (an rmdir of a shared "/trustme" parent at delete could break a concurrent create).
     std::string inner = detail::clean_path(cgroups_path);
     if (inner.empty()) {
         if (container_id.empty() || container_id.find('/') != std::string::npos || container_id == "." ||
             container_id == "..")
             fail("cgroups: invalid container id \"" + container_id + "\"");
-        inner = "/trustme/" + container_id;
+        inner = "/trustme-" + container_id;
     }
     if (inner == "/") fail("linux.cgroupsPath: \"" + cgroups_path + "\" names the root cgroup");
     bool absolute = inner[0] == '/';

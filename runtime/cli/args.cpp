@@ -7,13 +7,15 @@
 namespace trustme::cli {
 
 int parse(const std::vector<Flag>& flags, int argc, char** argv, int i, Args& out, bool stop_at_positional,
-          const std::string& context) {
+          const std::string& context, int flags_until_positional) {
     bool only_positional = false;
     for (; i < argc; ++i) {
         std::string a = argv[i];
         if (only_positional || a.size() < 2 || a[0] != '-') {
             if (stop_at_positional) return i;
             out.positional.push_back(a);
+            if (flags_until_positional > 0 && static_cast<int>(out.positional.size()) >= flags_until_positional)
+                only_positional = true;
             continue;
         }
         if (a == "--") {

@@ -30,8 +30,10 @@ struct Args {
 
 // Parses argv[from..] until the first positional when stop_at_positional (global flags), or all of it.
 // Returns the index after the last consumed argument. Throws on an unknown flag or a missing value.
+// With flags_until_positional = N > 0, everything after the N-th positional is positional too (`exec ID
+// sh -c ...`: the command's own options are not ours, as in runc).
 int parse(const std::vector<Flag>& flags, int argc, char** argv, int from, Args& out, bool stop_at_positional,
-          const std::string& context);
+          const std::string& context, int flags_until_positional = 0);
 
 std::string format_flags(const std::vector<Flag>& flags);
 

@@ -309,7 +309,8 @@ int main(int argc, char** argv) {
             Args a;
             auto flags = c.flags;
             flags.push_back({"help", 'h', nullptr, "show help"});
-            parse(flags, argc, argv, i + 1, a, false, std::string("trustme-runtime ") + c.name);
+            bool command_follows = name == "exec" || name == "ps";
+            parse(flags, argc, argv, i + 1, a, false, std::string("trustme-runtime ") + c.name, command_follows ? 1 : 0);
             if (a.has("help")) {
                 print_command_help(c);
                 return 0;

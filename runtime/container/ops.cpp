@@ -340,7 +340,9 @@ int run(const Globals& g, const CreateOpts& o) {
     try {
         release_init(*c.dir, o.id);
         run_poststart(c.rec, "running");
+        c.dir->unlock();
         code = wait_foreground(c.pid, c.pidfd.get(), c.console.get(), sigfd.get());
+        c.dir->lock();
     } catch (...) {
         c.abort();
         throw;

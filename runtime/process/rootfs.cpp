@@ -8,6 +8,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
 #include <fstream>
 
@@ -294,21 +295,42 @@ void setup_dev(const Plan& plan, int root) {
 
 }  // namespace
 
-UniqueFd open_in_root(int root, const std::string& path, bool create, bool file) {
+namespace {
+UniqueFd open_in_root_depth(int root, const std::string& path, bool create, bool file, int depth) {
     int fd = openat2_in_root(root, path, O_PATH);
     if (fd >= 0 || errno != ENOENT || !create) return UniqueFd(fd);
+    if (depth > 40) {
+        errno = ELOOP;
+        return UniqueFd(-1);
+    }
     auto [dir, base] = split(path);
-    UniqueFd parent = open_in_root(root, dir, true, false);
+    UniqueFd parent = open_in_root_depth(root, dir, true, false, depth + 1);
     if (!parent) return parent;
     // mkdirat/openat on an O_PATH directory fd are fine as dirfd arguments.
     if (file) {
         int f = ::openat(parent.get(), base.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (f < 0 && errno != EEXIST) return UniqueFd(-1);
         if (f >= 0) ::close(f);
+        else if (errno != EEXIST) return UniqueFd(-1);
     } else if (::mkdirat(parent.get(), base.c_str(), 0755) < 0 && errno != EEXIST) {
         return UniqueFd(-1);
     }
+    fd = openat2_in_root(root, path, O_PATH);
+    if (fd >= 0 || errno != ENOENT) return UniqueFd(fd);
+    // A dangling symlink in the image: create its target, resolved inside the root like the kernel would
+    // with RESOLVE_IN_ROOT (runc's MkdirAllInRoot does the same).
+    char target[PATH_MAX];
+    ssize_t n = ::readlinkat(parent.get(), base.c_str(), target, sizeof target - 1);
+    if (n <= 0) return UniqueFd(-1);
+    target[n] = 0;
+    std::string t = target[0] == '/' ? std::string(target) : dir + "/" + target;
+    UniqueFd made = open_in_root_depth(root, t, true, file, depth + 1);
+    if (!made) return made;
     return UniqueFd(openat2_in_root(root, path, O_PATH));
+}
+}  // namespace
+
+UniqueFd open_in_root(int root, const std::string& path, bool create, bool file) {
+    return open_in_root_depth(root, path, create, file, 0);
 }
 
 std::vector<CgroupPath> read_self_cgroups() {

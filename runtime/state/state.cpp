@@ -52,6 +52,9 @@ ContainerDir ContainerDir::open(const std::string& root, const std::string& id, 
     return d;
 }
 
+void ContainerDir::unlock() const { ::flock(fd_.get(), LOCK_UN); }
+void ContainerDir::lock() const { lock_fd(fd_.get(), path_); }
+
 Record ContainerDir::read() const {
     std::string text;
     try {

@@ -36,6 +36,10 @@ public:
     // Remove every file and the directory itself.
     void remove() const;
 
+    // `run` waits for its container in the foreground: other commands (kill, exec) must get through.
+    void unlock() const;
+    void lock() const;
+
     int fd() const { return fd_.get(); }
     const std::string& path() const { return path_; }
     std::string fifo_path() const { return path_ + "/exec.fifo"; }

@@ -1,0 +1,275 @@
+// What the container sees: asserted from inside (its /proc, mountinfo, ids) and from outside.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "bundle.hpp"
+
+using namespace trustme::test;
+
+TEST(Container, ProcessSettings) {
+    Bundle b("proc");
+    auto& p = b.config["process"];
+    p["user"] = {{"uid", 1000}, {"gid", 1000}, {"additionalGids", {5, 6}}, {"umask", 077}};
+    p["env"] = {"PATH=/bin:/usr/bin", "FOO=bar baz"};
+    p["cwd"] = "/tmp";
+    p["rlimits"] = {{{"type", "RLIMIT_NOFILE"}, {"soft", 321}, {"hard", 654}}};
+    p["oomScoreAdj"] = 500;
+    b.config["hostname"] = "box1";
+    Result r = b.run_sh("p1",
+                        "echo id=$(id -u):$(id -g) groups=\"$(id -G)\" cwd=$(pwd) foo=$FOO host=$(hostname) "
+                        "nofile=$(ulimit -n) hard=$(ulimit -Hn) umask=$(umask) oom=$(cat /proc/self/oom_score_adj) "
+                        "nnp=$(grep NoNewPrivs /proc/self/status | tr -d '\\t')");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out,
+              "id=1000:1000 groups=1000 5 6 cwd=/tmp foo=bar baz host=box1 nofile=321 hard=654 umask=0077 "
+              "oom=500 nnp=NoNewPrivs:1\n");
+}
+
+TEST(Container, CapabilitiesFromConfig) {
+    Bundle b("caps");
+    nlohmann::json caps = {"CAP_CHOWN", "CAP_KILL"};
+    b.config["process"]["capabilities"] = {{"bounding", caps}, {"effective", caps}, {"permitted", caps}};
+    Result r = b.run_sh("cp", "grep -E '^Cap(Eff|Bnd|Prm)' /proc/self/status");
+    ASSERT_EQ(r.status, 0) << r.err;
+    // CAP_CHOWN = 0, CAP_KILL = 5 → 0x21
+    EXPECT_EQ(r.out, "CapPrm:\t0000000000000021\nCapEff:\t0000000000000021\nCapBnd:\t0000000000000021\n");
+}
+
+TEST(Container, NamespacesAreNew) {
+    Bundle b("ns");
+    Result r = b.run_sh("ns1", "for n in pid net ipc uts mnt cgroup; do readlink /proc/self/ns/$n; done; echo pid=$$");
+    ASSERT_EQ(r.status, 0) << r.err;
+    for (const char* n : {"pid", "net", "ipc", "uts", "mnt", "cgroup"}) {
+        char host[128] = {0};
+        ASSERT_GT(readlink((std::string("/proc/self/ns/") + n).c_str(), host, sizeof host - 1), 0);
+        EXPECT_EQ(r.out.find(host), std::string::npos) << n << " namespace shared with the host";
+    }
+    EXPECT_NE(r.out.find("pid=1\n"), std::string::npos) << r.out;
+}
+
+TEST(Container, JoinNamespaceByPath) {
+    Bundle a("nsA");
+    a.config["process"]["args"] = {"sleep", "100"};
+    a.save();
+    a.ids.push_back("nsa");
+    ASSERT_EQ(a.rt({"run", "-d", "-b", a.dir, "nsa", "--pid-file", a.dir + "/pid"}).status, 0);
+    std::string pid = read_text(a.dir + "/pid");
+    char want[128] = {0};
+    ASSERT_GT(readlink(("/proc/" + pid + "/ns/net").c_str(), want, sizeof want - 1), 0);
+    Bundle b("nsB");
+    for (auto& ns : b.config["linux"]["namespaces"])
+        if (ns["type"] == "network") ns["path"] = "/proc/" + pid + "/ns/net";
+    Result r = b.run_sh("nsb", "readlink /proc/self/ns/net");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, std::string(want) + "\n");
+}
+
+TEST(Container, MountsMaskedAndReadonlyPaths) {
+    Bundle b("mounts");
+    std::string host = b.dir + "/shared";
+    mkdir(host.c_str(), 0755);
+    write_text(host + "/file", "from host\n");
+    b.config["mounts"].push_back({{"destination", "/data"}, {"type", "bind"}, {"source", host}, {"options", {"rbind", "ro"}}});
+    b.config["mounts"].push_back({{"destination", "/scratch"}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", {"size=1m", "mode=700"}}});
+    Result r = b.run_sh("m1",
+                        "cat /data/file; touch /data/x 2>/dev/null && echo data-writable; touch /x 2>/dev/null && echo root-writable; "
+                        "stat -c %a /scratch; cat /proc/kcore | head -c1 | wc -c; ls /sys/firmware | wc -l; "
+                        "echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo procsys-writable; "
+                        "grep -c ' /proc/acpi ' /proc/self/mountinfo; ls -l /dev/null | cut -c1; for l in fd stdin ptmx; do readlink /dev/$l; done");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "from host\n700\n0\n0\n1\nc\n/proc/self/fd\n/proc/self/fd/0\npts/ptmx\n");
+}
+
+TEST(Container, DevicesFromConfig) {
+    Bundle b("dev");
+    b.config["linux"]["devices"] = {{{"type", "c"}, {"path", "/dev/fuse"}, {"major", 10}, {"minor", 229}, {"fileMode", 0640}, {"uid", 7}, {"gid", 8}}};
+    b.config["linux"]["resources"]["devices"].push_back({{"allow", true}, {"type", "c"}, {"major", 10}, {"minor", 229}, {"access", "rwm"}});
+    Result r = b.run_sh("d1", "stat -c '%t:%T %a %u:%g %F' /dev/fuse; head -c 0 /dev/zero && echo zero-ok");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "a:e5 640 7:8 character special file\nzero-ok\n");
+}
+
+TEST(Container, SysctlInsideNetNamespace) {
+    Bundle b("sysctl");
+    b.config["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
+    Result r = b.run_sh("s1", "cat /proc/sys/net/ipv4/ip_forward");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "1\n");
+}
+
+TEST(Container, SymlinkInImageCannotRedirectMountToHost) {
+    Bundle b("escape");
+    std::string victim = b.dir + "/victim";
+    mkdir(victim.c_str(), 0755);
+    // /evil in the image points at a host directory: the mount must land inside the rootfs instead.
+    ASSERT_EQ(symlink(victim.c_str(), (b.rootfs + "/evil").c_str()), 0);
+    b.config["mounts"].push_back({{"destination", "/evil/sub"}, {"type", "tmpfs"}, {"source", "tmpfs"}});
+    Result r = b.run_sh("x1", "grep -c ' /evil/sub\\| " + victim + "/sub ' /proc/self/mountinfo");
+    ASSERT_EQ(r.status, 0) << r.err;
+    struct stat st;
+    EXPECT_NE(stat((victim + "/sub").c_str(), &st), 0) << "mount point was created on the host";
+    EXPECT_EQ(stat((b.rootfs + victim + "/sub").c_str(), &st), 0) << "mount point not created inside the rootfs";
+}
+
+TEST(Container, NoRuntimeFdLeaksAndPreserveFds) {
+    Bundle b("fds");
+    b.config["process"]["args"] = {"sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '"};
+    b.save();
+    b.ids.push_back("f1");
+    Result r = b.rt({"run", "-b", b.dir, "f1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "0 1 2 3 ");  // 3 is ls's own directory fd
+    // --preserve-fds 1 passes fd 3 of the caller.
+    std::vector<std::string> argv = {"/bin/sh", "-c",
+                                     "exec 3<" + b.dir + "/config.json; exec " + runtime_binary() + " --root " + b.root +
+                                         " run --preserve-fds 1 -b " + b.dir + " f2"};
+    b.ids.push_back("f2");
+    b.config["process"]["args"] = {"sh", "-c", "head -c 1 <&3"};
+    b.save();
+    r = run(argv);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "{");
+}
+
+TEST(Container, RuntimeBinaryIsSealedAgainstOverwrite) {
+    // CVE-2019-5736: while the container init runs our binary, /proc/<pid>/exe must not be writable.
+    Bundle b("cve");
+    b.config["process"]["args"] = {"true"};
+    b.save();
+    b.ids.push_back("cve");
+    ASSERT_EQ(b.rt({"create", "-b", b.dir, "--pid-file", b.dir + "/pid", "cve"}).status, 0);
+    std::string exe = "/proc/" + read_text(b.dir + "/pid") + "/exe";
+    // The attack: hold the exe open (O_PATH) while the runtime runs, reopen it for writing once it is gone.
+    int held = open(exe.c_str(), O_PATH | O_CLOEXEC);
+    ASSERT_GE(held, 0);
+    struct statvfs sv;
+    ASSERT_EQ(fstatvfs(held, &sv), 0);
+    EXPECT_TRUE(sv.f_flag & ST_RDONLY) << "the runtime binary is not on a read-only mount";
+    // It is the installed file itself, not a copy.
+    struct stat a, c;
+    ASSERT_EQ(fstat(held, &a), 0);
+    ASSERT_EQ(stat(runtime_binary().c_str(), &c), 0);
+    EXPECT_EQ(a.st_ino, c.st_ino);
+    ASSERT_EQ(b.rt({"delete", "--force", "cve"}).status, 0);
+    int fd = open(("/proc/self/fd/" + std::to_string(held)).c_str(), O_WRONLY | O_CLOEXEC);
+    int err = errno;
+    if (fd >= 0) close(fd);
+    close(held);
+    EXPECT_LT(fd, 0);
+    EXPECT_EQ(err, EROFS);
+}
+
+TEST(Container, TerminalThroughConsoleSocket) {
+    Bundle b("tty");
+    std::string sock = b.dir + "/console.sock";
+    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
+    ASSERT_EQ(bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(listen(ls, 1), 0);
+    b.config["process"]["terminal"] = true;
+    b.config["process"]["args"] = {"sh", "-c", "tty; echo on-tty"};
+    b.save();
+    b.ids.push_back("t1");
+    int master = -1;
+    std::string name;
+    std::thread acceptor([&] {
+        int c = accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
+        char buf[256];
+        struct iovec iov = {buf, sizeof buf};
+        alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+        struct msghdr msg {};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf;
+        msg.msg_controllen = sizeof cbuf;
+        ssize_t n = recvmsg(c, &msg, 0);
+        if (n > 0) name.assign(buf, n);
+        if (auto* cm = CMSG_FIRSTHDR(&msg)) std::memcpy(&master, CMSG_DATA(cm), sizeof(int));
+        close(c);
+    });
+    Result r = b.rt({"create", "-b", b.dir, "--console-socket", sock, "t1"});
+    acceptor.join();
+    close(ls);
+    ASSERT_EQ(r.status, 0) << r.err;
+    ASSERT_GE(master, 0);
+    EXPECT_EQ(name.rfind("/dev/pts/", 0), 0u) << name;
+    ASSERT_EQ(b.rt({"start", "t1"}).status, 0);
+    std::string out;
+    char buf[512];
+    for (int i = 0; i < 50; ++i) {
+        ssize_t n = read(master, buf, sizeof buf);
+        if (n <= 0) break;
+        out.append(buf, n);
+        if (out.find("on-tty") != std::string::npos) break;
+    }
+    close(master);
+    EXPECT_NE(out.find("/dev/pts/0"), std::string::npos) << out;
+    EXPECT_NE(out.find("on-tty"), std::string::npos) << out;
+}
+
+TEST(Container, UserNamespaceWithMappedRootfs) {
+    Bundle b("userns");
+    // The mapped root (host uid 100000) must be able to reach the rootfs, as with runc.
+    chmod(b.dir.c_str(), 0755);
+    run({"chown", "-R", "100000:100000", b.rootfs});
+    b.config["linux"]["namespaces"].push_back({{"type", "user"}});
+    b.config["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+    b.config["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+    Result r = b.run_sh("u1", "cat /proc/self/uid_map | tr -s ' '; id -u; stat -c %u /bin/busybox");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, " 0 100000 65536\n0\n0\n");
+}
+
+TEST(Container, ExecJoinsTheContainer) {
+    Bundle b("exec");
+    b.config["process"]["args"] = {"sleep", "100"};
+    b.config["process"]["env"] = {"PATH=/bin", "FROM=config"};
+    b.save();
+    b.ids.push_back("x1");
+    ASSERT_EQ(b.rt({"run", "-d", "-b", b.dir, "x1", "--pid-file", b.dir + "/pid"}).status, 0);
+    std::string pid = read_text(b.dir + "/pid");
+    char mnt[128] = {0};
+    readlink(("/proc/" + pid + "/ns/mnt").c_str(), mnt, sizeof mnt - 1);
+    Result r = b.rt({"exec", "-e", "EXTRA=1", "x1", "sh", "-c", "echo $FROM $EXTRA $$; readlink /proc/self/ns/mnt; exit 4"});
+    EXPECT_EQ(r.status, 4) << r.err;
+    EXPECT_EQ(r.out, std::string("config 1 ") + r.out.substr(9, r.out.find('\n') - 9) + "\n" + mnt + "\n");
+    // The process was in the container's pid namespace (not pid 1, a small number).
+    EXPECT_LT(std::stoi(r.out.substr(9)), 100);
+    // process.json form
+    write_text(b.dir + "/p.json", R"J({"args":["sh","-c","echo via-process-json $(id -u)"],"cwd":"/","user":{"uid":7,"gid":7}})J");
+    r = b.rt({"exec", "--process", b.dir + "/p.json", "x1"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "via-process-json 7\n");
+    // ps lists init and nothing else now
+    r = b.rt({"ps", "--format", "json", "x1"});
+    EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::array({std::stoi(pid)}));
+}
+
+TEST(Container, PauseResumeAndUpdate) {
+    Bundle b("pause");
+    b.config["process"]["args"] = {"sleep", "100"};
+    b.save();
+    b.ids.push_back("pr");
+    ASSERT_EQ(b.rt({"run", "-d", "-b", b.dir, "pr"}).status, 0);
+    ASSERT_EQ(b.rt({"pause", "pr"}).status, 0);
+    EXPECT_EQ(nlohmann::json::parse(b.rt({"state", "pr"}).out)["status"], "paused");
+    ASSERT_EQ(b.rt({"resume", "pr"}).status, 0);
+    EXPECT_EQ(nlohmann::json::parse(b.rt({"state", "pr"}).out)["status"], "running");
+    ASSERT_EQ(b.rt({"update", "--pids-limit", "42", "pr"}).status, 0);
+    auto stats = nlohmann::json::parse(b.rt({"events", "--stats", "pr"}).out);
+    EXPECT_EQ(stats["type"], "stats");
+    EXPECT_EQ(stats["data"]["pids"]["limit"], 42);
+    Result r = b.rt({"update", "--resources", "-", "pr"}, "{not json");
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("--resources -: malformed JSON"), std::string::npos) << r.err;
+    EXPECT_EQ(nlohmann::json::parse(b.rt({"state", "pr"}).out)["status"], "running");
+}
