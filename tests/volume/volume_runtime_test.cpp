@@ -169,12 +169,19 @@ TEST_F(VolumeRuntime, DeleteForceAfterTheRuntimeWasKilledMidCreate) {
     a.push_back(nullptr);
     pid_t pid;
     ASSERT_EQ(posix_spawn(&pid, a[0], nullptr, nullptr, a.data(), environ), 0);
-    bool reached = false;
-    for (int i = 0; i < 600 && !reached; ++i) {  // bounded: 60 s
+    bool reached = false, exited = false;
+    int status = 0;
+    for (int i = 0; i < 600 && !reached && !exited; ++i) {  // bounded: 60 s
         reached = exists(pidfile);
-        if (!reached) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        exited = !reached && ::waitpid(pid, &status, WNOHANG) == pid;
+        if (!reached && !exited) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    ASSERT_TRUE(reached) << "the createRuntime hook never ran";
+    ASSERT_FALSE(exited) << "create ended before its createRuntime hook ran (status " << status << ")";
+    if (!reached) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+        FAIL() << "the createRuntime hook never ran";
+    }
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
     pid_t hook_pid = std::stoi(slurp(pidfile));
