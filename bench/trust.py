@@ -35,7 +35,7 @@ class Unavailable(Exception):
     pass
 
 
-def sh(argv, timeout=600, **kw):
+def sh(argv, timeout=1800, **kw):
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
     if r.returncode != 0:
         raise Unavailable("`%s` failed: %s" % (" ".join(os.path.basename(a) if i == 0 else a
@@ -91,6 +91,7 @@ class TrustBench:
         self.attest = bench.tool("trustme-attest")
         self.rt = next((r for r in bench.runtimes if r.name == "trustme-runtime"), None)
         self.swtpm = None
+        self.done = []  # sections finished so far, kept if a later one fails
 
     # --- fixtures -------------------------------------------------------------------------------
     def pki(self):
@@ -276,7 +277,7 @@ class TrustBench:
         return root
 
     def timed_shell(self, cmd):
-        r = self.b.local.run_once(argv=["sh", "-c", cmd])
+        r = self.b.local.run_once(argv=["sh", "-c", cmd], timeout=1800)  # hashing 1 GiB on a busy machine
         if not r["ok"]:
             raise Unavailable(first_line(r["err"]))
         return r["ns"]
@@ -301,7 +302,8 @@ class TrustBench:
         rows = []
         # Warm the page cache for everyone alike; "cold" below means without the verify cache, not an
         # empty page cache (dropping caches would change the host for everyone else).
-        self.timed_shell("find '%s' -type f -print0 | xargs -0 cat > /dev/null" % root)
+        with contextlib.suppress(Unavailable):
+            self.timed_shell("find '%s' -type f -print0 | xargs -0 cat > /dev/null" % root)
         for label, cmd in (
                 ("sha256sum, 1 process", "find '%s' -type f -print0 | xargs -0 sha256sum > /dev/null" % root),
                 ("sha256sum, %d in parallel" % os.cpu_count(),
@@ -322,9 +324,9 @@ class TrustBench:
                                     ("trustme-sign verify (warm cache)", base + [bundle])):
                     samples = []
                     if "warm" in label:
-                        self.b.local.run_once(argv=argv)  # prime the cache
+                        self.b.local.run_once(argv=argv, timeout=1800)  # prime the cache
                     for _ in range(reps):
-                        r = self.b.local.run_once(argv=argv)
+                        r = self.b.local.run_once(argv=argv, timeout=1800)
                         if not r["ok"]:
                             raise Unavailable("%s: %s" % (label, first_line(r["err"])))
                         samples.append(r["ns"])
@@ -346,7 +348,7 @@ class TrustBench:
         global from_run
         import __main__ as from_run_module
         from_run = from_run_module
-        sections = []
+        sections = self.done
         try:
             sections.append(self.run_variants())
         finally:
