@@ -6,6 +6,7 @@
 // stored in the entry and compared on read. Only a directory and files owned by us and not writable by
 // anybody else are trusted, so another user cannot plant a weaker filter. Entries are written to a
 // temporary name and renamed, so a concurrent reader sees a whole entry or none.
+#include <dirent.h>
 #include <fcntl.h>
 #include <seccomp.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <vector>
 
 #include "base/error.hpp"
 #include "base/fd.hpp"
@@ -109,7 +111,29 @@ bool load_entry(int dirfd, const std::string& name, const std::array<uint8_t, 32
     return true;
 }
 
+// Bound the cache without bookkeeping: engines reuse a handful of profiles, so when more than kMaxEntries
+// distinct ones have piled up (a profile per container, say) we start over. Only a miss pays for this.
+constexpr size_t kMaxEntries = 256;
+
+void trim_cache(int dirfd) {
+    int dup = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) return;
+    DIR* d = fdopendir(dup);
+    if (!d) {
+        close(dup);
+        return;
+    }
+    std::vector<std::string> names;
+    while (dirent* e = readdir(d))
+        if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+    closedir(d);
+    if (names.size() < kMaxEntries) return;
+    log::debug("seccomp cache: " + std::to_string(names.size()) + " entries, starting over");
+    for (const auto& n : names) unlinkat(dirfd, n.c_str(), 0);
+}
+
 void store_entry(int dirfd, const std::string& name, const std::array<uint8_t, 32>& key, const SeccompProgram& prog) {
+    trim_cache(dirfd);
     std::string tmp = name + ".tmp." + std::to_string(getpid());
     UniqueFd fd(openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!fd) {

@@ -48,7 +48,8 @@ SeccompProgram compile_seccomp(const nlohmann::json& seccomp);
 // this machine for a docker/podman default profile with its three x86 arches, about what crun's whole
 // `run` costs; a cache hit reads one small file. cache_dir (e.g. "<--root>/seccomp-cache") is created
 // 0700 if missing and its parent exists; it and its entries are used only when owned by the effective uid
-// and not writable by group/others, else we compile without caching. Key: SHA-256 over the seccomp JSON,
+// and not writable by group/others, else we compile without caching (at most 256 entries, then it starts
+// over). Key: SHA-256 over the seccomp JSON,
 // the libseccomp version, the kernel release and a format version. An empty cache_dir disables caching.
 SeccompProgram compile_seccomp_cached(const nlohmann::json& seccomp, const std::string& cache_dir);
 

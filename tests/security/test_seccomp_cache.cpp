@@ -121,3 +121,14 @@ TEST(SeccompCache, EmptyDirDisablesCaching) {
     EXPECT_TRUE(same(compile_seccomp_cached(sample(), ""), compile_seccomp(sample())));
     EXPECT_TRUE(compile_seccomp_cached(json(), "/nonexistent").empty());
 }
+
+TEST(SeccompCache, StaysBounded) {
+    TempDir t;
+    for (int i = 0; i < 300; ++i) {
+        json p = {{"defaultAction", "SCMP_ACT_ALLOW"},
+                  {"syscalls", {{{"names", {"getppid"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", i + 1}}}}};
+        compile_seccomp_cached(p, t.path.string());
+    }
+    EXPECT_LE(entries(t.path).size(), 256u);
+    EXPECT_GE(entries(t.path).size(), 1u);
+}
