@@ -139,10 +139,6 @@ pid_t clone3_pidfd(uint64_t flags, int* pidfd) {
     return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
 }
 
-std::string owner_name() {
-    struct passwd* pw = ::getpwuid(::getuid());
-    return pw ? pw->pw_name : std::to_string(::getuid());
-}
 
 bool has_volumes(const oci::Config& cfg) {
     for (auto& [k, v] : cfg.annotations)
@@ -222,7 +218,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     c.rec.st.bundle = c.bundle;
     c.rec.st.rootfs = c.rootfs;
     c.rec.st.created = state::now_rfc3339();
-    c.rec.st.owner = owner_name();
+    c.rec.st.owner = std::to_string(::getuid());  // a uid; resolved to a name only by state/list (no NSS on the start path)
     c.rec.st.annotations = cfg.annotations;
     c.rec.config = cfg.raw;
     c.armed = true;

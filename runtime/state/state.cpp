@@ -74,6 +74,10 @@ Record ContainerDir::read() const {
         r.st.rootfs = j.value("rootfs", "");
         r.st.created = j.value("created", "");
         r.st.owner = j.value("owner", "");
+        // Stored as a uid; the name is looked up here, off the start path.
+        if (!r.st.owner.empty() && std::isdigit(static_cast<unsigned char>(r.st.owner[0]))) {
+            if (struct passwd* pw = ::getpwuid(static_cast<uid_t>(std::stoul(r.st.owner)))) r.st.owner = pw->pw_name;
+        }
         if (j.contains("annotations")) r.st.annotations = j["annotations"].get<std::map<std::string, std::string>>();
         r.pid_start = j.value("pid_start", uint64_t{0});
         r.created = j.value("created_done", false);
