@@ -28,12 +28,18 @@ std::vector<cap_value_t> parse_set(const json& caps, const char* name, const std
     for (size_t i = 0; i < set->size(); ++i) {
         std::string p = idx(path, i);
         std::string cap = as_string((*set)[i], p);
+        // runtime-spec 1.1 (config.md, capabilities): "Any value which cannot be mapped to a relevant kernel
+        // interface, or cannot be granted otherwise MUST be logged as a warning by the runtime. Runtimes SHOULD
+        // NOT fail if the container configuration requests capabilities that cannot be granted." runc and crun
+        // warn too. An ungrantable name only ever means fewer privileges, so a warning naming the field is safe.
         // cap_from_name also takes numbers and "all"; the spec only has CAP_* names.
-        if (cap.rfind("CAP_", 0) != 0) fail(p + ": unknown capability " + cap);
         std::string lower = cap;
         for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         cap_value_t v;
-        if (cap_from_name(lower.c_str(), &v) != 0) fail(p + ": unknown capability " + cap);
+        if (cap.rfind("CAP_", 0) != 0 || cap_from_name(lower.c_str(), &v) != 0) {
+            log::warn(p + ": unknown capability " + cap + ", ignored");
+            continue;
+        }
         if (v >= kernel_caps) {
             // Known to libcap but newer than this kernel: runc ignores such names (with a warning).
             log::debug(p + ": capability " + cap + " not supported by this kernel, ignored");
@@ -130,9 +136,16 @@ void apply_after_user_switch(const Capabilities& c) {
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         fail_errno(errno, "clearing the ambient capability set");
     for (cap_value_t v : c.ambient) {
+        // runc and crun skip ambient capabilities that are not also inheritable and permitted (runc spec's
+        // own default lists ambient caps without inheritable ones, and both run it with CapAmb 0).
+        bool inh = std::find(c.inheritable.begin(), c.inheritable.end(), v) != c.inheritable.end();
+        bool prm = std::find(c.permitted.begin(), c.permitted.end(), v) != c.permitted.end();
+        if (!inh || !prm) {
+            log::debug("process.capabilities.ambient: " + cap_name(v) + " is not inheritable and permitted, skipped");
+            continue;
+        }
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, v, 0, 0) < 0)
-            fail_errno(errno, "process.capabilities.ambient: raising " + cap_name(v) +
-                                  " (it must also be permitted and inheritable)");
+            fail_errno(errno, "process.capabilities.ambient: raising " + cap_name(v));
     }
 }
 
