@@ -68,12 +68,19 @@ void save(int dirfd, const std::string& container_id, const std::vector<Record>&
 // the loop device keeps a reference to the backing fd's file, and a lock on that would outlive us.
 UniqueFd lock_source(const std::string& source, bool must_exist) {
     UniqueFd fd(::open(source.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY));
+    short type = F_WRLCK;
+    if (!fd && (errno == EROFS || errno == EACCES)) {
+        // A source on read-only media: a write lock needs a writable fd; a read lock still keeps out a
+        // closer that would detach our loop device, and the in-use check catches the rest.
+        fd.reset(::open(source.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+        type = F_RDLCK;
+    }
     if (!fd) {
         if (!must_exist && errno == ENOENT) return fd;
         fail_errno(errno, source);
     }
     struct flock fl {};
-    fl.l_type = F_WRLCK;
+    fl.l_type = type;
     fl.l_whence = SEEK_SET;
     // Bounded: another runtime holds it only while it opens or closes this volume.
     for (int i = 0; i < 300; ++i) {
