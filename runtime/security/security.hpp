@@ -44,13 +44,13 @@ struct SeccompProgram {
 // skipped with a debug log.
 SeccompProgram compile_seccomp(const nlohmann::json& seccomp);
 
-// compile_seccomp with a cache of compiled programs, for the start path: libseccomp needs 25-80 ms on
+// compile_seccomp with a cache of compiled programs, for the start path: libseccomp needs 25-110 ms on
 // this machine for a docker/podman default profile with its three x86 arches, about what crun's whole
-// `run` costs; a cache hit reads one small file. cache_dir (e.g. "<--root>/seccomp-cache") is created
-// 0700 if missing and its parent exists; it and its entries are used only when owned by the effective uid
-// and not writable by group/others, else we compile without caching (at most 256 entries, then it starts
-// over). Key: SHA-256 over the seccomp JSON,
-// the libseccomp version, the kernel release and a format version. An empty cache_dir disables caching.
+// `run` costs; a cache hit reads one small file (~0.1 ms). cache_dir (e.g. "<--root>/seccomp-cache") is
+// created 0700 if missing and its parent exists; it and its entries are used only when owned by the
+// effective uid and not writable by group/others, else we compile without caching. At most 256 entries,
+// then it starts over. Key: SHA-256 over the seccomp JSON, the libseccomp version, the kernel release and
+// a format version. An empty cache_dir disables caching.
 SeccompProgram compile_seccomp_cached(const nlohmann::json& seccomp, const std::string& cache_dir);
 
 // In the child, as late as possible before exec. Returns the notify listener fd (O_CLOEXEC, set by the
