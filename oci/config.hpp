@@ -54,6 +54,7 @@ struct Mount {
     unsigned long rec_attr_set = 0, rec_attr_clr = 0;  // MOUNT_ATTR_* for "r" options (rro, rnosuid...)
     bool bind = false;
     std::string data;  // options the kernel takes as data ("mode=755,size=65536k")
+    int detached_fd = -1;  // runtime-made mounts (volumes): a detached mount (fsmount) the child only attaches
 };
 
 struct Hook {

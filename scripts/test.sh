@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d build ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
 cmake --build build -j"$(nproc)" >/dev/null
-exec ctest --test-dir build --output-on-failure -LE vm-guest "$@"
+exec ctest --test-dir build --output-on-failure --timeout 1500 -LE vm-guest "$@"

@@ -302,7 +302,15 @@ int main(int argc, char** argv) {
         if (name == "volume") {
             auto fn = reinterpret_cast<decltype(&trustme_volume_main)>(
                 plugins::symbol("libtrustme-volume.so", "trustme_volume_main"));
-            return fn(argc - i, argv + i);
+            // The volume commands take the TPM from the policy: pass the global --policy on.
+            std::vector<char*> args(argv + i, argv + argc);
+            std::string pol = g.policy;
+            if (!pol.empty()) {
+                args.push_back(const_cast<char*>("--policy"));
+                args.push_back(pol.data());
+            }
+            args.push_back(nullptr);
+            return fn(static_cast<int>(args.size() - 1), args.data());
         }
         for (auto& c : commands()) {
             if (name != c.name) continue;

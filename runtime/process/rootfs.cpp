@@ -192,6 +192,12 @@ void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::s
 }
 
 void mount_one(const Plan& plan, int root, const oci::Mount& m, const std::string& what) {
+    if (m.detached_fd >= 0) {
+        UniqueFd dest = open_in_root(root, m.destination, true, false);
+        if (!dest) fail_errno(errno, what + ": destination");
+        attach_tree(m.detached_fd, dest.get(), what + ": attach");
+        return;
+    }
     if (m.type == "cgroup" || m.type == "cgroup2") {
         mount_cgroups(plan, root, m, what);
         return;

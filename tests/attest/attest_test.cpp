@@ -715,7 +715,7 @@ TEST_F(AttestRuntime, SignedBundleIsMeasuredWithItsSigner) {
 // A bundle author must not be able to claim a verified manifest through config.json's annotations when the
 // runtime did not verify anything (signature "off"). Needs trustme-runtime to drop org.trustme.verified.*
 // annotations that come from config.json (runtime/container/create.cpp); enable when it does.
-TEST_F(AttestRuntime, DISABLED_ForgedVerifiedAnnotationsAreNotTrusted) {
+TEST_F(AttestRuntime, ForgedVerifiedAnnotationsAreNotTrusted) {
     json cfg = json::parse(slurp(bundle_ + "/config.json"));
     cfg["annotations"][trustme::attest::kAnnManifest] = std::string(64, 'a');
     cfg["annotations"][trustme::attest::kAnnSigner] = "CN=forged";
