@@ -18,7 +18,9 @@ using namespace detail;
 
 namespace {
 
-std::vector<cap_value_t> parse_set(const json& caps, const char* name, const std::string& base) {
+// warn=false for validate_process_extras: the runtime validates and then parses the same config, and the
+// spec's warning for an ungrantable name should be printed once.
+std::vector<cap_value_t> parse_set(const json& caps, const char* name, const std::string& base, bool warn) {
     std::vector<cap_value_t> out;
     const json* set = field(caps, name);
     if (!set) return out;
@@ -37,7 +39,7 @@ std::vector<cap_value_t> parse_set(const json& caps, const char* name, const std
         for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         cap_value_t v;
         if (cap.rfind("CAP_", 0) != 0 || cap_from_name(lower.c_str(), &v) != 0) {
-            log::warn(p + ": unknown capability " + cap + ", ignored");
+            if (warn) log::warn(p + ": unknown capability " + cap + ", ignored");
             continue;
         }
         if (v >= kernel_caps) {
@@ -67,19 +69,23 @@ uint64_t mask_of(const std::vector<cap_value_t>& set) {
 
 }  // namespace
 
-Capabilities parse_capabilities(const json& caps) {
+namespace detail {
+Capabilities parse_capabilities(const json& caps, bool warn) {
     Capabilities c;
     if (caps.is_null()) return c;
     const std::string base = "process.capabilities";
     expect_object(caps, base);
     c.present = true;
-    c.bounding = parse_set(caps, "bounding", base);
-    c.effective = parse_set(caps, "effective", base);
-    c.inheritable = parse_set(caps, "inheritable", base);
-    c.permitted = parse_set(caps, "permitted", base);
-    c.ambient = parse_set(caps, "ambient", base);
+    c.bounding = parse_set(caps, "bounding", base, warn);
+    c.effective = parse_set(caps, "effective", base, warn);
+    c.inheritable = parse_set(caps, "inheritable", base, warn);
+    c.permitted = parse_set(caps, "permitted", base, warn);
+    c.ambient = parse_set(caps, "ambient", base, warn);
     return c;
 }
+}  // namespace detail
+
+Capabilities parse_capabilities(const json& caps) { return detail::parse_capabilities(caps, true); }
 
 std::vector<std::string> known_capabilities() {
     std::vector<std::string> out;
@@ -121,13 +127,15 @@ void apply_after_user_switch(const Capabilities& c) {
         __user_cap_data_struct cur[2]{};
         syscall(SYS_capget, &hdr, cur);
         const uint64_t cur_prm = cur[0].permitted | uint64_t{cur[1].permitted} << 32;
+        const uint64_t cur_inh = cur[0].inheritable | uint64_t{cur[1].inheritable} << 32;
         std::string why;
         for (int v = 0; v <= 63; ++v) {
             const uint64_t b = uint64_t{1} << v;
             const char* reason = nullptr;
             if ((prm & b) && !(cur_prm & b)) reason = " (not held by the runtime)";
             else if ((eff & b) && !(prm & b)) reason = " (effective but not permitted)";
-            else if ((inh & b) && !(cur_prm & b) && prctl(PR_CAPBSET_READ, v, 0, 0, 0) != 1) reason = " (inheritable outside the bounding set)";
+            else if ((inh & b) && !(cur_inh & b) && prctl(PR_CAPBSET_READ, v, 0, 0, 0) != 1)
+                reason = " (inheritable outside the bounding set)";
             if (reason) why += (why.empty() ? ": " : ", ") + cap_name(v) + reason;
         }
         fail_errno(err, "process.capabilities: setting effective/permitted/inheritable" + why);

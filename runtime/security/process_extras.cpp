@@ -14,6 +14,9 @@
 #include "security/security.hpp"
 
 namespace trustme::security {
+namespace detail {
+Capabilities parse_capabilities(const nlohmann::json& caps, bool warn);  // capabilities.cpp
+}
 using nlohmann::json;
 using namespace detail;
 
@@ -180,7 +183,7 @@ void apply_scheduler(const json& scheduler) {
 
 void validate_process_extras(const json& process, const json& linux_) {
     if (process.is_object()) {
-        if (const json* caps = field(process, "capabilities")) parse_capabilities(*caps);
+        if (const json* caps = field(process, "capabilities")) detail::parse_capabilities(*caps, false);
         if (const json* io = field(process, "ioPriority")) parse_io_priority(*io);
         if (const json* s = field(process, "scheduler")) parse_scheduler(*s);
         check_string(process, "selinuxLabel", "process.selinuxLabel");

@@ -109,11 +109,23 @@ TEST(Capabilities, EmptySetsDropEverything) {
     for (const char* k : {"CapBnd", "CapEff", "CapPrm", "CapInh", "CapAmb"}) EXPECT_EQ(status_hex(st, k), 0u) << k;
 }
 
-TEST(Capabilities, AmbientNotInheritableIsAnError) {
-    json j = {{"permitted", {"CAP_KILL"}}, {"ambient", {"CAP_KILL"}}};
+TEST(Capabilities, AmbientNotInheritableIsSkipped) {
+    // As runc and crun: an ambient capability that is not also inheritable and permitted is left out.
+    json j = {{"bounding", {"CAP_KILL", "CAP_CHOWN"}},
+              {"permitted", {"CAP_KILL", "CAP_CHOWN"}},
+              {"inheritable", {"CAP_CHOWN"}},
+              {"ambient", {"CAP_KILL", "CAP_CHOWN"}}};
+    int code = -1;
+    std::string st = status_after(parse_capabilities(j), 0, false, &code);
+    ASSERT_EQ(code, 0) << st;
+    EXPECT_EQ(status_hex(st, "CapAmb"), bit(CAP_CHOWN));
+}
+
+TEST(Capabilities, InheritableOutsideTheBoundingSetIsNamed) {
+    json j = {{"bounding", json::array()}, {"inheritable", {"CAP_CHOWN"}}};
     int code = -1;
     status_after(parse_capabilities(j), 0, false, &code);
-    EXPECT_EQ(code, 100);
+    EXPECT_EQ(code, 100);  // the child's message names CAP_CHOWN (printed on stderr)
 }
 
 TEST(Capabilities, CapabilityOutsideTheRuntimesBoundingSetFails) {
