@@ -17,6 +17,7 @@
 #include "runtime/base/log.hpp"
 #include "runtime/container/container.hpp"
 #include "runtime/container/plugins.hpp"
+#include "runtime/security/security.hpp"
 #include "runtime/volume/volume_plugin.h"
 #include "selfexe.hpp"
 
@@ -238,7 +239,11 @@ const std::vector<Command>& commands() {
          }},
         {"features", "", "print the runtime's features.json", {},
          [](const Globals&, const Args&) {
-             std::cout << oci::features().dump(4) << std::endl;
+             auto f = oci::features();
+             // What this machine's libseccomp and kernel support, probed rather than assumed.
+             f["linux"]["seccomp"] = security::seccomp_features();
+             f["linux"]["capabilities"] = security::known_capabilities();
+             std::cout << f.dump(4) << std::endl;
              return 0;
          }},
         {"verify", "<bundle>", "verify a bundle's signature and manifest against the policy, as create does", {},

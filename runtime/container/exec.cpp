@@ -108,7 +108,7 @@ int exec(const Globals& g, const ExecOpts& o) {
     oci::Config cfg = oci::parse_config(r.rec.config.dump(), r.rec.st.bundle + "/config.json");
     oci::Process proc = exec_process_spec(o, cfg);
     security::Capabilities caps = security::parse_capabilities(proc.capabilities);
-    security::SeccompProgram seccomp = security::compile_seccomp(cfg.linux_.seccomp);
+    security::SeccompProgram seccomp = security::compile_seccomp_cached(cfg.linux_.seccomp, g.root + "/.seccomp-cache");
 
     UniqueFd cpid(static_cast<int>(::syscall(SYS_pidfd_open, r.rec.st.pid, 0)));
     if (!cpid || state::proc_info(r.rec.st.pid).start != r.rec.pid_start)
