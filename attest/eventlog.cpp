@@ -1,12 +1,12 @@
 #include "attest/eventlog.hpp"
 
 #include <fcntl.h>
-#include <openssl/sha.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "attest/tpm.hpp"
+#include "security/sha256.hpp"
 #include "runtime/base/error.hpp"
 
 namespace trustme::attest {
@@ -60,10 +60,11 @@ std::string canonical(const nlohmann::json& j) {
 }
 
 std::vector<uint8_t> content_digest(const nlohmann::json& content) {
-    std::string c = canonical(content);
-    std::vector<uint8_t> d(SHA256_DIGEST_LENGTH);
-    SHA256(reinterpret_cast<const uint8_t*>(c.data()), c.size(), d.data());
-    return d;
+    // Our own SHA-256, not OpenSSL's: the measure hook does not load libcrypto (attest/pcr.hpp).
+    security::detail::Sha256 h;
+    h.update(canonical(content));
+    auto d = h.finish();
+    return std::vector<uint8_t>(d.begin(), d.end());
 }
 
 std::string serialize_record(const Event& e) { return "\x1e" + canonical(e.to_json()) + "\n"; }
@@ -99,10 +100,11 @@ std::vector<uint8_t> replay(const std::vector<Event>& events, uint32_t pcr, int6
     std::vector<uint8_t> v(32, 0);
     for (const auto& e : events) {
         if (e.pcr != pcr || e.reset_count() != reset_count) continue;
-        uint8_t buf[64];
-        std::copy(v.begin(), v.end(), buf);
-        std::copy(e.digest.begin(), e.digest.end(), buf + 32);
-        SHA256(buf, sizeof buf, v.data());
+        security::detail::Sha256 h;
+        h.update(std::string_view(reinterpret_cast<const char*>(v.data()), v.size()));
+        h.update(std::string_view(reinterpret_cast<const char*>(e.digest.data()), e.digest.size()));
+        auto d = h.finish();
+        std::copy(d.begin(), d.end(), v.begin());
     }
     return v;
 }
@@ -120,8 +122,12 @@ void mkdir_parents(const std::string& path) {
 LogFile::LogFile(const std::string& path, Mode mode) : path_(path) {
     if (path.empty()) fail("event log: no path given");
     if (mode == Mode::Append) {
-        mkdir_parents(path);
-        fd_.reset(::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640));
+        auto open_append = [&] { return ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640); };
+        fd_.reset(open_append());
+        if (!fd_ && errno == ENOENT) {  // only the first run creates the directories
+            mkdir_parents(path);
+            fd_.reset(open_append());
+        }
         if (!fd_) fail_errno(errno, "event log " + path);
     } else {
         fd_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
@@ -136,10 +142,21 @@ void LogFile::lock(bool exclusive) {
     }
 }
 
-std::vector<Event> LogFile::read() {
-    if (!fd_) return {};
+bool LogFile::try_lock(bool exclusive) {
+    if (!fd_) return true;
+    while (::flock(fd_.get(), (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK) return false;
+        if (errno != EINTR) fail_errno(errno, "event log " + path_ + ": flock");
+    }
+    return true;
+}
+
+std::string LogFile::read_all() {
+    struct stat st {};
+    check(::fstat(fd_.get(), &st), "event log " + path_ + ": fstat");
     std::string text;
-    char buf[16384];
+    text.reserve(static_cast<size_t>(st.st_size));
+    char buf[65536];
     for (off_t off = 0;;) {
         ssize_t n = ::pread(fd_.get(), buf, sizeof buf, off);
         if (n < 0) {
@@ -150,33 +167,30 @@ std::vector<Event> LogFile::read() {
         text.append(buf, static_cast<size_t>(n));
         off += n;
     }
-    return parse_log(text, "event log " + path_);
+    return text;
 }
 
-void LogFile::drop_torn_tail() {
-    struct stat st {};
-    check(::fstat(fd_.get(), &st), "event log " + path_ + ": fstat");
-    std::string text(static_cast<size_t>(st.st_size), '\0');
-    size_t got = 0;
-    while (got < text.size()) {
-        ssize_t n = ::pread(fd_.get(), text.data() + got, text.size() - got, static_cast<off_t>(got));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) fail_errno(n < 0 ? errno : EIO, "event log " + path_ + ": read");
-        got += static_cast<size_t>(n);
-    }
+std::vector<Event> LogFile::read() {
+    if (!fd_) return {};
+    return parse_log(read_all(), "event log " + path_);
+}
+
+std::vector<Event> LogFile::read_dropping_torn_tail() {
+    std::string text = read_all();
     size_t good = 0;
-    parse_log(text, "event log " + path_, &good);
+    std::vector<Event> events = parse_log(text, "event log " + path_, &good);
     if (good < text.size()) {
         // A record without its newline was never extended (append precedes extend): drop it.
         check(::ftruncate(fd_.get(), static_cast<off_t>(good)), "event log " + path_ + ": truncate torn record");
         check(::fdatasync(fd_.get()), "event log " + path_ + ": fdatasync");
     }
+    return events;
 }
 
 void LogFile::append(const Event& e) {
     std::string rec = serialize_record(e);
     // One write with O_APPEND: the record lands contiguously at the end; a short write is reported and
-    // its torn remainder removed by the next writer (drop_torn_tail).
+    // its torn remainder removed by the next writer (read_dropping_torn_tail).
     ssize_t n;
     do n = ::write(fd_.get(), rec.data(), rec.size());
     while (n < 0 && errno == EINTR);

@@ -54,13 +54,16 @@ public:
     enum class Mode { Read, Append };
     LogFile(const std::string& path, Mode mode);  // Append creates the file (and its directory, 0700)
     void lock(bool exclusive);                     // flock, blocking; released when destroyed
+    bool try_lock(bool exclusive);                 // flock, non-blocking: false when someone holds it
     std::vector<Event> read();                     // whole file
-    void drop_torn_tail();                         // truncate a torn last record (Append mode, locked)
+    // Append mode, locked: one read of the whole file; a torn last record is truncated away (durably).
+    std::vector<Event> read_dropping_torn_tail();
     void append(const Event& e);                   // one write(2), then fdatasync
     const std::string& path() const { return path_; }
     bool exists() const { return bool(fd_); }
 
 private:
+    std::string read_all();
     std::string path_;
     UniqueFd fd_;
 };

@@ -1,381 +1,57 @@
-// trustme-attest(8): measure bundles (OCI hook), attestation key, quote, verify, challenge/response service.
-#include <fcntl.h>
-#include <signal.h>
-#include <openssl/rand.h>
-#include <sys/socket.h>
+// trustme-attest(8). This binary is the createRuntime hook on every measured container start, so it is
+// lean: `hook measure` runs here with tss2-sys and our own TCTI (attest/pcr.hpp, attest/tcti.hpp) and
+// our own SHA-256, libstdc++ linked statically. Every other command, and the manifest computation the
+// hook needs only under runc or crun, live in the tool module (attest/tool.cpp), loaded when asked for.
+#include <dlfcn.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <iostream>
-#include <map>
-#include <optional>
-#include <set>
 #include <string>
-#include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "attest/credential.hpp"
-#include "attest/eventlog.hpp"
+#include "attest/cli.hpp"
 #include "attest/measure.hpp"
-#include "attest/net.hpp"
-#include "attest/tpm.hpp"
-#include "attest/verify.hpp"
 #include "runtime/base/error.hpp"
-#include "runtime/base/fd.hpp"
-#include "runtime/base/files.hpp"
-#include "signing/policy.hpp"
 
 using namespace trustme;
 using namespace trustme::attest;
-using json = nlohmann::json;
+using namespace trustme::attest::cli;
 
 namespace {
 
-const char* kUsage = R"(Usage: trustme-attest [OPTIONS] COMMAND [ARGS]
+constexpr const char* kToolModule = "libtrustme-attest-tool.so";
 
-Measure container bundles into a TPM PCR and an event log, and prove them to a remote verifier.
-
-Commands:
-  hook measure                 OCI createRuntime hook: read the state on stdin, extend the PCR with the
-                               bundle's measurement and append the event to the log
-  ak create --out FILE         write the attestation key's public part (PEM); --public FILE also writes its
-                               TPM2B_PUBLIC, --ek-cert FILE the TPM's EK certificate (DER) when it has one
-  ak enroll --ek-ca FILE... --out FILE [--remote ADDR]
-                               check the EK certificate chain and that the AK lives in the same TPM
-                               (credential activation), then write the trusted AK (PEM)
-  quote --nonce HEX            TPM2_Quote over the PCR with the AK, with the event log, as JSON on stdout
-  verify --ak FILE --allow FILE (--nonce HEX QUOTE.json | --remote ADDR)
-                               check a quote with the trusted AK and print a verdict per event
-  serve --listen ADDR          answer quote and enrollment requests (ADDR: HOST:PORT, unix:/path or /path)
-  log show                     print the event log as a CEL-JSON array
-
-Options:
-  --policy FILE   trust policy (default $TRUSTME_POLICY, else /etc/trustme/policy.json)
-  --tcti TCTI     TPM to use (policy "tcti"; default device:/dev/tpmrm0), e.g. swtpm:path=/run/swtpm/sock
-  --pcr N         PCR for measurements (policy "pcr"; default 11)
-  --log FILE      event log (policy "event_log"; default /var/lib/trustme/measurements.cel.json)
-  -h, --help      show this help
-  --version       show the version
-
-Exit status: 0 success (verify: VERIFIED), 1 failure or refusal (one line on stderr), 2 usage error.
-See trustme-attest(8) and trustme-eventlog(5).
-)";
-
-struct UsageError : Error {
-    using Error::Error;
-};
-
-struct Args {
-    std::vector<std::string> positional;
-    std::map<std::string, std::vector<std::string>> opts;
-
-    std::optional<std::string> get(const std::string& k) const {
-        auto it = opts.find(k);
-        if (it == opts.end()) return std::nullopt;
-        return it->second.back();
+// <dir of this binary>/../lib/trustme/<module>: the same layout in the build and the install tree.
+void* tool_symbol(const char* sym) {
+    static void* handle = nullptr;
+    if (!handle) {
+        char buf[PATH_MAX];
+        ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+        if (n <= 0) fail_errno(errno, "readlink /proc/self/exe");
+        std::string self(buf, static_cast<size_t>(n));
+        std::string path = self.substr(0, self.rfind('/')) + "/../lib/trustme/" + kToolModule;
+        handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+        if (!handle) fail(std::string("load ") + path + ": " + ::dlerror());
     }
-    std::string need(const std::string& k) const {
-        auto v = get(k);
-        if (!v) throw UsageError("missing --" + k);
-        return *v;
-    }
-};
-
-const std::set<std::string> kValueOpts = {"policy", "tcti", "pcr",    "log",  "out",    "public", "ek-cert",
-                                          "ek-ca",  "nonce", "ak",    "allow", "remote", "listen"};
-
-Args parse_args(int argc, char** argv) {
-    Args a;
-    for (int i = 1; i < argc; ++i) {
-        std::string s = argv[i];
-        if (s == "-h" || s == "--help") {
-            std::cout << kUsage;
-            std::exit(0);
-        }
-        if (s == "--version") {
-            std::cout << "trustme-attest 0.1.0\n";
-            std::exit(0);
-        }
-        if (s.rfind("--", 0) == 0) {
-            std::string k = s.substr(2), v;
-            auto eq = k.find('=');
-            if (eq != std::string::npos) {
-                v = k.substr(eq + 1);
-                k = k.substr(0, eq);
-            } else {
-                if (!kValueOpts.count(k)) throw UsageError("unknown option --" + k);
-                if (i + 1 >= argc) throw UsageError("--" + k + " needs a value");
-                v = argv[++i];
-            }
-            if (!kValueOpts.count(k)) throw UsageError("unknown option --" + k);
-            a.opts[k].push_back(v);
-        } else {
-            a.positional.push_back(s);
-        }
-    }
-    return a;
-}
-
-struct Settings {
-    std::string tcti;
-    uint32_t pcr = 11;
-    std::string log;
-};
-
-Settings settings(const Args& a) {
-    policy::Policy p = policy::load(a.get("policy").value_or(""));
-    Settings s{p.tcti, p.pcr, p.event_log};
-    if (auto v = a.get("tcti")) s.tcti = *v;
-    if (auto v = a.get("log")) s.log = *v;
-    if (auto v = a.get("pcr")) {
-        try {
-            size_t used = 0;
-            unsigned long n = std::stoul(*v, &used);
-            if (used != v->size() || n > 23) throw std::out_of_range(*v);
-            s.pcr = static_cast<uint32_t>(n);
-        } catch (const std::exception&) {
-            throw UsageError("--pcr " + *v + ": not a PCR number 0..23");
-        }
-    }
+    void* s = ::dlsym(handle, sym);
+    if (!s) fail(std::string(kToolModule) + ": missing symbol " + sym);
     return s;
 }
 
-std::string read_stdin(size_t max) {
-    std::string out;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = ::read(0, buf, sizeof buf);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            fail_errno(errno, "stdin");
-        }
-        if (n == 0) break;
-        out.append(buf, static_cast<size_t>(n));
-        if (out.size() > max) fail("stdin: more than " + std::to_string(max) + " bytes");
-    }
-    return out;
-}
-
-void write_out(const std::string& path, const std::string& data, int mode = 0644) {
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-    if (!fd) fail_errno(errno, path);
-    size_t off = 0;
-    while (off < data.size()) {
-        ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            int e = errno;
-            ::unlink(path.c_str());
-            fail_errno(e, path);
-        }
-        off += static_cast<size_t>(n);
-    }
-}
-
-json parse_json(const std::string& text, const std::string& name) {
-    try {
-        return json::parse(text);
-    } catch (const json::exception& e) {
-        fail(name + ": not JSON: " + e.what());
-    }
-}
-
-std::vector<uint8_t> nonce_arg(const std::string& hex) {
-    auto n = tpm::from_hex(hex, "--nonce");
-    if (n.size() < kMinNonce || n.size() > 64)
-        fail("--nonce: must be " + std::to_string(kMinNonce) + "..64 bytes (" + std::to_string(kMinNonce * 2) +
-             "..128 hex digits)");
-    return n;
-}
-
-// Log and quote under the log's shared lock, so no measurement lands between reading one and the other.
-QuoteDoc make_quote(const Settings& s, const std::vector<uint8_t>& nonce) {
-    LogFile log(s.log, LogFile::Mode::Read);
-    log.lock(false);
-    QuoteDoc q;
-    q.log = log.read();
-    tpm::Tpm t(s.tcti);
-    auto r = t.quote(nonce, {s.pcr});
-    q.attest = std::move(r.attest);
-    q.signature_der = std::move(r.signature_der);
-    q.pcrs = std::move(r.pcr_values);
-    return q;
-}
-
-json ak_info(const Settings& s) {
-    tpm::Tpm t(s.tcti);
-    auto ak = t.ak_public();
-    return {{"ak_public", tpm::to_hex(ak.public_area)}, {"ek_cert", tpm::to_hex(t.ek_certificate())}};
-}
-
-json activate(const Settings& s, const json& req) {
-    tpm::Credential c;
-    c.credential_blob = tpm::from_hex(req.value("credential_blob", ""), "credential_blob");
-    c.encrypted_secret = tpm::from_hex(req.value("encrypted_secret", ""), "encrypted_secret");
-    tpm::Tpm t(s.tcti);
-    auto secret = t.ak_activate_credential(c);
-    return {{"secret", tpm::to_hex(secret.bytes)}};
-}
-
-json remote_call(const std::string& addr, const json& req) {
-    UniqueFd fd = net::connect_to(addr);
-    net::write_all(fd.get(), req.dump() + "\n", addr);
-    json resp = parse_json(net::read_line(fd.get(), 64 << 20, addr), addr + ": response");
-    if (!resp.is_object()) fail(addr + ": response: not a JSON object");
-    if (resp.contains("error")) fail(addr + ": " + resp["error"].get<std::string>());
-    return resp;
+std::string module_manifest_sha256(int bundle_fd, int root_fd, bool bundle_form) {
+    using Fn = int (*)(int, int, int, char*, char*, size_t);
+    auto fn = reinterpret_cast<Fn>(tool_symbol("trustme_attest_manifest_sha256"));
+    char hex[65] = {}, err[1024] = {};
+    if (fn(bundle_fd, root_fd, bundle_form ? 1 : 0, hex, err, sizeof err) != 0) fail(err);
+    return hex;
 }
 
 int cmd_hook(const Args& a) {
     if (a.positional.size() != 2 || a.positional[1] != "measure") throw UsageError("usage: hook measure");
     Settings s = settings(a);
-    json state = parse_json(read_stdin(1 << 20), "OCI state (stdin)");
-    auto m = measure_bundle(state, parent_is_trustme_runtime());
+    nlohmann::json state = parse_json(read_stdin(1 << 20), "OCI state (stdin)");
+    auto m = measure_bundle(state, parent_is_trustme_runtime(), module_manifest_sha256);
     measure({s.tcti, s.pcr, s.log}, state, m);
-    return 0;
-}
-
-int cmd_ak(const Args& a) {
-    if (a.positional.size() != 2) throw UsageError("usage: ak create|enroll ...");
-    Settings s = settings(a);
-    if (a.positional[1] == "create") {
-        std::string out = a.need("out");
-        tpm::Tpm t(s.tcti);
-        auto ak = t.ak_public();
-        if (auto p = a.get("ek-cert")) {
-            auto cert = t.ek_certificate();
-            if (cert.empty()) fail("--ek-cert: the TPM has no EK certificate (NV index 0x01c00002)");
-            write_out(*p, std::string(cert.begin(), cert.end()));
-        }
-        if (auto p = a.get("public")) write_out(*p, std::string(ak.public_area.begin(), ak.public_area.end()));
-        write_out(out, ak.pem);
-        std::cout << "AK name " << tpm::to_hex(ak.name) << "\n";
-        return 0;
-    }
-    if (a.positional[1] == "enroll") {
-        std::string out = a.need("out");
-        auto cas = a.opts.count("ek-ca") ? a.opts.at("ek-ca") : std::vector<std::string>{};
-        if (cas.empty()) throw UsageError("missing --ek-ca");
-        auto remote = a.get("remote");
-        json info = remote ? remote_call(*remote, {{"op", "ak"}}) : ak_info(s);
-        auto ak = parse_ak_public(tpm::from_hex(info.value("ak_public", ""), "ak_public"));
-        auto ek_cert = tpm::from_hex(info.value("ek_cert", ""), "ek_cert");
-        if (ek_cert.empty()) fail("the TPM has no EK certificate: the AK cannot be bound to an EK");
-        verify_ek_certificate(ek_cert, cas);
-        std::vector<uint8_t> secret(32);
-        if (RAND_bytes(secret.data(), 32) != 1) fail("RAND_bytes failed");
-        auto cred = make_credential(ek_cert, ak.name, secret);
-        json req = {{"op", "activate"},
-                    {"credential_blob", tpm::to_hex(cred.credential_blob)},
-                    {"encrypted_secret", tpm::to_hex(cred.encrypted_secret)}};
-        json resp = remote ? remote_call(*remote, req) : activate(s, req);
-        if (tpm::from_hex(resp.value("secret", ""), "secret") != secret)
-            fail("credential activation failed: the AK is not in the TPM that owns this EK");
-        write_out(out, ak.pem);
-        std::cout << "AK name " << tpm::to_hex(ak.name) << " bound to the certified EK\n";
-        return 0;
-    }
-    throw UsageError("usage: ak create|enroll ...");
-}
-
-int cmd_quote(const Args& a) {
-    Settings s = settings(a);
-    auto q = make_quote(s, nonce_arg(a.need("nonce")));
-    std::cout << q.to_json().dump(2) << "\n";
-    return 0;
-}
-
-int cmd_verify(const Args& a) {
-    std::string ak_pem = read_file(a.need("ak"));
-    std::string allow_path = a.need("allow");
-    AllowList allow = AllowList::parse(read_file(allow_path), allow_path);
-    std::vector<uint8_t> nonce;
-    QuoteDoc q;
-    if (auto remote = a.get("remote")) {
-        if (a.positional.size() != 1) throw UsageError("verify --remote takes no quote file");
-        // A fresh nonce for this challenge only: a recorded answer cannot be replayed later.
-        nonce.resize(32);
-        if (RAND_bytes(nonce.data(), 32) != 1) fail("RAND_bytes failed");
-        q = QuoteDoc::from_json(remote_call(*remote, {{"op", "quote"}, {"nonce", tpm::to_hex(nonce)}}), *remote);
-    } else {
-        if (a.positional.size() != 2) throw UsageError("usage: verify --ak FILE --allow FILE --nonce HEX QUOTE.json");
-        nonce = tpm::from_hex(a.need("nonce"), "--nonce");
-        q = QuoteDoc::from_json(parse_json(read_file(a.positional[1]), a.positional[1]), a.positional[1]);
-    }
-    VerifyResult r = verify_quote(ak_pem, nonce, allow, q);
-    std::string report = render(r);
-    std::cout << report << std::flush;
-    if (!r.ok()) {
-        std::cerr << "trustme-attest: verify: "
-                  << (r.refused.empty() ? "a measured bundle is not on the allow-list" : r.refused) << "\n";
-        return 1;
-    }
-    return 0;
-}
-
-// The unix socket path to remove when serve is stopped by a signal (unlink is async-signal-safe).
-char g_socket_path[108];
-
-extern "C" void on_stop_signal(int sig) {
-    if (g_socket_path[0]) ::unlink(g_socket_path);
-    ::_exit(128 + sig);
-}
-
-int cmd_serve(const Args& a) {
-    Settings s = settings(a);
-    std::string addr = a.need("listen");
-    UniqueFd lfd = net::listen_on(addr);
-    std::string path = addr.rfind("unix:", 0) == 0 ? addr.substr(5) : (addr[0] == '/' ? addr : "");
-    if (!path.empty() && path.size() < sizeof g_socket_path) {
-        path.copy(g_socket_path, sizeof g_socket_path - 1);
-        struct sigaction sa {};
-        sa.sa_handler = on_stop_signal;
-        sigaction(SIGTERM, &sa, nullptr);
-        sigaction(SIGINT, &sa, nullptr);
-    }
-    std::cout << "listening on " << addr << std::endl;
-    for (;;) {
-        UniqueFd c(::accept4(lfd.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        if (!c) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            fail_errno(errno, addr + ": accept");
-        }
-        net::set_timeouts(c.get(), 30);
-        json resp;
-        try {
-            json req = parse_json(net::read_line(c.get(), 1 << 20, "request"), "request");
-            std::string op = req.is_object() ? req.value("op", "") : "";
-            if (op == "quote") {
-                std::vector<uint8_t> nonce = nonce_arg(req.value("nonce", ""));
-                resp = make_quote(s, nonce).to_json();
-            } else if (op == "ak") {
-                resp = ak_info(s);
-            } else if (op == "activate") {
-                resp = activate(s, req);
-            } else {
-                resp = {{"error", "request: op must be quote, ak or activate"}};
-            }
-        } catch (const std::exception& e) {
-            resp = {{"error", e.what()}};
-        }
-        try {
-            net::write_all(c.get(), resp.dump() + "\n", "response");
-        } catch (const std::exception&) {
-            // The client went away; serve the next one.
-        }
-    }
-}
-
-int cmd_log(const Args& a) {
-    if (a.positional.size() != 2 || a.positional[1] != "show") throw UsageError("usage: log show");
-    Settings s = settings(a);
-    LogFile log(s.log, LogFile::Mode::Read);
-    if (!log.exists()) fail("event log " + s.log + ": does not exist");
-    log.lock(false);
-    json arr = json::array();
-    for (const auto& e : log.read()) arr.push_back(e.to_json());
-    std::cout << arr.dump(2) << "\n";
     return 0;
 }
 
@@ -385,19 +61,10 @@ int main(int argc, char** argv) {
     try {
         Args a = parse_args(argc, argv);
         if (a.positional.empty()) throw UsageError("no command given");
-        const std::string& cmd = a.positional[0];
-        if (cmd == "hook") return cmd_hook(a);
-        if (cmd == "ak") return cmd_ak(a);
-        if (cmd == "quote") return cmd_quote(a);
-        if (cmd == "verify") return cmd_verify(a);
-        if (cmd == "serve") return cmd_serve(a);
-        if (cmd == "log") return cmd_log(a);
-        throw UsageError("unknown command " + cmd);
-    } catch (const UsageError& e) {
-        std::cerr << "trustme-attest: " << e.what() << " (see trustme-attest --help)\n";
-        return 2;
+        if (a.positional[0] == "hook") return cmd_hook(a);
+        using ToolMain = int (*)(int, char**);
+        return reinterpret_cast<ToolMain>(tool_symbol("trustme_attest_tool_main"))(argc, argv);
     } catch (const std::exception& e) {
-        std::cerr << "trustme-attest: " << e.what() << "\n";
-        return 1;
+        return report(e);
     }
 }

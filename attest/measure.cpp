@@ -2,27 +2,26 @@
 
 #include <fcntl.h>
 #include <limits.h>
-#include <openssl/sha.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <ctime>
+#include <optional>
 
+#include "attest/pcr.hpp"
 #include "attest/tpm.hpp"
 #include "runtime/base/error.hpp"
 #include "runtime/base/fd.hpp"
 #include "runtime/base/files.hpp"
-#ifdef TRUSTME_HAVE_SIGNING
-#include "signing/manifest.hpp"
-#endif
+#include "security/sha256.hpp"
 
 namespace trustme::attest {
 namespace {
 
 std::string sha256_hex(std::string_view data) {
-    uint8_t d[SHA256_DIGEST_LENGTH];
-    SHA256(reinterpret_cast<const uint8_t*>(data.data()), data.size(), d);
-    return tpm::to_hex(d, sizeof d);
+    security::detail::Sha256 h;
+    h.update(data);
+    return security::detail::Sha256::hex(h.finish());
 }
 
 bool is_hex_sha256(const std::string& s) {
@@ -63,7 +62,8 @@ bool parent_is_trustme_runtime() {
     return parent.st_dev == runtime.st_dev && parent.st_ino == runtime.st_ino;
 }
 
-BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotations) {
+BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotations,
+                                 const ManifestDigestFn& manifest_digest) {
     if (!state.is_object()) fail("OCI state: not a JSON object");
     if (!state.contains("bundle") || !state["bundle"].is_string() || state["bundle"].get<std::string>().empty())
         fail("OCI state: bundle: missing or not a string");
@@ -105,17 +105,13 @@ BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotat
         fail("bundle " + bundle + ": config.json: not JSON: " + e.what());
     }
     m.source = "computed";
-#ifdef TRUSTME_HAVE_SIGNING
     UniqueFd rfd(::openat(bfd.get(), root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!rfd) fail_errno(errno, "bundle " + bundle + ": root.path " + root);
     // Which manifest form to build follows the signer's choice: the embedded manifest covers the rootfs
     // only (engine-generated configs), the bundle manifest covers config.json too.
     bool embedded = ::faccessat(bfd.get(), "trustme.manifest", F_OK, AT_SYMLINK_NOFOLLOW) != 0 &&
                     ::faccessat(rfd.get(), ".trustme/manifest", F_OK, AT_SYMLINK_NOFOLLOW) == 0;
-    m.manifest_sha256 = sha256_hex(signing::build_manifest(bfd.get(), rfd.get(), !embedded));
-#else
-    fail("bundle " + bundle + ": cannot compute a manifest: trustme-attest was built without trustme_signing");
-#endif
+    m.manifest_sha256 = manifest_digest(bfd.get(), rfd.get(), !embedded);
     return m;
 }
 
@@ -126,20 +122,25 @@ MeasureResult measure(const MeasureOptions& opt, const nlohmann::json& state, co
     if (!state.contains("bundle") || !state["bundle"].is_string()) fail("OCI state: bundle: missing or not a string");
 
     // First run: make sure the TPM answers before creating the log (and its directory), so that a host
-    // without a TPM or a wrong TCTI is one error line and nothing left behind.
-    if (::access(opt.log.c_str(), F_OK) != 0) tpm::Tpm probe(opt.tcti);
+    // without a TPM or a wrong TCTI is one error line and nothing left behind. That connection is kept
+    // for the measurement when the lock is free at once.
+    std::optional<tpm::PcrTpm> t;
+    if (::access(opt.log.c_str(), F_OK) != 0) t.emplace(opt.tcti);
 
     // Lock before opening the TPM: swtpm serves one connection at a time, so a process holding the TPM
-    // while waiting for the lock could deadlock with the lock holder.
+    // while waiting for the lock could deadlock with the lock holder. Hence also: never wait for the lock
+    // with the TPM open.
     LogFile log(opt.log, LogFile::Mode::Append);
-    log.lock(true);
-    log.drop_torn_tail();
-    std::vector<Event> events = log.read();
+    if (!t || !log.try_lock(true)) {
+        t.reset();
+        log.lock(true);
+    }
+    std::vector<Event> events = log.read_dropping_torn_tail();
+    if (!t) t.emplace(opt.tcti);
 
-    tpm::Tpm t(opt.tcti);
     MeasureResult res;
-    int64_t reset = t.reset_count();
-    std::vector<uint8_t> current = t.pcr_read(opt.pcr);
+    int64_t reset = t->reset_count();
+    std::vector<uint8_t> current = t->pcr_read(opt.pcr);
     if (replay(events, opt.pcr, reset) != current) {
         // Recovery: a previous run appended its record and died before extending. That record is the
         // last one of this PCR and epoch, and the PCR equals the replay without it: extend it now.
@@ -148,7 +149,7 @@ MeasureResult measure(const MeasureOptions& opt, const nlohmann::json& state, co
             if (e.pcr != opt.pcr || e.reset_count() != reset) continue;
             std::vector<Event> prefix(events.begin(), events.begin() + static_cast<std::ptrdiff_t>(i));
             if (replay(prefix, opt.pcr, reset) == current) {
-                t.pcr_extend(opt.pcr, e.digest);
+                t->pcr_extend(opt.pcr, e.digest);
                 res.recovered = true;
             }
             break;
@@ -174,7 +175,7 @@ MeasureResult measure(const MeasureOptions& opt, const nlohmann::json& state, co
     // Write-ahead: the record is durable before the PCR moves. A crash in between leaves a record the
     // PCR lacks, which the next run completes (above) and a verifier reports as pending until then.
     log.append(e);
-    t.pcr_extend(opt.pcr, e.digest);
+    t->pcr_extend(opt.pcr, e.digest);
     return res;
 }
 

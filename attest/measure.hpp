@@ -2,6 +2,7 @@
 // hook (the OCI state on stdin). See docs/attestation.md for the consistency argument.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -22,9 +23,19 @@ struct BundleMeasurement {
     std::string source;
 };
 
+// Hex SHA-256 of the manifest signing::build_manifest makes for the bundle (directory fds; bundle_form:
+// the form covering config.json, else the embedded rootfs-only form). It needs OpenSSL, so the lean hook
+// binary borrows it from the tool module (attest/hook_main.cpp) and never loads it under trustme-runtime.
+using ManifestDigestFn = std::function<std::string(int bundle_fd, int root_fd, bool bundle_form)>;
+
 // trust_annotations: only when the hook's parent is trustme-runtime. Under runc or crun the annotations
-// come straight from config.json, which the bundle's author controls, so they are ignored there.
+// come straight from config.json, which the bundle's author controls, so they are ignored there and the
+// manifest digest is computed with `manifest_digest`.
+BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotations,
+                                 const ManifestDigestFn& manifest_digest);
+// The same with signing::build_manifest linked in (library trustme_attest, attest/manifest_digest.cpp).
 BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotations);
+std::string computed_manifest_sha256(int bundle_fd, int root_fd, bool bundle_form);
 
 // Is our parent process the trustme-runtime binary installed next to this one?
 bool parent_is_trustme_runtime();

@@ -1,6 +1,9 @@
 // TPM 2.0 through tpm2-tss ESAPI. See tpm.hpp for the model (transient primaries, no persistent handles).
 #include "attest/tpm.hpp"
 
+#include "attest/pcr.hpp"
+#include "attest/tcti.hpp"
+
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -12,7 +15,6 @@
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
-#include <tss2/tss2_tctildr.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -63,22 +65,6 @@ private:
     ESYS_CONTEXT* ctx_;
     ESYS_TR h_ = ESYS_TR_NONE;
 };
-
-bool is_simulator(const std::string& tcti) {
-    return tcti.rfind("swtpm", 0) == 0 || tcti.rfind("mssim", 0) == 0;
-}
-
-TPML_PCR_SELECTION pcr_selection(const std::vector<uint32_t>& pcrs) {
-    TPML_PCR_SELECTION sel{};
-    sel.count = 1;
-    sel.pcrSelections[0].hash = TPM2_ALG_SHA256;
-    sel.pcrSelections[0].sizeofSelect = 3;  // PCR 0..23, the PC Client platform's set
-    for (uint32_t p : pcrs) {
-        if (p > 23) fail("PCR " + std::to_string(p) + ": out of range (0..23)");
-        sel.pcrSelections[0].pcrSelect[p / 8] |= static_cast<uint8_t>(1u << (p % 8));
-    }
-    return sel;
-}
 
 std::vector<uint32_t> sorted_unique(std::vector<uint32_t> v) {
     std::sort(v.begin(), v.end());
@@ -204,28 +190,6 @@ SecretBytes& SecretBytes::operator=(SecretBytes&& o) noexcept {
 
 SecretBytes::~SecretBytes() { explicit_bzero(bytes.data(), bytes.size()); }
 
-std::string to_hex(const uint8_t* p, size_t n) {
-    static const char* d = "0123456789abcdef";
-    std::string s(n * 2, '0');
-    for (size_t i = 0; i < n; ++i) {
-        s[2 * i] = d[p[i] >> 4];
-        s[2 * i + 1] = d[p[i] & 15];
-    }
-    return s;
-}
-
-std::vector<uint8_t> from_hex(const std::string& s, const std::string& what) {
-    auto nib = [&](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        fail(what + ": not a hex string");
-    };
-    if (s.size() % 2) fail(what + ": not a hex string (odd length)");
-    std::vector<uint8_t> out(s.size() / 2);
-    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<uint8_t>(nib(s[2 * i]) << 4 | nib(s[2 * i + 1]));
-    return out;
-}
 
 std::string SealedObject::to_json() const {
     nlohmann::json j = {{"version", 1},      {"type", "trustme-tpm2-sealed"}, {"pcr_bank", "sha256"},
@@ -269,69 +233,23 @@ SealedObject SealedObject::from_json(const std::string& text) {
 
 // ---------------------------------------------------------------------------------------------------
 
-void Tpm::fail_rc(uint32_t rc, const std::string& what) const {
-    Cause cause = Cause::Other;
-    std::string why;
-    if ((rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER) {
-        uint32_t code = rc & 0xFFF;
-        // Format-one codes carry the parameter/handle/session number in bits 8..11: strip it
-        // (TPM 2.0 Part 2, "TPM_RC": RC_FMT1 = 0x080, error number in bits 0..5).
-        if (code & TPM2_RC_FMT1) code = (code & 0x3F) | TPM2_RC_FMT1;
-        switch (code) {
-            case TPM2_RC_POLICY_FAIL:
-                cause = Cause::PcrMismatch;
-                why = "PCR values differ from those the object was sealed to (policy check failed)";
-                break;
-            case TPM2_RC_AUTH_FAIL:
-            case TPM2_RC_BAD_AUTH:
-                cause = Cause::BadAuth;
-                why = "wrong auth value";
-                break;
-            case TPM2_RC_LOCKOUT:
-                cause = Cause::Lockout;
-                why = "the TPM is in dictionary-attack lockout (wait for recovery or reset the lockout)";
-                break;
-            case TPM2_RC_PCR_CHANGED:
-                cause = Cause::PcrMismatch;
-                why = "PCR values changed during the operation";
-                break;
-            case TPM2_RC_INITIALIZE:
-                cause = Cause::NoTpm;
-                why = "the TPM has not been started up (TPM2_Startup)";
-                break;
-            default:
-                break;
-        }
-    } else if ((rc & TSS2_RC_LAYER_MASK) == TSS2_TCTI_RC_LAYER) {
-        cause = Cause::NoTpm;
-    }
-    if (why.empty()) why = Tss2_RC_Decode(rc);
-    throw TpmError(cause, "TPM (" + tcti_ + "): " + what + ": " + why);
-}
+void Tpm::fail_rc(uint32_t rc, const std::string& what) const { throw_rc(tcti_, rc, what); }
 
 Tpm::Tpm(const std::string& tcti) : tcti_(tcti) {
     // tpm2-tss logs its own errors to stderr; we report each failure once, as an exception.
     setenv("TSS2_LOG", "all+none", 0);
-    TSS2_TCTI_CONTEXT* t = nullptr;
-    TSS2_RC rc = Tss2_TctiLdr_Initialize(tcti.c_str(), &t);
-    if (rc != TSS2_RC_SUCCESS)
-        throw TpmError(Cause::NoTpm, "TPM (" + tcti + "): cannot open the TPM through this TCTI (no TPM, or a wrong TCTI string): " +
-                                         Tss2_RC_Decode(rc));
-    tcti_ctx_ = t;
+    transport_ = std::make_unique<Tcti>(tcti);
     ESYS_CONTEXT* ctx = nullptr;
-    rc = Esys_Initialize(&ctx, t, nullptr);
-    if (rc != TSS2_RC_SUCCESS) {
-        Tss2_TctiLdr_Finalize(&t);
+    TSS2_RC rc = Esys_Initialize(&ctx, transport_->get(), nullptr);
+    if (rc != TSS2_RC_SUCCESS)
         throw TpmError(Cause::NoTpm, "TPM (" + tcti + "): cannot initialize ESAPI: " + Tss2_RC_Decode(rc));
-    }
     ctx_ = ctx;
     if (is_simulator(tcti)) {
         // A fresh simulator needs TPM2_Startup; a started one answers TPM_RC_INITIALIZE, which is fine.
         rc = Esys_Startup(ctx, TPM2_SU_CLEAR);
         if (rc != TSS2_RC_SUCCESS && (rc & 0xFFF) != TPM2_RC_INITIALIZE) {
             Esys_Finalize(&ctx);
-            Tss2_TctiLdr_Finalize(&t);
-            ctx_ = tcti_ctx_ = nullptr;
+            ctx_ = nullptr;
             throw TpmError(Cause::NoTpm, "TPM (" + tcti + "): TPM2_Startup: " + Tss2_RC_Decode(rc));
         }
     }
@@ -339,9 +257,7 @@ Tpm::Tpm(const std::string& tcti) : tcti_(tcti) {
 
 Tpm::~Tpm() {
     ESYS_CONTEXT* ctx = E(ctx_);
-    if (ctx) Esys_Finalize(&ctx);
-    auto* t = static_cast<TSS2_TCTI_CONTEXT*>(tcti_ctx_);
-    if (t) Tss2_TctiLdr_Finalize(&t);
+    if (ctx) Esys_Finalize(&ctx);  // before the transport it uses goes away
 }
 
 std::map<uint32_t, std::vector<uint8_t>> Tpm::pcr_read(const std::vector<uint32_t>& pcrs) {
@@ -367,12 +283,7 @@ std::map<uint32_t, std::vector<uint8_t>> Tpm::pcr_read(const std::vector<uint32_
 std::vector<uint8_t> Tpm::pcr_read(uint32_t pcr) { return pcr_read(std::vector<uint32_t>{pcr})[pcr]; }
 
 void Tpm::pcr_extend(uint32_t pcr, const std::vector<uint8_t>& digest) {
-    if (pcr > 23) fail("PCR " + std::to_string(pcr) + ": out of range (0..23)");
-    if (digest.size() != SHA256_DIGEST_LENGTH) fail("PCR extend: the digest must be 32 bytes (sha256)");
-    TPML_DIGEST_VALUES v{};
-    v.count = 1;
-    v.digests[0].hashAlg = TPM2_ALG_SHA256;
-    memcpy(v.digests[0].digest.sha256, digest.data(), digest.size());
+    TPML_DIGEST_VALUES v = sha256_extend_values(pcr, digest);
     TSS2_RC rc = Esys_PCR_Extend(E(ctx_), ESYS_TR_PCR0 + pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &v);
     if (rc != TSS2_RC_SUCCESS) fail_rc(rc, "PCR_Extend " + std::to_string(pcr));
 }

@@ -80,8 +80,11 @@ struct Credential {
     std::vector<uint8_t> encrypted_secret;  // TPM2B_ENCRYPTED_SECRET contents
 };
 
-// One connection to the TPM. Not thread-safe. Keep it short-lived: swtpm serves one client connection at
-// a time, so an open Tpm blocks every other user of that swtpm (e.g. the measure hook) until destroyed.
+class Tcti;  // attest/tcti.hpp
+
+// One connection to the TPM, reused by every command (attest/tcti.hpp). Not thread-safe. Keep it
+// short-lived: swtpm serves one client connection at a time, so an open Tpm blocks every other user of
+// that swtpm (e.g. the measure hook) until destroyed.
 class Tpm {
 public:
     // Connects and, for simulators (swtpm, mssim), sends TPM2_Startup(CLEAR) if nobody has.
@@ -129,8 +132,8 @@ private:
     [[noreturn]] void fail_rc(uint32_t rc, const std::string& what) const;
 
     std::string tcti_;
-    void* tcti_ctx_ = nullptr;  // TSS2_TCTI_CONTEXT*
-    void* ctx_ = nullptr;       // ESYS_CONTEXT*
+    std::unique_ptr<Tcti> transport_;
+    void* ctx_ = nullptr;  // ESYS_CONTEXT*
 };
 
 // Hex helpers shared by the attestation code (lower case, no separators).

@@ -210,9 +210,11 @@ TEST_F(AttestHost, HonestRunVerifies) {
     EXPECT_EQ(ev[1].recnum, 1u);
     EXPECT_NE(ev[0].content["manifest_sha256"], ev[1].content["manifest_sha256"]);
     EXPECT_EQ(ev[0].content["source"], "computed");
-    // The PCR is the replay of the log.
-    trustme::tpm::Tpm t(tpm_.tcti());
-    EXPECT_EQ(trustme::attest::replay(ev, 11, t.reset_count()), t.pcr_read(11));
+    // The PCR is the replay of the log. (Scoped: an open Tpm holds swtpm's only connection.)
+    {
+        trustme::tpm::Tpm t(tpm_.tcti());
+        EXPECT_EQ(trustme::attest::replay(ev, 11, t.reset_count()), t.pcr_read(11));
+    }
 
     std::string n = hex_nonce();
     auto v = verify(quote(n), n, allow_all_measured());
@@ -383,10 +385,12 @@ TEST_F(AttestHost, CrashBetweenAppendAndExtendIsPendingThenRecovered) {
 
     // The next hook completes the pending record before measuring its own.
     ASSERT_EQ(measure("c3", b1).rc, 0);
-    trustme::tpm::Tpm t(tpm_.tcti());
     auto ev = log_events();
     ASSERT_EQ(ev.size(), 3u);
-    EXPECT_EQ(trustme::attest::replay(ev, 11, t.reset_count()), t.pcr_read(11));
+    {
+        trustme::tpm::Tpm t(tpm_.tcti());
+        EXPECT_EQ(trustme::attest::replay(ev, 11, t.reset_count()), t.pcr_read(11));
+    }
     n = hex_nonce();
     v = verify(quote(n), n, allow);
     EXPECT_EQ(v.rc, 0) << v.out << v.err;
@@ -422,6 +426,48 @@ TEST_F(AttestHost, ConcurrentHooksKeepLogAndPcrConsistent) {
     std::string n = hex_nonce();
     auto v = verify(quote(n), n, allow_all_measured());
     EXPECT_EQ(v.rc, 0) << v.out << v.err;
+}
+
+// One TPM connection per hook run (attest/tcti.hpp), seen from outside: strace counts the hook's
+// connect(2) calls to swtpm's sockets, on the first run (the TPM probe's connection is the one measuring)
+// and on later ones. tpm2-tss's own swtpm TCTI made 5 (one per command, one at init) plus the control channel.
+TEST_F(AttestHost, HookUsesOneTpmConnection) {
+    if (system("command -v strace >/dev/null 2>&1") != 0) GTEST_SKIP() << "strace not installed";
+    auto b1 = make_bundle("b1", "one");
+    auto connects = [&](const std::string& id, const std::string& path) {
+        std::string trace = dir_.path + "/strace-" + id;
+        std::vector<std::string> argv{"strace", "-f", "-qq", "-e", "trace=connect", "-o", trace};
+        for (auto& a : cmd({"hook", "measure"})) argv.push_back(a);
+        auto r = run(argv, dir_.path, state(id, b1));
+        EXPECT_EQ(r.rc, 0) << r.err;
+        std::istringstream in(slurp(trace));
+        int n = 0;
+        for (std::string line; std::getline(in, line);)
+            if (line.find("sun_path=\"" + path + "\"") != std::string::npos) ++n;
+        return n;
+    };
+    EXPECT_FALSE(fs::exists(log_));
+    EXPECT_EQ(connects("first", tpm_.socket()), 1);
+    EXPECT_EQ(connects("second", tpm_.socket()), 1);
+    EXPECT_EQ(connects("third", tpm_.socket() + ".ctrl"), 0);
+    auto ev = log_events();
+    ASSERT_EQ(ev.size(), 3u);
+    trustme::tpm::Tpm t(tpm_.tcti());
+    EXPECT_EQ(trustme::attest::replay(ev, 11, t.reset_count()), t.pcr_read(11));
+}
+
+// The hook binary starts without libcrypto or ESAPI: those come with the tool module, loaded for the
+// other commands and for computing a manifest (runc, crun), never at start.
+TEST(AttestBinary, StartsWithoutLibcryptoOrEsapi) {
+    TempDir d;
+    setenv("LD_TRACE_LOADED_OBJECTS", "1", 1);
+    auto r = run({kAttest}, d.path);
+    unsetenv("LD_TRACE_LOADED_OBJECTS");
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_NE(r.out.find("libtss2-sys"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("libcrypto"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("libtss2-esys"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("libstdc++"), std::string::npos) << r.out;
 }
 
 TEST_F(AttestHost, AfterATpmResetOldEventsAreNotCovered) {

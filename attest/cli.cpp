@@ -1,0 +1,144 @@
+#include "attest/cli.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+#include <stdexcept>
+
+#include "signing/policy.hpp"
+
+namespace trustme::attest::cli {
+
+const char* const kUsage = R"(Usage: trustme-attest [OPTIONS] COMMAND [ARGS]
+
+Measure container bundles into a TPM PCR and an event log, and prove them to a remote verifier.
+
+Commands:
+  hook measure                 OCI createRuntime hook: read the state on stdin, extend the PCR with the
+                               bundle's measurement and append the event to the log
+  ak create --out FILE         write the attestation key's public part (PEM); --public FILE also writes its
+                               TPM2B_PUBLIC, --ek-cert FILE the TPM's EK certificate (DER) when it has one
+  ak enroll --ek-ca FILE... --out FILE [--remote ADDR]
+                               check the EK certificate chain and that the AK lives in the same TPM
+                               (credential activation), then write the trusted AK (PEM)
+  quote --nonce HEX            TPM2_Quote over the PCR with the AK, with the event log, as JSON on stdout
+  verify --ak FILE --allow FILE (--nonce HEX QUOTE.json | --remote ADDR)
+                               check a quote with the trusted AK and print a verdict per event
+  serve --listen ADDR          answer quote and enrollment requests (ADDR: HOST:PORT, unix:/path or /path)
+  log show                     print the event log as a CEL-JSON array
+
+Options:
+  --policy FILE   trust policy (default $TRUSTME_POLICY, else /etc/trustme/policy.json)
+  --tcti TCTI     TPM to use (policy "tcti"; default device:/dev/tpmrm0), e.g. swtpm:path=/run/swtpm/sock
+  --pcr N         PCR for measurements (policy "pcr"; default 11)
+  --log FILE      event log (policy "event_log"; default /var/lib/trustme/measurements.cel.json)
+  -h, --help      show this help
+  --version       show the version
+
+Exit status: 0 success (verify: VERIFIED), 1 failure or refusal (one line on stderr), 2 usage error.
+See trustme-attest(8) and trustme-eventlog(5).
+)";
+
+namespace {
+const std::set<std::string> kValueOpts = {"policy", "tcti", "pcr",    "log",  "out",    "public", "ek-cert",
+                                          "ek-ca",  "nonce", "ak",    "allow", "remote", "listen"};
+}  // namespace
+
+std::optional<std::string> Args::get(const std::string& k) const {
+    auto it = opts.find(k);
+    if (it == opts.end()) return std::nullopt;
+    return it->second.back();
+}
+
+std::string Args::need(const std::string& k) const {
+    auto v = get(k);
+    if (!v) throw UsageError("missing --" + k);
+    return *v;
+}
+
+Args parse_args(int argc, char** argv) {
+    Args a;
+    for (int i = 1; i < argc; ++i) {
+        std::string s = argv[i];
+        if (s == "-h" || s == "--help") {
+            std::fputs(kUsage, stdout);
+            std::exit(0);
+        }
+        if (s == "--version") {
+            std::fputs("trustme-attest 0.1.0\n", stdout);
+            std::exit(0);
+        }
+        if (s.rfind("--", 0) == 0) {
+            std::string k = s.substr(2), v;
+            auto eq = k.find('=');
+            if (eq != std::string::npos) {
+                v = k.substr(eq + 1);
+                k = k.substr(0, eq);
+            } else {
+                if (!kValueOpts.count(k)) throw UsageError("unknown option --" + k);
+                if (i + 1 >= argc) throw UsageError("--" + k + " needs a value");
+                v = argv[++i];
+            }
+            if (!kValueOpts.count(k)) throw UsageError("unknown option --" + k);
+            a.opts[k].push_back(v);
+        } else {
+            a.positional.push_back(s);
+        }
+    }
+    return a;
+}
+
+Settings settings(const Args& a) {
+    policy::Policy p = policy::load(a.get("policy").value_or(""));
+    Settings s{p.tcti, p.pcr, p.event_log};
+    if (auto v = a.get("tcti")) s.tcti = *v;
+    if (auto v = a.get("log")) s.log = *v;
+    if (auto v = a.get("pcr")) {
+        try {
+            size_t used = 0;
+            unsigned long n = std::stoul(*v, &used);
+            if (used != v->size() || n > 23) throw std::out_of_range(*v);
+            s.pcr = static_cast<uint32_t>(n);
+        } catch (const std::exception&) {
+            throw UsageError("--pcr " + *v + ": not a PCR number 0..23");
+        }
+    }
+    return s;
+}
+
+std::string read_stdin(size_t max) {
+    std::string out;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(0, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_errno(errno, "stdin");
+        }
+        if (n == 0) break;
+        out.append(buf, static_cast<size_t>(n));
+        if (out.size() > max) fail("stdin: more than " + std::to_string(max) + " bytes");
+    }
+    return out;
+}
+
+nlohmann::json parse_json(const std::string& text, const std::string& name) {
+    try {
+        return nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+        fail(name + ": not JSON: " + e.what());
+    }
+}
+
+int report(const std::exception& e) {
+    if (dynamic_cast<const UsageError*>(&e)) {
+        std::fprintf(stderr, "trustme-attest: %s (see trustme-attest --help)\n", e.what());
+        return 2;
+    }
+    std::fprintf(stderr, "trustme-attest: %s\n", e.what());
+    return 1;
+}
+
+}  // namespace trustme::attest::cli
