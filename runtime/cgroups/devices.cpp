@@ -54,6 +54,8 @@ std::vector<DeviceRule> device_rules(const nlohmann::json& resources) {
                 if (c != 'r' && c != 'w' && c != 'm')
                     fail(path + ".access: invalid access \"" + *access + "\" (want a subset of rwm)");
             r.access = *access;
+            // runc spec's default starts with {allow:false, access:rwm}: the deny-all we already hold.
+            if (!r.allow && r.type == 'a' && r.major == -1 && r.minor == -1 && r.access == "rwm" && out.size() == 1) continue;
             out.push_back(r);
         }
     }

@@ -241,9 +241,12 @@ void finalize_process(InitConfig& ic) {
 
     // prestart + createRuntime run in the runtime namespace (by the parent), createContainer here, in the
     // container's namespaces before pivot_root (runtime.md lifecycle steps 4-6).
-    sync::send(ic.sync_fd, sync::Msg::HooksRequest);
-    if (!sync::recv(ic.sync_fd, pkt)) ::_exit(1);
-    if (pkt.type != sync::Msg::HooksDone) ::_exit(1);
+    // The round trip is skipped when there is nothing to run (the parent's copy of cfg is ours: clone).
+    if (!cfg.hooks.prestart.empty() || !cfg.hooks.create_runtime.empty()) {
+        sync::send(ic.sync_fd, sync::Msg::HooksRequest);
+        if (!sync::recv(ic.sync_fd, pkt)) ::_exit(1);
+        if (pkt.type != sync::Msg::HooksDone) ::_exit(1);
+    }
     if (!cfg.hooks.create_container.empty()) {
         nlohmann::json s = {{"ociVersion", oci::kOciVersion}, {"id", ic.id}, {"status", "creating"},
                             {"pid", std::atoi(host_pid.c_str())}, {"bundle", ic.bundle}};
