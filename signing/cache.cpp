@@ -7,7 +7,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sstream>
+#include <array>
+#include <charconv>
+#include <cstring>
 
 #include "base/error.hpp"
 #include "base/files.hpp"
@@ -26,7 +28,9 @@ namespace {
 // ctime is at least this many seconds older than the start of the walk.
 constexpr int64_t kRacyMarginSec = 2;
 
-constexpr const char* kCacheHeader = "trustme-verify-cache v2";
+constexpr const char* kCacheHeader = "trustme-verify-cache v3";
+// Symlink lines: "KEY l=TARGET" (encode_field); file lines: "KEY SHA256[ xattr.NAME=HEX...]".
+constexpr std::string_view kLinkPrefix = "l=";
 
 // Filesystems whose timestamps the local kernel maintains (statfs(2) f_type values, linux/magic.h).
 constexpr long kExt4 = 0xEF53, kXfs = 0x58465342, kBtrfs = 0x9123683E, kTmpfs = 0x01021994,
@@ -38,18 +42,117 @@ bool HashCache::usable_fs(long t) {
     return t == kExt4 || t == kXfs || t == kBtrfs || t == kTmpfs || t == kOverlay || t == kF2fs;
 }
 
-std::string HashCache::key(const struct statx& st) {
-    std::string k;
-    k.reserve(96);
-    k += std::to_string(st.stx_mnt_id) + ' ' + std::to_string(st.stx_dev_major) + ':' +
-         std::to_string(st.stx_dev_minor) + ' ' + std::to_string(st.stx_ino) + ' ' +
-         std::to_string(st.stx_ctime.tv_sec) + '.' + std::to_string(st.stx_ctime.tv_nsec) + ' ' +
-         std::to_string(st.stx_mtime.tv_sec) + '.' + std::to_string(st.stx_mtime.tv_nsec) + ' ' +
-         std::to_string(st.stx_size);
+HashCache::Key HashCache::key(const struct statx& st) {
+    return Key{{st.stx_mnt_id, st.stx_dev_major, st.stx_dev_minor, st.stx_ino,
+                static_cast<uint64_t>(st.stx_ctime.tv_sec), st.stx_ctime.tv_nsec,
+                static_cast<uint64_t>(st.stx_mtime.tv_sec), st.stx_mtime.tv_nsec, st.stx_size}};
+}
+
+size_t HashCache::KeyHash::operator()(const Key& k) const noexcept {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint64_t v : k) h = (h ^ v) * 0x100000001b3ull;
+    return static_cast<size_t>(h ^ (h >> 29));
+}
+
+namespace {
+
+// Text form of a key: "MNT MAJ:MIN INO CTIME_S.NS MTIME_S.NS SIZE". The separators after each number.
+constexpr char kKeySeparators[9] = {' ', ':', ' ', ' ', '.', ' ', '.', ' ', '\0'};
+
+std::string render_key(const std::array<uint64_t, 9>& k) {
+    std::string out;
+    out.reserve(160);
+    for (size_t i = 0; i < k.size(); ++i) {
+        char b[24];
+        out.append(b, std::to_chars(b, b + sizeof b, k[i]).ptr);
+        if (kKeySeparators[i]) out += kKeySeparators[i];
+    }
+    return out;
+}
+
+// Parse a line's key; `rest` gets what follows it (after one space). nullopt: not a key.
+std::optional<std::array<uint64_t, 9>> parse_key(std::string_view line, std::string_view& rest) {
+    std::array<uint64_t, 9> k{};
+    const char* p = line.data();
+    const char* const end = line.data() + line.size();
+    for (size_t i = 0; i < k.size(); ++i) {
+        auto r = std::from_chars(p, end, k[i]);
+        if (r.ec != std::errc() || r.ptr == p) return std::nullopt;
+        p = r.ptr;
+        char sep = kKeySeparators[i] ? kKeySeparators[i] : ' ';
+        if (p == end || *p != sep) return std::nullopt;
+        ++p;
+    }
+    rest = std::string_view(p, static_cast<size_t>(end - p));
     return k;
 }
 
-std::unique_ptr<HashCache> HashCache::open(const std::string& dir, int rootfs_fd, std::string* why_not) {
+}  // namespace
+
+UniqueFd open_cache_store(const std::string& dir, std::string* why_not) {
+    auto no = [&](const std::string& why) {
+        if (why_not) *why_not = why;
+        return UniqueFd();
+    };
+    if (dir.empty() || dir[0] != '/') return no("cache directory must be absolute");
+    constexpr int kFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    UniqueFd store(::open(dir.c_str(), kFlags));
+    if (!store && errno == ENOENT) {
+        // First use: create it (parents 0755, the store itself 0700); then judge what we opened, not the path.
+        for (size_t p = 1; p <= dir.size(); ++p) {
+            if (p == dir.size() || dir[p] == '/') {
+                std::string part = dir.substr(0, p);
+                if (::mkdir(part.c_str(), p == dir.size() ? 0700 : 0755) < 0 && errno != EEXIST)
+                    return no("mkdir " + part + ": " + strerror(errno));
+            }
+        }
+        store = UniqueFd(::open(dir.c_str(), kFlags));
+    }
+    if (!store) return no(dir + ": " + strerror(errno));
+    struct stat st{};
+    if (::fstat(store.get(), &st) < 0) return no(dir + ": " + strerror(errno));
+    if (st.st_uid != ::geteuid() || (st.st_mode & 022)) return no(dir + ": not owned by us or writable by others");
+    return store;
+}
+
+std::optional<std::string> read_store_file(int store_fd, const std::string& name) {
+    UniqueFd f(::openat(store_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!f) return std::nullopt;
+    struct stat st{};
+    if (::fstat(f.get(), &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022))
+        return std::nullopt;
+    std::string text(static_cast<size_t>(st.st_size), '\0');
+    size_t off = 0;
+    while (off < text.size()) {
+        ssize_t n = ::read(f.get(), text.data() + off, text.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return std::nullopt;  // an unreadable cache is an empty cache
+        if (n == 0) break;
+        off += static_cast<size_t>(n);
+    }
+    text.resize(off);
+    return text;
+}
+
+void write_store_file(int store_fd, const std::string& name, const std::string& data) {
+    // A private temporary name per writer: two verifications at once must not interleave into one file.
+    std::string tmp = "." + name + "." + std::to_string(::getpid()) + "." + std::to_string(::gettid());
+    UniqueFd fd(::openat(store_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return;
+    size_t off = 0;
+    while (off < data.size()) {
+        ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            ::unlinkat(store_fd, tmp.c_str(), 0);
+            return;
+        }
+        off += static_cast<size_t>(n);
+    }
+    if (::renameat(store_fd, tmp.c_str(), store_fd, name.c_str()) < 0) ::unlinkat(store_fd, tmp.c_str(), 0);
+}
+
+std::unique_ptr<HashCache> HashCache::open(int store_fd, int rootfs_fd, std::string* why_not) {
     auto no = [&](const std::string& why) {
         if (why_not) *why_not = why;
         return std::unique_ptr<HashCache>();
@@ -62,103 +165,101 @@ std::unique_ptr<HashCache> HashCache::open(const std::string& dir, int rootfs_fd
         return no(std::string("statx rootfs: ") + strerror(errno));
     if (!(root.stx_mask & STATX_MNT_ID_UNIQUE)) return no("kernel without unique mount ids (Linux < 6.8)");
 
-    if (dir.empty() || dir[0] != '/') return no("cache directory must be absolute");
-    // Create the store (parents 0755, the store itself 0700); then judge what we opened, not the path.
-    for (size_t p = 1; p <= dir.size(); ++p) {
-        if (p == dir.size() || dir[p] == '/') {
-            std::string part = dir.substr(0, p);
-            if (::mkdir(part.c_str(), p == dir.size() ? 0700 : 0755) < 0 && errno != EEXIST)
-                return no("mkdir " + part + ": " + strerror(errno));
-        }
-    }
-    UniqueFd store(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!store) return no(dir + ": " + strerror(errno));
-    struct stat st{};
-    if (::fstat(store.get(), &st) < 0) return no(dir + ": " + strerror(errno));
-    if (st.st_uid != ::geteuid() || (st.st_mode & 022)) return no(dir + ": not owned by us or writable by others");
-
     std::unique_ptr<HashCache> c(new HashCache);
-    c->store_ = std::move(store);
+    c->store_ = store_fd;
     c->file_ = sha256_hex(std::to_string(root.stx_mnt_id) + ' ' + std::to_string(root.stx_dev_major) + ':' +
                           std::to_string(root.stx_dev_minor) + ' ' + std::to_string(root.stx_ino)) + ".cache";
     struct timespec now{};
     ::clock_gettime(CLOCK_REALTIME, &now);
     c->not_after_sec_ = now.tv_sec - kRacyMarginSec;
 
-    UniqueFd f(::openat(c->store_.get(), c->file_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (f) {
-        struct stat fst{};
-        if (::fstat(f.get(), &fst) == 0 && S_ISREG(fst.st_mode) && fst.st_uid == ::geteuid() && !(fst.st_mode & 022)) {
-            std::string text;
-            try {
-                text = read_file_at(c->store_.get(), c->file_);
-            } catch (const Error&) {
-                text.clear();  // an unreadable cache is an empty cache
-            }
-            std::istringstream in(text);
-            std::string line;
-            // A file of another format version is ignored whole: an older line without xattrs must not
-            // be read as "this file has none".
-            if (std::getline(in, line) && line == kCacheHeader) {
-                while (std::getline(in, line)) {
-                    // KEY is 6 space-separated fields; the value is "SHA256[ xattr.NAME=HEX...]".
-                    size_t p = 0;
-                    for (int i = 0; i < 6 && p != std::string::npos; ++i) p = line.find(' ', p + (i ? 1 : 0));
-                    if (p == std::string::npos) continue;
-                    std::string value = line.substr(p + 1);
-                    if (value.size() < 64 || (value.size() > 64 && value[64] != ' ')) continue;
-                    c->old_.emplace(line.substr(0, p), std::move(value));
-                }
+    if (auto text = read_store_file(store_fd, c->file_)) {
+        std::string_view rest(*text);
+        auto next_line = [&](std::string_view& line) {
+            if (rest.empty()) return false;
+            size_t nl = rest.find('\n');
+            line = rest.substr(0, nl);
+            rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+            return true;
+        };
+        std::string_view line;
+        // A file of another format version is ignored whole: an older line without xattrs must not
+        // be read as "this file has none".
+        if (next_line(line) && line == kCacheHeader) {
+            while (next_line(line)) {
+                // "KEY VALUE": the value is "SHA256[ xattr.NAME=HEX...]" or "l=TARGET".
+                std::string_view value;
+                auto k = parse_key(line, value);
+                if (!k) continue;
+                if (!value.starts_with(kLinkPrefix) && (value.size() < 64 || (value.size() > 64 && value[64] != ' ')))
+                    continue;
+                c->entries_.emplace(*k, Slot{std::string(value), false});
             }
         }
     }
+    c->loaded_ = c->entries_.size();
     c->mnt_id_ = root.stx_mnt_id;
     return c;
 }
 
-bool HashCache::lookup(const struct statx& st, std::string& hex, Xattrs& xattrs) {
-    if (!(st.stx_mask & STATX_MNT_ID_UNIQUE) || st.stx_mnt_id != mnt_id_) return false;
-    std::string k = key(st);
+std::optional<std::string> HashCache::take(const struct statx& st) {
+    if (!(st.stx_mask & STATX_MNT_ID_UNIQUE) || st.stx_mnt_id != mnt_id_) return std::nullopt;
     std::lock_guard lk(mu_);
-    auto it = old_.find(k);
-    if (it == old_.end()) return false;
-    auto x = parse_xattrs(std::string_view(it->second).substr(64));
+    auto it = entries_.find(key(st));
+    if (it == entries_.end()) return std::nullopt;
+    if (!it->second.seen) {
+        it->second.seen = true;
+        ++seen_loaded_;
+    }
+    return it->second.value;
+}
+
+void HashCache::put(const struct statx& st, std::string value) {
+    if (!(st.stx_mask & STATX_MNT_ID_UNIQUE) || st.stx_mnt_id != mnt_id_) return;
+    if (st.stx_ctime.tv_sec >= not_after_sec_) return;  // racy: could change again within the same tick
+    std::lock_guard lk(mu_);
+    Slot& slot = entries_[key(st)];
+    slot.value = std::move(value);
+    slot.seen = true;
+    dirty_ = true;
+}
+
+bool HashCache::lookup(const struct statx& st, std::string& hex, Xattrs& xattrs) {
+    auto v = take(st);
+    if (!v || v->size() < 64 || v->starts_with(kLinkPrefix)) return false;
+    auto x = parse_xattrs(std::string_view(*v).substr(64));
     if (!x) return false;
-    hex = it->second.substr(0, 64);
+    hex = v->substr(0, 64);
     xattrs = std::move(*x);
-    next_.emplace(std::move(k), it->second);
     return true;
 }
 
 void HashCache::insert(const struct statx& st, const std::string& hex, const Xattrs& xattrs) {
-    if (!(st.stx_mask & STATX_MNT_ID_UNIQUE) || st.stx_mnt_id != mnt_id_) return;
-    if (st.stx_ctime.tv_sec >= not_after_sec_) return;  // racy: could change again within the same tick
-    std::string value = hex + render_xattrs(xattrs);
-    std::lock_guard lk(mu_);
-    next_[key(st)] = std::move(value);
-    dirty_ = true;
+    put(st, hex + render_xattrs(xattrs));
+}
+
+bool HashCache::lookup_link(const struct statx& st, std::string& target) {
+    auto v = take(st);
+    if (!v || !v->starts_with(kLinkPrefix)) return false;
+    auto t = decode_field(std::string_view(*v).substr(kLinkPrefix.size()));
+    // The length is in the key (a symlink's size is its target's length): a mismatch is a damaged line.
+    if (!t || t->size() != st.stx_size) return false;
+    target = std::move(*t);
+    return true;
+}
+
+void HashCache::insert_link(const struct statx& st, const std::string& target) {
+    put(st, std::string(kLinkPrefix) + encode_field(target));
 }
 
 void HashCache::save() {
     std::lock_guard lk(mu_);
-    if (!dirty_ && next_.size() == old_.size()) return;
+    // Unchanged: nothing inserted and every loaded entry seen again.
+    if (!dirty_ && seen_loaded_ == loaded_) return;
     std::string out = std::string(kCacheHeader) + "\n";
-    for (const auto& [k, v] : next_) out += k + ' ' + v + '\n';
-    // A private temporary name per writer: two verifications at once must not interleave into one file.
-    std::string tmp = "." + file_ + "." + std::to_string(::getpid()) + "." + std::to_string(::gettid());
-    UniqueFd fd(::openat(store_.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) return;  // the cache is an optimisation: failing to save it never fails a verification
-    size_t off = 0;
-    while (off < out.size()) {
-        ssize_t n = ::write(fd.get(), out.data() + off, out.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            ::unlinkat(store_.get(), tmp.c_str(), 0);
-            return;
-        }
-        off += static_cast<size_t>(n);
-    }
-    if (::renameat(store_.get(), tmp.c_str(), store_.get(), file_.c_str()) < 0) ::unlinkat(store_.get(), tmp.c_str(), 0);
+    for (const auto& [k, slot] : entries_)
+        if (slot.seen) out += render_key(k) + ' ' + slot.value + '\n';
+    write_store_file(store_, file_, out);
 }
 
 }  // namespace trustme::signing

@@ -8,9 +8,11 @@
 #pragma once
 #include <sys/stat.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -20,12 +22,20 @@
 
 namespace trustme::signing {
 
+// The store (policy verify_cache_dir): opened, creating it if needed (mode 0700), and judged on the fd:
+// a directory owned by us that nobody else may write. An empty fd (and *why_not) when it is not so.
+UniqueFd open_cache_store(const std::string& dir, std::string* why_not);
+// A file of the store, only if it is a regular file owned by us that nobody else may write; else nullopt.
+std::optional<std::string> read_store_file(int store_fd, const std::string& name);
+// Replace a file of the store atomically (private temporary + rename). Failure is silent: a cache that
+// cannot be written is a cache that misses next time.
+void write_store_file(int store_fd, const std::string& name, const std::string& data);
+
 class HashCache {
 public:
-    // Open (creating if needed, mode 0700) the store for the tree under rootfs_fd. Returns null and sets
-    // *why_not when caching is not safe here (filesystem type, kernel without unique mount ids, store not
-    // owned by us or writable by others).
-    static std::unique_ptr<HashCache> open(const std::string& store_dir, int rootfs_fd, std::string* why_not);
+    // The digest cache of the tree under rootfs_fd, in the opened store (open_cache_store). Returns null
+    // and sets *why_not when caching is not safe here (filesystem type, kernel without unique mount ids).
+    static std::unique_ptr<HashCache> open(int store_fd, int rootfs_fd, std::string* why_not);
 
     // Thread-safe. A hit gives the content digest and the xattrs (setxattr/removexattr move ctime too).
     bool lookup(const struct statx& st, std::string& hex, std::vector<std::pair<std::string, std::string>>& xattrs);
@@ -34,6 +44,10 @@ public:
     // coarse granularity, so a change in the same tick could keep the ctime ("racy clean", as in git).
     void insert(const struct statx& st, const std::string& hex,
                 const std::vector<std::pair<std::string, std::string>>& xattrs);
+    // Symlinks: the target, keyed like a file. No system call changes a symlink's target in place (a new
+    // target is a new inode), and the key's ctime rules out a reused inode number as for files.
+    bool lookup_link(const struct statx& st, std::string& target);
+    void insert_link(const struct statx& st, const std::string& target);
     // Write the entries seen in this walk (lookups that hit and inserts) atomically; drop the rest.
     void save();
 
@@ -41,14 +55,26 @@ public:
 
 private:
     HashCache() = default;
-    static std::string key(const struct statx& st);
+    // mount id, dev major, dev minor, inode, ctime s, ns, mtime s, ns, size
+    using Key = std::array<uint64_t, 9>;
+    struct KeyHash {
+        size_t operator()(const Key& k) const noexcept;
+    };
+    struct Slot {
+        std::string value;
+        bool seen = false;  // looked up or inserted in this walk: kept by save()
+    };
+    static Key key(const struct statx& st);
+    std::optional<std::string> take(const struct statx& st);  // a hit is kept for the next save
+    void put(const struct statx& st, std::string value);
 
-    UniqueFd store_;
+    int store_ = -1;  // borrowed from the caller
     std::string file_;
     uint64_t mnt_id_ = 0;        // unique mount id of the rootfs: entries elsewhere are never cached
     int64_t not_after_sec_ = 0;  // only ctimes strictly before this are remembered
     std::mutex mu_;
-    std::unordered_map<std::string, std::string> old_, next_;
+    std::unordered_map<Key, Slot, KeyHash> entries_;
+    size_t loaded_ = 0, seen_loaded_ = 0;
     bool dirty_ = false;
 };
 

@@ -23,6 +23,7 @@
 #include "base/fd.hpp"
 #include "base/files.hpp"
 #include "signing/cache.hpp"
+#include "signing/sha256.hpp"
 
 namespace trustme::signing {
 namespace {
@@ -35,16 +36,6 @@ constexpr std::string_view kHeader = "trustme-manifest v1\n";
 constexpr unsigned kStatxMask = STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE;
 constexpr int kMaxDepth = 1024;
 constexpr size_t kMaxPendingFds = 128;  // open files queued for hashing: bounded, whatever RLIMIT_NOFILE is
-
-std::string to_hex(const unsigned char* p, size_t n) {
-    static const char d[] = "0123456789abcdef";
-    std::string s(n * 2, '0');
-    for (size_t i = 0; i < n; ++i) {
-        s[2 * i] = d[p[i] >> 4];
-        s[2 * i + 1] = d[p[i] & 15];
-    }
-    return s;
-}
 
 bool is_hex(std::string_view s, size_t len) {
     return s.size() == len && std::all_of(s.begin(), s.end(), [](char c) {
@@ -269,10 +260,19 @@ private:
                 if (stats_) ++stats_->files;
                 submit({owned.release(), &e, fst});
             } else if (type == S_IFLNK) {
-                std::string target(PATH_MAX, '\0');
-                ssize_t n = ::readlinkat(dirfd, name.c_str(), target.data(), target.size());
-                if (n < 0) fail_errno(errno, "readlink " + what);
-                target.resize(static_cast<size_t>(n));
+                // Like a cached file, a cached symlink costs the one statx above.
+                std::string target;
+                if (stats_) ++stats_->links;
+                if (opt_.cache && opt_.cache->lookup_link(st, target)) {
+                    if (stats_) ++stats_->link_cache_hits;
+                } else {
+                    target.assign(PATH_MAX, '\0');
+                    ssize_t n = ::readlinkat(dirfd, name.c_str(), target.data(), target.size());
+                    if (n < 0) fail_errno(errno, "readlink " + what);
+                    target.resize(static_cast<size_t>(n));
+                    // A length other than statx's means the link was replaced in between: not remembered.
+                    if (opt_.cache && target.size() == st.stx_size) opt_.cache->insert_link(st, target);
+                }
                 Entry& e = entries_.emplace_back();
                 e.path = child;
                 fill_meta(e, st);
@@ -336,7 +336,7 @@ private:
 
     void hash_one(EVP_MD_CTX* ctx, int fd, const HashJob& job, std::vector<unsigned char>& buf) {
         const std::string what = "rootfs" + job.entry->path;
-        if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) fail(what + ": SHA-256 unavailable");
+        if (!ctx || EVP_DigestInit_ex2(ctx, sha256_md(), nullptr) != 1) fail(what + ": SHA-256 unavailable");
         ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         uint64_t total = 0;
         for (;;) {
@@ -404,6 +404,8 @@ int unhex(char c) {
     return -1;
 }
 
+}  // namespace
+
 // Inverse of encode_field; nullopt for anything encode_field would not have produced.
 std::optional<std::string> decode_field(std::string_view s) {
     std::string out;
@@ -427,6 +429,8 @@ std::optional<std::string> decode_field(std::string_view s) {
     }
     return out;
 }
+
+namespace {
 
 std::string hex_bytes(std::string_view raw) {
     return to_hex(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
@@ -561,13 +565,6 @@ std::string entry_difference(const Entry& s, const Entry& a) {
 }
 
 }  // namespace
-
-std::string sha256_hex(std::string_view data) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1) fail("SHA-256 failed");
-    return to_hex(md, len);
-}
 
 std::string encode_field(std::string_view raw) {
     static const char d[] = "0123456789ABCDEF";

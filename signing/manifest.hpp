@@ -40,7 +40,8 @@ struct Manifest {
 };
 
 struct WalkStats {
-    uint64_t entries = 0, files = 0, bytes_hashed = 0, cache_hits = 0;
+    uint64_t entries = 0, files = 0, bytes_hashed = 0, cache_hits = 0, links = 0, link_cache_hits = 0;
+    bool signature_cached = false;  // verify_bundle: the CMS verdict came from the cache (cms_cache.hpp)
 };
 
 struct WalkOptions {
@@ -71,6 +72,8 @@ std::string sha256_hex(std::string_view data);
 
 // Percent-encoding used for paths and link targets in the manifest (bytes outside '!'..'~', and '%').
 std::string encode_field(std::string_view raw);
+// Its inverse; nullopt for anything encode_field would not have produced.
+std::optional<std::string> decode_field(std::string_view encoded);
 
 using Xattrs = std::vector<std::pair<std::string, std::string>>;
 // Xattrs as the manifest writes them (" xattr.NAME=HEX" each), for the digest cache; the parser returns

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
+#include <optional>
 
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -100,8 +102,7 @@ std::vector<Cert> load_certs(const std::string& path) { return load_certs_text(r
 
 Cert load_cert(const std::string& path) { return std::move(load_certs(path).front()); }
 
-std::vector<Crl> load_crls(const std::string& path) {
-    std::string text = read_file(path);
+std::vector<Crl> load_crls_text(const std::string& text, const std::string& name) {
     std::vector<Crl> out;
     Bio b(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
     while (X509_CRL* c = PEM_read_bio_X509_CRL(b.get(), nullptr, nullptr, nullptr)) out.emplace_back(c);
@@ -111,8 +112,20 @@ std::vector<Crl> load_crls(const std::string& path) {
         if (X509_CRL* c = d2i_X509_CRL(nullptr, &p, static_cast<long>(text.size()))) out.emplace_back(c);
         ERR_clear_error();
     }
-    if (out.empty()) fail(path + ": no CRL (PEM or DER) found");
+    if (out.empty()) fail(name + ": no CRL (PEM or DER) found");
     return out;
+}
+
+std::vector<Crl> load_crls(const std::string& path) { return load_crls_text(read_file(path), path); }
+
+// Seconds since the epoch, or nullopt (then the verdict is simply not cached: never a refusal).
+std::optional<time_t> asn1_epoch(const ASN1_TIME* t) {
+    struct tm tm{};
+    if (!t || !ASN1_TIME_to_tm(t, &tm)) {
+        ERR_clear_error();
+        return std::nullopt;
+    }
+    return timegm(&tm);
 }
 
 void add_ext(X509* cert, X509* issuer, int nid, const char* value) {
@@ -259,41 +272,22 @@ Cms parse_cms(const std::string& sig, const std::string& sig_name) {
     return Cms(cms);
 }
 
-Store build_store(const trustme::policy::Policy& pol) {
+Store build_store(const trustme::policy::Policy& pol, const TrustMaterial& trust) {
     const std::string origin = pol.path.empty() ? "policy" : pol.path;
-    if (pol.trust_anchors.empty()) fail(origin + ": trust_anchors: no trust anchors configured");
     Store store(X509_STORE_new());
-    for (const auto& a : pol.trust_anchors) {
-        struct stat st{};
-        if (::stat(a.c_str(), &st) < 0) fail(origin + ": trust_anchors: " + a + ": " + strerror(errno));
-        std::vector<std::string> files;
-        if (S_ISDIR(st.st_mode)) {
-            DIR* d = ::opendir(a.c_str());
-            if (!d) fail(origin + ": trust_anchors: " + a + ": " + strerror(errno));
-            while (dirent* de = ::readdir(d)) {
-                std::string n = de->d_name;
-                if (n.ends_with(".pem") || n.ends_with(".crt")) files.push_back(a + "/" + n);
-            }
-            ::closedir(d);
-            std::sort(files.begin(), files.end());
-            if (files.empty()) fail(origin + ": trust_anchors: " + a + ": no .pem or .crt files");
-        } else {
-            files.push_back(a);
+    for (const auto& f : trust.anchors) {
+        std::vector<Cert> certs;
+        try {
+            certs = load_certs_text(f.bytes, f.path);
+        } catch (const Error& e) {
+            fail(origin + ": trust_anchors: " + e.what());
         }
-        for (const auto& f : files) {
-            std::vector<Cert> certs;
-            try {
-                certs = load_certs(f);
-            } catch (const Error& e) {
-                fail(origin + ": trust_anchors: " + e.what());
-            }
-            for (auto& c : certs) X509_STORE_add_cert(store.get(), c.get());
-        }
+        for (auto& c : certs) X509_STORE_add_cert(store.get(), c.get());
     }
-    for (const auto& f : pol.crls) {
+    for (const auto& f : trust.crls) {
         std::vector<Crl> crls;
         try {
-            crls = load_crls(f);
+            crls = load_crls_text(f.bytes, f.path);
         } catch (const Error& e) {
             fail(origin + ": crls: " + e.what());
         }
@@ -311,6 +305,45 @@ Store build_store(const trustme::policy::Policy& pol) {
 }
 
 }  // namespace
+
+TrustMaterial read_trust_material(const trustme::policy::Policy& pol) {
+    const std::string origin = pol.path.empty() ? "policy" : pol.path;
+    if (pol.trust_anchors.empty()) fail(origin + ": trust_anchors: no trust anchors configured");
+    TrustMaterial m;
+    for (const auto& a : pol.trust_anchors) {
+        struct stat st{};
+        if (::stat(a.c_str(), &st) < 0) fail(origin + ": trust_anchors: " + a + ": " + strerror(errno));
+        std::vector<std::string> files;
+        if (S_ISDIR(st.st_mode)) {
+            DIR* d = ::opendir(a.c_str());
+            if (!d) fail(origin + ": trust_anchors: " + a + ": " + strerror(errno));
+            while (dirent* de = ::readdir(d)) {
+                std::string n = de->d_name;
+                if (n.ends_with(".pem") || n.ends_with(".crt")) files.push_back(a + "/" + n);
+            }
+            ::closedir(d);
+            std::sort(files.begin(), files.end());
+            if (files.empty()) fail(origin + ": trust_anchors: " + a + ": no .pem or .crt files");
+        } else {
+            files.push_back(a);
+        }
+        for (auto& f : files) {
+            try {
+                m.anchors.push_back({f, read_file(f)});
+            } catch (const Error& e) {
+                fail(origin + ": trust_anchors: " + e.what());
+            }
+        }
+    }
+    for (const auto& f : pol.crls) {
+        try {
+            m.crls.push_back({f, read_file(f)});
+        } catch (const Error& e) {
+            fail(origin + ": crls: " + e.what());
+        }
+    }
+    return m;
+}
 
 KeySpec parse_key_spec(const std::string& s) {
     KeySpec k;
@@ -408,9 +441,9 @@ std::string cms_sign(const std::string& data, const std::string& key_path, const
     return bio_string(out.get());
 }
 
-Signer cms_verify(const std::string& data, const std::string& sig, const std::string& sig_name,
-                  const trustme::policy::Policy& policy) {
-    Store store = build_store(policy);
+Verdict cms_verify(const std::string& data, const std::string& sig, const std::string& sig_name,
+                   const trustme::policy::Policy& policy, const TrustMaterial& trust) {
+    Store store = build_store(policy, trust);
     Cms cms = parse_cms(sig, sig_name);
     if (!CMS_is_detached(cms.get())) fail(sig_name + ": not a detached signature");
     if (sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms.get())) != 1) fail(sig_name + ": expected exactly one signer");
@@ -454,7 +487,38 @@ Signer cms_verify(const std::string& data, const std::string& sig, const std::st
         fail(sig_name + ": certificate " + who.subject + ": lacks the codeSigning extended key usage");
     if ((xf & EXFLAG_KUSAGE) && !(X509_get_key_usage(signer) & KU_DIGITAL_SIGNATURE))
         fail(sig_name + ": certificate " + who.subject + ": key usage does not allow digitalSignature");
-    return who;
+
+    // How long this verdict holds: X509_verify_cert checked every certificate of the chain it built, and
+    // (with CRL checking) the CRL of the signer's issuer, against the current time. Every CRL of the
+    // policy bounds it, used or not: a cached verdict may end early, never late.
+    Verdict v{std::move(who), 0, std::numeric_limits<time_t>::max()};
+    bool bounded = true;
+    auto from = [&](const ASN1_TIME* t) {
+        auto e = asn1_epoch(t);
+        if (e) v.valid_from = std::max(v.valid_from, *e);
+        else bounded = false;
+    };
+    auto until = [&](const ASN1_TIME* t) {
+        auto e = asn1_epoch(t);
+        if (e) v.valid_until = std::min(v.valid_until, *e);
+        else bounded = false;
+    };
+    STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
+    for (int i = 0; chain && i < sk_X509_num(chain); ++i) {
+        X509* c = sk_X509_value(chain, i);
+        from(X509_get0_notBefore(c));
+        until(X509_get0_notAfter(c));
+    }
+    STACK_OF(X509_OBJECT)* objs = X509_STORE_get0_objects(store.get());
+    for (int i = 0; objs && i < sk_X509_OBJECT_num(objs); ++i) {
+        X509_CRL* crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+        if (!crl) continue;
+        from(X509_CRL_get0_lastUpdate(crl));
+        if (const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl)) until(next);
+    }
+    // Nothing to bound it by, or a time we could not read: valid for no time at all, so never cached.
+    if (!bounded || !chain || sk_X509_num(chain) == 0) v.valid_until = v.valid_from;
+    return v;
 }
 
 std::vector<Signer> cms_signers(const std::string& sig, const std::string& sig_name) {

@@ -45,11 +45,29 @@ struct Signer {
     std::string not_after;
 };
 
-// Verify a detached CMS signature over `data` against the policy's anchors and CRLs: the signature, the
-// chain to an anchor, validity dates, revocation, the codeSigning EKU. `sig_name` names the signature
-// file in errors ("NAME: reason"). Returns the signer.
-Signer cms_verify(const std::string& data, const std::string& sig, const std::string& sig_name,
-                  const trustme::policy::Policy& policy);
+// The policy's trust anchors and CRLs as bytes, read once: what cms_verify parses is exactly what the
+// verdict cache's key covers (cms_cache.hpp). Anchor directories contribute their *.pem and *.crt files
+// in name order. Errors name the policy file and the field.
+struct TrustFile {
+    std::string path, bytes;
+};
+struct TrustMaterial {
+    std::vector<TrustFile> anchors, crls;
+};
+TrustMaterial read_trust_material(const trustme::policy::Policy& policy);
+
+// A successful verification and how long it stays true: the signer's chain and the CRLs are all within
+// their validity at any time in [valid_from, valid_until).
+struct Verdict {
+    Signer signer;
+    time_t valid_from = 0, valid_until = 0;
+};
+
+// Verify a detached CMS signature over `data` against the policy's anchors and CRLs (`trust`, read by
+// read_trust_material): the signature, the chain to an anchor, validity dates, revocation, the
+// codeSigning EKU. `sig_name` names the signature file in errors ("NAME: reason").
+Verdict cms_verify(const std::string& data, const std::string& sig, const std::string& sig_name,
+                   const trustme::policy::Policy& policy, const TrustMaterial& trust);
 
 // For `inspect`: the signer certificates in a CMS blob, without verifying anything.
 std::vector<Signer> cms_signers(const std::string& sig, const std::string& sig_name);

@@ -280,9 +280,11 @@ int cmd_verify(int argc, char** argv) {
     }
     char line[512];
     snprintf(line, sizeof line,
-             "%llu entries, %llu files (%llu from cache), %.1f MB hashed in %.3f s (%.1f MB/s)",
+             "%llu entries, %llu files (%llu from cache), %llu symlinks (%llu from cache), %.1f MB hashed in %.3f s "
+             "(%.1f MB/s)",
              static_cast<unsigned long long>(st.entries), static_cast<unsigned long long>(st.files),
-             static_cast<unsigned long long>(st.cache_hits), st.bytes_hashed / 1e6, secs,
+             static_cast<unsigned long long>(st.cache_hits), static_cast<unsigned long long>(st.links),
+             static_cast<unsigned long long>(st.link_cache_hits), st.bytes_hashed / 1e6, secs,
              secs > 0 ? st.bytes_hashed / 1e6 / secs : 0.0);
     std::cout << "verified " << b.path << "\n"
               << "  location:  " << res.location << "\n"
@@ -290,7 +292,8 @@ int cmd_verify(int argc, char** argv) {
               << "  manifest:  sha256 " << res.manifest_digest << "\n"
               << "  config:    sha256 " << res.config_digest
               << (std::string(res.location) == "rootfs" ? " (judged by policy constraints)" : " (signed)") << "\n"
-              << "  rootfs:    " << line << "\n";
+              << "  rootfs:    " << line << "\n"
+              << "  signature: " << (st.signature_cached ? "verdict from cache" : "verified") << "\n";
     return 0;
 }
 

@@ -140,10 +140,10 @@ protected:
 
     void write_config() { write(bundle_ + "/config.json", config_.dump(2)); }
 
-    void write_policy(const std::string& extra, const std::string& anchors = "") {
+    void write_policy(const std::string& extra, const std::string& anchors = "", const std::string& crl = "") {
         write(policy_, "{\"trust_anchors\": [\"" + (anchors.empty() ? pki_ + "/root-ca.pem" : anchors) +
-                           "\"], \"crls\": [\"" + pki_ + "/crl.pem\"], \"verify_cache_dir\": \"" + dir_ +
-                           "/cache\", " + extra + "}");
+                           "\"], \"crls\": [\"" + (crl.empty() ? pki_ + "/crl.pem" : crl) +
+                           "\"], \"verify_cache_dir\": \"" + dir_ + "/cache\", " + extra + "}");
     }
 
     void sign(const std::string& name = "app", bool embedded = false, const std::string& pki = "") {
@@ -159,16 +159,42 @@ protected:
                                        p + "/" + name + "-chain.pem"));
     }
 
-    // Through the plugin, as the runtime calls it: fds opened once, the exact config bytes.
-    Outcome verify() {
+    // Fds opened once and the exact config bytes, as the runtime passes them.
+    template <class Fn>
+    Outcome call(Fn fn) {
         Outcome o;
         UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         UniqueFd r(::open(rootfs_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
         std::string cfg = slurp(bundle_ + "/config.json");
         trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(),
                                    cfg.data(), cfg.size()};
-        o.rc = verify_(&req, &o.res);
+        o.rc = fn(req, o.res);
         return o;
+    }
+
+    // Through the plugin, as the runtime calls it.
+    Outcome verify() {
+        return call([&](const trustme_verify_request& req, trustme_verify_result& res) { return verify_(&req, &res); });
+    }
+
+    // Through verify_bundle (the plugin's body) for its statistics: was the CMS verdict cached?
+    Outcome verify_with(WalkStats& stats, bool use_cache = true) {
+        VerifyOptions opt;
+        opt.use_cache = use_cache;
+        stats = {};
+        return call([&](const trustme_verify_request& req, trustme_verify_result& res) {
+            return verify_bundle(&req, &res, opt, &stats);
+        });
+    }
+
+    // Verify twice: the first verifies the CMS signature in full, the second takes the cached verdict.
+    void expect_verdict_cached() {
+        WalkStats s;
+        Outcome o = verify_with(s);
+        ASSERT_EQ(o.rc, 0) << o.error();
+        o = verify_with(s);
+        ASSERT_EQ(o.rc, 0) << o.error();
+        ASSERT_TRUE(s.signature_cached);
     }
 
     void expect_refused(const std::string& reason) {
@@ -212,7 +238,7 @@ TEST_F(Signing, ManifestCoversEveryKindOfEntry) {
     EXPECT_NE(m.find("\n/usr/sbin/tool f 0755 0 0 link=/usr/bin/tool\n"), std::string::npos) << m;
     EXPECT_NE(m.find("\n/dev/null c 0666 0 0 rdev=1:3\n"), std::string::npos);
     EXPECT_NE(m.find("\n/run/fifo p 0600 0 0\n"), std::string::npos);
-    EXPECT_NE(m.find("\n/bin/sh l 0777 0 0 target=/bin/busybox\n"), std::string::npos);
+    EXPECT_NE(m.find("\n/bin/sh l 0777 0 0 target=../bin/busybox\n"), std::string::npos);
     EXPECT_NE(m.find("\n/etc/name%20with%20space%0Aand%20newline%25 f 0644 0 0 size=4 sha256="), std::string::npos);
     EXPECT_NE(m.find(" xattr.security.capability=0100000200200000000000000000000000000000\n"), std::string::npos);
     EXPECT_NE(m.find("\n/tmp d 1777 0 0\n"), std::string::npos);
@@ -269,7 +295,7 @@ TEST_F(Signing, RetargetedSymlinkRefused) {
     sign();
     ASSERT_EQ(::unlink((rootfs_ + "/bin/sh").c_str()), 0);
     ASSERT_EQ(::symlink("/host/evil", (rootfs_ + "/bin/sh").c_str()), 0);
-    expect_refused(rootfs_ + "/bin/sh: symlink target /host/evil, the manifest has /bin/busybox");
+    expect_refused(rootfs_ + "/bin/sh: symlink target /host/evil, the manifest has ../bin/busybox");
 }
 
 TEST_F(Signing, FileReplacedBySymlinkRefused) {
@@ -449,10 +475,22 @@ TEST_F(Signing, CacheCatchesChangeThatPreservesMtime) {
     trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(), cfg.data(), cfg.size()};
     WalkStats cold, warm, after;
     ASSERT_EQ(verify_bundle(&req, &res, VerifyOptions{}, &cold), 0) << res.error;
-    EXPECT_EQ(cold.cache_hits, 0u);
+    // At most the second path of the hard-linked /usr/{bin,sbin}/tool: its inode was hashed moments ago.
+    EXPECT_LE(cold.cache_hits, 1u);
     ASSERT_EQ(verify_bundle(&req, &res, VerifyOptions{}, &warm), 0) << res.error;
     EXPECT_EQ(warm.cache_hits, warm.files);  // every file came from the cache
     EXPECT_EQ(warm.bytes_hashed, 0u);
+    EXPECT_GT(warm.links, 200u);
+    EXPECT_EQ(warm.link_cache_hits, warm.links);  // and every symlink's target
+
+    // A symlink retargeted (same length, so same size): a new inode, a new key.
+    ASSERT_EQ(::unlink((rootfs_ + "/bin/sh").c_str()), 0);
+    ASSERT_EQ(::symlink("../bin/busyboy", (rootfs_ + "/bin/sh").c_str()), 0);
+    EXPECT_NE(verify_bundle(&req, &res, VerifyOptions{}, &after), 0);
+    EXPECT_EQ(std::string(res.error), rootfs_ + "/bin/sh: symlink target ../bin/busyboy, the manifest has ../bin/busybox");
+    EXPECT_EQ(after.link_cache_hits, warm.links - 1);
+    ASSERT_EQ(::unlink((rootfs_ + "/bin/sh").c_str()), 0);
+    ASSERT_EQ(::symlink("../bin/busybox", (rootfs_ + "/bin/sh").c_str()), 0);
 
     // A cached file's xattrs come from the cache too; changing them moves ctime, so the key misses.
     std::string caps = file_caps(1u << 21);
@@ -489,6 +527,129 @@ TEST_F(Signing, CacheCatchesChangeThatPreservesMtime) {
     ASSERT_EQ(sh("cp -p " + p + " " + p + ".new && mv " + p + ".new " + p), 0);
     EXPECT_NE(verify_bundle(&req, &res, VerifyOptions{}, &after), 0);
     EXPECT_EQ(std::string(res.error), rootfs_ + "/bin/busybox: content changed (SHA-256 differs from the manifest)");
+}
+
+// The CMS verdict cache (signing/cms_cache.hpp): a warm start does no ASN.1/X.509 work, and every input of
+// the verdict is in its key.
+TEST_F(Signing, SignatureVerdictCachedForTheSameBytes) {
+    sign();
+    WalkStats s;
+    Outcome o = verify_with(s);
+    ASSERT_EQ(o.rc, 0) << o.error();
+    EXPECT_FALSE(s.signature_cached);
+    o = verify_with(s);
+    ASSERT_EQ(o.rc, 0) << o.error();
+    EXPECT_TRUE(s.signature_cached);
+    EXPECT_STREQ(o.res.signer_subject, "CN=app,O=trustme");
+    struct stat st{};
+    ASSERT_EQ(::stat((dir_ + "/cache").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0700u);
+    ASSERT_EQ(::stat((dir_ + "/cache/cms-verdicts").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+    EXPECT_EQ(st.st_uid, ::geteuid());
+    // --no-cache verifies in full.
+    o = verify_with(s, /*use_cache=*/false);
+    ASSERT_EQ(o.rc, 0) << o.error();
+    EXPECT_FALSE(s.signature_cached);
+    // Other signature bytes, other key: an untrusted signer is refused although a verdict is cached.
+    sign("app", false, other_pki_);
+    o = verify_with(s);
+    EXPECT_NE(o.rc, 0);
+    EXPECT_FALSE(s.signature_cached);
+    EXPECT_NE(o.error().find("not issued by a trust anchor of the policy"), std::string::npos) << o.error();
+    // Other manifest bytes (re-signed after a change): verified in full again.
+    write(rootfs_ + "/etc/motd", "hello\n");
+    sign();
+    o = verify_with(s);
+    ASSERT_EQ(o.rc, 0) << o.error();
+    EXPECT_FALSE(s.signature_cached);
+}
+
+TEST_F(Signing, SignatureCacheRefusesAfterRevocation) {
+    std::string p = dir_ + "/pki";
+    ASSERT_EQ(sh("cp -a " + pki_ + " " + p), 0);
+    pki_issue(p, "victim", KeySpec{}, Validity{});
+    write_policy(R"("signature": "required")", p + "/root-ca.pem", p + "/crl.pem");
+    sign("victim", false, p);
+    expect_verdict_cached();
+    // A new CRL: its bytes are in the key, so the next start verifies in full and refuses.
+    pki_revoke(p, "victim");
+    std::string why = bundle_ + "/trustme.manifest.p7s: certificate CN=victim,O=trustme: certificate revoked";
+    expect_refused(why);
+    expect_refused(why);  // and a refusal is never cached as anything else
+}
+
+TEST_F(Signing, SignatureCacheFollowsTheTrustAnchors) {
+    std::string anchor = dir_ + "/anchor.pem";
+    write(anchor, slurp(pki_ + "/root-ca.pem"));
+    write_policy(R"("signature": "required")", anchor);
+    sign();
+    expect_verdict_cached();
+    // Same path, other anchor: refused.
+    write(anchor, slurp(other_pki_ + "/root-ca.pem"));
+    Outcome o = verify();
+    EXPECT_NE(o.rc, 0);
+    EXPECT_NE(o.error().find("not issued by a trust anchor of the policy"), std::string::npos) << o.error();
+    // Back to the right anchor, cached again; then a policy without CRLs is another key (no CRL check).
+    write(anchor, slurp(pki_ + "/root-ca.pem"));
+    expect_verdict_cached();
+    write(policy_, "{\"trust_anchors\": [\"" + anchor + "\"], \"verify_cache_dir\": \"" + dir_ +
+                       "/cache\", \"signature\": \"required\"}");
+    WalkStats s;
+    o = verify_with(s);
+    ASSERT_EQ(o.rc, 0) << o.error();
+    EXPECT_FALSE(s.signature_cached);
+}
+
+TEST_F(Signing, TamperedSignatureCacheMeansFullVerification) {
+    sign();
+    expect_verdict_cached();
+    const std::string file = dir_ + "/cache/cms-verdicts";
+    std::string good = slurp(file);
+    ASSERT_NE(good.find("CN=app,O=trustme"), std::string::npos) << good;
+    WalkStats s;
+    auto expect_full = [&](const std::string& what) {
+        Outcome o = verify_with(s);
+        ASSERT_EQ(o.rc, 0) << what << ": " << o.error();
+        EXPECT_FALSE(s.signature_cached) << what;
+        EXPECT_STREQ(o.res.signer_subject, "CN=app,O=trustme") << what;
+    };
+    // A changed field (the signer, the end of validity): the line's checksum no longer matches.
+    std::string edited = good;
+    edited.replace(edited.find("CN=app,O=trustme"), 6, "CN=bob");
+    write(file, edited);
+    expect_full("edited signer");
+    edited = good;
+    size_t until = edited.find(' ', edited.find(' ', edited.find('\n') + 1) + 1) + 1;  // 3rd field of line 1
+    edited.replace(until, 1, "9");
+    write(file, edited);
+    expect_full("edited validity");
+    // Garbage, truncation, an empty file, a line of another format.
+    for (const std::string& junk : {std::string("garbage\n"), good.substr(0, good.size() / 2), std::string(),
+                                    "trustme-cms-verdicts v0\n" + good.substr(good.find('\n') + 1)}) {
+        write(file, junk);
+        expect_full("junk");
+    }
+    // Writable by others, or a symlink: not read at all.
+    write(file, good);
+    ASSERT_EQ(::chmod(file.c_str(), 0666), 0);
+    expect_full("mode 0666");
+    ASSERT_EQ(::unlink(file.c_str()), 0);
+    write(dir_ + "/elsewhere", good);
+    ASSERT_EQ(::symlink((dir_ + "/elsewhere").c_str(), file.c_str()), 0);
+    expect_full("symlink");
+    // Each full verification rewrote the file (atomically, replacing the symlink): cached again.
+    expect_verdict_cached();
+}
+
+TEST_F(Signing, SignatureCacheExpiresWithTheCertificate) {
+    Validity brief;
+    brief.not_after = ::time(nullptr) + 10;  // room for two verifications on a loaded machine
+    pki_issue(pki_, "brief", KeySpec{}, brief);
+    sign("brief");
+    expect_verdict_cached();
+    while (::time(nullptr) <= *brief.not_after) ::sleep(1);
+    expect_refused(bundle_ + "/trustme.manifest.p7s: certificate CN=brief,O=trustme: certificate has expired");
 }
 
 TEST_F(Signing, CacheOffInPolicyOrFlag) {

@@ -1,0 +1,114 @@
+#include "signing/cms_cache.hpp"
+
+#include <openssl/crypto.h>
+
+#include <vector>
+
+#include "signing/cache.hpp"
+#include "signing/manifest.hpp"
+#include "signing/sha256.hpp"
+
+namespace trustme::signing {
+namespace {
+
+// Bump when anything cms_verify decides changes (flags, security level, EKU rules): old verdicts then miss.
+constexpr std::string_view kLogicVersion = "trustme cms_verify v1";
+constexpr const char* kFile = "cms-verdicts";
+constexpr std::string_view kHeader = "trustme-cms-verdicts v1";
+constexpr size_t kMaxEntries = 64;
+
+// One line: KEY VALID_FROM VALID_UNTIL SUBJECT ISSUER SERIAL NOT_AFTER CHECK, fields percent-encoded
+// (encode_field), CHECK = SHA-256 of everything before " CHECK". The checksum turns a damaged or
+// hand-edited line into a miss; it is not a secret: whoever can write the store is root (the argument
+// is in docs/signing.md).
+std::string render_line(const std::string& key, const Verdict& v) {
+    std::string l = key + ' ' + std::to_string(v.valid_from) + ' ' + std::to_string(v.valid_until) + ' ' +
+                    encode_field(v.signer.subject) + ' ' + encode_field(v.signer.issuer) + ' ' +
+                    encode_field(v.signer.serial) + ' ' + encode_field(v.signer.not_after);
+    return l + ' ' + sha256_hex(l);
+}
+
+std::vector<std::string_view> split_lines(std::string_view text) {
+    std::vector<std::string_view> out;
+    while (!text.empty()) {
+        size_t nl = text.find('\n');
+        out.push_back(text.substr(0, nl));
+        text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    }
+    return out;
+}
+
+std::optional<time_t> parse_time(std::string_view s) {
+    if (s.empty() || s.size() > 19) return std::nullopt;
+    long long v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return std::nullopt;
+        v = v * 10 + (c - '0');
+    }
+    return static_cast<time_t>(v);
+}
+
+// The lines of the store file that belong to the current format, or none.
+std::vector<std::string_view> entries(const std::string& text) {
+    auto lines = split_lines(text);
+    if (lines.empty() || lines[0] != kHeader) return {};
+    lines.erase(lines.begin());
+    return lines;
+}
+
+}  // namespace
+
+std::string cms_verdict_key(std::string_view manifest_sha256, std::string_view signature, const TrustMaterial& trust) {
+    Sha256 h;
+    h.update_field(kLogicVersion);
+    h.update_field(OpenSSL_version(OPENSSL_VERSION));
+    h.update_field(manifest_sha256);
+    h.update_field(signature);
+    h.update_field("anchors " + std::to_string(trust.anchors.size()));
+    for (const auto& f : trust.anchors) h.update_field(f.path), h.update_field(f.bytes);
+    h.update_field("crls " + std::to_string(trust.crls.size()));
+    for (const auto& f : trust.crls) h.update_field(f.path), h.update_field(f.bytes);
+    return h.hex();
+}
+
+std::optional<Signer> cached_verdict(int store_fd, const std::string& key, time_t now) {
+    auto text = read_store_file(store_fd, kFile);
+    if (!text) return std::nullopt;
+    for (std::string_view line : entries(*text)) {
+        if (!line.starts_with(key) || line.size() <= key.size() || line[key.size()] != ' ') continue;
+        size_t last = line.rfind(' ');
+        if (sha256_hex(line.substr(0, last)) != line.substr(last + 1)) return std::nullopt;
+        std::vector<std::string_view> f;
+        for (size_t i = 0; i <= last;) {
+            size_t j = line.find(' ', i);
+            f.push_back(line.substr(i, j - i));
+            i = j + 1;
+        }
+        if (f.size() != 7) return std::nullopt;
+        auto from = parse_time(f[1]), until = parse_time(f[2]);
+        auto subject = decode_field(f[3]), issuer = decode_field(f[4]), serial = decode_field(f[5]),
+             not_after = decode_field(f[6]);
+        if (!from || !until || !subject || !issuer || !serial || !not_after) return std::nullopt;
+        // The same comparison OpenSSL makes: valid from notBefore/lastUpdate on, expired at notAfter/nextUpdate.
+        if (now < *from || now >= *until) return std::nullopt;
+        return Signer{*subject, *issuer, *serial, *not_after};
+    }
+    return std::nullopt;
+}
+
+void remember_verdict(int store_fd, const std::string& key, const Verdict& v) {
+    if (v.valid_until <= v.valid_from) return;
+    std::string out = std::string(kHeader) + '\n' + render_line(key, v) + '\n';
+    size_t kept = 1;
+    auto old = read_store_file(store_fd, kFile);
+    if (old)
+        for (std::string_view line : entries(*old)) {
+            if (kept == kMaxEntries) break;
+            if (line.starts_with(key)) continue;
+            out.append(line).append("\n");
+            ++kept;
+        }
+    write_store_file(store_fd, kFile, out);
+}
+
+}  // namespace trustme::signing
