@@ -34,7 +34,7 @@ say "2. the PKI: root CA, signing CA, a codeSigning signer; the bundle is signed
 "$BIN/trustme-sign" sign --dir "$work/pki" --name demo "$work/bundle"
 cat > "$work/policy.json" <<JSON
 {"signature": "required", "trust_anchors": ["pki/root-ca.pem"], "crls": ["pki/crl.pem"],
- "verify_cache_dir": "cache"}
+ "verify_cache_dir": "$work/cache"}
 JSON
 
 say "3. verified and run"
@@ -59,7 +59,7 @@ swtpm_pid=$!
 for _ in $(seq 100); do [ -S "$work/tpm/sock" ] && break; sleep 0.05; done
 tcti="swtpm:path=$work/tpm/sock"
 cat > "$work/policy-attest.json" <<JSON
-{"signature": "required", "trust_anchors": ["pki/root-ca.pem"], "crls": ["pki/crl.pem"], "verify_cache_dir": "cache",
+{"signature": "required", "trust_anchors": ["pki/root-ca.pem"], "crls": ["pki/crl.pem"], "verify_cache_dir": "$work/cache",
  "attestation": true, "tcti": "$tcti", "pcr": 11, "event_log": "$work/measurements.cel.json"}
 JSON
 "$RT" --root "$work/state" --policy "$work/policy-attest.json" run --bundle "$work/bundle" demo-measured
