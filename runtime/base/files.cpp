@@ -4,11 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
+
 #include "error.hpp"
 #include "fd.hpp"
 
 namespace trustme {
-namespace {
+
 std::string read_all(int fd, const std::string& what) {
     std::string out;
     char buf[16384];
@@ -23,7 +25,12 @@ std::string read_all(int fd, const std::string& what) {
     }
     return out;
 }
-}  // namespace
+
+void print(std::string_view text) {
+    // stdio, not iostreams (see strings.hpp); flushed so output is ordered with the runtime's other writes.
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+}
 
 std::string read_file(const std::string& path) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));

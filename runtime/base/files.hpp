@@ -6,6 +6,10 @@
 namespace trustme {
 
 std::string read_file(const std::string& path);
+// Read an open fd to its end (e.g. 0 for standard input); errors name `what`.
+std::string read_all(int fd, const std::string& what);
+// Write to standard output (stdio; no iostreams in the runtime) and flush.
+void print(std::string_view text);
 // Read relative to a directory fd (O_NOFOLLOW on the last component).
 std::string read_file_at(int dirfd, const std::string& name);
 // Write via a temporary file + rename in the same directory: readers see the old or the new content.

@@ -9,12 +9,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
-#include <sstream>
 #include <thread>
 
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/files.hpp"
+#include "base/strings.hpp"
 #include "cgroups/internal.hpp"
 
 namespace trustme::cgroups::detail {
@@ -23,9 +23,7 @@ std::string clean_path(const std::string& path) {
     if (path.empty()) return "";
     bool absolute = path[0] == '/';
     std::vector<std::string> parts;
-    std::stringstream ss(path);
-    std::string part;
-    while (std::getline(ss, part, '/')) {
+    for (const std::string& part : split(path, '/')) {
         if (part.empty() || part == ".") continue;
         if (part == "..") {
             // Rooted at "/" either way: ".." at the top stays at the top (runc's CleanPath).
@@ -83,27 +81,21 @@ std::string unescape(const std::string& s) {
 std::vector<CgroupMount> cgroup_mounts() {
     std::string text = read_file("/proc/self/mountinfo");
     std::vector<CgroupMount> out;
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) {
+    for (const std::string& line : split(text, '\n')) {
         // "id parent maj:min root mountpoint opts [optional...] - fstype source superopts"
         auto sep = line.find(" - ");
         if (sep == std::string::npos) continue;
-        std::istringstream tail(line.substr(sep + 3));
-        std::string fstype, source, superopts;
-        tail >> fstype >> source >> superopts;
+        auto tail = words(std::string_view(line).substr(sep + 3));
+        auto head = words(std::string_view(line).substr(0, sep));
+        if (tail.size() < 2 || head.size() < 5) continue;  // fstype [source] superopts (source may be empty)
+        const std::string &fstype = tail[0], &superopts = tail.back(), &root = head[3], &mountpoint = head[4];
         if (fstype != "cgroup" && fstype != "cgroup2") continue;
-        std::istringstream head(line.substr(0, sep));
-        std::string id, parent, devno, root, mountpoint;
-        head >> id >> parent >> devno >> root >> mountpoint;
         CgroupMount m;
         m.root = unescape(root);
         m.mountpoint = unescape(mountpoint);
         m.v2 = fstype == "cgroup2";
         if (!m.v2) {
-            std::stringstream opts(superopts);
-            std::string o;
-            while (std::getline(opts, o, ',')) {
+            for (const std::string& o : split(superopts, ',')) {
                 if (o == "rw" || o == "ro" || o == "noprefix" || o == "clone_children" || o == "xattr" ||
                     o == "cpuset_v2_mode" || o == "favordynmods" || o.rfind("release_agent=", 0) == 0)
                     continue;
@@ -121,9 +113,7 @@ std::vector<CgroupMount> cgroup_mounts() {
 
 std::map<std::string, std::string> own_cgroups() {
     std::map<std::string, std::string> out;
-    std::istringstream in(read_file("/proc/self/cgroup"));
-    std::string line;
-    while (std::getline(in, line)) {
+    for (const std::string& line : split(read_file("/proc/self/cgroup"), '\n')) {
         // "hierarchy-id:controller-list:path"
         auto a = line.find(':');
         auto b = line.find(':', a + 1);
@@ -134,9 +124,7 @@ std::map<std::string, std::string> own_cgroups() {
             out[""] = path;
             continue;
         }
-        std::stringstream ss(ctrls);
-        std::string c;
-        while (std::getline(ss, c, ',')) out[c] = path;
+        for (const std::string& c : split(ctrls, ',')) out[c] = path;
     }
     return out;
 }
@@ -195,9 +183,8 @@ std::map<std::string, uint64_t> read_keyed(const std::string& dir, std::string_v
     std::map<std::string, uint64_t> out;
     auto text = try_read(dir, file);
     if (!text) return out;
-    std::istringstream in(*text);
-    std::string k, v;
-    while (in >> k >> v) out[k] = parse_u64(v);
+    auto w = words(*text);
+    for (size_t i = 0; i + 1 < w.size(); i += 2) out[w[i]] = parse_u64(w[i + 1]);
     return out;
 }
 
@@ -205,9 +192,7 @@ std::vector<pid_t> read_procs(const std::string& dir) {
     std::vector<pid_t> out;
     auto text = try_read(dir, "cgroup.procs");
     if (!text) return out;
-    std::istringstream in(*text);
-    long p;
-    while (in >> p) out.push_back(static_cast<pid_t>(p));
+    for (const std::string& p : words(*text)) out.push_back(static_cast<pid_t>(std::stol(p)));
     return out;
 }
 
@@ -338,9 +323,7 @@ namespace {
 // "0-2,5" → [0,1,2,5]
 nlohmann::json expand_list(const std::string& s) {
     nlohmann::json out = nlohmann::json::array();
-    std::stringstream ss(s);
-    std::string part;
-    while (std::getline(ss, part, ',')) {
+    for (const std::string& part : split(s, ',')) {
         if (part.empty()) continue;
         auto dash = part.find('-');
         uint64_t a = parse_u64(part.substr(0, dash));

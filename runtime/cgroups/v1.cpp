@@ -8,10 +8,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <sstream>
 #include <thread>
 
 #include "base/error.hpp"
+#include "base/strings.hpp"
 #include "cgroups/internal.hpp"
 
 namespace trustme::cgroups::detail {
@@ -204,9 +204,7 @@ private:
     void init_cpuset(const Hierarchy& h) {
         std::string rel = h.dir.substr(h.mountpoint.size());
         std::string cur = h.mountpoint;
-        std::stringstream ss(rel);
-        std::string part;
-        while (std::getline(ss, part, '/')) {
+        for (const std::string& part : split(rel, '/')) {
             if (part.empty()) continue;
             std::string parent = cur;
             cur = path_join(cur, part);
@@ -428,13 +426,10 @@ nlohmann::json blkio_entries(const std::string& dir, const char* file) {
     nlohmann::json out = nlohmann::json::array();
     auto text = try_read(dir, file);
     if (!text) return out;
-    std::istringstream in(*text);
-    std::string line;
-    while (std::getline(in, line)) {
-        std::istringstream ls(line);
-        std::string dev, op, value;
-        if (!(ls >> dev >> op)) continue;
-        if (!(ls >> value)) continue;  // "Total N" has no device
+    for (const std::string& line : split(*text, '\n')) {
+        auto w = words(line);
+        if (w.size() < 3) continue;  // "Total N" has no device
+        const std::string &dev = w[0], &op = w[1], &value = w[2];
         auto colon = dev.find(':');
         if (colon == std::string::npos) continue;
         out.push_back({{"major", parse_u64(dev.substr(0, colon))},
@@ -456,9 +451,7 @@ std::vector<uint64_t> u64_list(const std::string& dir, const char* file) {
     std::vector<uint64_t> out;
     auto text = try_read(dir, file);
     if (!text) return out;
-    std::istringstream in(*text);
-    std::string v;
-    while (in >> v) out.push_back(parse_u64(v));
+    for (const std::string& v : words(*text)) out.push_back(parse_u64(v));
     return out;
 }
 

@@ -8,23 +8,15 @@
 
 #include <algorithm>
 #include <chrono>
-#include <sstream>
 #include <thread>
 
 #include "base/error.hpp"
+#include "base/strings.hpp"
 #include "cgroups/bpf_devices.hpp"
 #include "cgroups/internal.hpp"
 
 namespace trustme::cgroups::detail {
 namespace {
-
-std::vector<std::string> words(const std::string& s) {
-    std::vector<std::string> out;
-    std::istringstream in(s);
-    std::string w;
-    while (in >> w) out.push_back(w);
-    return out;
-}
 
 int try_write(const std::string& dir, const std::string& file, const std::string& value) {
     std::string path = path_join(dir, file);
@@ -126,10 +118,8 @@ private:
     void enable_controllers() {
         std::string rel = dir_.substr(root_.size());
         std::vector<std::string> parts;
-        std::stringstream ss(rel);
-        std::string part;
-        while (std::getline(ss, part, '/'))
-            if (!part.empty()) parts.push_back(part);
+        for (std::string& part : split(rel, '/'))
+            if (!part.empty()) parts.push_back(std::move(part));
         std::string cur = root_;
         for (size_t i = 0; i < parts.size(); ++i) {
             auto avail = words(try_read(cur, "cgroup.controllers").value_or(""));
@@ -359,9 +349,7 @@ nlohmann::json UnifiedManager::stats() {
     }
     if (auto text = try_read(dir_, "io.stat")) {
         nlohmann::json bytes = nlohmann::json::array(), ios = nlohmann::json::array();
-        std::istringstream in(*text);
-        std::string line;
-        while (std::getline(in, line)) {
+        for (const std::string& line : split(*text, '\n')) {
             auto w = words(line);
             if (w.empty()) continue;
             auto colon = w[0].find(':');

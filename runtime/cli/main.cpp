@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <iostream>
 
 #include "args.hpp"
 #include "oci/config.hpp"
@@ -190,8 +189,7 @@ const std::vector<Command>& commands() {
                  std::string f = a.get("resources");
                  std::string text;
                  if (f == "-") {
-                     std::string line;
-                     while (std::getline(std::cin, line)) text += line + "\n";
+                     text = read_all(0, "--resources -");
                  } else {
                      text = read_file(f);
                  }
@@ -243,7 +241,7 @@ const std::vector<Command>& commands() {
              // What this machine's libseccomp and kernel support, probed rather than assumed.
              f["linux"]["seccomp"] = security::seccomp_features();
              f["linux"]["capabilities"] = security::known_capabilities();
-             std::cout << f.dump(4) << std::endl;
+             print(f.dump(4) + "\n");
              return 0;
          }},
         {"verify", "<bundle>", "verify a bundle's signature and manifest against the policy, as create does", {},
@@ -255,19 +253,19 @@ const std::vector<Command>& commands() {
 }
 
 void print_main_help() {
-    std::cout << "trustme-runtime - an OCI container runtime with signed bundles, TPM-sealed volumes and attestation\n\n"
-                 "usage: trustme-runtime [global options] <command> [command options] [arguments...]\n\n"
-                 "commands:\n";
+    std::printf("trustme-runtime - an OCI container runtime with signed bundles, TPM-sealed volumes and attestation\n\n"
+                "usage: trustme-runtime [global options] <command> [command options] [arguments...]\n\n"
+                "commands:\n");
     for (auto& c : commands()) std::printf("   %-10s %s\n", c.name, c.summary);
     std::printf("   %-10s %s\n", "volume", "create, enroll and inspect TPM-sealed LUKS2 volumes (see volume --help)");
-    std::cout << "\nglobal options:\n" << format_flags(kGlobal);
+    print("\nglobal options:\n" + format_flags(kGlobal));
 }
 
 void print_command_help(const Command& c) {
-    std::cout << "trustme-runtime " << c.name << " - " << c.summary << "\n\nusage: trustme-runtime " << c.name
-              << " [command options] " << c.args << "\n";
-    if (!c.flags.empty()) std::cout << "\noptions:\n" << format_flags(c.flags);
-    std::cout << "   --help, -h                     show help\n";
+    std::printf("trustme-runtime %s - %s\n\nusage: trustme-runtime %s [command options] %s\n", c.name, c.summary,
+                c.name, c.args);
+    if (!c.flags.empty()) print("\noptions:\n" + format_flags(c.flags));
+    print("   --help, -h                     show help\n");
 }
 
 }  // namespace
@@ -292,7 +290,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (ga.has("version")) {
-        std::cout << "trustme-runtime version 0.1.0\nspec: " << oci::kOciVersion << "\n";
+        print(std::string("trustme-runtime version 0.1.0\nspec: ") + oci::kOciVersion + "\n");
         return 0;
     }
     if (i >= argc || ga.has("help")) {

@@ -11,7 +11,6 @@
 
 #include <cstdio>
 #include <cstring>
-#include <iostream>
 #include <set>
 #include <thread>
 
@@ -216,7 +215,7 @@ int ps(const Globals& g, const std::string& id, const std::string& format, const
     std::vector<pid_t> pids;
     if (!rec.cgroup.is_null()) pids = cgroups::Manager::load(rec.cgroup)->pids();
     if (format == "json") {
-        std::cout << nlohmann::json(pids).dump() << std::endl;
+        print(nlohmann::json(pids).dump() + "\n");
         return 0;
     }
     if (format != "table") fail("ps: invalid --format \"" + format + "\" (table or json)");
@@ -274,7 +273,7 @@ int events(const Globals& g, const std::string& id, bool stats, int interval_s) 
             return 0;
         }
         nlohmann::json data = rec.cgroup.is_null() ? nlohmann::json::object() : cgroups::Manager::load(rec.cgroup)->stats();
-        std::cout << nlohmann::json{{"type", "stats"}, {"id", id}, {"data", data}}.dump() << std::endl;
+        print(nlohmann::json{{"type", "stats"}, {"id", id}, {"data", data}}.dump() + "\n");
         if (stats) return 0;
         std::this_thread::sleep_for(std::chrono::seconds(interval_s));
     }

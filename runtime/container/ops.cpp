@@ -12,13 +12,13 @@
 
 #include <cstdio>
 #include <cstring>
-#include <iostream>
 
 #include "container.hpp"
 #include "hooks/hooks.hpp"
 #include "lifecycle.hpp"
 #include "plugins.hpp"
 #include "runtime/base/error.hpp"
+#include "runtime/base/files.hpp"
 #include "runtime/base/log.hpp"
 #include "runtime/volume/volume_plugin.h"
 #include "signing/policy.hpp"
@@ -133,7 +133,7 @@ int state(const Globals& g, const std::string& id) {
     auto dir = state::ContainerDir::open(g.root, id, false);
     auto rec = dir.read();
     rec.st.status = state::status_of(rec, dir, is_frozen);
-    std::cout << oci::runc_state(rec.st).dump(2) << std::endl;
+    print(oci::runc_state(rec.st).dump(2) + "\n");
     return 0;
 }
 
@@ -174,7 +174,7 @@ int remove(const Globals& g, const std::string& id, bool force) {
 int list(const Globals& g, const std::string& format, bool quiet) {
     auto ids = state::list_ids(g.root);
     if (quiet) {
-        for (auto& id : ids) std::cout << id << "\n";
+        for (auto& id : ids) print(id + "\n");
         return 0;
     }
     nlohmann::json arr = nlohmann::json::array();
@@ -196,7 +196,7 @@ int list(const Globals& g, const std::string& format, bool quiet) {
             if (!s.annotations.empty()) j["annotations"] = s.annotations;
             arr.push_back(j);
         }
-        std::cout << arr.dump() << std::endl;
+        print(arr.dump() + "\n");
         return 0;
     }
     if (format != "table") fail("invalid --format \"" + format + "\" (table or json)");
@@ -377,14 +377,11 @@ int verify(const Globals& g, const std::string& bundle) {
                                text.size()};
     trustme_verify_result res{};
     if (fn(&req, &res) != 0) fail(res.error[0] ? res.error : "verification failed");
-    std::cout << "bundle:          " << b << "\n"
-              << "policy:          " << pol.path << "\n"
-              << "manifest:        " << res.location << "\n"
-              << "manifest digest: " << res.manifest_digest << "\n"
-              << "config digest:   " << res.config_digest << "\n"
-              << "signer:          " << res.signer_subject << "\n";
-    if (res.warning[0]) std::cout << "warning:         " << res.warning << "\n";
-    std::cout << "result:          verified" << std::endl;
+    std::string out = "bundle:          " + b + "\npolicy:          " + pol.path + "\nmanifest:        " +
+                      res.location + "\nmanifest digest: " + res.manifest_digest + "\nconfig digest:   " +
+                      res.config_digest + "\nsigner:          " + res.signer_subject + "\n";
+    if (res.warning[0]) out += std::string("warning:         ") + res.warning + "\n";
+    print(out + "result:          verified\n");
     return 0;
 }
 

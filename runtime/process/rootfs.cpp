@@ -10,7 +10,6 @@
 
 #include <climits>
 #include <cstring>
-#include <fstream>
 
 #include "runtime/base/error.hpp"
 #include "runtime/base/files.hpp"
