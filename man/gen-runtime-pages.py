@@ -16,8 +16,9 @@ NOTES = {
            "mounted or cloned, and the verified directory (by file descriptor) is what gets mounted. Bundles with "
            "org.trustme.volume.* annotations get their TPM-sealed LUKS2 volumes opened and mounted (trustme-runtime-volume(8)). "
            "On any error nothing is left behind: no state directory, cgroup, mount or process.",
- "start": "Releases the process of a created container (through the exec fifo in the state directory), then runs the "
-          "poststart hooks; a failing poststart hook is logged as a warning.",
+ "start": "Releases the process of a created container (through the exec fifo in the state directory), waits until it "
+          "has executed the program (a failing startContainer hook or execve makes start fail, and the container is "
+          "stopped), then runs the poststart hooks; a failing poststart hook is logged as a warning.",
  "run": "create followed by start. In the foreground the command forwards signals to the container, passes stdio through "
         "(or proxies a pseudo-terminal when process.terminal is true and no --console-socket is given), exits with the "
         "container's exit status (128+N for a signal) and deletes the container unless --keep is given.",

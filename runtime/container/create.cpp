@@ -238,6 +238,10 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     if (::mkfifoat(c.dir->fd(), "exec.fifo", 0600) < 0) fail_errno(errno, "create exec fifo");
     UniqueFd fifo(::openat(c.dir->fd(), "exec.fifo", O_RDWR | O_CLOEXEC));
     if (!fifo) fail_errno(errno, "open exec fifo");
+    // The init's way back to `start`: closed by its exec (EOF: the program runs), or the reason it will not.
+    if (::mkfifoat(c.dir->fd(), "exec.status", 0600) < 0) fail_errno(errno, "create exec status fifo");
+    UniqueFd status(::openat(c.dir->fd(), "exec.status", O_RDWR | O_CLOEXEC));
+    if (!status) fail_errno(errno, "open exec status fifo");
 
     std::vector<oci::Mount> volume_mounts;
     if (has_volumes(cfg)) {
@@ -308,6 +312,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     ic.rootfs_fd = c.rootfs_tree.get();
     ic.sync_fd = child_sock.get();
     ic.start_fd = fifo.get();
+    ic.status_fd = status.get();
     ic.no_pivot = o.no_pivot;
     ic.no_new_keyring = o.no_new_keyring;
     ic.preserve_fds = o.preserve_fds;
@@ -331,6 +336,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     joiner.restore();
     child_sock.reset();
     fifo.reset();  // only the child holds the fifo now: `start` can tell whether it is still waiting
+    status.reset();
 
     if (cfg.linux_.find(CLONE_NEWUSER) && !userns_fd) {
         write_id_map(pid, "uid_map", cfg.linux_.uid_mappings);
@@ -414,7 +420,10 @@ int create(const Globals& g, const CreateOpts& o) {
     return 0;
 }
 
-void release_init(const state::ContainerDir& dir, const std::string& id) {
+UniqueFd release_init(const state::ContainerDir& dir, const std::string& id) {
+    // Open the status fifo's read end first: whatever the init writes there after our byte stays buffered
+    // until we read it (a fifo's data goes when the last fd on it closes).
+    UniqueFd status(::openat(dir.fd(), "exec.status", O_RDONLY | O_NONBLOCK | O_CLOEXEC));
     UniqueFd f(::openat(dir.fd(), "exec.fifo", O_WRONLY | O_NONBLOCK | O_CLOEXEC));
     if (!f) {
         if (errno == ENXIO) fail("container \"" + id + "\": init is no longer waiting to start");
@@ -422,6 +431,25 @@ void release_init(const state::ContainerDir& dir, const std::string& id) {
     }
     if (::write(f.get(), "0", 1) != 1) fail_errno(errno, "start \"" + id + "\"");
     ::unlinkat(dir.fd(), "exec.fifo", 0);
+    ::unlinkat(dir.fd(), "exec.status", 0);
+    return status;
+}
+
+void await_exec(UniqueFd status, const std::string& id) {
+    // runtime.md: "If any startContainer hook fails, the runtime MUST generate an error, stop the container".
+    // runc and crun return from start before the init runs those hooks and cannot report it; we wait until
+    // the init's exec closes its end (EOF), or read why it did not exec (a failed hook, a failed execve).
+    if (!status) return;
+    ::fcntl(status.get(), F_SETFL, 0);
+    std::string why;
+    char buf[1024];
+    for (;;) {
+        ssize_t n = ::read(status.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        why.append(buf, static_cast<size_t>(n));
+    }
+    if (!why.empty()) fail("container \"" + id + "\" did not start: " + why);
 }
 
 void run_poststart(const state::Record& r, const std::string& status) {
@@ -441,8 +469,10 @@ int start(const Globals& g, const std::string& id) {
     auto rec = dir.read();
     std::string status = state::status_of(rec, dir);
     if (status != "created") fail("cannot start container \"" + id + "\": it is " + status + ", not created");
-    release_init(dir, id);
-    run_poststart(rec, "running");
+    UniqueFd st = release_init(dir, id);
+    dir.unlock();  // state, kill and delete stay usable while startContainer hooks run
+    await_exec(std::move(st), id);
+    run_poststart(rec, "running");  // after the program was executed (runtime.md)
     return 0;
 }
 

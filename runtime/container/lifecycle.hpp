@@ -42,7 +42,10 @@ struct Created {
 
 // Fills `c` step by step, so the caller can abort() whatever was made when it throws.
 void do_create(const Globals& g, const CreateOpts& o, Created& c);
-void release_init(const state::ContainerDir& dir, const std::string& id);
+// Writes the exec fifo; returns the read end of the exec status fifo for await_exec.
+UniqueFd release_init(const state::ContainerDir& dir, const std::string& id);
+// Blocks until the init has exec'ed the program; throws with the init's reason when it did not.
+void await_exec(UniqueFd status, const std::string& id);
 void run_poststart(const state::Record& r, const std::string& status);
 // Kill what is left, remove cgroup and volumes, run poststop hooks, remove the state directory.
 void destroy(state::ContainerDir& dir, state::Record& rec);

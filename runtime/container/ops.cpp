@@ -338,9 +338,10 @@ int run(const Globals& g, const CreateOpts& o) {
     }
     int code;
     try {
-        release_init(*c.dir, o.id);
-        run_poststart(c.rec, "running");
+        UniqueFd st = release_init(*c.dir, o.id);
         c.dir->unlock();
+        await_exec(std::move(st), o.id);
+        run_poststart(c.rec, "running");
         code = wait_foreground(c.pid, c.pidfd.get(), c.console.get(), sigfd.get());
         c.dir->lock();
     } catch (...) {

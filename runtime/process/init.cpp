@@ -48,7 +48,7 @@ void close_all_except(std::vector<int> keep) {
 }
 
 std::vector<int> init_fds(const InitConfig& ic) {
-    std::vector<int> keep = {ic.sync_fd, ic.start_fd, ic.rootfs_fd, ic.userns_fd, log::fd()};
+    std::vector<int> keep = {ic.sync_fd, ic.start_fd, ic.status_fd, ic.rootfs_fd, ic.userns_fd, log::fd()};
     for (int fd = 3; fd < 3 + ic.preserve_fds; ++fd) keep.push_back(fd);
     for (auto& m : ic.extra_mounts) keep.push_back(m.detached_fd);
     return keep;
@@ -165,6 +165,14 @@ void finalize_process(InitConfig& ic) {
 
 }
 
+// After `start`: tell it why the program will not run (it reads the status fifo until the exec closes it).
+[[noreturn]] void fail_start(const InitConfig& ic, const std::string& msg, int code) {
+    std::string m = "trustme-runtime: " + msg + "\n";
+    (void)!::write(2, m.data(), m.size());
+    if (ic.status_fd >= 0) (void)!::write(ic.status_fd, msg.data(), msg.size());
+    ::_exit(code);
+}
+
 [[noreturn]] void exec_process(InitConfig& ic, const std::string& host_pid) {
     const oci::Config& cfg = *ic.cfg;
     const oci::Process& proc = *ic.proc;
@@ -175,9 +183,8 @@ void finalize_process(InitConfig& ic) {
         try {
             hooks::run_all(cfg.hooks.start_container, s.dump(), "startContainer");
         } catch (const Error& e) {
-            std::string m = std::string("trustme-runtime: ") + e.what() + "\n";
-            (void)!::write(2, m.data(), m.size());
-            ::_exit(1);
+            // runtime.md: a failing startContainer hook is an error, the container is stopped (we exit).
+            fail_start(ic, e.what(), 1);
         }
     }
 
@@ -187,9 +194,7 @@ void finalize_process(InitConfig& ic) {
     for (auto& e : proc.env) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
     ::execve(ic.exec_path.c_str(), argv.data(), envp.data());
-    std::string m = "trustme-runtime: exec " + ic.exec_path + ": " + std::strerror(errno) + "\n";
-    (void)!::write(2, m.data(), m.size());
-    ::_exit(127);
+    fail_start(ic, "exec " + ic.exec_path + ": " + std::strerror(errno), 127);
 }
 
 [[noreturn]] void run(InitConfig& ic) {

@@ -18,6 +18,7 @@ struct InitConfig {
     int rootfs_fd = -1;
     int sync_fd = -1;      // our end of the socketpair
     int start_fd = -1;     // exec fifo, opened O_RDWR: a read blocks until `start` writes
+    int status_fd = -1;    // exec status fifo, O_RDWR|O_CLOEXEC: closed by the exec, or carries the error
     bool no_pivot = false;
     bool no_new_keyring = false;
     int preserve_fds = 0;

@@ -178,6 +178,30 @@ TEST(Lifecycle, FailingCreateRuntimeHookAbortsAndLeavesNothing) {
     EXPECT_NE(stat("/sys/fs/cgroup/memory/trustme-hf", &sb), 0);
 }
 
+TEST(Lifecycle, FailingStartContainerHookFailsStart) {
+    // runtime.md: "If any startContainer hook fails, the runtime MUST generate an error, stop the container,
+    // and continue the lifecycle at step 12" (runc 1.1 and crun 1.8 return success from start here).
+    Bundle b("startfail");
+    std::string marker = b.dir + "/ran";
+    b.config["hooks"] = {{"startContainer", {{{"path", "/bin/false"}}}}};
+    b.config["mounts"].push_back({{"destination", b.dir}, {"type", "bind"}, {"source", b.dir}, {"options", {"rbind"}}});
+    b.config["process"]["args"] = {"sh", "-c", "touch " + marker};
+    b.save();
+    b.ids.push_back("sf");
+    ASSERT_EQ(b.rt({"create", "-b", b.dir, "sf"}).status, 0);
+    Result r = b.rt({"start", "sf"});
+    EXPECT_NE(r.status, 0);
+    EXPECT_EQ(r.err, "trustme-runtime: container \"sf\" did not start: startContainer hook /bin/false: exit status 1\n");
+    EXPECT_EQ(nlohmann::json::parse(b.rt({"state", "sf"}).out)["status"], "stopped");
+    struct stat sb;
+    EXPECT_NE(stat(marker.c_str(), &sb), 0) << "the program ran although its startContainer hook failed";
+    // The same through run: an error, and nothing left behind.
+    Result run = b.rt({"run", "-b", b.dir, "sf2"});
+    EXPECT_NE(run.status, 0);
+    EXPECT_NE(run.err.find("did not start: startContainer hook /bin/false: exit status 1"), std::string::npos) << run.err;
+    EXPECT_EQ(b.rt({"list", "-q"}).out, "sf\n");
+}
+
 TEST(Lifecycle, HookTimeoutIsHonoured) {
     Bundle b("hooktimeout");
     b.config["hooks"] = {{"prestart", {{{"path", "/bin/sleep"}, {"args", {"sleep", "30"}}, {"timeout", 1}}}}};
