@@ -1,6 +1,8 @@
 // Pure logic: paths, conversions, device rule semantics, validation messages. No cgroup is touched.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "base/error.hpp"
 #include "cgroups/bpf_devices.hpp"
 #include "cgroups/cgroups.hpp"
@@ -55,6 +57,15 @@ TEST(CgroupPath, SaveLoadRoundTrip) {
     EXPECT_EQ(l->dir("memory"), m->dir("memory"));
     EXPECT_EQ(l->path_for_namespace(), m->path_for_namespace());
     EXPECT_THROW(Manager::load(json{{"mode", "v3"}}), trustme::Error);
+}
+
+TEST(Convert, SharesToWeightMatchesLibmForEveryValue) {
+    // The runtime computes log2 and 10^x itself (no libm.so at start); libm's answer is the reference.
+    for (uint64_t shares = 3; shares < 262144; ++shares) {
+        double l = std::log2(static_cast<double>(shares));
+        auto want = static_cast<uint64_t>(std::ceil(std::pow(10.0, (l * l + 125 * l) / 612.0 - 7.0 / 34.0)));
+        ASSERT_EQ(detail::shares_to_weight(shares), want) << "shares " << shares;
+    }
 }
 
 TEST(Convert, SharesToWeight) {
