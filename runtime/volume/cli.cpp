@@ -58,7 +58,8 @@ constexpr const char* kUsage =
     "  --integrity             authenticated encryption: dm-integrity with hmac(sha256)\n"
     "  --recovery-key FILE     create: also add a passphrase keyslot with the passphrase in FILE;\n"
     "                          enroll: the passphrase that unlocks the volume\n"
-    "  --pcrs LIST             PCRs (sha256 bank) the key is sealed to, e.g. 7,11; \"none\": none (default 7)\n"
+    "  --pcrs LIST             PCRs (sha256 bank) the key is sealed to, e.g. 7,11; \"none\": none (default 7);\n"
+    "                          the policy's attestation PCR is refused when attestation is on\n"
     "  --tcti TCTI             TPM to use (default: the policy's, else device:/dev/tpmrm0)\n"
     "  --policy FILE           policy file giving the TCTI (default $TRUSTME_POLICY, /etc/trustme/policy.json)\n"
     "  --mkfs ext4|none        file system to make on the volume (default ext4)\n"
@@ -142,6 +143,21 @@ unsigned parse_iterations(const Args& a) {
     return static_cast<unsigned>(std::stoul(s));
 }
 
+// --pcrs (default 7). A key sealed to the PCR that attestation extends at every measured start would stop
+// unsealing after the next start: refused when the policy measures into one of them.
+std::vector<uint32_t> sealing_pcrs(const Args& a) {
+    std::string text = opt(a, "--pcrs", "7");
+    auto pcrs = text == "none" ? std::vector<uint32_t>{} : parse_pcrs(text, "--pcrs");
+    policy::Policy pol = policy::load(opt(a, "--policy"));
+    for (uint32_t p : pcrs)
+        if (pol.attestation && p == pol.pcr)
+            fail("--pcrs: PCR " + std::to_string(p) + " is extended at every measured container start (" +
+                 (pol.path.empty() ? std::string("the policy") : pol.path) +
+                 ": attestation, pcr): the key would not unseal after the next start; seal to PCRs of the "
+                 "host's boot (e.g. 7)");
+    return pcrs;
+}
+
 std::string resolve_tcti(const Args& a) {
     std::string t = opt(a, "--tcti");
     if (!t.empty()) return t;
@@ -215,8 +231,7 @@ int cmd_create(const Args& a) {
     bool integrity = a.opts.count("--integrity") > 0;
     std::string mkfs = opt(a, "--mkfs", "ext4");
     if (mkfs != "ext4" && mkfs != "none") fail("--mkfs: unsupported file system \"" + mkfs + "\" (ext4, none)");
-    std::string pcr_text = opt(a, "--pcrs", "7");
-    auto pcrs = pcr_text == "none" ? std::vector<uint32_t>{} : parse_pcrs(pcr_text, "--pcrs");
+    auto pcrs = sealing_pcrs(a);
     unsigned iterations = parse_iterations(a);
     std::optional<std::string> recovery;
     if (a.opts.count("--recovery-key")) recovery = read_passphrase(opt(a, "--recovery-key"));
@@ -273,8 +288,7 @@ int cmd_enroll(const Args& a) {
     allow_only(a, {"--recovery-key", "--pcrs", "--tcti", "--policy"});
     if (!a.opts.count("--recovery-key")) throw UsageError("enroll needs --recovery-key FILE");
     std::string pass = read_passphrase(opt(a, "--recovery-key"));
-    std::string pcr_text = opt(a, "--pcrs", "7");
-    auto pcrs = pcr_text == "none" ? std::vector<uint32_t>{} : parse_pcrs(pcr_text, "--pcrs");
+    auto pcrs = sealing_pcrs(a);
     CryptDevice cd = CryptDevice::load(a.image);
     SecretBytes key = key_from_passphrase(cd, pass);
     tpm::Tpm t(resolve_tcti(a));

@@ -157,6 +157,23 @@ TEST_F(VolumeHost, BadSizesAndPcrsAreRefused) {
     EXPECT_FALSE(exists(img));
 }
 
+TEST_F(VolumeHost, SealingToTheAttestationPcrIsRefused) {
+    // With attestation on, every measured start extends the policy's PCR: a key sealed to it would stop
+    // unsealing after the next start. Refused before anything is made.
+    std::string img = dir / "v.img", pol = dir / "policy.json";
+    spit(pol, R"({"signature": "off", "attestation": true, "pcr": 11})");
+    Result r = volume({"create", img, "--size", "20M", "--pcrs", "7,11", "--mkfs", "none", "--tcti", tcti(),
+                       "--policy", pol});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("--pcrs: PCR 11 is extended at every measured container start"), std::string::npos) << r.err;
+    EXPECT_FALSE(exists(img));
+    // The same PCR set is fine when the policy does not measure into it.
+    spit(pol, R"({"signature": "off", "attestation": true, "pcr": 12})");
+    r = create(img, {"--pcrs", "7,11", "--policy", pol});
+    EXPECT_EQ(r.status, 0) << r.err;
+}
+
 TEST_F(VolumeHost, NoTokenIsNamed) {
     std::string img = dir / "v.img", pass = dir / "pass";
     spit(pass, "pw");
