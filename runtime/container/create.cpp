@@ -441,14 +441,7 @@ void await_exec(UniqueFd status, const std::string& id) {
     // the init's exec closes its end (EOF), or read why it did not exec (a failed hook, a failed execve).
     if (!status) return;
     ::fcntl(status.get(), F_SETFL, 0);
-    std::string why;
-    char buf[1024];
-    for (;;) {
-        ssize_t n = ::read(status.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        why.append(buf, static_cast<size_t>(n));
-    }
+    std::string why = read_all(status.get(), "exec status of \"" + id + "\"");
     if (!why.empty()) fail("container \"" + id + "\" did not start: " + why);
 }
 

@@ -361,12 +361,10 @@ int verify(const Globals& g, const std::string& bundle) {
     UniqueFd bfd(::open(b.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
     if (!bfd) fail_errno(errno, "bundle " + b);
     std::string text;
-    {
-        UniqueFd f(::openat(bfd.get(), "config.json", O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-        if (!f) fail_errno(errno, b + "/config.json");
-        char buf[65536];
-        ssize_t n;
-        while ((n = ::read(f.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+    try {
+        text = read_file_at(bfd.get(), "config.json");  // as create reads it: O_NOFOLLOW, errors named
+    } catch (const Error&) {
+        fail_errno(errno, b + "/config.json");
     }
     auto cfg = oci::parse_config(text, b + "/config.json");
     std::string rootfs = cfg.root_path[0] == '/' ? cfg.root_path : b + "/" + cfg.root_path;
