@@ -1,11 +1,20 @@
 #include "selfexe.hpp"
 
+#include <elf.h>
 #include <fcntl.h>
+#include <link.h>
+#include <linux/prctl.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -17,6 +26,117 @@
 extern char** environ;
 
 namespace trustme::cli {
+
+namespace {
+
+// Move every mapping of our own executable onto `fd` (the same inode, opened through the sealed mount), then
+// point mm->exe_file at it. Returns 0 or an errno.
+//
+// Why this works: prctl(PR_SET_MM_EXE_FILE) refuses while the old exe is still mapped (kernel/fork.c
+// replace_mm_exe_file compares each VMA's f_path with the old exe's, so the same inode reached through
+// another mount does not count). So first, from the program headers:
+//  - read-only and executable PT_LOADs are mapped again, MAP_FIXED, from `fd` at the same offsets: the same
+//    page-cache pages, so no memory is copied and the running text does not change under us;
+//  - the writable PT_LOAD (.data, the RELRO part already relocated by ld.so, .bss) holds private changes:
+//    it is copied into anonymous memory, which one mremap(MREMAP_FIXED) puts in its place atomically (there
+//    is no moment at which the GOT is missing), and the RELRO pages are made read-only again.
+// Then PR_SET_MM_MAP with exe_fd sets the exe link. (PR_SET_MM_EXE_FILE alone needs CAP_SYS_RESOURCE, which
+// some container hosts drop; PR_SET_MM_MAP needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN. Its other fields
+// are given the values they have, read from /proc/self/stat (proc(5), fields 26-28 and 45-51) and brk(0).)
+// Single-threaded, before anything else runs; any failure leaves the process as correct as before (the
+// remapped pages are identical), and the caller falls back to re-executing through the sealed mount.
+int reseat_exe(int fd) {
+    const auto* ph = reinterpret_cast<const ElfW(Phdr)*>(::getauxval(AT_PHDR));
+    const size_t n = ::getauxval(AT_PHNUM);
+    const uintptr_t page = ::getauxval(AT_PAGESZ);
+    if (!ph || !n || !page) return ENOEXEC;
+    uintptr_t bias = 0, relro_begin = 0, relro_end = 0;
+    bool have_phdr = false;
+    for (size_t i = 0; i < n; ++i) {
+        if (ph[i].p_type == PT_PHDR) {
+            bias = reinterpret_cast<uintptr_t>(ph) - ph[i].p_vaddr;
+            have_phdr = true;
+        } else if (ph[i].p_type == PT_GNU_RELRO) {
+            relro_begin = ph[i].p_vaddr;
+            relro_end = ph[i].p_vaddr + ph[i].p_memsz;
+        }
+    }
+    if (!have_phdr) return ENOEXEC;
+    auto down = [page](uintptr_t a) { return a & ~(page - 1); };
+    auto up = [page](uintptr_t a) { return (a + page - 1) & ~(page - 1); };
+    // Segments that share a page cannot be remapped one by one: leave such a binary to the re-exec.
+    uintptr_t last_end = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (ph[i].p_type != PT_LOAD) continue;
+        if (down(ph[i].p_vaddr) < last_end) return ENOEXEC;
+        last_end = up(ph[i].p_vaddr + ph[i].p_memsz);
+    }
+    for (size_t i = 0; i < n; ++i) {
+        if (ph[i].p_type != PT_LOAD) continue;
+        const uintptr_t begin = bias + down(ph[i].p_vaddr);
+        if (ph[i].p_flags & PF_W) {
+            const uintptr_t end = bias + up(ph[i].p_vaddr + ph[i].p_memsz);
+            const size_t len = end - begin;
+            void* copy = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (copy == MAP_FAILED) return errno;
+            std::memcpy(copy, reinterpret_cast<void*>(begin), len);
+            if (::mremap(copy, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(begin)) !=
+                reinterpret_cast<void*>(begin)) {
+                int e = errno;
+                ::munmap(copy, len);
+                return e;
+            }
+            // ld.so's _dl_protect_relro rounds both ends of PT_GNU_RELRO down to a page.
+            const uintptr_t rb = bias + down(relro_begin), re = bias + down(relro_end);
+            if (relro_end && rb >= begin && re <= end && re > rb &&
+                ::mprotect(reinterpret_cast<void*>(rb), re - rb, PROT_READ) < 0)
+                return errno;
+        } else {
+            const uintptr_t end = bias + up(ph[i].p_vaddr + ph[i].p_filesz);
+            const int prot = ((ph[i].p_flags & PF_R) ? PROT_READ : 0) | ((ph[i].p_flags & PF_X) ? PROT_EXEC : 0);
+            if (::mmap(reinterpret_cast<void*>(begin), end - begin, prot, MAP_PRIVATE | MAP_FIXED, fd,
+                       static_cast<off_t>(down(ph[i].p_offset))) != reinterpret_cast<void*>(begin))
+                return errno;
+        }
+    }
+    // proc(5) stat fields 3.. follow the last ')' (the command name may contain spaces and parentheses).
+    char stat[1024];
+    UniqueFd sf(::open("/proc/self/stat", O_RDONLY | O_CLOEXEC));
+    if (!sf) return errno;
+    ssize_t k = ::read(sf.get(), stat, sizeof stat - 1);
+    if (k <= 0) return k < 0 ? errno : EIO;
+    stat[k] = '\0';
+    char* p = std::strrchr(stat, ')');
+    if (!p) return EIO;
+    unsigned long long f[53] = {};
+    ++p;
+    for (int field = 3; field < 53 && *p; ++field) {
+        while (*p == ' ') ++p;
+        char* e = nullptr;
+        f[field] = std::strtoull(p, &e, 10);  // field 3 (state) is a letter: 0
+        while (*e && *e != ' ') ++e;
+        p = e;
+    }
+    struct prctl_mm_map m {};
+    m.start_code = f[26];
+    m.end_code = f[27];
+    m.start_stack = f[28];
+    m.start_data = f[45];
+    m.end_data = f[46];
+    m.start_brk = f[47];
+    m.arg_start = f[48];
+    m.arg_end = f[49];
+    m.env_start = f[50];
+    m.env_end = f[51];
+    m.auxv = nullptr;  // auxv_size 0: the saved auxv is left as it is
+    m.auxv_size = 0;
+    m.exe_fd = static_cast<__u32>(fd);
+    m.brk = static_cast<__u64>(::syscall(SYS_brk, 0));  // last, with no allocation after it
+    if (::prctl(PR_SET_MM, PR_SET_MM_MAP, &m, sizeof m, 0) < 0) return errno;
+    return 0;
+}
+
+}  // namespace
 
 void seal_self_exe(char** argv) {
     UniqueFd self(::open("/proc/self/exe", O_PATH | O_CLOEXEC));
@@ -34,8 +154,18 @@ void seal_self_exe(char** argv) {
         log::warn(std::string("cannot seal the runtime binary: mount_setattr: ") + std::strerror(errno));
         return;
     }
-    // Plugins and helper binaries are found next to the original path, which the sealed exe no longer shows.
-    ::setenv("_TRUSTME_EXE_DIR", plugins::exe_dir().c_str(), 1);
+    // Plugins and helper binaries are found next to the original path, which the sealed exe no longer shows:
+    // resolve it now (exe_dir() caches it).
+    const std::string& dir = plugins::exe_dir();
+    // Cheapest: stay in this process and move our exe onto the sealed mount (no exec, ~0.1 ms).
+    char path[32];
+    std::snprintf(path, sizeof path, "/proc/self/fd/%d", tree.get());
+    UniqueFd file(::open(path, O_RDONLY | O_CLOEXEC));
+    int why = file ? reseat_exe(file.get()) : errno;
+    if (why == 0) return;
+    log::debug(std::string("sealing the runtime binary in place failed (") + std::strerror(why) + "), re-executing through the sealed mount");
+    // Fallback: re-execute through the sealed mount; the new process finds its exe read-only and stops above.
+    ::setenv("_TRUSTME_EXE_DIR", dir.c_str(), 1);
     ::syscall(SYS_execveat, tree.get(), "", argv, environ, AT_EMPTY_PATH);
     log::warn(std::string("cannot seal the runtime binary: execveat: ") + std::strerror(errno));
 }

@@ -1,12 +1,19 @@
 // What the container sees: asserted from inside (its /proc, mountinfo, ids) and from outside.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <thread>
 
 #include "bundle.hpp"
@@ -138,32 +145,86 @@ TEST(Container, NoRuntimeFdLeaksAndPreserveFds) {
     EXPECT_EQ(r.out, "{");
 }
 
-TEST(Container, RuntimeBinaryIsSealedAgainstOverwrite) {
-    // CVE-2019-5736: while the container init runs our binary, /proc/<pid>/exe must not be writable.
-    Bundle b("cve");
+namespace {
+
+// CVE-2019-5736: while the container init runs our binary, /proc/<pid>/exe must not be writable.
+// `create` the container (through `wrap` when given: it runs in a forked child before exec), then check the
+// init's exe and return its environment.
+std::string check_exe_sealed(Bundle& b, const std::string& id, void (*wrap)() = nullptr) {
     b.config["process"]["args"] = {"true"};
     b.save();
-    b.ids.push_back("cve");
-    ASSERT_EQ(b.rt({"create", "-b", b.dir, "--pid-file", b.dir + "/pid", "cve"}).status, 0);
-    std::string exe = "/proc/" + read_text(b.dir + "/pid") + "/exe";
+    b.ids.push_back(id);
+    std::vector<std::string> args = {runtime_binary(), "--root", b.root, "create", "-b", b.dir, "--pid-file",
+                                     b.dir + "/pid", id};
+    pid_t child = fork();
+    if (child == 0) {
+        if (wrap) wrap();
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        execv(argv[0], argv.data());
+        _exit(127);
+    }
+    int status = -1;
+    EXPECT_EQ(waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "create failed: " << status;
+    std::string proc = "/proc/" + read_text(b.dir + "/pid");
+    std::string environ_text = read_text(proc + "/environ");
     // The attack: hold the exe open (O_PATH) while the runtime runs, reopen it for writing once it is gone.
-    int held = open(exe.c_str(), O_PATH | O_CLOEXEC);
-    ASSERT_GE(held, 0);
+    int held = open((proc + "/exe").c_str(), O_PATH | O_CLOEXEC);
+    EXPECT_GE(held, 0);
     struct statvfs sv;
-    ASSERT_EQ(fstatvfs(held, &sv), 0);
+    EXPECT_EQ(fstatvfs(held, &sv), 0);
     EXPECT_TRUE(sv.f_flag & ST_RDONLY) << "the runtime binary is not on a read-only mount";
     // It is the installed file itself, not a copy.
     struct stat a, c;
-    ASSERT_EQ(fstat(held, &a), 0);
-    ASSERT_EQ(stat(runtime_binary().c_str(), &c), 0);
+    EXPECT_EQ(fstat(held, &a), 0);
+    EXPECT_EQ(stat(runtime_binary().c_str(), &c), 0);
     EXPECT_EQ(a.st_ino, c.st_ino);
-    ASSERT_EQ(b.rt({"delete", "--force", "cve"}).status, 0);
+    EXPECT_EQ(b.rt({"delete", "--force", id}).status, 0);
     int fd = open(("/proc/self/fd/" + std::to_string(held)).c_str(), O_WRONLY | O_CLOEXEC);
     int err = errno;
     if (fd >= 0) close(fd);
     close(held);
     EXPECT_LT(fd, 0);
     EXPECT_EQ(err, EROFS);
+    return environ_text;
+}
+
+// A seccomp filter that fails prctl(PR_SET_MM, ...) with EPERM, as a kernel without
+// CONFIG_CHECKPOINT_RESTORE or a caller without CAP_SYS_ADMIN/CAP_CHECKPOINT_RESTORE would.
+void refuse_pr_set_mm() {
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_prctl, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PR_SET_MM, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {static_cast<unsigned short>(sizeof f / sizeof f[0]), f};
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) _exit(126);
+}
+
+}  // namespace
+
+TEST(Container, RuntimeBinaryIsSealedAgainstOverwrite) {
+    Bundle b("cve");
+    std::string env = check_exe_sealed(b, "cve");
+    // Sealed in place: the exe was moved onto the read-only mount without re-executing (the re-exec marks
+    // its environment with _TRUSTME_EXE_DIR).
+    EXPECT_EQ(env.find("_TRUSTME_EXE_DIR="), std::string::npos) << "re-executed instead of sealing in place";
+}
+
+TEST(Container, RuntimeBinarySealFallsBackToReexec) {
+    // Where PR_SET_MM is refused, the runtime re-executes through the sealed mount: just as safe.
+    Bundle b("cve-fallback");
+    std::string env = check_exe_sealed(b, "cvefb", refuse_pr_set_mm);
+    EXPECT_NE(env.find("_TRUSTME_EXE_DIR="), std::string::npos) << "the fallback re-exec did not happen";
 }
 
 TEST(Container, TerminalThroughConsoleSocket) {
