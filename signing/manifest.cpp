@@ -17,8 +17,6 @@
 #include <queue>
 #include <thread>
 
-#include <openssl/evp.h>
-
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/files.hpp"
@@ -244,6 +242,7 @@ private:
                         continue;
                     }
                 }
+                if (opt_.cache_only) throw CacheMiss{};
                 // O_NONBLOCK|O_NOCTTY: should the entry have become a fifo or a tty since statx, open
                 // neither blocks nor adopts it; the fstat below then notices the change of type.
                 int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
@@ -297,9 +296,9 @@ private:
         if (threads_.empty() && job.before.stx_size <= inline_budget_) {
             inline_budget_ -= job.before.stx_size;
             UniqueFd fd(job.fd);
-            if (!inline_ctx_) inline_ctx_.reset(EVP_MD_CTX_new());
+            if (!inline_ctx_) inline_ctx_ = std::make_unique<Sha256>();
             if (inline_buf_.empty()) inline_buf_.resize(1 << 18);
-            hash_one(inline_ctx_.get(), fd.get(), job, inline_buf_);
+            hash_one(*inline_ctx_, fd.get(), job, inline_buf_);
             return;
         }
         if (threads_.empty())
@@ -312,7 +311,13 @@ private:
 
     void work() {
         std::vector<unsigned char> buf(1 << 18);
-        EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+        std::unique_ptr<Sha256> ctx;
+        try {
+            ctx = std::make_unique<Sha256>();
+        } catch (const Error& e) {
+            std::lock_guard lk(mu_);
+            if (error_.empty()) error_ = e.what();
+        }
         for (;;) {
             HashJob job;
             {
@@ -324,39 +329,39 @@ private:
                 space_.notify_one();
             }
             UniqueFd fd(job.fd);
+            if (!ctx) continue;  // error_ says why; the queue is drained so that the walker does not block
             try {
-                hash_one(ctx, fd.get(), job, buf);
+                hash_one(*ctx, fd.get(), job, buf);
             } catch (const Error& e) {
                 std::lock_guard lk(mu_);
                 if (error_.empty()) error_ = e.what();
             }
         }
-        EVP_MD_CTX_free(ctx);
     }
 
-    void hash_one(EVP_MD_CTX* ctx, int fd, const HashJob& job, std::vector<unsigned char>& buf) {
+    // `h` is fresh (constructed, or finished by hex()).
+    void hash_one(Sha256& h, int fd, const HashJob& job, std::vector<unsigned char>& buf) {
         const std::string what = "rootfs" + job.entry->path;
-        if (!ctx || EVP_DigestInit_ex2(ctx, sha256_md(), nullptr) != 1) fail(what + ": SHA-256 unavailable");
         ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         uint64_t total = 0;
         for (;;) {
             ssize_t n = ::read(fd, buf.data(), buf.size());
             if (n < 0) {
                 if (errno == EINTR) continue;
-                fail_errno(errno, "read " + what);
+                int e = errno;
+                h.hex();  // start over: `h` hashes the next file of this thread
+                fail_errno(e, "read " + what);
             }
             if (n == 0) break;
-            EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(n));
+            h.update(buf.data(), static_cast<size_t>(n));
             total += static_cast<uint64_t>(n);
         }
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
-        EVP_DigestFinal_ex(ctx, md, &len);
+        std::string digest = h.hex();
         // The content read must be the content the stamps describe; otherwise the file changed under us.
         struct statx after = statx_fd(fd, what);
         if (total != job.before.stx_size || !same_stamp(job.before, after))
             fail(what + ": changed while being hashed");
-        job.entry->sha256 = to_hex(md, len);
+        job.entry->sha256 = std::move(digest);
         if (stats_) bytes_ += total;
         if (opt_.cache) opt_.cache->insert(job.before, job.entry->sha256, job.entry->xattrs);
     }
@@ -378,14 +383,11 @@ private:
         if (stats_) stats_->bytes_hashed = bytes_;
     }
 
-    struct CtxFree {
-        void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
-    };
     const WalkOptions& opt_;
     WalkStats* stats_;
     unsigned max_threads_;
     uint64_t inline_budget_ = 4 << 20;  // bytes hashed on the walking thread before threads start
-    std::unique_ptr<EVP_MD_CTX, CtxFree> inline_ctx_;
+    std::unique_ptr<Sha256> inline_ctx_;
     std::vector<unsigned char> inline_buf_;
     std::deque<Entry> entries_;  // stable addresses: hashing threads write sha256 into queued entries
     std::mutex mu_;

@@ -1,6 +1,6 @@
 // The bundle manifest (trustme-manifest(5)): a canonical text listing of config.json's digest and every
 // rootfs entry, which the CMS signature covers. Built by one walk of a directory fd (openat, O_NOFOLLOW:
-// no path is resolved twice), hashing regular files in parallel with OpenSSL's SHA-256.
+// no path is resolved twice), hashing regular files in parallel (sha256.hpp).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -48,7 +48,11 @@ struct WalkOptions {
     bool exclude_embedded = false;  // leave out /.trustme/manifest and /.trustme/manifest.p7s
     HashCache* cache = nullptr;     // may be null
     unsigned threads = 0;           // hashing threads; 0: one per online CPU
+    bool cache_only = false;        // a file not in the cache throws CacheMiss instead of being hashed
 };
+
+// Thrown by walk_rootfs with cache_only (the warm path, warm.hpp, then hands over to a full verification).
+struct CacheMiss {};
 
 // Walk a rootfs once; entries come back in canonical order with hard links resolved.
 std::vector<Entry> walk_rootfs(int rootfs_fd, const WalkOptions& opt, WalkStats* stats = nullptr);

@@ -1,15 +1,18 @@
 #include "signing/pki.hpp"
 
-#include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <optional>
 
+#include <openssl/crypto.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
@@ -306,43 +309,14 @@ Store build_store(const trustme::policy::Policy& pol, const TrustMaterial& trust
 
 }  // namespace
 
-TrustMaterial read_trust_material(const trustme::policy::Policy& pol) {
-    const std::string origin = pol.path.empty() ? "policy" : pol.path;
-    if (pol.trust_anchors.empty()) fail(origin + ": trust_anchors: no trust anchors configured");
-    TrustMaterial m;
-    for (const auto& a : pol.trust_anchors) {
-        struct stat st{};
-        if (::stat(a.c_str(), &st) < 0) fail(origin + ": trust_anchors: " + a + ": " + strerror(errno));
-        std::vector<std::string> files;
-        if (S_ISDIR(st.st_mode)) {
-            DIR* d = ::opendir(a.c_str());
-            if (!d) fail(origin + ": trust_anchors: " + a + ": " + strerror(errno));
-            while (dirent* de = ::readdir(d)) {
-                std::string n = de->d_name;
-                if (n.ends_with(".pem") || n.ends_with(".crt")) files.push_back(a + "/" + n);
-            }
-            ::closedir(d);
-            std::sort(files.begin(), files.end());
-            if (files.empty()) fail(origin + ": trust_anchors: " + a + ": no .pem or .crt files");
-        } else {
-            files.push_back(a);
-        }
-        for (auto& f : files) {
-            try {
-                m.anchors.push_back({f, read_file(f)});
-            } catch (const Error& e) {
-                fail(origin + ": trust_anchors: " + e.what());
-            }
-        }
-    }
-    for (const auto& f : pol.crls) {
-        try {
-            m.crls.push_back({f, read_file(f)});
-        } catch (const Error& e) {
-            fail(origin + ": crls: " + e.what());
-        }
-    }
-    return m;
+const std::string& libcrypto_path() {
+    static const std::string path = [] {
+        Dl_info info{};
+        if (::dladdr(reinterpret_cast<void*>(&OpenSSL_version), &info) == 0 || !info.dli_fname) return std::string();
+        char real[PATH_MAX];
+        return ::realpath(info.dli_fname, real) ? std::string(real) : std::string();
+    }();
+    return path;
 }
 
 KeySpec parse_key_spec(const std::string& s) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "signing/cms_cache.hpp"
 #include "signing/policy.hpp"
 
 namespace trustme::signing {
@@ -38,30 +39,8 @@ void pki_revoke(const std::string& dir, const std::string& name);
 std::string cms_sign(const std::string& data, const std::string& key_path, const std::string& cert_path,
                      const std::string& chain_path);
 
-struct Signer {
-    std::string subject;  // RFC 2253
-    std::string issuer;
-    std::string serial;
-    std::string not_after;
-};
-
-// The policy's trust anchors and CRLs as bytes, read once: what cms_verify parses is exactly what the
-// verdict cache's key covers (cms_cache.hpp). Anchor directories contribute their *.pem and *.crt files
-// in name order. Errors name the policy file and the field.
-struct TrustFile {
-    std::string path, bytes;
-};
-struct TrustMaterial {
-    std::vector<TrustFile> anchors, crls;
-};
-TrustMaterial read_trust_material(const trustme::policy::Policy& policy);
-
-// A successful verification and how long it stays true: the signer's chain and the CRLs are all within
-// their validity at any time in [valid_from, valid_until).
-struct Verdict {
-    Signer signer;
-    time_t valid_from = 0, valid_until = 0;
-};
+// The file of the libcrypto this process uses (dladdr), for the verdict cache (cms_cache.hpp); "" if unknown.
+const std::string& libcrypto_path();
 
 // Verify a detached CMS signature over `data` against the policy's anchors and CRLs (`trust`, read by
 // read_trust_material): the signature, the chain to an anchor, validity dates, revocation, the

@@ -1,17 +1,16 @@
-// SHA-256 through OpenSSL with the algorithm fetched once per process. OpenSSL 3 resolves a legacy
-// EVP_sha256() against the provider store on every EVP_DigestInit_ex/EVP_Digest (an implicit
-// EVP_MD_fetch); on the warm start path that lookup cost more than hashing the strings themselves.
+// SHA-256 for the signing code, with two interchangeable back ends chosen at link time:
+//  - sha256_openssl.cpp (trustme_signing: trustme-sign, the verify plugin, trustme-attest): OpenSSL's
+//    SHA-256 with the algorithm fetched once per process. OpenSSL 3 resolves a legacy EVP_sha256()
+//    against the provider store on every EVP_DigestInit_ex/EVP_Digest (an implicit EVP_MD_fetch); on the
+//    warm start path that lookup cost more than hashing the strings themselves.
+//  - sha256_own.cpp (trustme_signing_lean, linked into trustme-runtime for the warm path, warm.hpp): our
+//    own implementation (runtime/security/sha256.hpp), so that a warm start loads no libcrypto.
 #pragma once
 #include <cstddef>
 #include <string>
 #include <string_view>
 
-#include <openssl/types.h>
-
 namespace trustme::signing {
-
-// The provider's SHA-256 (EVP_MD_fetch once, kept for the life of the process). Throws if unavailable.
-const EVP_MD* sha256_md();
 
 // One reusable digest context: update() any number of times, then hex() finishes and starts over.
 class Sha256 {
@@ -28,8 +27,7 @@ public:
     std::string hex();
 
 private:
-    void restart();
-    EVP_MD_CTX* ctx_;
+    void* ctx_;  // the back end's context
 };
 
 std::string to_hex(const unsigned char* p, size_t n);

@@ -1,184 +1,14 @@
 #include "signing/verify.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cstring>
-#include <ctime>
-#include <optional>
 
 #include <openssl/crypto.h>
 
-#include "base/error.hpp"
-#include "base/fd.hpp"
-#include "base/files.hpp"
-#include "signing/cache.hpp"
-#include "signing/cms_cache.hpp"
-#include "signing/constraints.hpp"
 #include "signing/pki.hpp"
 #include "signing/policy.hpp"
+#include "signing/verify_core.hpp"
 
 namespace trustme::signing {
-namespace {
-
-// Copy into a fixed C buffer as one line (the ABI promises one line; truncation keeps the NUL).
-template <size_t N>
-void put(char (&dst)[N], const std::string& s) {
-    size_t n = std::min(s.size(), N - 1);
-    for (size_t i = 0; i < n; ++i) dst[i] = (s[i] == '\n' || s[i] == '\r') ? ' ' : s[i];
-    dst[n] = '\0';
-}
-
-// Open a file of the bundle relative to a directory fd, without following a symlink in the last
-// component; ENOENT gives an empty UniqueFd, anything else throws.
-// O_NONBLOCK|O_NOCTTY: a fifo or tty planted under the expected name must not block or adopt us; the
-// type check then refuses it.
-UniqueFd open_opt(int dirfd, const char* name, const std::string& display, int extra = 0) {
-    int fd = ::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | extra);
-    if (fd < 0) {
-        if (errno == ENOENT) return UniqueFd();
-        fail_errno(errno, display);
-    }
-    UniqueFd owned(fd);
-    struct stat st{};
-    if (::fstat(fd, &st) < 0) fail_errno(errno, display);
-    bool want_dir = extra & O_DIRECTORY;
-    if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
-        fail(display + (want_dir ? ": not a directory" : ": not a regular file"));
-    return owned;
-}
-
-std::string read_fd(int fd, const std::string& display) {
-    std::string out;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail_errno(errno, "read " + display);
-        if (n == 0) break;
-        out.append(buf, static_cast<size_t>(n));
-        if (out.size() > (1u << 30)) fail(display + ": larger than 1 GiB");
-    }
-    return out;
-}
-
-std::string rootfs_display(const std::string& bundle, std::string_view config) {
-    auto cfg = nlohmann::json::parse(config, nullptr, /*allow_exceptions=*/false);
-    std::string root = "rootfs";
-    if (cfg.is_object() && cfg.contains("root") && cfg["root"].is_object() && cfg["root"].contains("path") &&
-        cfg["root"]["path"].is_string())
-        root = cfg["root"]["path"].get<std::string>();
-    if (!root.empty() && root[0] == '/') return root;
-    return bundle + "/" + root;
-}
-
-struct Found {
-    std::string location;  // "bundle" or "rootfs"
-    std::string manifest, signature;
-    std::string manifest_name, signature_name;
-};
-
-Found locate(const trustme_verify_request& req, const std::string& bundle, const std::string& rootfs) {
-    Found f;
-    const std::string bm = bundle + "/" + kBundleManifest;
-    if (UniqueFd m = open_opt(req.bundle_fd, kBundleManifest, bm)) {
-        f.location = "bundle";
-        f.manifest_name = bm;
-        f.signature_name = bm + kSignatureSuffix;
-        f.manifest = read_fd(m.get(), bm);
-        std::string sig = std::string(kBundleManifest) + kSignatureSuffix;
-        UniqueFd s = open_opt(req.bundle_fd, sig.c_str(), f.signature_name);
-        if (!s) fail(f.signature_name + ": missing (the manifest is not signed)");
-        f.signature = read_fd(s.get(), f.signature_name);
-        return f;
-    }
-    const std::string dir = rootfs + "/" + kEmbeddedDir;
-    if (UniqueFd d = open_opt(req.rootfs_fd, kEmbeddedDir, dir, O_DIRECTORY)) {
-        const std::string em = dir + "/" + kEmbeddedManifest;
-        if (UniqueFd m = open_opt(d.get(), kEmbeddedManifest, em)) {
-            f.location = "rootfs";
-            f.manifest_name = em;
-            f.signature_name = em + kSignatureSuffix;
-            f.manifest = read_fd(m.get(), em);
-            std::string sig = std::string(kEmbeddedManifest) + kSignatureSuffix;
-            UniqueFd s = open_opt(d.get(), sig.c_str(), f.signature_name);
-            if (!s) fail(f.signature_name + ": missing (the manifest is not signed)");
-            f.signature = read_fd(s.get(), f.signature_name);
-            return f;
-        }
-    }
-    fail(bundle + ": not signed (neither " + bm + " nor " + dir + "/" + kEmbeddedManifest + " exists)");
-}
-
-void run(const trustme_verify_request& req, trustme_verify_result& res, const trustme::policy::Policy& pol,
-         const VerifyOptions& opt, WalkStats* stats) {
-    const std::string bundle = req.bundle_path && *req.bundle_path ? req.bundle_path : "bundle";
-    std::string_view config(req.config_json ? req.config_json : "", req.config_json ? req.config_len : 0);
-    const std::string rootfs = rootfs_display(bundle, config);
-    const std::string config_sha256 = sha256_hex(config);
-    put(res.config_digest, config_sha256);
-
-    Found f = locate(req, bundle, rootfs);
-    put(res.location, f.location);
-    const std::string manifest_sha256 = sha256_hex(f.manifest);
-    put(res.manifest_digest, manifest_sha256);
-
-    // One store for both caches; none at all when the policy or the caller says no.
-    UniqueFd store;
-    if (pol.verify_cache && opt.use_cache) store = open_cache_store(pol.verify_cache_dir, nullptr);
-
-    // Signature first: nothing of an unsigned manifest is worth parsing or walking for. A verdict reached
-    // earlier for exactly these bytes, and still within its validity, stands (cms_cache.hpp).
-    TrustMaterial trust = read_trust_material(pol);
-    std::string verdict_key;
-    std::optional<Signer> who;
-    if (store) {
-        verdict_key = cms_verdict_key(manifest_sha256, f.signature, trust);
-        who = cached_verdict(store.get(), verdict_key, ::time(nullptr));
-    }
-    const bool signature_cached = who.has_value();
-    if (!who) {
-        Verdict v = cms_verify(f.manifest, f.signature, f.signature_name, pol, trust);
-        if (store) remember_verdict(store.get(), verdict_key, v);
-        who = std::move(v.signer);
-    }
-    put(res.signer_subject, who->subject);
-
-    Manifest signed_m = parse_manifest(f.manifest, f.manifest_name);
-    if (f.location == "bundle") {
-        if (!signed_m.config_sha256) fail(f.manifest_name + ": does not cover config.json (a bundle manifest must)");
-        if (*signed_m.config_sha256 != config_sha256)
-            fail(bundle + "/config.json: changed since signing (SHA-256 differs from " + f.manifest_name + ")");
-    } else {
-        if (signed_m.config_sha256)
-            fail(f.manifest_name + ": names a config.json, but an embedded manifest covers the rootfs only");
-        // The config came from an engine, unsigned: the policy's constraints judge it.
-        auto cfg = nlohmann::json::parse(config, nullptr, /*allow_exceptions=*/false);
-        if (cfg.is_discarded()) fail(bundle + "/config.json: invalid JSON");
-        trustme::policy::judge_config(pol.constraints, cfg, bundle + "/config.json");
-    }
-
-    std::unique_ptr<HashCache> cache;
-    if (store) cache = HashCache::open(store.get(), req.rootfs_fd, nullptr);
-    WalkOptions wo;
-    wo.exclude_embedded = f.location == "rootfs";
-    wo.cache = cache.get();
-    std::vector<Entry> actual;
-    try {
-        actual = walk_rootfs(req.rootfs_fd, wo, stats);
-    } catch (const Error& e) {
-        // Walk errors name "rootfs/PATH"; give the real rootfs path.
-        std::string m = e.what();
-        if (auto p = m.find("rootfs/"); p != std::string::npos) m.replace(p, 6, rootfs);
-        fail(m);
-    }
-    if (stats) stats->signature_cached = signature_cached;
-    if (cache) cache->save();
-    if (auto d = compare_entries(signed_m.entries, actual); !d.empty()) fail(rootfs + (d[0] == '/' ? "" : "/") + d);
-}
-
-}  // namespace
 
 int verify_bundle(const trustme_verify_request* req, trustme_verify_result* res, const VerifyOptions& opt,
                   WalkStats* stats) noexcept {
@@ -201,7 +31,11 @@ int verify_bundle(const trustme_verify_request* req, trustme_verify_result* res,
     }
     if (pol.signature == trustme::policy::SignatureMode::Off) return 0;
     try {
-        run(*req, *res, pol, opt, stats);
+        VerifyCore core;
+        core.use_cache = opt.use_cache;
+        core.cms = &cms_verify;
+        core.library = &libcrypto_path();
+        verify_run(*req, *res, pol, core, stats);
         return 0;
     } catch (const std::exception& e) {
         if (pol.signature == trustme::policy::SignatureMode::Warn) {

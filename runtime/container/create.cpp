@@ -189,13 +189,9 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
         it = it->first.rfind("org.trustme.verified.", 0) == 0 ? cfg.annotations.erase(it) : std::next(it);
     policy::Policy pol = policy::load(g.policy);
     if (pol.signature != policy::SignatureMode::Off) {
-        auto fn = reinterpret_cast<int (*)(const trustme_verify_request*, trustme_verify_result*)>(
-            plugins::symbol("libtrustme-verify.so", "trustme_verify_bundle"));
         trustme_verify_request req{TRUSTME_VERIFY_ABI, pol.path.c_str(), c.bundle.c_str(), bundle_fd.get(),
                                    c.rootfs_fd.get(), text.data(), text.size()};
-        trustme_verify_result res{};
-        if (fn(&req, &res) != 0) fail(res.error[0] ? res.error : "bundle verification failed");
-        if (res.warning[0]) log::warn(res.warning);
+        trustme_verify_result res = plugins::verify_bundle(pol, req);
         if (std::strcmp(res.location, "none") != 0) {
             cfg.annotations["org.trustme.verified.manifest"] = res.manifest_digest;
             cfg.annotations["org.trustme.verified.config"] = res.config_digest;

@@ -370,12 +370,9 @@ int verify(const Globals& g, const std::string& bundle) {
     std::string rootfs = cfg.root_path[0] == '/' ? cfg.root_path : b + "/" + cfg.root_path;
     UniqueFd rfd(::open(rootfs.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
     if (!rfd) fail_errno(errno, "root.path " + rootfs);
-    auto fn = reinterpret_cast<int (*)(const trustme_verify_request*, trustme_verify_result*)>(
-        plugins::symbol("libtrustme-verify.so", "trustme_verify_bundle"));
     trustme_verify_request req{TRUSTME_VERIFY_ABI, pol.path.c_str(), b.c_str(), bfd.get(), rfd.get(), text.data(),
                                text.size()};
-    trustme_verify_result res{};
-    if (fn(&req, &res) != 0) fail(res.error[0] ? res.error : "verification failed");
+    trustme_verify_result res = plugins::verify_bundle(pol, req);
     std::string out = "bundle:          " + b + "\npolicy:          " + pol.path + "\nmanifest:        " +
                       res.location + "\nmanifest digest: " + res.manifest_digest + "\nconfig digest:   " +
                       res.config_digest + "\nsigner:          " + res.signer_subject + "\n";

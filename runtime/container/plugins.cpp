@@ -7,6 +7,8 @@
 #include <cstdlib>
 
 #include "runtime/base/error.hpp"
+#include "runtime/base/log.hpp"
+#include "signing/warm.hpp"
 
 namespace trustme::plugins {
 
@@ -30,6 +32,16 @@ void* symbol(const char* library, const char* sym) {
     void* s = ::dlsym(h, sym);
     if (!s) fail(std::string("plugin ") + path + ": missing symbol " + sym);
     return s;
+}
+
+trustme_verify_result verify_bundle(const policy::Policy& pol, const trustme_verify_request& req) {
+    trustme_verify_result res{};
+    if (signing::verify_warm(req, pol, res)) return res;
+    auto fn = reinterpret_cast<int (*)(const trustme_verify_request*, trustme_verify_result*)>(
+        symbol("libtrustme-verify.so", "trustme_verify_bundle"));
+    if (fn(&req, &res) != 0) fail(res.error[0] ? res.error : "bundle verification failed");
+    if (res.warning[0]) log::warn(res.warning);
+    return res;
 }
 
 }  // namespace trustme::plugins

@@ -3,11 +3,19 @@
 #pragma once
 #include <string>
 
+#include "signing/policy.hpp"
+#include "signing/verify_plugin.h"
+
 namespace trustme::plugins {
 
-// Directory of the running binary (before the CVE-2019-5736 re-exec, see cli/selfexe.cpp).
+// Directory of the running binary (resolved before the CVE-2019-5736 seal, see cli/selfexe.cpp).
 const std::string& exe_dir();
 // dlopen <exe_dir>/../lib/trustme/<name> and resolve `symbol`; throws naming the file and dlerror().
 void* symbol(const char* library, const char* sym);
+
+// Verify a bundle against the policy (signature != off): first in this process from the caches alone
+// (signing/warm.hpp: no libcrypto loaded), else through libtrustme-verify.so. Throws the one-line reason
+// when refused; logs the warning of mode "warn".
+trustme_verify_result verify_bundle(const policy::Policy& pol, const trustme_verify_request& req);
 
 }  // namespace trustme::plugins

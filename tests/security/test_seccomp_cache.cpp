@@ -54,6 +54,34 @@ TEST(Sha256, KnownVectors) {
     EXPECT_EQ(Sha256::hex(l.finish()), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
+TEST(Sha256, MillionAsAndSplitUpdates) {
+    using trustme::security::detail::Sha256;
+    // FIPS 180-4 example: one million 'a'; fed in uneven pieces so that partial and whole blocks mix.
+    std::string a(1000000, 'a');
+    Sha256 h;
+    for (size_t i = 0, step = 1; i < a.size(); i += step, step = step * 7 % 1031 + 1)
+        h.update(std::string_view(a).substr(i, step));
+    EXPECT_EQ(Sha256::hex(h.finish()), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(Sha256, ShaExtensionsMatchThePortableRounds) {
+    using trustme::security::detail::Sha256;
+    uint8_t probe[64] = {};
+    uint32_t hp[8] = {};
+    if (!Sha256::blocks_accelerated(hp, probe, 1)) GTEST_SKIP() << "this CPU has no SHA extensions";
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    std::vector<uint8_t> data(64 * 40);
+    for (auto& b : data) x ^= x << 13, x ^= x >> 7, x ^= x << 17, b = static_cast<uint8_t>(x);
+    for (size_t n = 1; n <= 40; ++n) {
+        uint32_t a[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+        uint32_t b[8];
+        std::memcpy(b, a, sizeof a);
+        ASSERT_TRUE(Sha256::blocks_accelerated(a, data.data(), n));
+        Sha256::blocks_portable(b, data.data(), n);
+        ASSERT_EQ(std::memcmp(a, b, sizeof a), 0) << n << " blocks";
+    }
+}
+
 TEST(SeccompCache, HitReturnsTheSameProgram) {
     TempDir t;
     fs::path dir = t.path / "cache";

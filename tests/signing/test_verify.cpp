@@ -23,6 +23,7 @@
 #include "signing/pki.hpp"
 #include "signing/verify.hpp"
 #include "signing/verify_plugin.h"
+#include "signing/warm.hpp"
 
 using namespace trustme;
 using namespace trustme::signing;
@@ -184,6 +185,14 @@ protected:
         stats = {};
         return call([&](const trustme_verify_request& req, trustme_verify_result& res) {
             return verify_bundle(&req, &res, opt, &stats);
+        });
+    }
+
+    // The runtime's in-process warm path (warm.hpp): rc 1 when it accepted from the caches, 0 when it
+    // hands over to the plugin.
+    Outcome warm() {
+        return call([&](const trustme_verify_request& req, trustme_verify_result& res) {
+            return verify_warm(req, trustme::policy::load(policy_), res) ? 1 : 0;
         });
     }
 
@@ -650,6 +659,107 @@ TEST_F(Signing, SignatureCacheExpiresWithTheCertificate) {
     expect_verdict_cached();
     while (::time(nullptr) <= *brief.not_after) ::sleep(1);
     expect_refused(bundle_ + "/trustme.manifest.p7s: certificate CN=brief,O=trustme: certificate has expired");
+}
+
+// The warm path only ever accepts, and only what the caches vouch for; the plugin decides the rest.
+TEST_F(Signing, WarmPathAcceptsOnlyFromTheCaches) {
+    sign();
+    ::sleep(3);  // files younger than the racy margin are never cached
+    EXPECT_EQ(warm().rc, 0) << "nothing is cached yet";
+    Outcome full = verify();
+    ASSERT_EQ(full.rc, 0) << full.error();
+    Outcome w = warm();
+    ASSERT_EQ(w.rc, 1);
+    EXPECT_STREQ(w.res.location, full.res.location);
+    EXPECT_STREQ(w.res.manifest_digest, full.res.manifest_digest);
+    EXPECT_STREQ(w.res.config_digest, full.res.config_digest);
+    EXPECT_STREQ(w.res.signer_subject, full.res.signer_subject);
+    EXPECT_STREQ(w.res.error, "");
+
+    // Changed content (same size and mtime): the warm path does not decide, the plugin refuses.
+    std::string p = rootfs_ + "/bin/busybox";
+    struct stat st{};
+    ASSERT_EQ(::stat(p.c_str(), &st), 0);
+    {
+        UniqueFd fd(::open(p.c_str(), O_WRONLY | O_CLOEXEC));
+        ASSERT_TRUE(fd);
+        ASSERT_EQ(::pwrite(fd.get(), "XXXX", 4, 100), 4);
+    }
+    struct timespec times[2] = {st.st_atim, st.st_mtim};
+    ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), times, 0), 0);
+    EXPECT_EQ(warm().rc, 0);
+    expect_refused(rootfs_ + "/bin/busybox: content changed (SHA-256 differs from the manifest)");
+    EXPECT_EQ(warm().rc, 0);
+
+    // A changed config.json: refused by the plugin, never accepted warm.
+    ASSERT_EQ(sh("cp -a " + template_rootfs_ + "/bin/busybox " + p), 0);
+    config_["process"]["args"] = {"sh", "-c", "evil"};
+    write_config();
+    EXPECT_EQ(warm().rc, 0);
+    expect_refused(bundle_ + "/config.json: changed since signing (SHA-256 differs from " + bundle_ + "/trustme.manifest)");
+}
+
+// A cached verdict stands only while the libcrypto that reached it is the same file (cms_cache.hpp).
+TEST_F(Signing, WarmPathNeedsTheSameLibcrypto) {
+    sign();
+    ::sleep(3);
+    ASSERT_EQ(verify().rc, 0);
+    ASSERT_EQ(warm().rc, 1);
+    // Make the entry name another "library", with a valid line checksum: the warm path accepts while that
+    // file is unchanged, and lapses when it changes (as after a libcrypto upgrade).
+    std::string lib = dir_ + "/libcrypto-stand-in.so";
+    write(lib, "stand-in");
+    std::string store = dir_ + "/cache/cms-verdicts";
+    std::string text = slurp(store);
+    size_t nl = text.find('\n');
+    std::string line = text.substr(nl + 1, text.find('\n', nl + 1) - nl - 1);
+    std::vector<std::string> f;
+    for (size_t i = 0; i <= line.size();) {
+        size_t j = line.find(' ', i);
+        if (j == std::string::npos) j = line.size();
+        f.push_back(line.substr(i, j - i));
+        i = j + 1;
+    }
+    ASSERT_EQ(f.size(), 9u) << line;
+    EXPECT_EQ(*decode_field(f[7]), library_identity(libcrypto_path()));
+    f[7] = encode_field(library_identity(lib));
+    std::string rewritten;
+    for (size_t i = 0; i < 8; ++i) rewritten += (i ? " " : "") + f[i];
+    rewritten += " " + sha256_hex(rewritten);
+    write(store, text.substr(0, nl + 1) + rewritten + "\n");
+    EXPECT_EQ(warm().rc, 1);
+    ASSERT_EQ(sh("printf x >> " + lib), 0);
+    EXPECT_EQ(warm().rc, 0);
+    // The plugin's libcrypto is not the one named: it verifies in full (and remembers its own verdict).
+    WalkStats s;
+    ASSERT_EQ(verify_with(s).rc, 0);
+    EXPECT_FALSE(s.signature_cached);
+    EXPECT_EQ(warm().rc, 1);
+}
+
+// End to end: a warm signed `create` maps neither libcrypto nor the verify plugin; a cold one does.
+TEST_F(Signing, RuntimeWarmStartLoadsNoLibcrypto) {
+    config_["process"]["user"] = {{"uid", 0}, {"gid", 0}};
+    write_config();
+    sign();
+    ::sleep(3);
+    const std::string root = dir_ + "/state", rt = kBin + "/bin/trustme-runtime";
+    auto maps_of_create = [&](const std::string& id) {
+        std::string pidfile = dir_ + "/" + id + ".pid";
+        EXPECT_EQ(sh(rt + " --root " + root + " --policy " + policy_ + " create --pid-file " + pidfile + " -b " +
+                     bundle_ + " " + id),
+                  0);
+        std::string maps = slurp("/proc/" + slurp(pidfile) + "/maps");  // the init, a clone of create
+        EXPECT_EQ(sh(rt + " --root " + root + " delete --force " + id), 0);
+        return maps;
+    };
+    std::string cold = maps_of_create("cold");
+    EXPECT_NE(cold.find("libcrypto"), std::string::npos);
+    EXPECT_NE(cold.find("libtrustme-verify.so"), std::string::npos);
+    std::string warm = maps_of_create("warm");
+    EXPECT_NE(warm.find("r-xp"), std::string::npos) << "no maps read";
+    EXPECT_EQ(warm.find("libcrypto"), std::string::npos);
+    EXPECT_EQ(warm.find("libtrustme-verify.so"), std::string::npos);
 }
 
 TEST_F(Signing, CacheOffInPolicyOrFlag) {

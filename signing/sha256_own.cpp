@@ -1,0 +1,24 @@
+// The libcrypto-free back end of sha256.hpp (see there): runtime/security/sha256.hpp.
+#include "security/sha256.hpp"
+#include "signing/sha256.hpp"
+
+namespace trustme::signing {
+namespace {
+using Impl = trustme::security::detail::Sha256;
+Impl* impl(void* p) { return static_cast<Impl*>(p); }
+}  // namespace
+
+Sha256::Sha256() : ctx_(new Impl()) {}
+Sha256::~Sha256() { delete impl(ctx_); }
+
+void Sha256::update(const void* data, size_t n) {
+    impl(ctx_)->update(std::string_view(static_cast<const char*>(data), n));
+}
+
+std::string Sha256::hex() {
+    auto d = impl(ctx_)->finish();
+    *impl(ctx_) = Impl();
+    return to_hex(d.data(), d.size());
+}
+
+}  // namespace trustme::signing
