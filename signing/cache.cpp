@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstring>
@@ -200,6 +201,117 @@ std::unique_ptr<HashCache> HashCache::open(int store_fd, int rootfs_fd, std::str
     c->loaded_ = c->entries_.size();
     c->mnt_id_ = root.stx_mnt_id;
     return c;
+}
+
+namespace {
+
+constexpr std::string_view kTreeHeader = "trustme-tree v1";
+
+// The store file of a rootfs's tree record: one per rootfs (root's mount id, device, inode), replaced by
+// the next record, so the store does not grow with every re-signed manifest.
+std::optional<std::string> tree_file(int rootfs_fd, struct statx& root) {
+    struct statfs sf{};
+    if (::fstatfs(rootfs_fd, &sf) < 0 || !HashCache::usable_fs(static_cast<long>(sf.f_type))) return std::nullopt;
+    if (::statx(rootfs_fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE,
+                &root) < 0 ||
+        !(root.stx_mask & STATX_MNT_ID_UNIQUE))
+        return std::nullopt;
+    return sha256_hex("tree " + std::to_string(root.stx_mnt_id) + ' ' + std::to_string(root.stx_dev_major) + ':' +
+                      std::to_string(root.stx_dev_minor) + ' ' + std::to_string(root.stx_ino)) +
+           ".tree";
+}
+
+}  // namespace
+
+bool tree_unchanged(int store_fd, int rootfs_fd, const std::string& key) {
+    struct statx root{};
+    auto name = tree_file(rootfs_fd, root);
+    if (!name) return false;
+    auto text = read_store_file(store_fd, *name);
+    if (!text) return false;
+    // "trustme-tree v1\nKEY\n" then "STAMP PATH\n" per entry, then "CHECK\n" = SHA-256 of all before it.
+    std::string_view t(*text);
+    if (t.size() < 66 || t.back() != '\n') return false;
+    const size_t body_end = t.rfind('\n', t.size() - 2) + 1;
+    if (sha256_hex(t.substr(0, body_end)) != t.substr(body_end, t.size() - 1 - body_end)) return false;
+    std::string_view body = t.substr(0, body_end);
+    auto next_line = [&](std::string_view& line) {
+        if (body.empty()) return false;
+        size_t nl = body.find('\n');
+        line = body.substr(0, nl);
+        body = body.substr(nl + 1);
+        return true;
+    };
+    std::string_view line;
+    if (!next_line(line) || line != kTreeHeader || !next_line(line) || line != key) return false;
+
+    // Walk order is pre-order, so the parent of every entry is on this stack of open directories.
+    struct Dir {
+        std::string path;
+        UniqueFd fd;
+    };
+    std::vector<Dir> stack;
+    size_t n = 0;
+    while (next_line(line)) {
+        // STAMP is 10 space-separated fields; PATH (encode_field) follows the 10th space.
+        size_t p = 0;
+        for (int i = 0; i < 10 && p != std::string_view::npos; ++i) p = line.find(' ', p + 1);
+        if (p == std::string_view::npos) return false;
+        std::string_view stamp = line.substr(0, p);
+        auto path = decode_field(line.substr(p + 1));
+        if (!path || path->empty() || (*path)[0] != '/') return false;
+        struct statx st{};
+        if (n++ == 0) {
+            if (*path != "/") return false;
+            st = root;
+            UniqueFd fd(::openat(rootfs_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+            if (!fd || tree_stamp(st) != stamp) return false;
+            stack.push_back({"/", std::move(fd)});
+            continue;
+        }
+        const size_t slash = path->rfind('/');
+        const std::string parent = slash == 0 ? "/" : path->substr(0, slash);
+        const std::string base = path->substr(slash + 1);
+        if (base.empty() || base == "." || base == ".." || base.find('/') != std::string::npos) return false;
+        while (!stack.empty() && stack.back().path != parent) stack.pop_back();
+        if (stack.empty()) return false;
+        if (::statx(stack.back().fd.get(), base.c_str(), AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT,
+                    STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE, &st) < 0 ||
+            tree_stamp(st) != stamp)
+            return false;
+        if (S_ISDIR(st.stx_mode)) {
+            // Opened without following a symlink, and it must be the inode just compared.
+            UniqueFd fd(::openat(stack.back().fd.get(), base.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+            struct statx again{};
+            if (!fd ||
+                ::statx(fd.get(), "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE,
+                        &again) < 0 ||
+                tree_stamp(again) != stamp)
+                return false;
+            stack.push_back({*path, std::move(fd)});
+        }
+    }
+    return n > 0;
+}
+
+void remember_tree(int store_fd, int rootfs_fd, const std::string& key, const std::vector<Entry>& entries,
+                   time_t walk_start) {
+    struct statx root{};
+    auto name = tree_file(rootfs_fd, root);
+    if (!name || entries.empty()) return;
+    std::vector<const Entry*> order;
+    order.reserve(entries.size());
+    for (const auto& e : entries) {
+        // A change in the same clock tick as our read could keep the ctime: no record at all then.
+        if (e.stamp.empty() || e.ctime_sec >= walk_start - kRacyMarginSec) return;
+        order.push_back(&e);
+    }
+    std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) { return a->order < b->order; });
+    if (order.front()->path != "/" || order.front()->stamp != tree_stamp(root)) return;
+    std::string out = std::string(kTreeHeader) + '\n' + key + '\n';
+    for (const Entry* e : order) out.append(e->stamp).append(" ").append(encode_field(e->path)).append("\n");
+    out += sha256_hex(out) + '\n';
+    write_store_file(store_fd, *name, out);
 }
 
 std::optional<std::string> HashCache::take(const struct statx& st) {

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <ctime>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "base/fd.hpp"
+#include "signing/manifest.hpp"
 
 namespace trustme::signing {
 
@@ -30,6 +32,20 @@ std::optional<std::string> read_store_file(int store_fd, const std::string& name
 // Replace a file of the store atomically (private temporary + rename). Failure is silent: a cache that
 // cannot be written is a cache that misses next time.
 void write_store_file(int store_fd, const std::string& name, const std::string& data);
+
+// The tree record (docs/signing.md, "The tree record"): after a verification accepted a rootfs, the
+// tree_stamp() of every entry in walk order, under a key naming what was accepted (the verdict, the
+// manifest, the config, the location). The warm path (warm.hpp) then accepts the same tree again with one
+// statx per entry and one open per directory: no getdents, no manifest parsing, no digest lookups. A
+// directory's ctime moves with every name added, removed or renamed in it, a file's with every change of
+// content, xattrs, mode or owner, and the unique mount id with anything mounted over an entry; so equal
+// stamps for every recorded entry mean the very tree that was accepted. Any difference, or any doubt, is a
+// miss. Same store, same rules as the digest cache (filesystem types, unique mount ids, the racy margin).
+bool tree_unchanged(int store_fd, int rootfs_fd, const std::string& key);
+// Remember the tree of `entries` (a walk of rootfs_fd, any order; Entry::order gives the walk's) under
+// `key`, unless an entry changed less than the racy margin before `walk_start`. Failure is silent.
+void remember_tree(int store_fd, int rootfs_fd, const std::string& key, const std::vector<Entry>& entries,
+                   time_t walk_start);
 
 class HashCache {
 public:

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -110,6 +111,8 @@ std::vector<std::pair<std::string, std::string>> read_xattrs(int fd, bool opath,
 }
 
 void fill_meta(Entry& e, const struct statx& st) {
+    e.stamp = tree_stamp(st);
+    e.ctime_sec = st.stx_ctime.tv_sec;
     e.mode = st.stx_mode & 07777;
     e.uid = st.stx_uid;
     e.gid = st.stx_gid;
@@ -171,6 +174,7 @@ public:
         finish();
         if (!error_.empty()) fail(error_);
 
+        for (size_t i = 0; i < entries_.size(); ++i) entries_[i].order = static_cast<uint32_t>(i);
         std::vector<Entry> out(std::make_move_iterator(entries_.begin()), std::make_move_iterator(entries_.end()));
         std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.path < b.path; });
         // Hard links: the first path in canonical order carries the content, later ones name it.
@@ -407,6 +411,18 @@ int unhex(char c) {
 }
 
 }  // namespace
+
+std::string tree_stamp(const struct statx& st) {
+    if (!(st.stx_mask & STATX_MNT_ID_UNIQUE)) return "";
+    char b[256];
+    std::snprintf(b, sizeof b, "%llu %u:%u %llu %o %u %u %u %llu %lld.%u %lld.%u",
+                  static_cast<unsigned long long>(st.stx_mnt_id), st.stx_dev_major, st.stx_dev_minor,
+                  static_cast<unsigned long long>(st.stx_ino), static_cast<unsigned>(st.stx_mode), st.stx_uid,
+                  st.stx_gid, st.stx_nlink, static_cast<unsigned long long>(st.stx_size),
+                  static_cast<long long>(st.stx_mtime.tv_sec), st.stx_mtime.tv_nsec,
+                  static_cast<long long>(st.stx_ctime.tv_sec), st.stx_ctime.tv_nsec);
+    return b;
+}
 
 // Inverse of encode_field; nullopt for anything encode_field would not have produced.
 std::optional<std::string> decode_field(std::string_view s) {

@@ -2,6 +2,8 @@
 // rootfs entry, which the CMS signature covers. Built by one walk of a directory fd (openat, O_NOFOLLOW:
 // no path is resolved twice), hashing regular files in parallel (sha256.hpp).
 #pragma once
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -32,7 +34,15 @@ struct Entry {
     std::vector<std::pair<std::string, std::string>> xattrs;  // name, raw value; sorted by name
     // walk-only identity, not rendered
     uint64_t dev = 0, ino = 0, nlink = 0;
+    std::string stamp;     // tree_stamp() of the statx the entry was read from (the tree record, cache.hpp)
+    int64_t ctime_sec = 0;
+    uint32_t order = 0;    // position in the walk (pre-order: a directory, then everything below it)
 };
+
+// Everything statx says of an entry that a change to it, its content, its xattrs or (for a directory) its
+// list of names moves: unique mount id, device, inode, mode, owner, link count, size, mtime, ctime.
+// "" when the kernel gave no unique mount id.
+std::string tree_stamp(const struct statx& st);
 
 struct Manifest {
     std::optional<std::string> config_sha256;  // hex; present when the bundle's config.json is signed
@@ -42,6 +52,7 @@ struct Manifest {
 struct WalkStats {
     uint64_t entries = 0, files = 0, bytes_hashed = 0, cache_hits = 0, links = 0, link_cache_hits = 0;
     bool signature_cached = false;  // verify_bundle: the CMS verdict came from the cache (cms_cache.hpp)
+    bool tree_cached = false;       // the warm path: the tree record stood (cache.hpp), nothing was walked
 };
 
 struct WalkOptions {

@@ -139,6 +139,23 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     }
     put(res.signer_subject, who->subject);
 
+    // The tree record (cache.hpp): the warm path accepts a tree that a verification of exactly this
+    // manifest, signature and config accepted before, if not one of its entries has changed since. The
+    // full verification always walks.
+    const std::string tree_key =
+        store ? sha256_hex("tree v1 " + verdict_key + ' ' + manifest_sha256 + ' ' + config_sha256 + ' ' + f.location)
+              : std::string();
+    if (store && !opt.cms && tree_unchanged(store.get(), req.rootfs_fd, tree_key)) {
+        if (f.location != "bundle") {
+            // The policy's constraints may have changed since: they judge the unsigned config every time.
+            auto cfg = nlohmann::json::parse(config, nullptr, /*allow_exceptions=*/false);
+            if (cfg.is_discarded()) fail(bundle + "/config.json: invalid JSON");
+            trustme::policy::judge_config(pol.constraints, cfg, bundle + "/config.json");
+        }
+        if (stats) stats->signature_cached = signature_cached, stats->tree_cached = true;
+        return;
+    }
+
     Manifest signed_m = parse_manifest(f.manifest, f.manifest_name);
     if (f.location == "bundle") {
         if (!signed_m.config_sha256) fail(f.manifest_name + ": does not cover config.json (a bundle manifest must)");
@@ -161,6 +178,7 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     wo.cache_only = !opt.cms;
     if (wo.cache_only && !cache) throw CacheMiss{};
     std::vector<Entry> actual;
+    const time_t walk_start = ::time(nullptr);
     try {
         actual = walk_rootfs(req.rootfs_fd, wo, stats);
     } catch (const Error& e) {
@@ -172,6 +190,7 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     if (stats) stats->signature_cached = signature_cached;
     if (cache) cache->save();
     if (auto d = compare_entries(signed_m.entries, actual); !d.empty()) fail(rootfs + (d[0] == '/' ? "" : "/") + d);
+    if (store) remember_tree(store.get(), req.rootfs_fd, tree_key, actual, walk_start);
 }
 
 

@@ -100,11 +100,16 @@ std::vector<std::string> known_capabilities() {
 void apply_bounding(const Capabilities& c) {
     if (!c.present) return;
     const uint64_t keep = mask_of(c.bounding);
+    // PR_CAPBSET_DROP of a capability already out of the set succeeds, and EINVAL means one past the
+    // kernel's last capability (they are numbered without gaps: prctl(2), cap_valid()), so one call per
+    // capability and no PR_CAPBSET_READ probe.
     for (int v = 0; v <= 63; ++v) {
         if (keep & (uint64_t{1} << v)) continue;
-        if (prctl(PR_CAPBSET_READ, v, 0, 0, 0) <= 0) continue;  // not in the set, or unknown to the kernel
-        if (prctl(PR_CAPBSET_DROP, v, 0, 0, 0) < 0)
-            fail_errno(errno, "process.capabilities.bounding: dropping " + cap_name(v));
+        if (prctl(PR_CAPBSET_DROP, v, 0, 0, 0) == 0) continue;
+        const int err = errno;
+        if (err == EINVAL) break;
+        if (err == EPERM && prctl(PR_CAPBSET_READ, v, 0, 0, 0) == 0) continue;  // without CAP_SETPCAP: already out
+        fail_errno(err, "process.capabilities.bounding: dropping " + cap_name(v));
     }
 }
 

@@ -2,6 +2,7 @@
 // Commands on one id serialize on flock(2) of that directory; every write is atomic (tmp + rename), so a
 // crash leaves either the old or the new state.json, which `delete --force` can always clean up.
 #pragma once
+#include <ctime>
 #include <sys/types.h>
 
 #include <string>
@@ -61,5 +62,7 @@ ProcInfo proc_info(pid_t pid);
 std::string status_of(const Record& r, const ContainerDir& d, bool (*frozen)(const Record&) = nullptr);
 
 std::string now_rfc3339();
+// The same for a given time (no time zone file is read).
+std::string rfc3339_utc(const struct timespec& ts);
 
 }  // namespace trustme::state
