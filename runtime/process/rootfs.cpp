@@ -159,6 +159,10 @@ void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::s
     if (!dest) fail_errno(errno, what + ": destination");
     if (::mount("tmpfs", fdpath(dest.get()).c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
         fail_errno(errno, what + ": tmpfs");
+    // The tmpfs just mounted (dest still names the directory under it): ours alone, empty, so its
+    // hierarchy directories are made and opened relative to it, without a lookup from the root each.
+    UniqueFd tmp = open_in_root(root, m.destination, false, false);
+    if (!tmp) fail_errno(errno, what + ": tmpfs");
     for (auto& c : plan.cgroups) {
         if (c.controllers.empty()) continue;  // the hybrid "unified" tree: runc does not show it either
         std::string want = c.controllers;
@@ -175,16 +179,21 @@ void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::s
             }
             if (!all) continue;
             std::string name = mi.mountpoint.substr(mi.mountpoint.find_last_of('/') + 1);
-            bind_into(root, mi.mountpoint + c.path, m.destination + "/" + name, false,
-                      set | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, 0, 0, 0,
-                      what + " (" + name + ")");
+            const std::string sub = what + " (" + name + ")", source = mi.mountpoint + c.path;
+            UniqueFd tree(::open_tree(AT_FDCWD, source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+            if (!tree) fail_errno(errno, sub + ": bind " + source);
+            set_attr(tree.get(), set | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, 0, false,
+                     sub + ": set mount flags");
+            if (::mkdirat(tmp.get(), name.c_str(), 0755) < 0 && errno != EEXIST) fail_errno(errno, sub + ": destination");
+            UniqueFd target(::openat(tmp.get(), name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+            if (!target) fail_errno(errno, sub + ": destination");
+            attach_tree(tree.get(), target.get(), sub + ": attach");
             break;
         }
     }
     if (m.flags & MS_RDONLY) {
         // Remount the tmpfs read-only last, once the bind targets exist.
-        UniqueFd d2 = open_in_root(root, m.destination, false, false);
-        if (::mount(nullptr, fdpath(d2.get()).c_str(), nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        if (::mount(nullptr, fdpath(tmp.get()).c_str(), nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                     "mode=755") < 0)
             fail_errno(errno, what + ": remount read-only");
     }
@@ -232,6 +241,24 @@ struct DefaultDev {
 constexpr DefaultDev kDefaultDevices[] = {{"/dev/null", 1, 3},    {"/dev/zero", 1, 5}, {"/dev/full", 1, 7},
                                           {"/dev/random", 1, 8},  {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
 
+// A device node named `base` in the directory `dirfd`, replacing whatever non-directory is there.
+// umask_clear: the caller set the umask to 0, so mknod's mode is already exact.
+void make_device_at(int dirfd, const std::string& base, const std::string& what, char type, int64_t major,
+                    int64_t minor, uint32_t mode, uint32_t uid, uint32_t gid, bool set_owner, bool umask_clear) {
+    const mode_t kind = type == 'b' ? S_IFBLK : type == 'p' ? S_IFIFO : S_IFCHR;
+    const dev_t dev = makedev(static_cast<unsigned>(major), static_cast<unsigned>(minor));
+    int rc = ::mknodat(dirfd, base.c_str(), kind | (mode & 07777), dev);
+    if (rc < 0 && errno == EEXIST) {
+        ::unlinkat(dirfd, base.c_str(), 0);
+        rc = ::mknodat(dirfd, base.c_str(), kind | (mode & 07777), dev);
+    }
+    if (rc < 0) fail_errno(errno, what + ": mknod");
+    // mknod applies the umask; the spec's fileMode is exact.
+    if (!umask_clear && ::fchmodat(dirfd, base.c_str(), mode & 07777, 0) < 0) fail_errno(errno, what + ": chmod");
+    if (set_owner && ::fchownat(dirfd, base.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+        fail_errno(errno, what + ": chown");
+}
+
 void make_device(const Plan& plan, int root, const std::string& path, char type, int64_t major, int64_t minor,
                  uint32_t mode, uint32_t uid, uint32_t gid, bool set_owner) {
     std::string what = "device " + path;
@@ -245,15 +272,7 @@ void make_device(const Plan& plan, int root, const std::string& path, char type,
     if (!parent) fail_errno(errno, what + ": parent directory");
     UniqueFd pdir(::openat(parent.get(), ".", O_DIRECTORY | O_CLOEXEC));
     if (!pdir) fail_errno(errno, what);
-    mode_t kind = type == 'b' ? S_IFBLK : type == 'p' ? S_IFIFO : S_IFCHR;
-    ::unlinkat(pdir.get(), base.c_str(), 0);
-    if (::mknodat(pdir.get(), base.c_str(), kind | (mode & 07777),
-                  makedev(static_cast<unsigned>(major), static_cast<unsigned>(minor))) < 0)
-        fail_errno(errno, what + ": mknod");
-    // mknod applies the umask; the spec's fileMode is exact.
-    if (::fchmodat(pdir.get(), base.c_str(), mode & 07777, 0) < 0) fail_errno(errno, what + ": chmod");
-    if (set_owner && ::fchownat(pdir.get(), base.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
-        fail_errno(errno, what + ": chown");
+    make_device_at(pdir.get(), base, what, type, major, minor, mode, uid, gid, set_owner, false);
 }
 
 bool dev_is_bind(const oci::Config& cfg) {
@@ -271,13 +290,31 @@ bool has_mount_at(const oci::Config& cfg, const std::string& dest) {
 void setup_dev(const Plan& plan, int root) {
     const oci::Config& cfg = *plan.cfg;
     if (!dev_is_bind(cfg) && has_mount_at(cfg, "/dev")) {
-        for (auto& d : kDefaultDevices) {
-            bool overridden = false;
-            for (auto& u : cfg.linux_.devices) overridden |= u.path == d.path;
-            if (!overridden) make_device(plan, root, d.path, 'c', d.major, d.minor, 0666, 0, 0, false);
-        }
         UniqueFd dev = open_in_root(root, "/dev", false, false);
         UniqueFd devdir(dev ? ::openat(dev.get(), ".", O_DIRECTORY | O_CLOEXEC) : -1);
+        if (!plan.userns && devdir) {
+            // All in /dev, opened once, with the umask cleared for the duration (mode 0666 exactly).
+            const mode_t old = ::umask(0);
+            try {
+                for (auto& d : kDefaultDevices) {
+                    bool overridden = false;
+                    for (auto& u : cfg.linux_.devices) overridden |= u.path == d.path;
+                    if (!overridden)
+                        make_device_at(devdir.get(), d.path + 5, std::string("device ") + d.path, 'c', d.major,
+                                       d.minor, 0666, 0, 0, false, true);
+                }
+            } catch (...) {
+                ::umask(old);
+                throw;
+            }
+            ::umask(old);
+        } else {
+            for (auto& d : kDefaultDevices) {
+                bool overridden = false;
+                for (auto& u : cfg.linux_.devices) overridden |= u.path == d.path;
+                if (!overridden) make_device(plan, root, d.path, 'c', d.major, d.minor, 0666, 0, 0, false);
+            }
+        }
         if (devdir) {
             // config-linux.md "Default Devices" symlinks; /dev/core as runc does when /proc/kcore exists.
             struct {
