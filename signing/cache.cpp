@@ -303,14 +303,18 @@ void remember_tree(int store_fd, int rootfs_fd, const std::string& key, const st
     order.reserve(entries.size());
     for (const auto& e : entries) {
         // A change in the same clock tick as our read could keep the ctime: no record at all then.
-        if (e.stamp.empty() || e.ctime_sec >= walk_start - kRacyMarginSec) return;
+        if (!e.stamp.has_mnt_id || e.stamp.ctime_sec >= walk_start - kRacyMarginSec) return;
         order.push_back(&e);
     }
     std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) { return a->order < b->order; });
-    if (order.front()->path != "/" || order.front()->stamp != tree_stamp(root)) return;
+    if (order.front()->path != "/" || tree_stamp(order.front()->stamp) != tree_stamp(root)) return;
     std::string out = std::string(kTreeHeader) + '\n' + key + '\n';
-    for (const Entry* e : order) out.append(e->stamp).append(" ").append(encode_field(e->path)).append("\n");
+    out.reserve(order.size() * 96);
+    for (const Entry* e : order)
+        out.append(tree_stamp(e->stamp)).append(" ").append(encode_field(e->path)).append("\n");
     out += sha256_hex(out) + '\n';
+    // The same record again (every verification of an unchanged tree): nothing to write.
+    if (auto old = read_store_file(store_fd, *name); old && *old == out) return;
     write_store_file(store_fd, *name, out);
 }
 

@@ -111,8 +111,7 @@ std::vector<std::pair<std::string, std::string>> read_xattrs(int fd, bool opath,
 }
 
 void fill_meta(Entry& e, const struct statx& st) {
-    e.stamp = tree_stamp(st);
-    e.ctime_sec = st.stx_ctime.tv_sec;
+    e.stamp = stamp_of(st);
     e.mode = st.stx_mode & 07777;
     e.uid = st.stx_uid;
     e.gid = st.stx_gid;
@@ -174,9 +173,17 @@ public:
         finish();
         if (!error_.empty()) fail(error_);
 
-        for (size_t i = 0; i < entries_.size(); ++i) entries_[i].order = static_cast<uint32_t>(i);
-        std::vector<Entry> out(std::make_move_iterator(entries_.begin()), std::make_move_iterator(entries_.end()));
-        std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.path < b.path; });
+        // Sorted through pointers: each Entry (strings, xattrs, stamps) is moved once, not per swap.
+        std::vector<Entry*> sorted;
+        sorted.reserve(entries_.size());
+        for (size_t i = 0; i < entries_.size(); ++i) {
+            entries_[i].order = static_cast<uint32_t>(i);
+            sorted.push_back(&entries_[i]);
+        }
+        std::sort(sorted.begin(), sorted.end(), [](const Entry* a, const Entry* b) { return a->path < b->path; });
+        std::vector<Entry> out;
+        out.reserve(sorted.size());
+        for (Entry* e : sorted) out.push_back(std::move(*e));
         // Hard links: the first path in canonical order carries the content, later ones name it.
         std::map<std::pair<uint64_t, uint64_t>, std::string> first;
         for (auto& x : out) {
@@ -412,15 +419,33 @@ int unhex(char c) {
 
 }  // namespace
 
-std::string tree_stamp(const struct statx& st) {
-    if (!(st.stx_mask & STATX_MNT_ID_UNIQUE)) return "";
+Entry::statx_stamp stamp_of(const struct statx& st) {
+    Entry::statx_stamp s;
+    s.has_mnt_id = (st.stx_mask & STATX_MNT_ID_UNIQUE) != 0;
+    s.mnt_id = st.stx_mnt_id;
+    s.ino = st.stx_ino;
+    s.size = st.stx_size;
+    s.dev_major = st.stx_dev_major;
+    s.dev_minor = st.stx_dev_minor;
+    s.mode = st.stx_mode;
+    s.uid = st.stx_uid;
+    s.gid = st.stx_gid;
+    s.nlink = st.stx_nlink;
+    s.mtime_sec = st.stx_mtime.tv_sec;
+    s.mtime_nsec = st.stx_mtime.tv_nsec;
+    s.ctime_sec = st.stx_ctime.tv_sec;
+    s.ctime_nsec = st.stx_ctime.tv_nsec;
+    return s;
+}
+
+std::string tree_stamp(const Entry::statx_stamp& s) {
+    if (!s.has_mnt_id) return "";
     char b[256];
     std::snprintf(b, sizeof b, "%llu %u:%u %llu %o %u %u %u %llu %lld.%u %lld.%u",
-                  static_cast<unsigned long long>(st.stx_mnt_id), st.stx_dev_major, st.stx_dev_minor,
-                  static_cast<unsigned long long>(st.stx_ino), static_cast<unsigned>(st.stx_mode), st.stx_uid,
-                  st.stx_gid, st.stx_nlink, static_cast<unsigned long long>(st.stx_size),
-                  static_cast<long long>(st.stx_mtime.tv_sec), st.stx_mtime.tv_nsec,
-                  static_cast<long long>(st.stx_ctime.tv_sec), st.stx_ctime.tv_nsec);
+                  static_cast<unsigned long long>(s.mnt_id), s.dev_major, s.dev_minor,
+                  static_cast<unsigned long long>(s.ino), s.mode, s.uid, s.gid, s.nlink,
+                  static_cast<unsigned long long>(s.size), static_cast<long long>(s.mtime_sec), s.mtime_nsec,
+                  static_cast<long long>(s.ctime_sec), s.ctime_nsec);
     return b;
 }
 

@@ -34,15 +34,22 @@ struct Entry {
     std::vector<std::pair<std::string, std::string>> xattrs;  // name, raw value; sorted by name
     // walk-only identity, not rendered
     uint64_t dev = 0, ino = 0, nlink = 0;
-    std::string stamp;     // tree_stamp() of the statx the entry was read from (the tree record, cache.hpp)
-    int64_t ctime_sec = 0;
+    struct statx_stamp {   // what tree_stamp() renders, kept as numbers (the tree record, cache.hpp)
+        uint64_t mnt_id = 0, ino = 0, size = 0;
+        uint32_t dev_major = 0, dev_minor = 0, mode = 0, uid = 0, gid = 0, nlink = 0;
+        int64_t mtime_sec = 0, ctime_sec = 0;
+        uint32_t mtime_nsec = 0, ctime_nsec = 0;
+        bool has_mnt_id = false;
+    } stamp;
     uint32_t order = 0;    // position in the walk (pre-order: a directory, then everything below it)
 };
 
 // Everything statx says of an entry that a change to it, its content, its xattrs or (for a directory) its
 // list of names moves: unique mount id, device, inode, mode, owner, link count, size, mtime, ctime.
 // "" when the kernel gave no unique mount id.
-std::string tree_stamp(const struct statx& st);
+Entry::statx_stamp stamp_of(const struct statx& st);
+std::string tree_stamp(const Entry::statx_stamp& s);
+inline std::string tree_stamp(const struct statx& st) { return tree_stamp(stamp_of(st)); }
 
 struct Manifest {
     std::optional<std::string> config_sha256;  // hex; present when the bundle's config.json is signed
