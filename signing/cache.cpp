@@ -251,44 +251,59 @@ bool tree_unchanged(int store_fd, int rootfs_fd, const std::string& key) {
         UniqueFd fd;
     };
     std::vector<Dir> stack;
+    char live[kStampMax];
+    const unsigned mask = STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE;
+    auto same = [&](const struct statx& st, std::string_view recorded) {
+        return std::string_view(live, render_stamp(stamp_of(st), live)) == recorded;
+    };
     size_t n = 0;
+    std::string decoded;
     while (next_line(line)) {
-        // STAMP is 10 space-separated fields; PATH (encode_field) follows the 10th space.
-        size_t p = 0;
-        for (int i = 0; i < 10 && p != std::string_view::npos; ++i) p = line.find(' ', p + 1);
+        // STAMP is 10 space-separated fields; PATH (encode_field) follows the 10th space. The 4th is the
+        // mode, in octal.
+        size_t p = 0, mode_at = 0;
+        for (int i = 0; i < 10 && p != std::string_view::npos; ++i) {
+            p = line.find(' ', p + 1);
+            if (i == 2) mode_at = p + 1;
+        }
         if (p == std::string_view::npos) return false;
-        std::string_view stamp = line.substr(0, p);
-        auto path = decode_field(line.substr(p + 1));
-        if (!path || path->empty() || (*path)[0] != '/') return false;
+        const std::string_view stamp = line.substr(0, p);
+        std::string_view path = line.substr(p + 1);
+        if (path.find('%') != std::string_view::npos) {  // encoded bytes: decode (else it is the path itself)
+            auto d = decode_field(path);
+            if (!d) return false;
+            decoded = std::move(*d);
+            path = decoded;
+        }
+        if (path.empty() || path[0] != '/') return false;
         struct statx st{};
         if (n++ == 0) {
-            if (*path != "/") return false;
-            st = root;
+            if (path != "/") return false;
             UniqueFd fd(::openat(rootfs_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
-            if (!fd || tree_stamp(st) != stamp) return false;
+            if (!fd || !same(root, stamp)) return false;
             stack.push_back({"/", std::move(fd)});
             continue;
         }
-        const size_t slash = path->rfind('/');
-        const std::string parent = slash == 0 ? "/" : path->substr(0, slash);
-        const std::string base = path->substr(slash + 1);
-        if (base.empty() || base == "." || base == ".." || base.find('/') != std::string::npos) return false;
+        const size_t slash = path.rfind('/');
+        const std::string_view parent = slash == 0 ? std::string_view("/") : path.substr(0, slash);
+        const std::string base(path.substr(slash + 1));
+        if (base.empty() || base == "." || base == "..") return false;
         while (!stack.empty() && stack.back().path != parent) stack.pop_back();
         if (stack.empty()) return false;
-        if (::statx(stack.back().fd.get(), base.c_str(), AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT,
-                    STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE, &st) < 0 ||
-            tree_stamp(st) != stamp)
-            return false;
-        if (S_ISDIR(st.stx_mode)) {
-            // Opened without following a symlink, and it must be the inode just compared.
+        unsigned recorded_mode = 0;
+        if (std::from_chars(line.data() + mode_at, line.data() + p, recorded_mode, 8).ec != std::errc()) return false;
+        const bool dir = S_ISDIR(recorded_mode);
+        if (dir) {
+            // Opened without following a symlink (a symlink or a file there now fails: O_DIRECTORY), and
+            // the inode opened is the one compared.
             UniqueFd fd(::openat(stack.back().fd.get(), base.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-            struct statx again{};
-            if (!fd ||
-                ::statx(fd.get(), "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE,
-                        &again) < 0 ||
-                tree_stamp(again) != stamp)
+            if (!fd || ::statx(fd.get(), "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, mask, &st) < 0 || !same(st, stamp))
                 return false;
-            stack.push_back({*path, std::move(fd)});
+            stack.push_back({std::string(path), std::move(fd)});
+        } else if (::statx(stack.back().fd.get(), base.c_str(), AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, mask,
+                           &st) < 0 ||
+                   !same(st, stamp) || S_ISDIR(st.stx_mode)) {
+            return false;
         }
     }
     return n > 0;

@@ -49,6 +49,9 @@ struct Entry {
 // "" when the kernel gave no unique mount id.
 Entry::statx_stamp stamp_of(const struct statx& st);
 std::string tree_stamp(const Entry::statx_stamp& s);
+// The same into a buffer, without allocating; returns the length.
+inline constexpr size_t kStampMax = 256;
+size_t render_stamp(const Entry::statx_stamp& s, char (&buf)[kStampMax]);
 inline std::string tree_stamp(const struct statx& st) { return tree_stamp(stamp_of(st)); }
 
 struct Manifest {
