@@ -210,6 +210,19 @@ protected:
         ASSERT_TRUE(s.signature_cached);
     }
 
+    // Four bytes of a file changed in place, its mtime (and size) restored: only ctime tells.
+    static void rewrite_keeping_size_and_mtime(const std::string& p) {
+        struct stat st{};
+        ASSERT_EQ(::stat(p.c_str(), &st), 0);
+        {
+            UniqueFd fd(::open(p.c_str(), O_WRONLY | O_CLOEXEC));
+            ASSERT_TRUE(fd);
+            ASSERT_EQ(::pwrite(fd.get(), "XXXX", 4, 100), 4);
+        }
+        struct timespec times[2] = {st.st_atim, st.st_mtim};
+        ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), times, 0), 0);
+    }
+
     void expect_refused(const std::string& reason) {
         Outcome o = verify();
         EXPECT_NE(o.rc, 0);
@@ -519,13 +532,7 @@ TEST_F(Signing, CacheCatchesChangeThatPreservesMtime) {
     std::string p = rootfs_ + "/bin/busybox";
     struct stat st{};
     ASSERT_EQ(::stat(p.c_str(), &st), 0);
-    {
-        UniqueFd fd(::open(p.c_str(), O_WRONLY | O_CLOEXEC));
-        ASSERT_TRUE(fd);
-        ASSERT_EQ(::pwrite(fd.get(), "XXXX", 4, 100), 4);
-    }
-    struct timespec times[2] = {st.st_atim, st.st_mtim};
-    ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), times, 0), 0);
+    rewrite_keeping_size_and_mtime(p);
     struct stat st2{};
     ASSERT_EQ(::stat(p.c_str(), &st2), 0);
     ASSERT_EQ(st2.st_size, st.st_size);
@@ -682,15 +689,7 @@ TEST_F(Signing, WarmPathAcceptsOnlyFromTheCaches) {
 
     // Changed content (same size and mtime): the warm path does not decide, the plugin refuses.
     std::string p = rootfs_ + "/bin/busybox";
-    struct stat st{};
-    ASSERT_EQ(::stat(p.c_str(), &st), 0);
-    {
-        UniqueFd fd(::open(p.c_str(), O_WRONLY | O_CLOEXEC));
-        ASSERT_TRUE(fd);
-        ASSERT_EQ(::pwrite(fd.get(), "XXXX", 4, 100), 4);
-    }
-    struct timespec times[2] = {st.st_atim, st.st_mtim};
-    ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), times, 0), 0);
+    rewrite_keeping_size_and_mtime(p);
     EXPECT_EQ(warm().rc, 0);
     expect_refused(rootfs_ + "/bin/busybox: content changed (SHA-256 differs from the manifest)");
     EXPECT_EQ(warm().rc, 0);
@@ -732,14 +731,7 @@ TEST_F(Signing, WarmPathTreeRecord) {
     // A file changed in place (same size and mtime): its ctime moved, the record misses, and the
     // cache-only walk misses too (the digest cache is keyed by ctime as well): the plugin decides.
     std::string p = rootfs_ + "/bin/busybox";
-    struct stat sb{};
-    ASSERT_EQ(::stat(p.c_str(), &sb), 0);
-    {
-        UniqueFd fd(::open(p.c_str(), O_WRONLY | O_CLOEXEC));
-        ASSERT_EQ(::pwrite(fd.get(), "XXXX", 4, 100), 4);
-    }
-    struct timespec times[2] = {sb.st_atim, sb.st_mtim};
-    ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), times, 0), 0);
+    rewrite_keeping_size_and_mtime(p);
     st = {};
     EXPECT_EQ(warm_stats(st).rc, 0);
     expect_refused(rootfs_ + "/bin/busybox: content changed (SHA-256 differs from the manifest)");
