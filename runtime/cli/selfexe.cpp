@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "runtime/base/fd.hpp"
 #include "runtime/base/log.hpp"
@@ -62,6 +63,19 @@ int reseat_exe(int fd) {
         }
     }
     if (!have_phdr) return ENOEXEC;
+    // The file must be the program that is mapped (not, say, ld.so run as `ld.so trustme-runtime`, where
+    // /proc/self/exe is ld.so): its program headers, read from the file, must be the ones in memory.
+    {
+        ElfW(Ehdr) eh;
+        if (::pread(fd, &eh, sizeof eh, 0) != static_cast<ssize_t>(sizeof eh) || eh.e_phnum != n ||
+            eh.e_phentsize != sizeof(ElfW(Phdr)))
+            return ENOEXEC;
+        std::vector<ElfW(Phdr)> file_ph(n);
+        const ssize_t want = static_cast<ssize_t>(n * sizeof(ElfW(Phdr)));
+        if (::pread(fd, file_ph.data(), static_cast<size_t>(want), static_cast<off_t>(eh.e_phoff)) != want ||
+            std::memcmp(file_ph.data(), ph, static_cast<size_t>(want)) != 0)
+            return ENOEXEC;
+    }
     auto down = [page](uintptr_t a) { return a & ~(page - 1); };
     auto up = [page](uintptr_t a) { return (a + page - 1) & ~(page - 1); };
     // Segments that share a page cannot be remapped one by one: leave such a binary to the re-exec.
