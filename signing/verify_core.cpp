@@ -145,13 +145,15 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     const std::string tree_key =
         store ? sha256_hex("tree v1 " + verdict_key + ' ' + manifest_sha256 + ' ' + config_sha256 + ' ' + f.location)
               : std::string();
+    // Under the embedded location the config came from an engine, unsigned: the policy's constraints
+    // judge it, on every start (they may have changed since a tree was recorded).
+    auto judge_unsigned_config = [&] {
+        auto cfg = nlohmann::json::parse(config, nullptr, /*allow_exceptions=*/false);
+        if (cfg.is_discarded()) fail(bundle + "/config.json: invalid JSON");
+        trustme::policy::judge_config(pol.constraints, cfg, bundle + "/config.json");
+    };
     if (store && !opt.cms && tree_unchanged(store.get(), req.rootfs_fd, tree_key)) {
-        if (f.location != "bundle") {
-            // The policy's constraints may have changed since: they judge the unsigned config every time.
-            auto cfg = nlohmann::json::parse(config, nullptr, /*allow_exceptions=*/false);
-            if (cfg.is_discarded()) fail(bundle + "/config.json: invalid JSON");
-            trustme::policy::judge_config(pol.constraints, cfg, bundle + "/config.json");
-        }
+        if (f.location != "bundle") judge_unsigned_config();
         if (stats) stats->signature_cached = signature_cached, stats->tree_cached = true;
         return;
     }
@@ -164,10 +166,7 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     } else {
         if (signed_m.config_sha256)
             fail(f.manifest_name + ": names a config.json, but an embedded manifest covers the rootfs only");
-        // The config came from an engine, unsigned: the policy's constraints judge it.
-        auto cfg = nlohmann::json::parse(config, nullptr, /*allow_exceptions=*/false);
-        if (cfg.is_discarded()) fail(bundle + "/config.json: invalid JSON");
-        trustme::policy::judge_config(pol.constraints, cfg, bundle + "/config.json");
+        judge_unsigned_config();
     }
 
     std::unique_ptr<HashCache> cache;
