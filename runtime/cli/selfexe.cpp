@@ -62,7 +62,6 @@ int reseat_exe(int fd) {
             relro_end = ph[i].p_vaddr + ph[i].p_memsz;
         }
     }
-    if (!have_phdr) return ENOEXEC;
     // The file must be the program that is mapped (not, say, ld.so run as `ld.so trustme-runtime`, where
     // /proc/self/exe is ld.so): its program headers, read from the file, must be the ones in memory.
     {
@@ -75,6 +74,8 @@ int reseat_exe(int fd) {
         if (::pread(fd, file_ph.data(), static_cast<size_t>(want), static_cast<off_t>(eh.e_phoff)) != want ||
             std::memcmp(file_ph.data(), ph, static_cast<size_t>(want)) != 0)
             return ENOEXEC;
+        // A static-pie has no PT_PHDR: the load bias is where the entry point landed.
+        if (!have_phdr) bias = ::getauxval(AT_ENTRY) - eh.e_entry;
     }
     auto down = [page](uintptr_t a) { return a & ~(page - 1); };
     auto up = [page](uintptr_t a) { return (a + page - 1) & ~(page - 1); };

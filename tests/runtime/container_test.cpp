@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <thread>
 
@@ -288,6 +289,42 @@ TEST(Container, UserNamespaceWithMappedRootfs) {
     Result r = b.run_sh("u1", "cat /proc/self/uid_map | tr -s ' '; id -u; stat -c %u /bin/busybox");
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, " 0 100000 65536\n0\n0\n");
+}
+
+// The init joins its cgroups three ways (cgroups.hpp): born in the v2 one (clone3 CLONE_INTO_CGROUP), moving
+// itself into the v1 hierarchies, or, with a user namespace, moved by the parent. Whichever way, the program
+// runs in the container's cgroup in every hierarchy of the host, the hybrid "0::" tree included.
+TEST(Container, ProgramRunsInItsCgroupInEveryHierarchy) {
+    for (bool userns : {false, true}) {
+        SCOPED_TRACE(userns ? "user namespace" : "no user namespace");
+        Bundle b(userns ? "cgin-u" : "cgin");
+        auto& ns = b.config["linux"]["namespaces"];
+        for (auto it = ns.begin(); it != ns.end();) it = (*it)["type"] == "cgroup" ? ns.erase(it) : std::next(it);
+        if (userns) {
+            chmod(b.dir.c_str(), 0755);
+            run({"chown", "-R", "100000:100000", b.rootfs});
+            ns.push_back({{"type", "user"}});
+            b.config["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+            b.config["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+        }
+        const std::string id = userns ? "cgin-u" : "cgin";
+        Result r = b.run_sh(id, "cat /proc/self/cgroup");
+        ASSERT_EQ(r.status, 0) << r.err;
+        std::string host = read_text("/proc/self/cgroup");
+        size_t lines = 0;
+        for (size_t pos = 0; pos < r.out.size();) {
+            size_t end = r.out.find('\n', pos);
+            std::string line = r.out.substr(pos, end - pos);
+            pos = end == std::string::npos ? r.out.size() : end + 1;
+            if (line.empty()) continue;
+            ++lines;
+            const std::string want = "/trustme-" + id;
+            EXPECT_TRUE(line.size() > want.size() && line.compare(line.size() - want.size(), want.size(), want) == 0)
+                << "not in the container's cgroup: " << line;
+        }
+        // One line per hierarchy, as for the host.
+        EXPECT_EQ(lines, static_cast<size_t>(std::count(host.begin(), host.end(), '\n'))) << r.out;
+    }
 }
 
 TEST(Container, ExecJoinsTheContainer) {
