@@ -1,4 +1,5 @@
-// The state directory (--root): one directory per container holding state.json and the exec fifo.
+// The state directory (--root): one directory per container holding state.json (state.creating.json while
+// `create` runs) and the exec fifo.
 // Commands on one id serialize on flock(2) of that directory; every write is atomic (tmp + rename), so a
 // crash leaves either the old or the new state.json, which `delete --force` can always clean up.
 #pragma once

@@ -2,10 +2,12 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "bundle.hpp"
 
@@ -176,6 +178,42 @@ TEST(Lifecycle, FailingCreateRuntimeHookAbortsAndLeavesNothing) {
     EXPECT_EQ(b.rt({"list", "-q"}).out, "");
     struct stat sb;
     EXPECT_NE(stat("/sys/fs/cgroup/memory/trustme-hf", &sb), 0);
+}
+
+// A create killed half-way (here while its createRuntime hook runs: the cgroups exist, the record is the
+// creating one, state.creating.json) must still be found and removed, cgroups and all, by delete --force.
+TEST(Lifecycle, KilledCreateIsRemovedByDeleteForce) {
+    Bundle b("killed");
+    const std::string marker = b.dir + "/hook-pid";
+    b.config["linux"]["cgroupsPath"] = "/trustme-test-killed-create";
+    b.config["hooks"] = {{"createRuntime", {{{"path", "/bin/sh"}, {"args", {"sh", "-c", "echo $$ > " + marker + ".tmp && mv " + marker + ".tmp " + marker + " && exec sleep 60"}}}}}};
+    b.save();
+    b.ids.push_back("kc");
+    std::vector<std::string> args = {runtime_binary(), "--root", b.root, "create", "-b", b.dir, "kc"};
+    pid_t create = fork();
+    if (create == 0) {
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        execv(argv[0], argv.data());
+        _exit(127);
+    }
+    ASSERT_GT(create, 0);
+    struct stat sb;
+    for (int i = 0; i < 200 && stat(marker.c_str(), &sb) != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_EQ(stat(marker.c_str(), &sb), 0) << "the createRuntime hook did not start";
+    kill(create, SIGKILL);  // by pid: the create process, then its hook
+    waitpid(create, nullptr, 0);
+    kill(std::stoi(read_text(marker)), SIGKILL);
+    const std::string cg = "/sys/fs/cgroup/pids/trustme-test-killed-create";
+    const bool v1 = stat("/sys/fs/cgroup/pids", &sb) == 0;
+    if (v1) EXPECT_EQ(stat(cg.c_str(), &sb), 0) << "the killed create made no cgroup: nothing tested";
+    EXPECT_EQ(b.rt({"list", "-q"}).out, "kc\n");
+    Result r = b.rt({"delete", "--force", "kc"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(b.rt({"list", "-q"}).out, "");
+    if (v1) EXPECT_NE(stat(cg.c_str(), &sb), 0) << cg << " left behind";
+    EXPECT_NE(stat("/sys/fs/cgroup/unified/trustme-test-killed-create", &sb), 0);
 }
 
 TEST(Lifecycle, FailingStartContainerHookFailsStart) {
