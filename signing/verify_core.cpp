@@ -40,19 +40,7 @@ UniqueFd open_opt(int dirfd, const char* name, const std::string& display, int e
     return owned;
 }
 
-std::string read_fd(int fd, const std::string& display) {
-    std::string out;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail_errno(errno, "read " + display);
-        if (n == 0) break;
-        out.append(buf, static_cast<size_t>(n));
-        if (out.size() > (1u << 30)) fail(display + ": larger than 1 GiB");
-    }
-    return out;
-}
+constexpr size_t kMaxSignedFile = size_t{1} << 30;  // a manifest or signature larger than 1 GiB is refused
 
 std::string rootfs_display(const std::string& bundle, std::string_view config) {
     auto cfg = nlohmann::json::parse(config, nullptr, /*allow_exceptions=*/false);
@@ -70,32 +58,33 @@ struct Found {
     std::string manifest_name, signature_name;
 };
 
-Found locate(const trustme_verify_request& req, const std::string& bundle, const std::string& rootfs) {
+template <typename RootfsName>
+Found locate(const trustme_verify_request& req, const std::string& bundle, const RootfsName& rootfs) {
     Found f;
     const std::string bm = bundle + "/" + kBundleManifest;
     if (UniqueFd m = open_opt(req.bundle_fd, kBundleManifest, bm)) {
         f.location = "bundle";
         f.manifest_name = bm;
         f.signature_name = bm + kSignatureSuffix;
-        f.manifest = read_fd(m.get(), bm);
+        f.manifest = trustme::read_all(m.get(), bm, kMaxSignedFile);
         std::string sig = std::string(kBundleManifest) + kSignatureSuffix;
         UniqueFd s = open_opt(req.bundle_fd, sig.c_str(), f.signature_name);
         if (!s) fail(f.signature_name + ": missing (the manifest is not signed)");
-        f.signature = read_fd(s.get(), f.signature_name);
+        f.signature = trustme::read_all(s.get(), f.signature_name, kMaxSignedFile);
         return f;
     }
-    const std::string dir = rootfs + "/" + kEmbeddedDir;
+    const std::string dir = rootfs() + "/" + kEmbeddedDir;
     if (UniqueFd d = open_opt(req.rootfs_fd, kEmbeddedDir, dir, O_DIRECTORY)) {
         const std::string em = dir + "/" + kEmbeddedManifest;
         if (UniqueFd m = open_opt(d.get(), kEmbeddedManifest, em)) {
             f.location = "rootfs";
             f.manifest_name = em;
             f.signature_name = em + kSignatureSuffix;
-            f.manifest = read_fd(m.get(), em);
+            f.manifest = trustme::read_all(m.get(), em, kMaxSignedFile);
             std::string sig = std::string(kEmbeddedManifest) + kSignatureSuffix;
             UniqueFd s = open_opt(d.get(), sig.c_str(), f.signature_name);
             if (!s) fail(f.signature_name + ": missing (the manifest is not signed)");
-            f.signature = read_fd(s.get(), f.signature_name);
+            f.signature = trustme::read_all(s.get(), f.signature_name, kMaxSignedFile);
             return f;
         }
     }
@@ -108,7 +97,12 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
                 const VerifyCore& opt, WalkStats* stats) {
     const std::string bundle = req.bundle_path && *req.bundle_path ? req.bundle_path : "bundle";
     std::string_view config(req.config_json ? req.config_json : "", req.config_json ? req.config_len : 0);
-    const std::string rootfs = rootfs_display(bundle, config);
+    // The rootfs path only names things in messages: parsing config.json for it waits until one is needed.
+    std::optional<std::string> rootfs_name;
+    auto rootfs = [&]() -> const std::string& {
+        if (!rootfs_name) rootfs_name = rootfs_display(bundle, config);
+        return *rootfs_name;
+    };
     const std::string config_sha256 = sha256_hex(config);
     put(res.config_digest, config_sha256);
 
@@ -183,12 +177,12 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     } catch (const Error& e) {
         // Walk errors name "rootfs/PATH"; give the real rootfs path.
         std::string m = e.what();
-        if (auto p = m.find("rootfs/"); p != std::string::npos) m.replace(p, 6, rootfs);
+        if (auto p = m.find("rootfs/"); p != std::string::npos) m.replace(p, 6, rootfs());
         fail(m);
     }
     if (stats) stats->signature_cached = signature_cached;
     if (cache) cache->save();
-    if (auto d = compare_entries(signed_m.entries, actual); !d.empty()) fail(rootfs + (d[0] == '/' ? "" : "/") + d);
+    if (auto d = compare_entries(signed_m.entries, actual); !d.empty()) fail(rootfs() + (d[0] == '/' ? "" : "/") + d);
     if (store) remember_tree(store.get(), req.rootfs_fd, tree_key, actual, walk_start);
 }
 

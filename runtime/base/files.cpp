@@ -11,8 +11,33 @@
 
 namespace trustme {
 
-std::string read_all(int fd, const std::string& what) {
+std::string read_all(int fd, const std::string& what, size_t max) {
     std::string out;
+    auto too_big = [&] { fail(what + ": larger than " + std::to_string(max) + " bytes"); };
+    // A regular file is read straight into the string, sized from fstat: no bounce buffer on the stack
+    // (whose pages would each be a fault) and no reallocation. Files that report no size (procfs, pipes)
+    // take the loop below.
+    struct stat st;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        if (static_cast<uint64_t>(st.st_size) > max) too_big();
+        out.resize(static_cast<size_t>(st.st_size) + 1);  // one more: EOF is seen without a second read
+        size_t len = 0;
+        for (;;) {
+            ssize_t n = ::read(fd, out.data() + len, out.size() - len);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                fail_errno(errno, "read " + what);
+            }
+            if (n == 0) break;
+            len += static_cast<size_t>(n);
+            if (len == out.size()) {  // grew since fstat
+                if (out.size() > max) too_big();
+                out.resize(out.size() * 2);
+            }
+        }
+        out.resize(len);
+        return out;
+    }
     char buf[16384];
     for (;;) {
         ssize_t n = ::read(fd, buf, sizeof buf);
@@ -22,6 +47,7 @@ std::string read_all(int fd, const std::string& what) {
         }
         if (n == 0) break;
         out.append(buf, static_cast<size_t>(n));
+        if (out.size() > max) too_big();
     }
     return out;
 }

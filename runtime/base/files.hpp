@@ -1,13 +1,14 @@
 // Small file helpers with errors that name the file.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace trustme {
 
 std::string read_file(const std::string& path);
-// Read an open fd to its end (e.g. 0 for standard input); errors name `what`.
-std::string read_all(int fd, const std::string& what);
+// Read an open fd to its end (e.g. 0 for standard input); errors name `what`, as does more than `max` bytes.
+std::string read_all(int fd, const std::string& what, size_t max = SIZE_MAX);
 // Write to standard output (stdio; no iostreams in the runtime) and flush.
 void print(std::string_view text);
 // Read relative to a directory fd (O_NOFOLLOW on the last component).

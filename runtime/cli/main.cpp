@@ -275,10 +275,18 @@ void print_command_help(const Command& c) {
 
 namespace {
 // Page faults are the start path's largest single cost on this VM: 12-13 us each, ~250 per `run`
-// (docs/benchmark.md). The heap the start path will grow into anyway is made present in one madvise
-// instead of one fault per page: the heap is grown to kStartHeap once (glibc: M_TOP_PAD, and no trimming
-// below it) and populated (MADV_POPULATE_WRITE, Linux 5.14; an older kernel just faults as before).
-void prefault_heap() {
+// (docs/benchmark.md). The heap and stack the start path will grow into anyway are made present in one
+// madvise each instead of one fault per page: the heap is grown to kStartHeap once (glibc: M_TOP_PAD, and
+// no trimming below it); the stack's top kStartStack (the kernel maps 128 KiB of stack at exec, so the
+// range is inside the stack's mapping). MADV_POPULATE_WRITE: Linux 5.14; an older kernel faults as before.
+void prefault_start() {
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+    constexpr uintptr_t kStartStack = 64 * 1024;
+    const uintptr_t sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0)) & ~uintptr_t(4095);
+    ::madvise(reinterpret_cast<void*>(sp - kStartStack), kStartStack, MADV_POPULATE_WRITE);
+
     constexpr size_t kStartHeap = 288 * 1024;  // a default-spec `run` grows the heap to 264 KiB
     struct mallinfo2 mi = ::mallinfo2();
     if (mi.arena < kStartHeap) {
@@ -292,9 +300,6 @@ void prefault_heap() {
     }
     const uintptr_t end = reinterpret_cast<uintptr_t>(::sbrk(0));
     const uintptr_t begin = (end - mi.arena) & ~uintptr_t(4095);  // a static binary's TLS shares the first page
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
     ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
 }
 }  // namespace
@@ -302,6 +307,7 @@ void prefault_heap() {
 int main(int argc, char** argv) {
     using namespace trustme;
     using namespace trustme::cli;
+    plugins::set_argv(argv);
     Globals g;
     Args ga;
     int i;
@@ -356,7 +362,7 @@ int main(int argc, char** argv) {
             }
             if (name == "create" || name == "run" || name == "exec") {
                 seal_self_exe(argv);
-                prefault_heap();
+                prefault_start();
             }
             return c.run(g, a);
         }

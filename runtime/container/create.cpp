@@ -165,6 +165,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     c.cfg = std::make_unique<oci::Config>(oci::parse_config(text, c.bundle + "/config.json"));
     oci::Config& cfg = *c.cfg;
     if (!cfg.process) fail(c.bundle + "/config.json: process: required to create a container");
+    if (has_volumes(cfg)) plugins::require_loadable();  // the volume plugin is needed after side effects
     const std::string origin = c.bundle + "/config.json";
     try {
         cgroups::validate(cfg.linux_.resources);

@@ -100,6 +100,7 @@ void close_volumes(const std::string& id, const std::string& state_dir) {
 }
 
 void destroy(state::ContainerDir& dir, state::Record& rec) {
+    if (rec.volumes) plugins::require_loadable();  // closing them needs the volume plugin: before anything
     std::unique_ptr<cgroups::Manager> cg;
     if (!rec.cgroup.is_null()) cg = cgroups::Manager::load(rec.cgroup);
     if (rec.st.pid > 0) {

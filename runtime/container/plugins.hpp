@@ -10,7 +10,14 @@ namespace trustme::plugins {
 
 // Directory of the running binary (resolved before the CVE-2019-5736 seal, see cli/selfexe.cpp).
 const std::string& exe_dir();
-// dlopen <exe_dir>/../lib/trustme/<name> and resolve `symbol`; throws naming the file and dlerror().
+// The command line, for require_loadable (set by main).
+void set_argv(char** argv);
+// Plugins can be loaded in this process: a no-op in a dynamically linked runtime; the static trustme-runtime
+// re-executes the command as its dynamically linked twin, lib/trustme/trustme-runtime-full (plugins.cpp
+// says why). Call it before the command's first side effect.
+void require_loadable();
+// dlopen <exe_dir>/../lib/trustme/<name> and resolve `symbol` (require_loadable first); throws naming the
+// file and dlerror().
 void* symbol(const char* library, const char* sym);
 
 // Verify a bundle against the policy (signature != off): first in this process from the caches alone
