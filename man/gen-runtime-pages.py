@@ -116,6 +116,7 @@ default trust policy; when it does not exist, signatures are off.
 .TP
 .I /usr/local/lib/trustme/
 plugins loaded only when needed: libtrustme\\-verify.so (OpenSSL), libtrustme\\-volume.so (libcryptsetup, tpm2\\-tss).
+trustme\\-runtime\\-full: the same runtime linked dynamically; the static trustme\\-runtime hands it the commands that load a plugin.
 .SH SEE ALSO
 .BR trustme\\-sign (1),
 .BR trustme\\-attest (8),
