@@ -56,10 +56,18 @@ bool parent_is_trustme_runtime() {
     // Compare the files, not the names: trustme-runtime re-executes itself from a read-only detached
     // mount of its binary (CVE-2019-5736 protection), so /proc/<ppid>/exe does not read as its path,
     // but it is the same inode on the same filesystem.
-    struct stat parent {}, runtime {};
+    // The runtime is the static trustme-runtime next to us, or its dynamically linked twin, which runs the
+    // commands that load trust plugins (a cold verification among them): lib/trustme/trustme-runtime-full.
+    struct stat parent {};
     if (::stat(("/proc/" + std::to_string(::getppid()) + "/exe").c_str(), &parent) != 0) return false;
-    if (::stat((self.substr(0, slash) + "/trustme-runtime").c_str(), &runtime) != 0) return false;
-    return parent.st_dev == runtime.st_dev && parent.st_ino == runtime.st_ino;
+    const std::string dir = self.substr(0, slash);
+    for (const std::string& runtime_path : {dir + "/trustme-runtime", dir + "/../lib/trustme/trustme-runtime-full"}) {
+        struct stat runtime {};
+        if (::stat(runtime_path.c_str(), &runtime) == 0 && parent.st_dev == runtime.st_dev &&
+            parent.st_ino == runtime.st_ino)
+            return true;
+    }
+    return false;
 }
 
 BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotations,

@@ -37,7 +37,8 @@ BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotat
 BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotations);
 std::string computed_manifest_sha256(int bundle_fd, int root_fd, bool bundle_form);
 
-// Is our parent process the trustme-runtime binary installed next to this one?
+// Is our parent process the trustme-runtime binary installed next to this one (or its dynamically linked
+// twin, lib/trustme/trustme-runtime-full)?
 bool parent_is_trustme_runtime();
 
 struct MeasureOptions {
