@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "runtime/base/fd.hpp"
+#include "runtime/base/pages.hpp"
 #include "runtime/base/log.hpp"
 #include "runtime/container/plugins.hpp"
 
@@ -52,12 +53,9 @@ int reseat_exe(int fd) {
     const uintptr_t page = ::getauxval(AT_PAGESZ);
     if (!ph || !n || !page) return ENOEXEC;
     uintptr_t bias = 0, relro_begin = 0, relro_end = 0;
-    bool have_phdr = false;
+    if (!pages::load_bias(bias)) return ENOEXEC;
     for (size_t i = 0; i < n; ++i) {
-        if (ph[i].p_type == PT_PHDR) {
-            bias = reinterpret_cast<uintptr_t>(ph) - ph[i].p_vaddr;
-            have_phdr = true;
-        } else if (ph[i].p_type == PT_GNU_RELRO) {
+        if (ph[i].p_type == PT_GNU_RELRO) {
             relro_begin = ph[i].p_vaddr;
             relro_end = ph[i].p_vaddr + ph[i].p_memsz;
         }
@@ -74,9 +72,9 @@ int reseat_exe(int fd) {
         if (::pread(fd, file_ph.data(), static_cast<size_t>(want), static_cast<off_t>(eh.e_phoff)) != want ||
             std::memcmp(file_ph.data(), ph, static_cast<size_t>(want)) != 0)
             return ENOEXEC;
-        // A static-pie has no PT_PHDR: the load bias is where the entry point landed.
-        if (!have_phdr) bias = ::getauxval(AT_ENTRY) - eh.e_entry;
     }
+    // The remap drops the page table entries of our text: map again, after it, the pages that were present.
+    const pages::Runs present = pages::present_exe_pages();
     auto down = [page](uintptr_t a) { return a & ~(page - 1); };
     auto up = [page](uintptr_t a) { return (a + page - 1) & ~(page - 1); };
     // Segments that share a page cannot be remapped one by one: leave such a binary to the re-exec.
@@ -114,6 +112,7 @@ int reseat_exe(int fd) {
                 return errno;
         }
     }
+    pages::populate(present);
     // proc(5) stat fields 3.. follow the last ')' (the command name may contain spaces and parentheses).
     char stat[1024];
     UniqueFd sf(::open("/proc/self/stat", O_RDONLY | O_CLOEXEC));

@@ -25,6 +25,7 @@
 #include "lifecycle.hpp"
 #include "oci/config.hpp"
 #include "plugins.hpp"
+#include "runtime/base/pages.hpp"
 #include "runtime/base/error.hpp"
 #include "runtime/base/files.hpp"
 #include "runtime/base/log.hpp"
@@ -319,10 +320,14 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     ic.caps = c.caps;
     ic.extra_mounts = std::move(volume_mounts);
 
+    // fork does not copy the page table entries of file mappings: the child would fault again on every page
+    // of our text it runs. It maps the ones we have in one call per run instead (runtime/base/pages.hpp).
+    const pages::Runs present = pages::present_exe_pages();
     int pidfd = -1;
     pid_t pid = clone3_pidfd(flags, &pidfd);
     if (pid < 0) fail_errno(errno, "clone3");
     if (pid == 0) {
+        pages::populate(present);
         parent_sock.reset();
         process::container_init(ic);
     }
