@@ -2,6 +2,7 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <link.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -14,6 +15,9 @@
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
 #endif
 
 namespace trustme::pages {
@@ -61,6 +65,27 @@ Runs present_exe_pages() {
         }
     }
     return runs;
+}
+
+void prefault_heap_and_stack() {
+    constexpr uintptr_t kStartStack = 64 * 1024;
+    const uintptr_t sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0)) & ~uintptr_t(4095);
+    ::madvise(reinterpret_cast<void*>(sp - kStartStack), kStartStack, MADV_POPULATE_WRITE);
+
+    constexpr size_t kStartHeap = 288 * 1024;  // a default-spec `run` grows the heap to 264 KiB
+    struct mallinfo2 mi = ::mallinfo2();
+    if (mi.arena < kStartHeap) {
+        ::mallopt(M_MMAP_THRESHOLD, 1 << 20);  // the request below must come from the heap
+        ::mallopt(M_TRIM_THRESHOLD, 1 << 20);
+        ::mallopt(M_TOP_PAD, static_cast<int>(kStartHeap - mi.arena));
+        void* p = ::malloc(mi.keepcost + 64);  // more than the top chunk holds: the heap grows by the pad
+        asm volatile("" : : "r"(p) : "memory");  // not elided with the free below
+        ::free(p);
+        mi = ::mallinfo2();
+    }
+    const uintptr_t end = reinterpret_cast<uintptr_t>(::sbrk(0));
+    const uintptr_t begin = (end - mi.arena) & ~uintptr_t(4095);  // a static binary's TLS shares the first page
+    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
 }
 
 void populate(const Runs& runs) {

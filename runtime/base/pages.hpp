@@ -1,8 +1,6 @@
-// Page faults are the start path's largest cost on the VM we measure on (12-13 us each, docs/benchmark.md
-// "Page faults"); one madvise(MADV_POPULATE_READ) maps a whole run of pages for about the price of one.
-// These helpers map again, in one call per run, exactly the pages of our own executable that were present
-// before something dropped them (the seal's remap; fork, which does not copy the page table entries of a
-// file mapping), so resident memory does not grow.
+// Page faults are the start path's largest cost on the VM we measure on (12-13 us each, ~250 per `run`
+// before these helpers; docs/benchmark.md "Page faults"); one madvise(MADV_POPULATE_*, Linux 5.14; an older
+// kernel just faults as before) makes a whole range present for about the price of one fault.
 #pragma once
 #include <cstdint>
 #include <utility>
@@ -10,6 +8,14 @@
 
 namespace trustme::pages {
 
+// create/run/exec, first thing: the heap the start path will grow into, grown to 288 KiB at once (glibc:
+// M_TOP_PAD, and no trimming below it), and the top 64 KiB of the stack (the kernel maps 128 KiB of stack
+// at exec, so that range is inside its mapping), made present with one MADV_POPULATE_WRITE each.
+void prefault_heap_and_stack();
+
+// Exactly the pages of our own executable that were present before something dropped them (the seal's
+// remap; fork, which does not copy the page table entries of a file mapping) are mapped again, one call
+// per run, so resident memory does not grow.
 using Runs = std::vector<std::pair<uintptr_t, uintptr_t>>;  // [begin, end) page runs
 
 // Where our executable is loaded (what its virtual addresses are offset by); false if that cannot be told.

@@ -1,8 +1,6 @@
 // trustme-runtime: runc's command line over the lifecycle library. Help texts here are the source the
 // man pages in man/ follow (tests/cli checks that every flag of --help is documented there).
 #include <fcntl.h>
-#include <malloc.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -17,6 +15,7 @@
 #include "runtime/base/files.hpp"
 #include "runtime/base/log.hpp"
 #include "runtime/container/container.hpp"
+#include "runtime/base/pages.hpp"
 #include "runtime/container/plugins.hpp"
 #include "runtime/security/security.hpp"
 #include "runtime/volume/volume_plugin.h"
@@ -273,37 +272,6 @@ void print_command_help(const Command& c) {
 }  // namespace
 }  // namespace trustme::cli
 
-namespace {
-// Page faults are the start path's largest single cost on this VM: 12-13 us each, ~250 per `run`
-// (docs/benchmark.md). The heap and stack the start path will grow into anyway are made present in one
-// madvise each instead of one fault per page: the heap is grown to kStartHeap once (glibc: M_TOP_PAD, and
-// no trimming below it); the stack's top kStartStack (the kernel maps 128 KiB of stack at exec, so the
-// range is inside the stack's mapping). MADV_POPULATE_WRITE: Linux 5.14; an older kernel faults as before.
-void prefault_start() {
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-    constexpr uintptr_t kStartStack = 64 * 1024;
-    const uintptr_t sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0)) & ~uintptr_t(4095);
-    ::madvise(reinterpret_cast<void*>(sp - kStartStack), kStartStack, MADV_POPULATE_WRITE);
-
-    constexpr size_t kStartHeap = 288 * 1024;  // a default-spec `run` grows the heap to 264 KiB
-    struct mallinfo2 mi = ::mallinfo2();
-    if (mi.arena < kStartHeap) {
-        ::mallopt(M_MMAP_THRESHOLD, 1 << 20);  // the request below must come from the heap
-        ::mallopt(M_TRIM_THRESHOLD, 1 << 20);
-        ::mallopt(M_TOP_PAD, static_cast<int>(kStartHeap - mi.arena));
-        void* p = ::malloc(mi.keepcost + 64);  // more than the top chunk holds: the heap grows by the pad
-        asm volatile("" : : "r"(p) : "memory");  // not elided with the free below
-        ::free(p);
-        mi = ::mallinfo2();
-    }
-    const uintptr_t end = reinterpret_cast<uintptr_t>(::sbrk(0));
-    const uintptr_t begin = (end - mi.arena) & ~uintptr_t(4095);  // a static binary's TLS shares the first page
-    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
-}
-}  // namespace
-
 int main(int argc, char** argv) {
     using namespace trustme;
     using namespace trustme::cli;
@@ -362,7 +330,7 @@ int main(int argc, char** argv) {
             }
             if (name == "create" || name == "run" || name == "exec") {
                 seal_self_exe(argv);
-                prefault_start();
+                pages::prefault_heap_and_stack();
             }
             return c.run(g, a);
         }
