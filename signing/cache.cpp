@@ -122,17 +122,11 @@ std::optional<std::string> read_store_file(int store_fd, const std::string& name
     struct stat st{};
     if (::fstat(f.get(), &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022))
         return std::nullopt;
-    std::string text(static_cast<size_t>(st.st_size), '\0');
-    size_t off = 0;
-    while (off < text.size()) {
-        ssize_t n = ::read(f.get(), text.data() + off, text.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return std::nullopt;  // an unreadable cache is an empty cache
-        if (n == 0) break;
-        off += static_cast<size_t>(n);
+    try {
+        return trustme::read_all(f.get(), name);
+    } catch (const Error&) {
+        return std::nullopt;  // an unreadable cache is an empty cache
     }
-    text.resize(off);
-    return text;
 }
 
 void write_store_file(int store_fd, const std::string& name, const std::string& data) {

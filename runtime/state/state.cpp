@@ -18,8 +18,6 @@ namespace trustme::state {
 namespace {
 constexpr const char* kState = "state.json";
 constexpr const char* kCreating = "state.creating.json";
-}  // namespace
-namespace {
 
 void lock_fd(int fd, const std::string& id) {
     while (::flock(fd, LOCK_EX) < 0) {
