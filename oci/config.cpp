@@ -427,16 +427,39 @@ Mount parse_mount_options(Mount m, const std::string& where) {
                 break;
             }
         if (done) continue;
-        if (o == "tmpcopyup" || o == "idmap" || o == "ridmap") {
-            if (o != "tmpcopyup") fail(where + ": option \"" + o + "\" is not supported");
+        if (o == "idmap" || o == "ridmap") {
+            m.idmap = o == "idmap" ? Mount::Idmap::Top : Mount::Idmap::Recursive;
             continue;
         }
+        if (o == "tmpcopyup") continue;
         if (!m.data.empty()) m.data += ',';
         m.data += o;
     }
     m.bind = (m.flags & MS_BIND) || m.type == "bind";
     if (m.type == "bind") m.flags |= MS_BIND;
     return m;
+}
+
+// runtime-spec config.md (1.2) "idmap"/"ridmap": mappings on a mount make it idmapped; the options without
+// mappings take the container's user namespace mappings. As runc 1.2 (libcontainer/configs/validate
+// checkIDMapMount): bind mounts only, and both uid and gid mappings.
+void check_idmapped_mounts(const Ctx& c, Config& cfg) {
+    for (size_t i = 0; i < cfg.mounts.size(); ++i) {
+        Mount& m = cfg.mounts[i];
+        if (m.idmap == Mount::Idmap::None && m.uid_mappings.empty() && m.gid_mappings.empty()) continue;
+        const std::string p = idx("mounts", i);
+        if (m.idmap == Mount::Idmap::None) m.idmap = Mount::Idmap::Top;
+        if (!m.bind) c.bad(p + ".options", "idmapped mounts are supported for bind mounts only");
+        if (m.uid_mappings.empty() && m.gid_mappings.empty()) {
+            if (cfg.linux_.uid_mappings.empty())
+                c.bad(p + ".uidMappings", "\"idmap\" without mappings needs the container's linux.uidMappings");
+            m.uid_mappings = cfg.linux_.uid_mappings;
+            m.gid_mappings = cfg.linux_.gid_mappings;
+        }
+        if (m.uid_mappings.empty() || m.gid_mappings.empty())
+            c.bad(p + (m.uid_mappings.empty() ? ".uidMappings" : ".gidMappings"),
+                  "an idmapped mount needs both uidMappings and gidMappings");
+    }
 }
 
 Config parse_config(std::string_view text, const std::string& origin) {
@@ -483,8 +506,8 @@ Config parse_config(std::string_view text, const std::string& origin) {
             if (auto* t = member(mj, "type")) m.type = str(c, *t, p + ".type");
             if (auto* s = member(mj, "source")) m.source = str(c, *s, p + ".source");
             if (auto* o = member(mj, "options")) m.options = strings(c, *o, p + ".options");
-            if (member(mj, "uidMappings") || member(mj, "gidMappings"))
-                c.bad(p + ".uidMappings", "idmapped mounts are not supported");
+            if (auto* u = member(mj, "uidMappings")) m.uid_mappings = parse_idmaps(c, *u, p + ".uidMappings");
+            if (auto* g = member(mj, "gidMappings")) m.gid_mappings = parse_idmaps(c, *g, p + ".gidMappings");
             cfg.mounts.push_back(parse_mount_options(std::move(m), origin + ": " + p + ".options"));
         }
     }
@@ -494,6 +517,7 @@ Config parse_config(std::string_view text, const std::string& origin) {
         for (auto& [k, val] : v->items()) cfg.annotations[k] = str(c, val, "annotations." + k);
     }
     if (auto* v = member(j, "linux")) cfg.linux_ = parse_linux(c, *v);
+    check_idmapped_mounts(c, cfg);
     if (!cfg.hostname.empty() && !cfg.linux_.find(CLONE_NEWUTS))
         c.bad("hostname", "setting the hostname needs a new uts namespace");
     if (!cfg.domainname.empty() && !cfg.linux_.find(CLONE_NEWUTS))

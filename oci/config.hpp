@@ -45,6 +45,10 @@ struct Process {
     nlohmann::json scheduler;    // null when absent
 };
 
+struct IdMapping {
+    uint32_t container_id = 0, host_id = 0, size = 0;
+};
+
 struct Mount {
     std::string destination, type, source;
     std::vector<std::string> options;
@@ -54,7 +58,12 @@ struct Mount {
     unsigned long rec_attr_set = 0, rec_attr_clr = 0;  // MOUNT_ATTR_* for "r" options (rro, rnosuid...)
     bool bind = false;
     std::string data;  // options the kernel takes as data ("mode=755,size=65536k")
-    int detached_fd = -1;  // runtime-made mounts (volumes): a detached mount (fsmount) the child only attaches
+    int detached_fd = -1;  // runtime-made mounts (volumes, idmapped binds): a detached mount the child only attaches
+    // Idmapped bind mounts (runtime-spec 1.2 mount uidMappings/gidMappings and the idmap/ridmap options):
+    // the mappings to apply (the container's own when the options name none), and whether the mapping
+    // covers the submounts of an rbind too (ridmap).
+    std::vector<IdMapping> uid_mappings, gid_mappings;
+    enum class Idmap { None, Top, Recursive } idmap = Idmap::None;
 };
 
 struct Hook {
@@ -75,10 +84,6 @@ struct Namespace {
     int flag = 0;  // CLONE_NEW*
     std::string type;
     std::string path;
-};
-
-struct IdMapping {
-    uint32_t container_id = 0, host_id = 0, size = 0;
 };
 
 struct Device {

@@ -30,6 +30,7 @@
 #include "runtime/base/files.hpp"
 #include "runtime/base/log.hpp"
 #include "runtime/cgroups/cgroups.hpp"
+#include "runtime/process/idmap.hpp"
 #include "runtime/process/init.hpp"
 #include "runtime/process/sync.hpp"
 #include "runtime/security/security.hpp"
@@ -276,6 +277,9 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
             volume_mounts.push_back(m);
         }
     }
+
+    // Idmapped binds are made here, where we are privileged over the filesystems (runtime/process/idmap.hpp).
+    rootfs::prepare_idmapped_mounts(cfg, c.bundle, c.volume_mounts);
 
     // 3. Namespaces and the child.
     uint64_t flags = 0;

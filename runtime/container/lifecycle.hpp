@@ -37,7 +37,7 @@ struct Created {
     pid_t pid = 0;
     UniqueFd pidfd;
     UniqueFd console;  // pty master kept for a foreground run
-    std::vector<UniqueFd> volume_mounts;  // detached volume mounts (fsmount), attached by the child
+    std::vector<UniqueFd> volume_mounts;  // detached mounts (volumes, idmapped binds), attached by the child
 };
 
 // Fills `c` step by step, so the caller can abort() whatever was made when it throws.

@@ -51,6 +51,7 @@ std::vector<int> init_fds(const InitConfig& ic) {
     std::vector<int> keep = {ic.sync_fd, ic.start_fd, ic.status_fd, ic.rootfs_fd, ic.userns_fd, log::fd()};
     for (int fd = 3; fd < 3 + ic.preserve_fds; ++fd) keep.push_back(fd);
     for (auto& m : ic.extra_mounts) keep.push_back(m.detached_fd);
+    for (auto& m : ic.cfg->mounts) keep.push_back(m.detached_fd);  // idmapped binds
     return keep;
 }
 

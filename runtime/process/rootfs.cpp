@@ -201,7 +201,9 @@ void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::s
 
 void mount_one(const Plan& plan, int root, const oci::Mount& m, const std::string& what) {
     if (m.detached_fd >= 0) {
-        UniqueFd dest = open_in_root(root, m.destination, true, false);
+        struct stat st;
+        if (::fstat(m.detached_fd, &st) < 0) fail_errno(errno, what);
+        UniqueFd dest = open_in_root(root, m.destination, true, !S_ISDIR(st.st_mode));
         if (!dest) fail_errno(errno, what + ": destination");
         attach_tree(m.detached_fd, dest.get(), what + ": attach");
         return;
@@ -370,6 +372,11 @@ UniqueFd open_in_root_depth(int root, const std::string& path, bool create, bool
     return UniqueFd(openat2_in_root(root, path, O_PATH));
 }
 }  // namespace
+
+void set_mount_attrs(int fd, const oci::Mount& m, const std::string& what) {
+    set_attr(fd, attr_from_flags(m.flags), 0, 0, false, what + ": set mount flags");
+    set_attr(fd, m.rec_attr_set, m.rec_attr_clr, 0, true, what + ": set recursive mount flags");
+}
 
 UniqueFd open_in_root(int root, const std::string& path, bool create, bool file) {
     return open_in_root_depth(root, path, create, file, 0);

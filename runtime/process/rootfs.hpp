@@ -40,6 +40,10 @@ void enter(int root_fd, bool no_pivot);
 // After entering: masked paths, read-only paths, sysctls, root.readonly, rootfs propagation.
 void finish(const Plan& plan);
 
+// The mount flags of config entry `m` (ro, nosuid, ... on the top mount; rro, rnosuid, ... on all) applied to
+// the mount `fd` (a detached clone); errors name `what`.
+void set_mount_attrs(int fd, const oci::Mount& m, const std::string& what);
+
 // Resolve `path` inside root_fd (O_PATH), optionally creating missing directories (and, if `file`, an
 // empty file as the last component).
 UniqueFd open_in_root(int root_fd, const std::string& path, bool create, bool file);

@@ -406,3 +406,85 @@ TEST(Container, ForegroundTerminalIsProxied) {
     EXPECT_NE(r.out.find("/dev/pts/0"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("got:hello"), std::string::npos) << r.out;
 }
+
+namespace {
+// A bundle whose container runs in a user namespace mapping 0..65535 to host 100000..165535.
+void enter_userns(Bundle& b) {
+    chmod(b.dir.c_str(), 0755);
+    run({"chown", "-R", "100000:100000", b.rootfs});
+    b.config["linux"]["namespaces"].push_back({{"type", "user"}});
+    b.config["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+    b.config["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+}
+nlohmann::json idmapped_bind(const std::string& src, const std::string& dst, const std::vector<std::string>& opts,
+                             uint32_t from, uint32_t to, uint32_t size) {
+    nlohmann::json map = {{{"containerID", from}, {"hostID", to}, {"size", size}}};
+    return {{"destination", dst}, {"type", "bind"}, {"source", src}, {"options", opts},
+            {"uidMappings", map}, {"gidMappings", map}};
+}
+}  // namespace
+
+// runtime-spec 1.2 idmapped mounts: the mount's mapping takes an on-disk id to a host id, which the
+// container's user namespace then shows as its own (crun and runc 1.2 map in the same direction).
+TEST(Container, IdmappedBindMountShowsDiskOwnerMapped) {
+    Bundle b("idmap");
+    enter_userns(b);
+    const std::string src = b.dir + "/shared";
+    ASSERT_EQ(mkdir(src.c_str(), 0777), 0);
+    write_text(src + "/f", "x");
+    ASSERT_EQ(chown((src + "/f").c_str(), 1000, 1000), 0);
+    ASSERT_EQ(chown(src.c_str(), 1000, 1000), 0);
+    b.config["mounts"].push_back(idmapped_bind(src, "/mnt/m", {"bind"}, 1000, 100000, 1));
+    Result r = b.run_sh("idm1", "stat -c %u:%g /mnt/m/f; touch /mnt/m/new && echo made; grep ' /mnt/m ' /proc/self/mountinfo");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out.substr(0, r.out.find("made\n") + 5), "0:0\nmade\n") << r.out;
+    EXPECT_NE(r.out.find("idmapped"), std::string::npos) << r.out;
+    struct stat st {};
+    ASSERT_EQ(stat((src + "/new").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 1000u);  // container root (host 100000) writes as on-disk 1000 through the mount
+    EXPECT_EQ(st.st_gid, 1000u);
+}
+
+// "idmap" without mappings takes the container's own; "ridmap" on an rbind maps the submounts too, "idmap"
+// only the top mount.
+TEST(Container, IdmapOptionsAndRecursion) {
+    Bundle b("idmapr");
+    enter_userns(b);
+    const std::string src = b.dir + "/tree", sub = src + "/sub";
+    ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
+    ASSERT_EQ(mkdir(sub.c_str(), 0755), 0);
+    // A submount of the test's own (a private tmpfs), removed with the bundle.
+    ASSERT_EQ(run({"mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", sub}).status, 0);
+    struct Unmount {
+        std::string p;
+        ~Unmount() { run({"umount", "-l", p}); }
+    } unmount{sub};
+    write_text(src + "/top", "x");
+    write_text(sub + "/inner", "x");
+    nlohmann::json top = {{"destination", "/r"}, {"type", "bind"}, {"source", src}, {"options", {"rbind", "ridmap"}}};
+    nlohmann::json one = {{"destination", "/i"}, {"type", "bind"}, {"source", src}, {"options", {"rbind", "idmap"}}};
+    b.config["mounts"].push_back(top);
+    b.config["mounts"].push_back(one);
+    Result r = b.run_sh("idm2", "stat -c %u /r/top /r/sub/inner /i/top /i/sub/inner");
+    ASSERT_EQ(r.status, 0) << r.err;
+    // On-disk 0 maps to host 100000 = container 0; the unmapped submount of /i shows the overflow id.
+    EXPECT_EQ(r.out, "0\n0\n0\n65534\n");
+}
+
+TEST(Container, IdmapRefusedWithOneLine) {
+    Bundle b("idmapbad");
+    b.config["mounts"].push_back({{"destination", "/x"}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", {"idmap"}}});
+    b.save();
+    Result r = b.rt({"create", "-b", b.dir, "idm3"});
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("mounts[" + std::to_string(b.config["mounts"].size() - 1) + "].options: idmapped mounts are supported for bind mounts only"),
+              std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    b.config["mounts"].back() = {{"destination", "/x"}, {"type", "bind"}, {"source", b.dir}, {"options", {"bind", "idmap"}}};
+    b.save();
+    r = b.rt({"create", "-b", b.dir, "idm3"});
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find(".uidMappings: \"idmap\" without mappings needs the container's linux.uidMappings"),
+              std::string::npos) << r.err;
+    EXPECT_EQ(b.rt({"list", "-q"}).out, "");
+}
