@@ -443,6 +443,8 @@ TEST(Container, IdmappedBindMountShowsDiskOwnerMapped) {
     ASSERT_EQ(stat((src + "/new").c_str(), &st), 0);
     EXPECT_EQ(st.st_uid, 1000u);  // container root (host 100000) writes as on-disk 1000 through the mount
     EXPECT_EQ(st.st_gid, 1000u);
+    auto features = nlohmann::json::parse(run({runtime_binary(), "features"}).out);
+    EXPECT_EQ(features["linux"]["mountExtensions"]["idmap"]["enabled"], true);
 }
 
 // "idmap" without mappings takes the container's own; "ridmap" on an rbind maps the submounts too, "idmap"
