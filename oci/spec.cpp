@@ -1,5 +1,7 @@
 #include "spec.hpp"
 
+#include <unistd.h>
+
 #include "config.hpp"
 
 namespace trustme::oci {
@@ -66,8 +68,9 @@ json default_spec(bool rootless) {
             if (n["type"] != "network") kept.push_back(n);
         kept.push_back({{"type", "user"}});
         ns = kept;
-        s["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 1000}, {"size", 1}}};
-        s["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", 1000}, {"size", 1}}};
+        // The caller's own ids (runc spec --rootless does the same), not a fixed 1000.
+        s["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", ::geteuid()}, {"size", 1}}};
+        s["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", ::getegid()}, {"size", 1}}};
         s["linux"].erase("resources");
         for (auto& m : s["mounts"]) {
             if (m["destination"] == "/sys") {

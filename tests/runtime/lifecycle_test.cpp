@@ -275,3 +275,16 @@ TEST(Lifecycle, JsonLogLinesForEngines) {
     EXPECT_EQ(j["msg"], "container \"nosuch\" does not exist");
     EXPECT_TRUE(j.contains("time"));
 }
+
+// spec --rootless maps the caller's own uid and gid (as runc spec --rootless), whoever calls it.
+TEST(Lifecycle, SpecRootlessMapsTheCaller) {
+    std::string dir = make_temp_dir("specrl");
+    chmod(dir.c_str(), 0777);
+    Result r = run({"setpriv", "--reuid", "4321", "--regid", "4322", "--clear-groups", runtime_binary(), "spec",
+                    "--rootless", "--bundle", dir});
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto cfg = nlohmann::json::parse(read_text(dir + "/config.json"));
+    EXPECT_EQ(cfg["linux"]["uidMappings"], nlohmann::json::parse(R"([{"containerID":0,"hostID":4321,"size":1}])"));
+    EXPECT_EQ(cfg["linux"]["gidMappings"], nlohmann::json::parse(R"([{"containerID":0,"hostID":4322,"size":1}])"));
+    remove_tree(dir);
+}
