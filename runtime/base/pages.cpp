@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "fd.hpp"
+#include "procfs.hpp"
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
@@ -46,7 +47,7 @@ Runs present_exe_pages() {
     const uintptr_t page = ::getauxval(AT_PAGESZ);
     uintptr_t bias = 0;
     if (!page || !load_bias(bias)) return runs;
-    UniqueFd pm(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+    UniqueFd pm(procfs::open("self/pagemap", O_RDONLY));
     if (!pm) return runs;
     uint64_t entries[512];
     for (size_t i = 0; i < n; ++i) {

@@ -16,6 +16,7 @@
 #include "base/files.hpp"
 #include "base/strings.hpp"
 #include "cgroups/internal.hpp"
+#include "runtime/base/procfs.hpp"
 
 namespace trustme::cgroups::detail {
 
@@ -79,7 +80,7 @@ std::string unescape(const std::string& s) {
 }  // namespace
 
 std::vector<CgroupMount> cgroup_mounts() {
-    std::string text = read_file("/proc/self/mountinfo");
+    std::string text = procfs::read("self/mountinfo");
     std::vector<CgroupMount> out;
     for (const std::string& line : split(text, '\n')) {
         // "id parent maj:min root mountpoint opts [optional...] - fstype source superopts"
@@ -113,7 +114,7 @@ std::vector<CgroupMount> cgroup_mounts() {
 
 std::map<std::string, std::string> own_cgroups() {
     std::map<std::string, std::string> out;
-    for (const std::string& line : split(read_file("/proc/self/cgroup"), '\n')) {
+    for (const std::string& line : split(procfs::read("self/cgroup"), '\n')) {
         // "hierarchy-id:controller-list:path"
         auto a = line.find(':');
         auto b = line.find(':', a + 1);

@@ -24,6 +24,7 @@
 #include "runtime/base/pages.hpp"
 #include "runtime/base/log.hpp"
 #include "runtime/container/plugins.hpp"
+#include "runtime/base/procfs.hpp"
 
 extern char** environ;
 
@@ -115,7 +116,7 @@ int reseat_exe(int fd) {
     pages::populate(present);
     // proc(5) stat fields 3.. follow the last ')' (the command name may contain spaces and parentheses).
     char stat[1024];
-    UniqueFd sf(::open("/proc/self/stat", O_RDONLY | O_CLOEXEC));
+    UniqueFd sf(procfs::open("self/stat", O_RDONLY));
     if (!sf) return errno;
     ssize_t k = ::read(sf.get(), stat, sizeof stat - 1);
     if (k <= 0) return k < 0 ? errno : EIO;
@@ -153,7 +154,7 @@ int reseat_exe(int fd) {
 }  // namespace
 
 void seal_self_exe(char** argv) {
-    UniqueFd self(::open("/proc/self/exe", O_PATH | O_CLOEXEC));
+    UniqueFd self(procfs::open_link("self/exe", O_PATH));
     if (!self) return;
     struct statvfs sv;
     if (::fstatvfs(self.get(), &sv) == 0 && (sv.f_flag & ST_RDONLY)) return;  // already sealed
@@ -173,8 +174,8 @@ void seal_self_exe(char** argv) {
     const std::string& dir = plugins::exe_dir();
     // Cheapest: stay in this process and move our exe onto the sealed mount (no exec, ~0.1 ms).
     char path[32];
-    std::snprintf(path, sizeof path, "/proc/self/fd/%d", tree.get());
-    UniqueFd file(::open(path, O_RDONLY | O_CLOEXEC));
+    std::snprintf(path, sizeof path, "self/fd/%d", tree.get());
+    UniqueFd file(procfs::open_link(path, O_RDONLY));
     int why = file ? reseat_exe(file.get()) : errno;
     if (why == 0) return;
     log::debug(std::string("sealing the runtime binary in place failed (") + std::strerror(why) + "), re-executing through the sealed mount");

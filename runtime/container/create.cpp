@@ -29,9 +29,12 @@
 #include "runtime/base/error.hpp"
 #include "runtime/base/files.hpp"
 #include "runtime/base/log.hpp"
+#include "runtime/base/procfs.hpp"
 #include "runtime/cgroups/cgroups.hpp"
 #include "runtime/process/idmap.hpp"
+#include "runtime/process/checks.hpp"
 #include "runtime/process/init.hpp"
+#include "runtime/process/rootfs.hpp"
 #include "runtime/process/sync.hpp"
 #include "runtime/security/security.hpp"
 #include "runtime/state/state.hpp"
@@ -97,7 +100,7 @@ void write_id_map(pid_t pid, const char* file, const std::vector<oci::IdMapping>
     std::string text;
     for (auto& m : maps)
         text += std::to_string(m.container_id) + " " + std::to_string(m.host_id) + " " + std::to_string(m.size) + "\n";
-    write_file("/proc/" + std::to_string(pid) + "/" + file, text);
+    procfs::write(std::to_string(pid) + "/" + file, text);
 }
 
 // Joining namespaces by path happens in the parent around clone3 (so the child is created inside them and
@@ -107,11 +110,11 @@ public:
     void join(int flag, const std::string& path) {
         UniqueFd target(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
         if (!target) fail_errno(errno, std::string("linux.namespaces ") + oci::namespace_proc_name(flag) + " path " + path);
-        std::string self = std::string("/proc/self/ns/") + (flag == CLONE_NEWPID ? "pid_for_children"
-                                                            : flag == CLONE_NEWTIME ? "time_for_children"
-                                                                                    : oci::namespace_proc_name(flag));
-        UniqueFd orig(::open(self.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!orig) fail_errno(errno, self);
+        std::string self = std::string("self/ns/") + (flag == CLONE_NEWPID ? "pid_for_children"
+                                                      : flag == CLONE_NEWTIME ? "time_for_children"
+                                                                              : oci::namespace_proc_name(flag));
+        UniqueFd orig(procfs::open_link(self, O_RDONLY));
+        if (!orig) fail_errno(errno, "/proc/" + self);
         if (::setns(target.get(), flag) < 0)
             fail_errno(errno, std::string("join ") + oci::namespace_proc_name(flag) + " namespace " + path);
         saved_.emplace_back(flag, std::move(orig));
@@ -171,6 +174,8 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     const std::string origin = c.bundle + "/config.json";
     try {
         cgroups::validate(cfg.linux_.resources);
+        checks::sysctls(cfg);
+        checks::proc_mounts(cfg);
         security::validate_process_extras(cfg.raw.value("process", nlohmann::json()),
                                           cfg.raw.value("linux", nlohmann::json()));
         c.caps = security::parse_capabilities(cfg.process->capabilities);
@@ -281,7 +286,11 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     // Idmapped binds are made here, where we are privileged over the filesystems (runtime/process/idmap.hpp).
     rootfs::prepare_idmapped_mounts(cfg, c.bundle, c.volume_mounts);
 
-    // 3. Namespaces and the child.
+    // 3. Namespaces and the child. Before any namespace is joined: the procfs handle the init inherits
+    // (runtime/base/procfs.hpp) and the null device that masks files.
+    if (procfs::root() < 0) fail_errno(errno, "open /proc (a procfs is needed)");
+    UniqueFd dev_null;
+    if (!cfg.linux_.masked_paths.empty()) dev_null = rootfs::clone_dev_null();
     uint64_t flags = 0;
     int late = 0;
     NsJoiner joiner;
@@ -319,6 +328,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     ic.no_new_keyring = o.no_new_keyring;
     ic.preserve_fds = o.preserve_fds;
     ic.userns_fd = userns_fd.get();
+    ic.dev_null_fd = dev_null.get();
     ic.new_ns_late = late;
     ic.seccomp = &c.seccomp;
     ic.caps = c.caps;
@@ -350,7 +360,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     }
     c.cg->add_process(pid);
     if (cfg.process->oom_score_adj)
-        write_file("/proc/" + std::to_string(pid) + "/oom_score_adj", std::to_string(*cfg.process->oom_score_adj));
+        procfs::write(std::to_string(pid) + "/oom_score_adj", std::to_string(*cfg.process->oom_score_adj));
     c.rec.st.pid = pid;
     sync::send(parent_sock.get(), sync::Msg::Go, std::to_string(pid));
 

@@ -19,6 +19,7 @@
 #include "runtime/base/error.hpp"
 #include "runtime/base/files.hpp"
 #include "runtime/base/log.hpp"
+#include "runtime/base/procfs.hpp"
 #include "runtime/process/init.hpp"
 #include "runtime/process/sync.hpp"
 #include "runtime/security/security.hpp"
@@ -132,11 +133,14 @@ int exec(const Globals& g, const ExecOpts& o) {
     ic.caps = caps;
     ic.is_exec = true;
 
+    // The procfs handle the child inherits: opened here, in the runtime's own mount namespace, so the
+    // child never looks at the container's /proc (runtime/base/procfs.hpp).
+    if (procfs::root() < 0) fail_errno(errno, "exec: open /proc (a procfs is needed)");
     // Enter the container's pid namespace for our children only, clone, and come back.
     UniqueFd own_pidns, their_pidns;
     if (pidns) {
-        own_pidns.reset(::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC));
-        their_pidns.reset(::open(("/proc/" + std::to_string(r.rec.st.pid) + "/ns/pid").c_str(), O_RDONLY | O_CLOEXEC));
+        own_pidns.reset(procfs::open_link("self/ns/pid", O_RDONLY));
+        their_pidns.reset(procfs::open_link(std::to_string(r.rec.st.pid) + "/ns/pid", O_RDONLY));
         if (!own_pidns || !their_pidns || ::setns(their_pidns.get(), CLONE_NEWPID) < 0)
             fail_errno(errno, "exec: enter the container's pid namespace");
     }
@@ -168,7 +172,7 @@ int exec(const Globals& g, const ExecOpts& o) {
     try {
         if (!r.rec.cgroup.is_null()) cgroups::Manager::load(r.rec.cgroup)->add_process(pid);
         if (proc.oom_score_adj)
-            write_file("/proc/" + std::to_string(pid) + "/oom_score_adj", std::to_string(*proc.oom_score_adj));
+            procfs::write(std::to_string(pid) + "/oom_score_adj", std::to_string(*proc.oom_score_adj));
         sync::send(parent_sock.get(), sync::Msg::Go, std::to_string(r.rec.st.pid));
         for (bool ready = false; !ready;) {
             sync::Packet p;

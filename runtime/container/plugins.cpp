@@ -13,6 +13,7 @@
 #include "runtime/base/error.hpp"
 #include "runtime/base/log.hpp"
 #include "signing/warm.hpp"
+#include "runtime/base/procfs.hpp"
 
 namespace trustme::plugins {
 
@@ -21,7 +22,7 @@ const std::string& exe_dir() {
         // Set by the re-exec through a sealed read-only mount, where /proc/self/exe no longer names the file.
         if (const char* d = std::getenv("_TRUSTME_EXE_DIR"); d && *d == '/') return std::string(d);
         char buf[PATH_MAX];
-        ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+        ssize_t n = procfs::readlink("self/exe", buf, sizeof buf - 1);
         if (n <= 0) return std::string(".");
         std::string p(buf, static_cast<size_t>(n));
         return p.substr(0, p.find_last_of('/'));

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "rootfs.hpp"
+#include "runtime/base/procfs.hpp"
 #include "runtime/base/error.hpp"
 #include "runtime/base/files.hpp"
 
@@ -57,11 +58,11 @@ UniqueFd make_userns(const std::vector<oci::IdMapping>& uids, const std::vector<
             }
         }
     } reap{pid};
-    const std::string proc = "/proc/" + std::to_string(pid) + "/";
-    write_file(proc + "uid_map", map_text(uids));
-    write_file(proc + "gid_map", map_text(gids));
-    UniqueFd ns(::open((proc + "ns/user").c_str(), O_RDONLY | O_CLOEXEC));
-    if (!ns) fail_errno(errno, "idmapped mount: open " + proc + "ns/user");
+    const std::string proc = std::to_string(pid) + "/";
+    procfs::write(proc + "uid_map", map_text(uids));
+    procfs::write(proc + "gid_map", map_text(gids));
+    UniqueFd ns(procfs::open_link(proc + "ns/user", O_RDONLY));
+    if (!ns) fail_errno(errno, "idmapped mount: open /proc/" + proc + "ns/user");
     return ns;
 }
 

@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <linux/close_range.h>
 #include <linux/keyctl.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -22,6 +23,7 @@
 #include "runtime/base/error.hpp"
 #include "runtime/base/files.hpp"
 #include "runtime/base/log.hpp"
+#include "runtime/base/procfs.hpp"
 #include "sync.hpp"
 #include "hooks/hooks.hpp"
 
@@ -48,7 +50,9 @@ void close_all_except(std::vector<int> keep) {
 }
 
 std::vector<int> init_fds(const InitConfig& ic) {
-    std::vector<int> keep = {ic.sync_fd, ic.start_fd, ic.status_fd, ic.rootfs_fd, ic.userns_fd, log::fd()};
+    // procfs::root() was opened by the parent before clone (and before joining any namespace by path).
+    std::vector<int> keep = {ic.sync_fd, ic.start_fd, ic.status_fd, ic.rootfs_fd, ic.userns_fd, log::fd(),
+                             procfs::root(), ic.dev_null_fd};
     for (int fd = 3; fd < 3 + ic.preserve_fds; ++fd) keep.push_back(fd);
     for (auto& m : ic.extra_mounts) keep.push_back(m.detached_fd);
     for (auto& m : ic.cfg->mounts) keep.push_back(m.detached_fd);  // idmapped binds
@@ -62,6 +66,33 @@ std::string env_lookup(const std::vector<std::string>& env, const std::string& k
     return {};
 }
 
+// /dev/console in the container is the pty (config-linux.md: "/dev/console is set up if terminal is
+// enabled"). Only at create, and by fd: /dev is opened without following links, the target must be a
+// regular file or a character device, and the pty is attached to that very inode with move_mount. A
+// container process that swaps /dev/console for a symlink cannot have the pty mounted elsewhere
+// (CVE-2025-52565, where the bind went by path and raced).
+void bind_console(int slave) {
+    struct open_how how {};
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS;
+    UniqueFd dev(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, "/dev", &how, sizeof how)));
+    if (!dev) {
+        if (errno == ENOENT) return;
+        fail_errno(errno, "/dev (for /dev/console)");
+    }
+    int c = ::openat(dev.get(), "console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (c >= 0) ::close(c);
+    else if (errno != EEXIST) fail_errno(errno, "create /dev/console");
+    UniqueFd target(::openat(dev.get(), "console", O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    struct stat st;
+    if (!target || ::fstat(target.get(), &st) < 0) fail_errno(errno, "/dev/console");
+    if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) fail("/dev/console: not a file or character device");
+    UniqueFd tree(::open_tree(slave, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+    if (!tree) fail_errno(errno, "bind /dev/console: clone the pty");
+    if (::move_mount(tree.get(), "", target.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        fail_errno(errno, "bind /dev/console");
+}
+
 void setup_console(InitConfig& ic) {
     // Open the pty inside the container's devpts instance (/dev/ptmx → pts/ptmx), so the slave's path
     // and ownership make sense inside the container; the master goes to the parent.
@@ -70,7 +101,9 @@ void setup_console(InitConfig& ic) {
     if (::unlockpt(master.get()) < 0) fail_errno(errno, "unlockpt");
     char name[128];
     if (::ptsname_r(master.get(), name, sizeof name) != 0) fail("ptsname failed");
-    int slave = ::open(name, O_RDWR | O_NOCTTY);
+    // The slave from the master itself (TIOCGPTPEER, Linux 4.13), not by its name: no lookup in a tree
+    // that container processes may be changing (`exec -t` runs beside them).
+    int slave = ::ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY);
     if (slave < 0) fail_errno(errno, std::string("open ") + name);
     if (ic.proc->console_height || ic.proc->console_width) {
         struct winsize ws {};
@@ -78,14 +111,9 @@ void setup_console(InitConfig& ic) {
         ws.ws_col = static_cast<unsigned short>(ic.proc->console_width);
         ::ioctl(master.get(), TIOCSWINSZ, &ws);
     }
-    // /dev/console in the container is the pty (config-linux.md: "/dev/console is set up if terminal is enabled").
-    if (path_exists("/dev")) {
-        int c = ::open("/dev/console", O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (c >= 0) {
-            ::close(c);
-            if (::mount(name, "/dev/console", nullptr, MS_BIND, nullptr) < 0) fail_errno(errno, "bind /dev/console");
-        }
-    }
+    // `exec -t` mounts nothing: its process gets the pty as stdio and controlling terminal, and the
+    // container's /dev/console stays the one create bound.
+    if (!ic.is_exec) bind_console(slave);
     sync::send(ic.sync_fd, sync::Msg::ConsoleFd, name, master.get());
     if (::setsid() < 0) fail_errno(errno, "setsid");
     if (::ioctl(slave, TIOCSCTTY, 0) < 0) fail_errno(errno, "set controlling terminal");
@@ -109,7 +137,7 @@ void write_time_offsets(const oci::Config& cfg) {
     std::string text;
     for (auto& [clock, off] : cfg.linux_.time_offsets)
         text += clock + " " + std::to_string(off.first) + " " + std::to_string(off.second) + "\n";
-    if (!text.empty()) write_file("/proc/self/timens_offsets", text);
+    if (!text.empty()) procfs::write("self/timens_offsets", text);
 }
 
 // Everything from the session keyring to "ready", shared by the container init and `exec`.
@@ -135,6 +163,9 @@ void finalize_process(InitConfig& ic) {
     security::apply_scheduler(proc.scheduler);
     if (!proc.selinux_label.empty()) security::set_exec_label(proc.selinux_label);
     if (!proc.apparmor_profile.empty()) security::apply_apparmor(proc.apparmor_profile);
+    // The last procfs access: the program must neither inherit nor reach (process.cwd "/proc/self/fd/N",
+    // the CVE-2024-21626 pattern) a procfs of the runtime's pid namespace.
+    procfs::close();
 
     if (::chdir(proc.cwd.c_str()) < 0) fail_errno(errno, "process.cwd " + proc.cwd);
     ic.exec_path = resolve_executable(proc);
@@ -227,6 +258,7 @@ void finalize_process(InitConfig& ic) {
     plan.no_pivot = ic.no_pivot;
     plan.userns = cfg.linux_.find(CLONE_NEWUSER) != nullptr;
     plan.extra_mounts = ic.extra_mounts;
+    plan.dev_null_fd = ic.dev_null_fd;
     if (!cfg.linux_.mount_label.empty()) plan.mount_label_opt = security::mount_label_option(cfg.linux_.mount_label);
     plan.cgroups = rootfs::read_self_cgroups();
 

@@ -23,6 +23,7 @@ struct InitConfig {
     bool no_new_keyring = false;
     int preserve_fds = 0;
     int userns_fd = -1;    // user namespace to join (linux.namespaces user with path), or -1
+    int dev_null_fd = -1;  // rootfs::clone_dev_null(), when there are maskedPaths
     int new_ns_late = 0;   // namespaces to unshare in the child after Go (cgroup, time)
     const security::SeccompProgram* seccomp = nullptr;
     security::Capabilities caps;

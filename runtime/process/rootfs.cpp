@@ -14,11 +14,24 @@
 #include "runtime/base/error.hpp"
 #include "runtime/base/files.hpp"
 #include "runtime/base/log.hpp"
+#include "runtime/base/procfs.hpp"
+#include "checks.hpp"
 
 namespace trustme::rootfs {
 namespace {
 
-std::string fdpath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+// mount(2) onto the directory that `dir` names: made the cwd, it is the target ".", so no
+// /proc/self/fd/N path (and no procfs at all) is involved in finding it. "." is not followed into a mount
+// on top of it: the new mount stacks on exactly this directory.
+int mount_on(int dir, const char* source, const char* type, unsigned long flags, const char* data) {
+    UniqueFd home(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));  // the cwd hooks and later steps see
+    if (::fchdir(dir) < 0) return -1;
+    int rc = ::mount(source, ".", type, flags, data);
+    const int err = errno;
+    if (home) (void)::fchdir(home.get());
+    errno = err;
+    return rc;
+}
 
 int openat2_in_root(int root, const std::string& path, int flags) {
     struct open_how how {};
@@ -73,7 +86,7 @@ struct MountInfo {
 
 std::vector<MountInfo> cgroup_mounts() {
     std::vector<MountInfo> out;
-    std::string text = read_file("/proc/self/mountinfo");
+    std::string text = procfs::read("self/mountinfo");
     size_t pos = 0;
     while (pos < text.size()) {
         size_t end = text.find('\n', pos);
@@ -157,7 +170,7 @@ void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::s
     }
     UniqueFd dest = open_in_root(root, m.destination, true, false);
     if (!dest) fail_errno(errno, what + ": destination");
-    if (::mount("tmpfs", fdpath(dest.get()).c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
+    if (mount_on(dest.get(), "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
         fail_errno(errno, what + ": tmpfs");
     // The tmpfs just mounted (dest still names the directory under it): ours alone, empty, so its
     // hierarchy directories are made and opened relative to it, without a lookup from the root each.
@@ -193,8 +206,8 @@ void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::s
     }
     if (m.flags & MS_RDONLY) {
         // Remount the tmpfs read-only last, once the bind targets exist.
-        if (::mount(nullptr, fdpath(tmp.get()).c_str(), nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                    "mode=755") < 0)
+        if (mount_on(tmp.get(), nullptr, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     "mode=755") < 0)
             fail_errno(errno, what + ": remount read-only");
     }
 }
@@ -225,8 +238,8 @@ void mount_one(const Plan& plan, int root, const oci::Mount& m, const std::strin
     if (!plan.mount_label_opt.empty() && (m.type == "tmpfs" || m.type == "mqueue" || m.type == "devpts"))
         data += (data.empty() ? plan.mount_label_opt.substr(1) : plan.mount_label_opt);
     unsigned long flags = m.flags & ~(MS_REMOUNT | MS_BIND | MS_REC);
-    if (::mount(m.source.empty() ? m.type.c_str() : m.source.c_str(), fdpath(dest.get()).c_str(), m.type.c_str(),
-                flags, data.empty() ? nullptr : data.c_str()) < 0)
+    if (mount_on(dest.get(), m.source.empty() ? m.type.c_str() : m.source.c_str(), m.type.c_str(), flags,
+                 data.empty() ? nullptr : data.c_str()) < 0)
         fail_errno(errno, what + ": mount " + m.type + (data.empty() ? "" : " (" + data + ")"));
     if (m.propagation || m.rec_attr_set || m.rec_attr_clr) {
         UniqueFd top = open_in_root(root, m.destination, false, false);
@@ -325,7 +338,7 @@ void setup_dev(const Plan& plan, int root) {
             } links[] = {{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
                          {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}, {"/proc/kcore", "core"}};
             for (auto& l : links) {
-                if (std::strcmp(l.name, "core") == 0 && !path_exists("/proc/kcore")) continue;
+                if (std::strcmp(l.name, "core") == 0 && !procfs::exists("kcore")) continue;
                 if (std::strcmp(l.name, "ptmx") == 0 && !has_mount_at(cfg, "/dev/pts")) continue;
                 if (::symlinkat(l.target, devdir.get(), l.name) < 0 && errno != EEXIST)
                     fail_errno(errno, std::string("symlink /dev/") + l.name);
@@ -384,7 +397,7 @@ UniqueFd open_in_root(int root, const std::string& path, bool create, bool file)
 
 std::vector<CgroupPath> read_self_cgroups() {
     std::vector<CgroupPath> out;
-    std::string text = read_file("/proc/self/cgroup");
+    std::string text = procfs::read("self/cgroup");
     size_t pos = 0;
     while (pos < text.size()) {
         size_t end = text.find('\n', pos);
@@ -442,32 +455,109 @@ void enter(int root, bool no_pivot) {
     if (::chdir("/") < 0) fail_errno(errno, "chdir /");
 }
 
+namespace {
+
+// A path inside the container (after pivot_root), opened without following any symlink: masking or
+// protecting what a symlink points at would act on a file of the image's choosing.
+UniqueFd open_nofollow(const std::string& path) {
+    struct open_how how {};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS;
+    for (int tries = 0;; ++tries) {
+        int fd = static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how));
+        if (fd >= 0 || errno != EAGAIN || tries > 16) return UniqueFd(fd);
+    }
+}
+
+[[noreturn]] void fail_target(int err, const std::string& what) {
+    if (err == ELOOP) fail(what + ": is or passes through a symbolic link");
+    fail_errno(err, what);
+}
+
+// Files are masked with the null device the runtime cloned from its own /dev/null (clone_dev_null), never
+// with the image's /dev/null, which may be a symlink to a host file such as
+// /proc/sys/kernel/core_pattern (CVE-2025-31133); directories with an empty read-only tmpfs. Both are
+// attached by fd onto the target that was opened and checked.
+void mask_paths(const Plan& plan) {
+    const auto& paths = plan.cfg->linux_.masked_paths;
+    int null_src = plan.dev_null_fd;  // the first target gets the clone itself, later ones a copy of it
+    bool null_attached = false;
+    for (size_t i = 0; i < paths.size(); ++i) {
+        const std::string what = "linux.maskedPaths[" + std::to_string(i) + "] " + paths[i];
+        UniqueFd target = open_nofollow(paths[i]);
+        if (!target) {
+            if (errno == ENOENT) continue;  // runc: a missing masked path is not an error
+            fail_target(errno, what);
+        }
+        struct stat st;
+        if (::fstat(target.get(), &st) < 0) fail_errno(errno, what);
+        UniqueFd mnt;
+        if (S_ISDIR(st.st_mode)) {
+            UniqueFd fs(::fsopen("tmpfs", FSOPEN_CLOEXEC));
+            if (!fs || ::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0)
+                fail_errno(errno, what + ": tmpfs");
+            mnt.reset(::fsmount(fs.get(), FSMOUNT_CLOEXEC,
+                                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
+            if (!mnt) fail_errno(errno, what + ": tmpfs");
+        } else {
+            if (null_src < 0) fail(what + ": no null device to mask it with");
+            if (null_attached) {
+                mnt.reset(::open_tree(null_src, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+                if (!mnt) fail_errno(errno, what + ": clone /dev/null");
+            }
+        }
+        int src = mnt ? mnt.get() : null_src;
+        if (::move_mount(src, "", target.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+            fail_errno(errno, what);
+        if (src == null_src) null_attached = true;  // now in our namespace: clonable
+    }
+}
+
+// A recursive read-only bind of the target onto itself, by fd.
+void protect_paths(const Plan& plan) {
+    const auto& paths = plan.cfg->linux_.readonly_paths;
+    for (size_t i = 0; i < paths.size(); ++i) {
+        const std::string what = "linux.readonlyPaths[" + std::to_string(i) + "] " + paths[i];
+        UniqueFd target = open_nofollow(paths[i]);
+        if (!target) {
+            if (errno == ENOENT) continue;
+            fail_target(errno, what);
+        }
+        UniqueFd t(::open_tree(target.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH));
+        if (!t) fail_errno(errno, what);
+        set_attr(t.get(), MOUNT_ATTR_RDONLY, 0, 0, true, what);
+        if (::move_mount(t.get(), "", target.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+            fail_errno(errno, what);
+    }
+}
+
+}  // namespace
+
+UniqueFd clone_dev_null() {
+    const char* what = "/dev/null (to mask linux.maskedPaths with)";
+    UniqueFd fd(::open("/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    struct stat st;
+    if (!fd || ::fstat(fd.get(), &st) < 0) fail_errno(errno, what);
+    if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3)) fail(std::string(what) + ": not the null device (char 1:3)");
+    UniqueFd tree(::open_tree(fd.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+    if (!tree) fail_errno(errno, what);
+    set_attr(tree.get(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, 0, 0, false, what);
+    return tree;
+}
+
 void finish(const Plan& plan) {
     const oci::Config& cfg = *plan.cfg;
-    // sysctls before readonlyPaths: the default spec makes /proc/sys read-only.
+    // sysctls before readonlyPaths: the default spec makes /proc/sys read-only. Written through the
+    // runtime's procfs handle, not the container's /proc, where a mount could redirect them.
     for (auto& [k, v] : cfg.linux_.sysctl) {
-        std::string path = "/proc/sys/" + k;
-        for (auto& ch : path)
-            if (ch == '.') ch = '/';
-        write_file(path, v);
-    }
-    for (auto& p : cfg.linux_.masked_paths) {
-        struct stat st;
-        if (::stat(p.c_str(), &st) < 0) continue;  // runc: a missing masked path is not an error
-        int rc = S_ISDIR(st.st_mode) ? ::mount("tmpfs", p.c_str(), "tmpfs", MS_RDONLY, nullptr)
-                                     : ::mount("/dev/null", p.c_str(), nullptr, MS_BIND, nullptr);
-        if (rc < 0) fail_errno(errno, "maskedPaths " + p);
-    }
-    for (auto& p : cfg.linux_.readonly_paths) {
-        UniqueFd t(::open_tree(AT_FDCWD, p.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
-        if (!t) {
-            if (errno == ENOENT) continue;
-            fail_errno(errno, "readonlyPaths " + p);
+        try {
+            procfs::write(checks::sysctl_path(k), v);
+        } catch (const Error& e) {
+            fail("linux.sysctl \"" + k + "\": " + e.what());
         }
-        set_attr(t.get(), MOUNT_ATTR_RDONLY, 0, 0, true, "readonlyPaths " + p);
-        if (::move_mount(t.get(), "", AT_FDCWD, p.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0)
-            fail_errno(errno, "readonlyPaths " + p);
     }
+    mask_paths(plan);
+    protect_paths(plan);
     if (cfg.root_readonly) {
         if (::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) < 0) {
             // Keep flags the mount already had (nosuid/nodev...): locked flags make a plain remount fail in a userns.

@@ -28,6 +28,7 @@ struct Plan {
     std::string mount_label_opt;  // ",context=..." or ""
     std::vector<oci::Mount> extra_mounts;  // volumes, appended after config mounts
     std::vector<CgroupPath> cgroups;
+    int dev_null_fd = -1;      // clone_dev_null(), made by the parent: what maskedPaths files are masked with
 };
 
 // Reads /proc/self/cgroup (call before unsharing the cgroup namespace).
@@ -37,12 +38,16 @@ std::vector<CgroupPath> read_self_cgroups();
 UniqueFd prepare(const Plan& plan);
 // pivot_root (or MS_MOVE + chroot with no_pivot) into the tree; cwd becomes "/".
 void enter(int root_fd, bool no_pivot);
-// After entering: masked paths, read-only paths, sysctls, root.readonly, rootfs propagation.
+// After entering: sysctls, masked paths, read-only paths, root.readonly, rootfs propagation.
 void finish(const Plan& plan);
 
 // The mount flags of config entry `m` (ro, nosuid, ... on the top mount; rro, rnosuid, ... on all) applied to
 // the mount `fd` (a detached clone); errors name `what`.
 void set_mount_attrs(int fd, const oci::Mount& m, const std::string& what);
+
+// In the parent, before any namespace is joined: a detached mount of the runtime's own /dev/null,
+// checked to be the null device (char 1:3).
+UniqueFd clone_dev_null();
 
 // Resolve `path` inside root_fd (O_PATH), optionally creating missing directories (and, if `file`, an
 // empty file as the last component).

@@ -7,6 +7,7 @@
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/log.hpp"
+#include "base/procfs.hpp"
 #include "security/security.hpp"
 
 namespace trustme::security {
@@ -15,15 +16,15 @@ namespace {
 
 bool file_exists(const char* path) { return access(path, F_OK) == 0; }
 
-// Write the whole string in one write(2): the LSM hooks parse what one write brings.
+// Through the runtime's own procfs handle, never the container's /proc: a file mounted over
+// attr/exec would take the label instead, and the process would run unconfined (CVE-2019-16884,
+// CVE-2025-52881). procfs::write makes the one write(2) the LSM hooks parse.
 void write_attr(const char* path, const std::string& value, const std::string& what) {
-    UniqueFd fd(open(path, O_WRONLY | O_CLOEXEC));
-    if (!fd) fail_errno(errno, what + ": opening " + path);
-    ssize_t n;
-    do n = write(fd.get(), value.data(), value.size());
-    while (n < 0 && errno == EINTR);
-    if (n < 0) fail_errno(errno, what);
-    if (static_cast<size_t>(n) != value.size()) fail(what + ": short write to " + path);
+    try {
+        procfs::write(path, value);
+    } catch (const Error& e) {
+        fail(what + ": " + e.what());
+    }
 }
 
 }  // namespace
@@ -43,7 +44,7 @@ void set_exec_label(const std::string& label) {
     }
     // setexeccon(3) writes here: the label applies to the next execve of this thread. The kernel answers
     // EINVAL for a context the loaded policy does not know (security_context_to_sid).
-    write_attr("/proc/thread-self/attr/exec", label, "process.selinuxLabel: setting exec label \"" + label + "\"");
+    write_attr("thread-self/attr/exec", label, "process.selinuxLabel: setting exec label \"" + label + "\"");
 }
 
 std::string mount_label_option(const std::string& mount_label) {
@@ -72,8 +73,8 @@ void apply_apparmor(const std::string& profile) {
     }
     // libapparmor's aa_change_onexec: "exec <profile>" to the AppArmor-specific attr directory (Linux
     // 5.1+, needed when several LSMs stack), else the shared attr/exec.
-    const char* path = file_exists("/proc/thread-self/attr/apparmor/exec") ? "/proc/thread-self/attr/apparmor/exec"
-                                                                          : "/proc/thread-self/attr/exec";
+    const char* path = procfs::exists("thread-self/attr/apparmor/exec") ? "thread-self/attr/apparmor/exec"
+                                                                       : "thread-self/attr/exec";
     write_attr(path, "exec " + profile, "process.apparmorProfile: changing to profile \"" + profile + "\" on exec");
 }
 

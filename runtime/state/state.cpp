@@ -13,6 +13,7 @@
 
 #include "runtime/base/error.hpp"
 #include "runtime/base/files.hpp"
+#include "runtime/base/procfs.hpp"
 
 namespace trustme::state {
 namespace {
@@ -139,9 +140,9 @@ std::vector<std::string> list_ids(const std::string& root) {
 ProcInfo proc_info(pid_t pid) {
     ProcInfo pi;
     if (pid <= 0) return pi;
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    char path[32];
+    std::snprintf(path, sizeof path, "%d/stat", pid);
+    int fd = procfs::open(path, O_RDONLY);
     if (fd < 0) return pi;
     char buf[1024];
     ssize_t n = ::read(fd, buf, sizeof buf - 1);
