@@ -318,6 +318,9 @@ void finalize_process(InitConfig& ic) {
     auto keep = init_fds(ic);
     keep.push_back(container_pidfd);
     close_all_except(keep);
+    // Until its exec (which makes it dumpable again), no process of the container may open this one's
+    // fds through /proc/<pid>/fd: they include the runtime's procfs handle and the container's pidfd.
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
