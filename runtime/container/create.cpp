@@ -219,8 +219,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     }
 
     // What was verified is what gets mounted: a detached clone of the verified directory fd.
-    c.rootfs_tree.reset(::open_tree(c.rootfs_fd.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH));
-    if (!c.rootfs_tree) fail_errno(errno, "rootfs " + c.rootfs + ": clone mount");
+    c.rootfs_tree = rootfs::clone_tree(c.rootfs_fd.get(), c.rootfs, cfg.linux_.rootfs_propagation);
 
     // 2. State directory, cgroup, volumes: each undone by the guard if a later step fails.
     c.dir = std::make_unique<state::ContainerDir>(state::ContainerDir::create(g.root, o.id));
@@ -473,6 +472,20 @@ void run_poststart(const state::Record& r, const std::string& status) {
     hooks::run_all_warn(hooks, sj, "poststart");
 }
 
+namespace {
+// The init told why it did not exec and is on its way out: it is gone before `start` returns, so the
+// caller's next command (`delete` without --force) finds the container stopped. runtime.md: when a
+// startContainer hook fails the runtime "MUST generate an error, stop the container".
+void stop_init(const state::Record& rec) {
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, rec.st.pid, 0)));
+    if (!pidfd || state::proc_info(rec.st.pid).start != rec.pid_start) return;  // gone, or the pid was reused
+    ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+    struct pollfd p = {pidfd.get(), POLLIN, 0};
+    while (::poll(&p, 1, 10000) < 0 && errno == EINTR) {
+    }
+}
+}  // namespace
+
 int start(const Globals& g, const std::string& id) {
     auto dir = state::ContainerDir::open(g.root, id);
     auto rec = dir.read();
@@ -480,7 +493,12 @@ int start(const Globals& g, const std::string& id) {
     if (status != "created") fail("cannot start container \"" + id + "\": it is " + status + ", not created");
     UniqueFd st = release_init(dir, id);
     dir.unlock();  // state, kill and delete stay usable while startContainer hooks run
-    await_exec(std::move(st), id);
+    try {
+        await_exec(std::move(st), id);
+    } catch (const Error&) {
+        stop_init(rec);
+        throw;
+    }
     run_poststart(rec, "running");  // after the program was executed (runtime.md)
     return 0;
 }

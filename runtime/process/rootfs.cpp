@@ -412,6 +412,22 @@ std::vector<CgroupPath> read_self_cgroups() {
     return out;
 }
 
+UniqueFd clone_tree(int dir, const std::string& path, const std::string& rootfs_propagation) {
+    UniqueFd tree(::open_tree(dir, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH));
+    if (!tree) fail_errno(errno, "rootfs " + path + ": clone mount");
+    // A clone of a shared mount joins the source's peer group (fs/namespace.c clone_mnt() without
+    // CL_PRIVATE; mount_namespaces(7) "MS_SHARED"): what the container mounts under its root (proc, dev,
+    // sys, cgroups) would show on the host, and pivot_root(2) refuses a shared new root (EINVAL). Before it
+    // is attached anywhere, the whole clone becomes a slave of what it was cloned from (runc's default
+    // "rslave": host mounts still reach the container, nothing goes back; a private mount stays private),
+    // or private when linux.rootfsPropagation says so. The other values are applied after pivot_root.
+    struct mount_attr a {};
+    a.propagation = rootfs_propagation == "private" || rootfs_propagation == "rprivate" ? MS_PRIVATE : MS_SLAVE;
+    if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0)
+        fail_errno(errno, "rootfs " + path + ": make the clone a slave");
+    return tree;
+}
+
 UniqueFd prepare(const Plan& plan) {
     const oci::Config& cfg = *plan.cfg;
     // Nothing we mount may propagate back to the host: make the whole copy a slave (runc's default), or

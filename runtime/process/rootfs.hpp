@@ -34,6 +34,10 @@ struct Plan {
 // Reads /proc/self/cgroup (call before unsharing the cgroup namespace).
 std::vector<CgroupPath> read_self_cgroups();
 
+// A detached clone (open_tree) of the directory `dir` (named `path` in errors) and everything under it,
+// made in the caller's mount namespace, with no propagation back to the mounts it was cloned from.
+UniqueFd clone_tree(int dir, const std::string& path, const std::string& rootfs_propagation);
+
 // Attaches the verified tree, performs all mounts and creates devices. Returns an fd of the new root mount.
 UniqueFd prepare(const Plan& plan);
 // pivot_root (or MS_MOVE + chroot with no_pivot) into the tree; cwd becomes "/".
