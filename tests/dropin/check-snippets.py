@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Validates the configuration snippets of docs/dropin.md (marked <!-- snippet:NAME --> before a fenced block):
-containerd's through `containerd config dump`, CRI-O's and the RuntimeClass by parsing them and checking their
-fields against what CRI-O and Kubernetes accept.   check-snippets.py docs/dropin.md"""
+containerd's through `containerd config dump`; CRI-O's, Docker's daemon.json and the RuntimeClass by parsing
+them and checking their fields against what CRI-O, dockerd and Kubernetes accept.   check-snippets.py docs/dropin.md"""
+import json
 import os
 import re
 import subprocess
@@ -73,6 +74,25 @@ def crio(snippet):
     check(dflt is None or dflt in rt.get("runtimes", {}), "crio: default_runtime names a defined runtime")
 
 
+def docker(snippet):
+    try:
+        cfg = json.loads(snippet)
+    except json.JSONDecodeError as e:
+        check(False, f"docker: daemon.json parses ({e})")
+        return
+    check(True, "docker: daemon.json parses")
+    rt = cfg.get("runtimes", {}).get("trustme")
+    check(isinstance(rt, dict), "docker: runtimes.trustme present")
+    if not isinstance(rt, dict):
+        return
+    # dockerd 20.10 (daemon/config): a runtime is {"path", "runtimeArgs"}
+    check(set(rt) <= {"path", "runtimeArgs"}, f"docker: only known runtime keys ({sorted(rt)})")
+    check(rt.get("path", "").startswith("/") and rt["path"].endswith("/trustme-runtime"),
+          "docker: runtimes.trustme.path is the absolute path of trustme-runtime")
+    dflt = cfg.get("default-runtime")
+    check(dflt is None or dflt in cfg["runtimes"] or dflt == "runc", "docker: default-runtime names a runtime")
+
+
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -102,7 +122,7 @@ def runtimeclass(snippet, handlers):
 def main():
     doc = sys.argv[1]
     s = snippets(doc)
-    for k in ("containerd", "crio", "runtimeclass"):
+    for k in ("containerd", "crio", "docker", "runtimeclass"):
         check(k in s, f"snippet {k} found in {doc}")
     handlers = set()
     if "containerd" in s:
@@ -112,6 +132,8 @@ def main():
     if "crio" in s:
         crio(s["crio"])
         handlers |= set(tomllib.loads(s["crio"])["crio"]["runtime"]["runtimes"])
+    if "docker" in s:
+        docker(s["docker"])
     if "runtimeclass" in s:
         runtimeclass(s["runtimeclass"], handlers)
     print(f"\n{len(FAILS)} failure(s)")
