@@ -23,17 +23,24 @@ Commands:
   ak enroll --ek-ca FILE... --out FILE [--remote ADDR]
                                check the EK certificate chain and that the AK lives in the same TPM
                                (credential activation), then write the trusted AK (PEM)
-  quote --nonce HEX            TPM2_Quote over the PCR with the AK, with the event log, as JSON on stdout
-  verify --ak FILE --allow FILE (--nonce HEX QUOTE.json | --remote ADDR)
-                               check a quote with the trusted AK and print a verdict per event
-  serve --listen ADDR          answer quote and enrollment requests (ADDR: HOST:PORT, unix:/path or /path)
-  log show                     print the event log as a CEL-JSON array
+  quote --nonce HEX [--from N]  TPM2_Quote over the PCR with the AK, with this boot's event log from record N
+                               (default 0), as JSON on stdout
+  verify --ak FILE --allow FILE (--nonce HEX QUOTE.json | --remote ADDR) [--pcr N]... [--bank sha256]
+         [--state FILE]        check a quote with the trusted AK and print a verdict per event; the quote must
+                               cover the PCRs named by --pcr (default: the policy's); --state keeps where
+                               this host was checked up to, and only newer records are asked for
+  serve --listen ADDR [--enroll] [--deadline SECONDS] [--max-connections N] [--max-per-client N]
+        [--any-address]        answer quote requests (ADDR: HOST:PORT on loopback, unix:/path or /path);
+                               --enroll also answers ak and activate (enrollment); --any-address allows a
+                               non-loopback HOST
+  log show [--boot ID]         print this boot's (or boot ID's) event log as a CEL-JSON array
 
 Options:
   --policy FILE   trust policy (default $TRUSTME_POLICY, else /etc/trustme/policy.json)
   --tcti TCTI     TPM to use (policy "tcti"; default device:/dev/tpmrm0), e.g. swtpm:path=/run/swtpm/sock
   --pcr N         PCR for measurements (policy "pcr"; default 11)
-  --log FILE      event log (policy "event_log"; default /var/lib/trustme/measurements.cel.json)
+  --log FILE      event log (policy "event_log"; default /var/lib/trustme/measurements.cel.json); each
+                  boot writes FILE.<boot id>
   -h, --help      show this help
   --version       show the version
 
@@ -42,8 +49,12 @@ See trustme-attest(8) and trustme-eventlog(5).
 )";
 
 namespace {
-const std::set<std::string> kValueOpts = {"policy", "tcti", "pcr",    "log",  "out",    "public", "ek-cert",
-                                          "ek-ca",  "nonce", "ak",    "allow", "remote", "listen"};
+const std::set<std::string> kValueOpts = {"policy", "tcti",  "pcr",   "log",    "out",      "public",
+                                          "ek-cert", "ek-ca", "nonce", "ak",     "allow",    "remote",
+                                          "listen",  "from",  "state", "bank",   "deadline", "max-connections",
+                                          "max-per-client", "boot"};
+// Options without a value.
+const std::set<std::string> kFlagOpts = {"enroll", "any-address"};
 }  // namespace
 
 std::optional<std::string> Args::get(const std::string& k) const {
@@ -76,6 +87,9 @@ Args parse_args(int argc, char** argv) {
             if (eq != std::string::npos) {
                 v = k.substr(eq + 1);
                 k = k.substr(0, eq);
+            } else if (kFlagOpts.count(k)) {
+                a.opts[k].push_back("1");
+                continue;
             } else {
                 if (!kValueOpts.count(k)) throw UsageError("unknown option --" + k);
                 if (i + 1 >= argc) throw UsageError("--" + k + " needs a value");
@@ -88,6 +102,21 @@ Args parse_args(int argc, char** argv) {
         }
     }
     return a;
+}
+
+bool Args::flag(const std::string& k) const { return opts.count(k) > 0; }
+
+uint64_t Args::number(const std::string& k, uint64_t dflt, uint64_t max) const {
+    auto v = get(k);
+    if (!v) return dflt;
+    try {
+        size_t used = 0;
+        unsigned long long n = std::stoull(*v, &used);
+        if (used != v->size() || n > max || (*v)[0] == '-') throw std::out_of_range(*v);
+        return n;
+    } catch (const std::exception&) {
+        throw UsageError("--" + k + " " + *v + ": not a number 0.." + std::to_string(max));
+    }
 }
 
 Settings settings(const Args& a) {

@@ -26,6 +26,8 @@ struct Args {
 
     std::optional<std::string> get(const std::string& k) const;
     std::string need(const std::string& k) const;  // UsageError when missing
+    bool flag(const std::string& k) const;         // an option without a value was given
+    uint64_t number(const std::string& k, uint64_t dflt, uint64_t max) const;  // UsageError when malformed
 };
 
 // --help and --version print and exit(0); other mistakes throw UsageError.

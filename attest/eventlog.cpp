@@ -1,13 +1,20 @@
 #include "attest/eventlog.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
 #include "attest/tpm.hpp"
 #include "security/sha256.hpp"
 #include "runtime/base/error.hpp"
+#include "runtime/base/files.hpp"
 
 namespace trustme::attest {
 
@@ -187,7 +194,7 @@ std::vector<Event> LogFile::read_dropping_torn_tail() {
     return events;
 }
 
-void LogFile::append(const Event& e) {
+size_t LogFile::append(const Event& e) {
     std::string rec = serialize_record(e);
     // One write with O_APPEND: the record lands contiguously at the end; a short write is reported and
     // its torn remainder removed by the next writer (read_dropping_torn_tail).
@@ -197,6 +204,224 @@ void LogFile::append(const Event& e) {
     if (n < 0) fail_errno(errno, "event log " + path_ + ": write");
     if (static_cast<size_t>(n) != rec.size()) fail("event log " + path_ + ": short write");
     check(::fdatasync(fd_.get()), "event log " + path_ + ": fdatasync");
+    return rec.size();
+}
+
+}  // namespace trustme::attest
+
+namespace trustme::attest {
+
+std::string boot_id() {
+    std::string id = read_file("/proc/sys/kernel/random/boot_id");
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+    if (id.size() != 36) fail("/proc/sys/kernel/random/boot_id: not a boot id");
+    return id;
+}
+
+std::string boot_log_path(const std::string& base, const std::string& boot) { return base + "." + boot; }
+
+namespace {
+bool is_boot_id(std::string_view s) {
+    if (s.size() != 36) return false;
+    for (size_t i = 0; i < s.size(); ++i) {
+        char c = s[i];
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    }
+    return true;
+}
+}  // namespace
+
+void prune_boot_logs(const std::string& base, const std::string& current_boot, size_t keep) {
+    auto slash = base.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : base.substr(0, slash));
+    std::string prefix = (slash == std::string::npos ? base : base.substr(slash + 1)) + ".";
+    UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dfd) return;
+    DIR* d = ::fdopendir(::dup(dfd.get()));
+    if (!d) return;
+    std::vector<std::pair<int64_t, std::string>> boots;  // (mtime ns, boot id)
+    while (dirent* de = ::readdir(d)) {
+        std::string_view n = de->d_name;
+        if (n.size() != prefix.size() + 36 || n.substr(0, prefix.size()) != prefix) continue;
+        std::string id(n.substr(prefix.size()));
+        if (!is_boot_id(id) || id == current_boot) continue;
+        struct stat st {};
+        if (::fstatat(dfd.get(), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+        boots.emplace_back(int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, id);
+    }
+    ::closedir(d);
+    if (boots.size() <= keep) return;
+    std::sort(boots.begin(), boots.end(), std::greater<>());
+    for (size_t i = keep; i < boots.size(); ++i) {
+        std::string name = prefix + boots[i].second;
+        ::unlinkat(dfd.get(), (name + ".ckpt").c_str(), 0);
+        ::unlinkat(dfd.get(), name.c_str(), 0);
+    }
+}
+
+// "trustme-checkpoint 1 <reset> <pcr> <value hex> <records> <length> <sha256 hex of all before it>\n",
+// numbers zero-padded: every checkpoint has the same length, so an in-place overwrite leaves no stale tail.
+namespace {
+constexpr size_t kCkptBody = 19 + 2 + 21 + 3 + 65 + 21 + 21;
+
+std::string sha256_hex(std::string_view s) {
+    security::detail::Sha256 h;
+    h.update(s);
+    return security::detail::Sha256::hex(h.finish());
+}
+}  // namespace
+
+bool Checkpoint::load(const std::string& path, Checkpoint* out) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) return false;
+    char buf[512];
+    ssize_t n = ::pread(fd.get(), buf, sizeof buf, 0);
+    if (n != static_cast<ssize_t>(kCkptBody + 65)) return false;
+    std::string_view text(buf, static_cast<size_t>(n));
+    if (text.back() != '\n' || sha256_hex(text.substr(0, kCkptBody)) != text.substr(kCkptBody, 64)) return false;
+    std::string body(text.substr(0, kCkptBody));
+    long long reset = 0;
+    unsigned pcr = 0;
+    char hex[65] = {};
+    unsigned long long records = 0, length = 0;
+    if (std::sscanf(body.c_str(), "trustme-checkpoint 1 %20lld %2u %64s %20llu %20llu", &reset, &pcr, hex, &records,
+                    &length) != 5 ||
+        pcr > 23)
+        return false;
+    try {
+        out->value = tpm::from_hex(hex, "checkpoint");
+    } catch (const Error&) {
+        return false;
+    }
+    if (out->value.size() != 32) return false;
+    out->reset_count = reset;
+    out->pcr = pcr;
+    out->records = records;
+    out->length = length;
+    return true;
+}
+
+void Checkpoint::store(const std::string& path) const {
+    char body[kCkptBody + 1];
+    int n = std::snprintf(body, sizeof body, "trustme-checkpoint 1 %020lld %02u %s %020llu %020llu ",
+                          static_cast<long long>(reset_count), pcr, tpm::to_hex(value).c_str(),
+                          static_cast<unsigned long long>(records), static_cast<unsigned long long>(length));
+    if (n != static_cast<int>(kCkptBody)) fail("checkpoint " + path + ": cannot format");
+    std::string text(body, kCkptBody);
+    text += sha256_hex(text) + "\n";
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) fail_errno(errno, "checkpoint " + path);
+    ssize_t w;
+    do w = ::pwrite(fd.get(), text.data(), text.size(), 0);
+    while (w < 0 && errno == EINTR);
+    if (w != static_cast<ssize_t>(text.size())) fail_errno(w < 0 ? errno : EIO, "checkpoint " + path + ": write");
+}
+
+uint64_t LogFile::size() {
+    if (!fd_) return 0;
+    struct stat st {};
+    check(::fstat(fd_.get(), &st), "event log " + path_ + ": fstat");
+    return static_cast<uint64_t>(st.st_size);
+}
+
+namespace {
+// pread exactly [off, off+len) (less at end of file).
+std::string pread_range(int fd, uint64_t off, size_t len, const std::string& what) {
+    std::string out(len, '\0');
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = ::pread(fd, out.data() + got, len - got, static_cast<off_t>(off + got));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_errno(errno, what + ": read");
+        }
+        if (n == 0) break;
+        got += static_cast<size_t>(n);
+    }
+    out.resize(got);
+    return out;
+}
+}  // namespace
+
+std::vector<Event> LogFile::read_tail(uint64_t offset, size_t* good_len) {
+    uint64_t end = size();
+    if (offset > end) fail("event log " + path_ + ": offset beyond its end");
+    std::string text = pread_range(fd_.get(), offset, static_cast<size_t>(end - offset), "event log " + path_);
+    return parse_log(text, "event log " + path_ + " (from byte " + std::to_string(offset) + ")", good_len);
+}
+
+void LogFile::truncate_to(uint64_t length) {
+    check(::ftruncate(fd_.get(), static_cast<off_t>(length)), "event log " + path_ + ": truncate torn record");
+    check(::fdatasync(fd_.get()), "event log " + path_ + ": fdatasync");
+}
+
+uint64_t LogFile::complete_length() {
+    uint64_t end = size();
+    // Walk back to the last newline: every complete record ends with one, and no record holds a raw one.
+    while (end > 0) {
+        size_t chunk = static_cast<size_t>(std::min<uint64_t>(end, 65536));
+        std::string buf = pread_range(fd_.get(), end - chunk, chunk, "event log " + path_);
+        auto nl = buf.rfind('\n');
+        if (nl != std::string::npos) return end - chunk + nl + 1;
+        end -= chunk;
+    }
+    return 0;
+}
+
+uint64_t LogFile::offset_of(uint64_t recnum, uint64_t end) {
+    if (recnum == 0 || end == 0) return 0;
+    const std::string what = "event log " + path_;
+    struct Rec {
+        uint64_t start, stop, recnum;
+    };
+    // The first record starting at or after `pos` and before `limit`, with its recnum: the canonical
+    // encoding sorts keys, so "recnum" is the last member of the record's top-level object.
+    auto record_from = [&](uint64_t pos, uint64_t limit, Rec* r) -> bool {
+        size_t want = 4096;
+        for (;;) {
+            std::string buf = pread_range(fd_.get(), pos, static_cast<size_t>(std::min<uint64_t>(want, end - pos)), what);
+            auto s = buf.find('\x1e');
+            if (s == std::string::npos) {
+                if (pos + buf.size() >= limit || buf.size() < want) return false;
+                pos += buf.size();
+                continue;
+            }
+            if (pos + s >= limit) return false;
+            auto nl = buf.find('\n', s);
+            if (nl == std::string::npos) {
+                if (buf.size() < want) fail(what + ": byte " + std::to_string(pos + s) + ": record not terminated");
+                if (want >= (16u << 20)) fail(what + ": record at byte " + std::to_string(pos + s) + " too large");
+                pos += s;
+                want *= 4;
+                continue;
+            }
+            std::string_view rec(buf.data() + s, nl - s);
+            auto k = rec.rfind("\"recnum\":");
+            if (k == std::string_view::npos) fail(what + ": record at byte " + std::to_string(pos + s) + ": no recnum");
+            uint64_t v = 0;
+            for (size_t i = k + 9; i < rec.size() && rec[i] >= '0' && rec[i] <= '9'; ++i) v = v * 10 + (rec[i] - '0');
+            *r = {pos + s, pos + nl + 1, v};
+            return true;
+        }
+    };
+    uint64_t lo = 0, hi = end;  // records starting before lo have recnum < target; the one at hi (or end) >= it
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        Rec r{};
+        if (!record_from(mid, hi, &r)) {
+            // No record starts in [mid, hi): look at the one at lo.
+            if (!record_from(lo, hi, &r)) return hi;
+            if (r.recnum >= recnum) return r.start;
+            lo = r.stop;
+            continue;
+        }
+        if (r.recnum < recnum)
+            lo = r.stop;
+        else
+            hi = r.start;
+    }
+    return lo;
 }
 
 }  // namespace trustme::attest

@@ -123,52 +123,119 @@ BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotat
     return m;
 }
 
+namespace {
+
+std::vector<uint8_t> extend(const std::vector<uint8_t>& value, const std::vector<uint8_t>& digest) {
+    security::detail::Sha256 h;
+    h.update(std::string_view(reinterpret_cast<const char*>(value.data()), value.size()));
+    h.update(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
+    auto d = h.finish();
+    return std::vector<uint8_t>(d.begin(), d.end());
+}
+
+// The log's replay for one PCR and epoch, folded record by record from a starting point.
+struct Running {
+    std::vector<uint8_t> value = std::vector<uint8_t>(32, 0);
+    std::vector<uint8_t> before_last;  // value before the last folded record of this PCR and epoch
+    const Event* last = nullptr;       // that record, when it was among the folded ones
+    uint64_t records = 0;
+
+    void fold(const std::vector<Event>& events, uint32_t pcr, int64_t reset) {
+        for (const Event& e : events) {
+            records = e.recnum + 1;
+            if (e.pcr != pcr || e.reset_count() != reset) continue;
+            before_last = value;
+            last = &e;
+            value = extend(value, e.digest);
+        }
+    }
+};
+
+}  // namespace
+
 MeasureResult measure(const MeasureOptions& opt, const nlohmann::json& state, const BundleMeasurement& m) {
     if (opt.pcr > 23) fail("pcr " + std::to_string(opt.pcr) + ": out of range (0..23)");
     if (!state.contains("id") || !state["id"].is_string() || state["id"].get<std::string>().empty())
         fail("OCI state: id: missing or not a string");
     if (!state.contains("bundle") || !state["bundle"].is_string()) fail("OCI state: bundle: missing or not a string");
+    if (opt.log.empty()) fail("event log: no path given");
 
-    // First run: make sure the TPM answers before creating the log (and its directory), so that a host
-    // without a TPM or a wrong TCTI is one error line and nothing left behind. That connection is kept
-    // for the measurement when the lock is free at once.
+    const std::string boot = boot_id();
+    const std::string path = boot_log_path(opt.log, boot);
+    const std::string ckpt_path = Checkpoint::path_for(path);
+
+    // First run of this boot: make sure the TPM answers before creating the log (and its directory), so
+    // that a host without a TPM or a wrong TCTI is one error line and nothing left behind. That connection
+    // is kept for the measurement when the lock is free at once.
     std::optional<tpm::PcrTpm> t;
-    if (::access(opt.log.c_str(), F_OK) != 0) t.emplace(opt.tcti);
+    bool first = ::access(path.c_str(), F_OK) != 0;
+    if (first) t.emplace(opt.tcti);
 
     // Lock before opening the TPM: swtpm serves one connection at a time, so a process holding the TPM
     // while waiting for the lock could deadlock with the lock holder. Hence also: never wait for the lock
     // with the TPM open.
-    LogFile log(opt.log, LogFile::Mode::Append);
+    LogFile log(path, LogFile::Mode::Append);
     if (!t || !log.try_lock(true)) {
         t.reset();
         log.lock(true);
     }
-    std::vector<Event> events = log.read_dropping_torn_tail();
+    if (first) prune_boot_logs(opt.log, boot, kKeptBoots);
+
+    // Start from the checkpoint and read only what was appended after it (normally nothing): the cost of a
+    // start does not grow with the history. Without a usable checkpoint, read the whole log once.
+    Checkpoint ck;
+    uint64_t size = log.size();
+    bool from_ckpt = Checkpoint::load(ckpt_path, &ck) && ck.pcr == opt.pcr && ck.length <= size;
+    std::vector<Event> events;
+    size_t good = 0;
+    if (from_ckpt) {
+        try {
+            events = log.read_tail(ck.length, &good);
+            good += ck.length;
+        } catch (const Error&) {
+            from_ckpt = false;  // not a record boundary: the checkpoint does not belong to this log
+        }
+    }
+    auto full_scan = [&] {
+        events = log.read_tail(0, &good);
+        from_ckpt = false;
+    };
+    if (!from_ckpt) full_scan();
+    // A record without its newline was never extended (append precedes extend): drop it.
+    if (good < size) log.truncate_to(good);
     if (!t) t.emplace(opt.tcti);
 
     MeasureResult res;
     int64_t reset = t->reset_count();
     std::vector<uint8_t> current = t->pcr_read(opt.pcr);
-    if (replay(events, opt.pcr, reset) != current) {
+    auto replay_now = [&] {
+        Running r;
+        if (from_ckpt) {
+            r.records = ck.records;
+            // Another epoch: the TPM was reset since, its PCRs started again from zero.
+            if (ck.reset_count == reset) r.value = ck.value;
+        }
+        r.fold(events, opt.pcr, reset);
+        return r;
+    };
+    Running run = replay_now();
+    if (run.value != current && from_ckpt) {
+        // The checkpoint and the TPM disagree: trust neither, replay the whole log.
+        full_scan();
+        run = replay_now();
+    }
+    if (run.value != current && run.last && run.before_last == current) {
         // Recovery: a previous run appended its record and died before extending. That record is the
         // last one of this PCR and epoch, and the PCR equals the replay without it: extend it now.
-        for (size_t i = events.size(); i-- > 0;) {
-            const Event& e = events[i];
-            if (e.pcr != opt.pcr || e.reset_count() != reset) continue;
-            std::vector<Event> prefix(events.begin(), events.begin() + static_cast<std::ptrdiff_t>(i));
-            if (replay(prefix, opt.pcr, reset) == current) {
-                t->pcr_extend(opt.pcr, e.digest);
-                res.recovered = true;
-            }
-            break;
-        }
-        // Otherwise the PCR was extended out of band (or the log was edited): nothing here can repair
-        // that, and the verifier reports it. Measuring still goes on, so the record of this container
-        // is not lost.
+        t->pcr_extend(opt.pcr, run.last->digest);
+        res.recovered = true;
     }
+    // Otherwise a mismatch means the PCR was extended out of band (or the log was edited): nothing here
+    // can repair that, and the verifier reports it. Measuring still goes on, so the record of this
+    // container is not lost.
 
     Event& e = res.event;
-    e.recnum = events.empty() ? 0 : events.back().recnum + 1;
+    e.recnum = run.records;
     e.pcr = opt.pcr;
     e.content = {{"event", "container-create"},
                  {"container_id", state["id"].get<std::string>()},
@@ -178,12 +245,20 @@ MeasureResult measure(const MeasureOptions& opt, const nlohmann::json& state, co
                  {"signer", m.signer},
                  {"source", m.source},
                  {"time", now_rfc3339()},
+                 {"boot_id", boot},
                  {"tpm_reset_count", reset}};
     e.digest = content_digest(e.content);
     // Write-ahead: the record is durable before the PCR moves. A crash in between leaves a record the
     // PCR lacks, which the next run completes (above) and a verifier reports as pending until then.
-    log.append(e);
+    size_t rec_len = log.append(e);
     t->pcr_extend(opt.pcr, e.digest);
+    Checkpoint next;
+    next.reset_count = reset;
+    next.pcr = opt.pcr;
+    next.value = extend(run.value, e.digest);
+    next.records = e.recnum + 1;
+    next.length = good + rec_len;
+    next.store(ckpt_path);
     return res;
 }
 

@@ -1,5 +1,6 @@
 #include "attest/net.hpp"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,6 +13,9 @@
 
 namespace trustme::attest::net {
 namespace {
+
+// Pending connections the kernel queues for us (capped by net.core.somaxconn).
+constexpr int kBacklog = 1024;
 
 bool is_unix(const std::string& addr, std::string* path) {
     if (addr.rfind("unix:", 0) == 0) {
@@ -71,7 +75,7 @@ UniqueFd listen_on(const std::string& addr) {
         // Replace a stale socket left by a killed server, never any other kind of file.
         if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
         if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) fail_errno(errno, addr + ": bind");
-        if (::listen(fd.get(), 16) < 0) fail_errno(errno, addr + ": listen");
+        if (::listen(fd.get(), kBacklog) < 0) fail_errno(errno, addr + ": listen");
         return fd;
     }
     AddrInfo ai;
@@ -82,7 +86,7 @@ UniqueFd listen_on(const std::string& addr) {
         if (!fd) { err = errno; continue; }
         int one = 1;
         setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (::bind(fd.get(), p->ai_addr, p->ai_addrlen) == 0 && ::listen(fd.get(), 16) == 0) return fd;
+        if (::bind(fd.get(), p->ai_addr, p->ai_addrlen) == 0 && ::listen(fd.get(), kBacklog) == 0) return fd;
         err = errno;
     }
     fail_errno(err ? err : EADDRNOTAVAIL, addr + ": listen");
@@ -112,25 +116,78 @@ UniqueFd connect_to(const std::string& addr) {
 }
 
 std::string read_line(int fd, size_t max, const std::string& what) {
+    Reader r(fd, what);
     std::string out;
-    char buf[4096];
+    if (!r.line(&out, max)) fail(what + ": connection closed without a message");
+    return out;
+}
+
+bool Reader::line(std::string* out, size_t max) {
+    size_t scanned = pos_;
     for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
+        auto nl = buf_.find('\n', scanned);
+        if (nl != std::string::npos) {
+            if (nl - pos_ > max) fail(what_ + ": message larger than " + std::to_string(max) + " bytes");
+            out->assign(buf_, pos_, nl - pos_);
+            pos_ = nl + 1;
+            return true;
+        }
+        if (buf_.size() - pos_ > max) fail(what_ + ": message larger than " + std::to_string(max) + " bytes");
+        // Drop what was consumed before reading more, so the buffer holds at most one line.
+        buf_.erase(0, pos_);
+        pos_ = 0;
+        scanned = buf_.size();
+        char chunk[65536];
+        ssize_t n = ::read(fd_, chunk, sizeof chunk);
         if (n < 0) {
             if (errno == EINTR) continue;
-            fail_errno(errno, what + ": read");
+            fail_errno(errno, what_ + ": read");
         }
-        if (n == 0) break;
-        out.append(buf, static_cast<size_t>(n));
-        auto nl = out.find('\n');
-        if (nl != std::string::npos) {
-            out.resize(nl);
-            return out;
+        if (n == 0) {
+            if (buf_.empty()) return false;
+            fail(what_ + ": connection closed inside a message");
         }
-        if (out.size() > max) fail(what + ": message larger than " + std::to_string(max) + " bytes");
+        buf_.append(chunk, static_cast<size_t>(n));
     }
-    if (out.empty()) fail(what + ": connection closed without a message");
-    return out;
+}
+
+bool is_local(const std::string& addr) {
+    std::string path;
+    if (is_unix(addr, &path)) return true;
+    AddrInfo ai;
+    resolve(addr, true, ai);
+    for (addrinfo* p = ai.ai; p; p = p->ai_next) {
+        if (p->ai_family == AF_INET) {
+            auto* sa = reinterpret_cast<sockaddr_in*>(p->ai_addr);
+            if ((ntohl(sa->sin_addr.s_addr) >> 24) != 127) return false;
+        } else if (p->ai_family == AF_INET6) {
+            auto* sa = reinterpret_cast<sockaddr_in6*>(p->ai_addr);
+            if (!IN6_IS_ADDR_LOOPBACK(&sa->sin6_addr)) return false;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string peer_key(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+        char buf[INET6_ADDRSTRLEN] = {};
+        if (ss.ss_family == AF_INET) {
+            inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
+            return std::string("ip:") + buf;
+        }
+        if (ss.ss_family == AF_INET6) {
+            inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
+            return std::string("ip:") + buf;
+        }
+    }
+    ucred cr{};
+    socklen_t cl = sizeof cr;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) return "uid:" + std::to_string(cr.uid);
+    return "unknown";
 }
 
 void write_all(int fd, std::string_view data, const std::string& what) {

@@ -5,10 +5,13 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -23,6 +26,8 @@
 #include "attest/eventlog.hpp"
 #include "attest/measure.hpp"
 #include "attest/net.hpp"
+#include "attest/quote.hpp"
+#include "attest/serve.hpp"
 #include "attest/tpm.hpp"
 #include "attest/verify.hpp"
 #include "runtime/base/error.hpp"
@@ -53,47 +58,10 @@ void write_out(const std::string& path, const std::string& data, int mode = 0644
     }
 }
 
-std::vector<uint8_t> nonce_arg(const std::string& hex) {
-    auto n = tpm::from_hex(hex, "--nonce");
-    if (n.size() < kMinNonce || n.size() > 64)
-        fail("--nonce: must be " + std::to_string(kMinNonce) + "..64 bytes (" + std::to_string(kMinNonce * 2) +
-             "..128 hex digits)");
-    return n;
-}
-
-// Log and quote under the log's shared lock, so no measurement lands between reading one and the other.
-QuoteDoc make_quote(const Settings& s, const std::vector<uint8_t>& nonce) {
-    LogFile log(s.log, LogFile::Mode::Read);
-    log.lock(false);
-    QuoteDoc q;
-    q.log = log.read();
-    tpm::Tpm t(s.tcti);
-    auto r = t.quote(nonce, {s.pcr});
-    q.attest = std::move(r.attest);
-    q.signature_der = std::move(r.signature_der);
-    q.pcrs = std::move(r.pcr_values);
-    return q;
-}
-
-json ak_info(const Settings& s) {
-    tpm::Tpm t(s.tcti);
-    auto ak = t.ak_public();
-    return {{"ak_public", tpm::to_hex(ak.public_area)}, {"ek_cert", tpm::to_hex(t.ek_certificate())}};
-}
-
-json activate(const Settings& s, const json& req) {
-    tpm::Credential c;
-    c.credential_blob = tpm::from_hex(req.value("credential_blob", ""), "credential_blob");
-    c.encrypted_secret = tpm::from_hex(req.value("encrypted_secret", ""), "encrypted_secret");
-    tpm::Tpm t(s.tcti);
-    auto secret = t.ak_activate_credential(c);
-    return {{"secret", tpm::to_hex(secret.bytes)}};
-}
-
 json remote_call(const std::string& addr, const json& req) {
     UniqueFd fd = net::connect_to(addr);
     net::write_all(fd.get(), req.dump() + "\n", addr);
-    json resp = parse_json(net::read_line(fd.get(), 64 << 20, addr), addr + ": response");
+    json resp = parse_json(net::read_line(fd.get(), 1 << 20, addr), addr + ": response");
     if (!resp.is_object()) fail(addr + ": response: not a JSON object");
     if (resp.contains("error")) fail(addr + ": " + resp["error"].get<std::string>());
     return resp;
@@ -144,31 +112,133 @@ int cmd_ak(const Args& a) {
 
 int cmd_quote(const Args& a) {
     Settings s = settings(a);
-    auto q = make_quote(s, nonce_arg(a.need("nonce")));
-    std::cout << q.to_json().dump(2) << "\n";
+    QuoteRequest req{s.tcti, s.log, parse_nonce(a.need("nonce"), "--nonce"), a.number("from", 0, UINT64_MAX), {s.pcr}};
+    QuoteReply r = take_quote(req);
+    QuoteDoc doc;
+    static_cast<QuoteHeader&>(doc) = r.header;
+    doc.log = reply_records(r);
+    std::cout << doc.to_json().dump(2) << "\n";
     return 0;
+}
+
+std::string sha256_hex(const std::string& data) {
+    uint8_t d[32];
+    SHA256(reinterpret_cast<const uint8_t*>(data.data()), data.size(), d);
+    return tpm::to_hex(d, sizeof d);
+}
+
+std::vector<uint8_t> fresh_nonce() {
+    // A fresh nonce for this challenge only: a recorded answer cannot be replayed later.
+    std::vector<uint8_t> nonce(32);
+    if (RAND_bytes(nonce.data(), 32) != 1) fail("RAND_bytes failed");
+    return nonce;
+}
+
+// One challenge to a remote attester: the header, then its records streamed into the verification.
+VerifyResult challenge(const std::string& addr, Verification& v, const std::vector<uint8_t>& nonce, uint64_t from,
+                       const Expectation& expect, HostState* next, QuoteHeader* header_out,
+                       const std::function<bool(const QuoteHeader&)>& restart) {
+    UniqueFd fd = net::connect_to(addr);
+    json req = {{"op", "quote"}, {"nonce", tpm::to_hex(nonce)}, {"from", from}, {"pcrs", expect.pcrs}};
+    net::write_all(fd.get(), req.dump() + "\n", addr);
+    net::Reader in(fd.get(), addr);
+    std::string line;
+    if (!in.line(&line, 1 << 20)) fail(addr + ": connection closed without a response");
+    json head = parse_json(line, addr + ": response");
+    if (head.is_object() && head.contains("error") && head["error"].is_string())
+        fail(addr + ": " + head["error"].get<std::string>());
+    QuoteHeader h = QuoteHeader::from_json(head, addr + ": response");
+    if (!head.contains("bytes") || !head["bytes"].is_number_unsigned()) fail(addr + ": response: bytes: missing");
+    *header_out = h;
+    if (restart(h)) return {};
+    uint64_t left = head["bytes"].get<uint64_t>();
+    if (!v.begin(h)) return v.finish(next);
+    // Records one at a time: memory per record, time linear in the reply.
+    size_t n = 0;
+    while (left > 0) {
+        if (!in.line(&line, 16 << 20)) fail(addr + ": response ended after " + std::to_string(n) + " records");
+        if (line.size() + 1 > left) fail(addr + ": response: records longer than announced");
+        left -= line.size() + 1;
+        std::string where = addr + ": record " + std::to_string(n++);
+        if (line.empty() || line[0] != '\x1e') fail(where + ": expected a record separator (0x1E, RFC 7464)");
+        json j;
+        try {
+            j = json::parse(line.begin() + 1, line.end());
+        } catch (const json::exception& e) {
+            fail(where + ": not JSON: " + e.what());
+        }
+        if (!v.add(Event::from_json(j, where))) break;
+    }
+    return v.finish(next);
 }
 
 int cmd_verify(const Args& a) {
     std::string ak_pem = read_file(a.need("ak"));
     std::string allow_path = a.need("allow");
-    AllowList allow = AllowList::parse(read_file(allow_path), allow_path);
-    std::vector<uint8_t> nonce;
-    QuoteDoc q;
+    std::string allow_text = read_file(allow_path);
+    AllowList allow = AllowList::parse(allow_text, allow_path);
+    if (a.get("bank").value_or("sha256") != "sha256") throw UsageError("--bank: only sha256 is supported");
+    // What must be quoted is the verifier's choice: --pcr (repeatable), else the policy's PCR.
+    Expectation expect;
+    if (a.opts.count("pcr")) {
+        expect.pcrs.clear();
+        for (const auto& v : a.opts.at("pcr")) {
+            Args one;
+            one.opts["pcr"] = {v};
+            expect.pcrs.push_back(static_cast<uint32_t>(one.number("pcr", 0, 23)));
+        }
+        std::sort(expect.pcrs.begin(), expect.pcrs.end());
+        expect.pcrs.erase(std::unique(expect.pcrs.begin(), expect.pcrs.end()), expect.pcrs.end());
+    } else {
+        expect.pcrs = {settings(a).pcr};
+    }
+
+    // The state kept for this host, when it was made with the same AK, allow-list and PCRs.
+    auto state_path = a.get("state");
+    std::optional<HostState> state;
+    if (state_path && path_exists(*state_path)) {
+        HostState h = HostState::from_json(parse_json(read_file(*state_path), *state_path), *state_path);
+        bool same_pcrs = h.pcrs.size() == expect.pcrs.size();
+        for (uint32_t p : expect.pcrs) same_pcrs = same_pcrs && h.pcrs.count(p);
+        if (h.ak_sha256 == sha256_hex(ak_pem) && h.allow_sha256 == sha256_hex(allow_text) && same_pcrs) state = h;
+    }
+
+    VerifyResult r;
+    HostState next;
     if (auto remote = a.get("remote")) {
         if (a.positional.size() != 1) throw UsageError("verify --remote takes no quote file");
-        // A fresh nonce for this challenge only: a recorded answer cannot be replayed later.
-        nonce.resize(32);
-        if (RAND_bytes(nonce.data(), 32) != 1) fail("RAND_bytes failed");
-        q = QuoteDoc::from_json(remote_call(*remote, {{"op", "quote"}, {"nonce", tpm::to_hex(nonce)}}), *remote);
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            uint64_t from = state ? state->next : 0;
+            auto nonce = fresh_nonce();
+            Verification v(ak_pem, nonce, allow, expect, state ? &*state : nullptr);
+            QuoteHeader h;
+            bool restarted = false;
+            r = challenge(*remote, v, nonce, from, expect, &next, &h, [&](const QuoteHeader& hd) {
+                // Another boot or TPM epoch than the state's: the state is of no use, ask from the start.
+                restarted = state && (hd.boot_id != state->boot_id || quote_epoch(hd.attest) != state->reset_count);
+                return restarted;
+            });
+            if (!restarted) break;
+            state.reset();
+        }
     } else {
         if (a.positional.size() != 2) throw UsageError("usage: verify --ak FILE --allow FILE --nonce HEX QUOTE.json");
-        nonce = tpm::from_hex(a.need("nonce"), "--nonce");
-        q = QuoteDoc::from_json(parse_json(read_file(a.positional[1]), a.positional[1]), a.positional[1]);
+        auto nonce = tpm::from_hex(a.need("nonce"), "--nonce");
+        QuoteDoc q = QuoteDoc::from_json(parse_json(read_file(a.positional[1]), a.positional[1]), a.positional[1]);
+        const HostState* start = state && q.from != 0 ? &*state : nullptr;
+        Verification v(ak_pem, nonce, allow, expect, start);
+        if (v.begin(q))
+            for (const auto& e : q.log)
+                if (!v.add(e)) break;
+        r = v.finish(&next);
     }
-    VerifyResult r = verify_quote(ak_pem, nonce, allow, q);
-    std::string report = render(r);
-    std::cout << report << std::flush;
+    std::cout << render(r) << std::flush;
+    if (state_path && r.refused.empty()) {
+        next.ak_sha256 = sha256_hex(ak_pem);
+        next.allow_sha256 = sha256_hex(allow_text);
+        write_out(*state_path + ".tmp", next.to_json().dump() + "\n", 0600);
+        if (::rename((*state_path + ".tmp").c_str(), state_path->c_str()) != 0) fail_errno(errno, *state_path);
+    }
     if (!r.ok()) {
         std::cerr << "trustme-attest: verify: "
                   << (r.refused.empty() ? "a measured bundle is not on the allow-list" : r.refused) << "\n";
@@ -186,10 +256,20 @@ extern "C" void on_stop_signal(int sig) {
 }
 
 int cmd_serve(const Args& a) {
-    Settings s = settings(a);
-    std::string addr = a.need("listen");
-    UniqueFd lfd = net::listen_on(addr);
-    std::string path = addr.rfind("unix:", 0) == 0 ? addr.substr(5) : (addr[0] == '/' ? addr : "");
+    ServeOptions o;
+    o.settings = settings(a);
+    o.listen = a.need("listen");
+    o.enroll = a.flag("enroll");
+    o.deadline_seconds = static_cast<int>(a.number("deadline", 30, 3600));
+    o.max_connections = a.number("max-connections", 256, 65536);
+    o.max_per_client = a.number("max-per-client", 64, 65536);
+    if (o.deadline_seconds == 0 || o.max_connections == 0 || o.max_per_client == 0)
+        throw UsageError("--deadline, --max-connections and --max-per-client must be at least 1");
+    // Without transport authentication, anyone who reaches the port can ask: loopback (or a unix socket,
+    // guarded by its file mode) unless the operator says otherwise.
+    if (!a.flag("any-address") && !net::is_local(o.listen))
+        fail("--listen " + o.listen + ": not a loopback address (--any-address serves it to anyone who reaches it)");
+    std::string path = o.listen.rfind("unix:", 0) == 0 ? o.listen.substr(5) : (o.listen[0] == '/' ? o.listen : "");
     if (!path.empty() && path.size() < sizeof g_socket_path) {
         path.copy(g_socket_path, sizeof g_socket_path - 1);
         struct sigaction sa {};
@@ -197,44 +277,15 @@ int cmd_serve(const Args& a) {
         sigaction(SIGTERM, &sa, nullptr);
         sigaction(SIGINT, &sa, nullptr);
     }
-    std::cout << "listening on " << addr << std::endl;
-    for (;;) {
-        UniqueFd c(::accept4(lfd.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        if (!c) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            fail_errno(errno, addr + ": accept");
-        }
-        net::set_timeouts(c.get(), 30);
-        json resp;
-        try {
-            json req = parse_json(net::read_line(c.get(), 1 << 20, "request"), "request");
-            std::string op = req.is_object() ? req.value("op", "") : "";
-            if (op == "quote") {
-                std::vector<uint8_t> nonce = nonce_arg(req.value("nonce", ""));
-                resp = make_quote(s, nonce).to_json();
-            } else if (op == "ak") {
-                resp = ak_info(s);
-            } else if (op == "activate") {
-                resp = activate(s, req);
-            } else {
-                resp = {{"error", "request: op must be quote, ak or activate"}};
-            }
-        } catch (const std::exception& e) {
-            resp = {{"error", e.what()}};
-        }
-        try {
-            net::write_all(c.get(), resp.dump() + "\n", "response");
-        } catch (const std::exception&) {
-            // The client went away; serve the next one.
-        }
-    }
+    serve(o);
 }
 
 int cmd_log(const Args& a) {
     if (a.positional.size() != 2 || a.positional[1] != "show") throw UsageError("usage: log show");
     Settings s = settings(a);
-    LogFile log(s.log, LogFile::Mode::Read);
-    if (!log.exists()) fail("event log " + s.log + ": does not exist");
+    std::string path = boot_log_path(s.log, a.get("boot").value_or(boot_id()));
+    LogFile log(path, LogFile::Mode::Read);
+    if (!log.exists()) fail("event log " + path + ": does not exist");
     log.lock(false);
     json arr = json::array();
     for (const auto& e : log.read()) arr.push_back(e.to_json());

@@ -135,8 +135,10 @@ class TrustBench:
         if not self.swtpm:
             self.swtpm = Swtpm(self.work)
         self.event_log = os.path.join(self.work, "measurements.cel.json")
-        with contextlib.suppress(OSError):
-            os.unlink(self.event_log)
+        for name in os.listdir(self.work):  # the per-boot files and checkpoints (trustme-eventlog(5))
+            if name.startswith("measurements.cel.json."):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.work, name))
         hooked = self.copy_bundle(self.b.bundle, "bundle-attest")
         cfg_path = os.path.join(hooked, "config.json")
         with open(cfg_path) as f:

@@ -1,4 +1,5 @@
-// trustme-attest end to end: the built binary against a private swtpm, bundles from make-rootfs.sh,
+// trustme-attest end to end: the built binary against a private swtpm, small bundles (busybox ones from
+// make-rootfs.sh where a runtime runs them),
 // and the hook under runc.
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -6,7 +7,9 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <functional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -129,17 +133,19 @@ protected:
     }
 
     std::string ak() const { return dir_.path + "/ak.pub.pem"; }
+    // This boot's log file.
+    std::string boot_log() const { return trustme::attest::boot_log_path(log_, trustme::attest::boot_id()); }
     std::vector<std::string> cmd(std::initializer_list<std::string> rest) const {
         std::vector<std::string> v{kAttest, "--policy", policy_};
         v.insert(v.end(), rest);
         return v;
     }
 
-    // A bundle with a busybox rootfs; `marker` makes its manifest distinct.
+    // A bundle whose rootfs is one file (the hook measures it, nothing runs it); `marker` makes its
+    // manifest distinct.
     std::string make_bundle(const std::string& name, const std::string& marker) {
         std::string b = dir_.path + "/" + name;
-        fs::create_directories(b);
-        EXPECT_EQ(run({"sh", kSource + "/tests/fixtures/make-rootfs.sh", b + "/rootfs"}, dir_.path).rc, 0);
+        fs::create_directories(b + "/rootfs/etc");
         spit(b + "/rootfs/etc/marker", marker);
         spit(b + "/config.json", json{{"ociVersion", "1.0.2"}, {"root", {{"path", "rootfs"}}},
                                       {"process", {{"args", {"/bin/true"}}, {"cwd", "/"}}}}.dump());
@@ -156,7 +162,7 @@ protected:
     }
 
     std::vector<trustme::attest::Event> log_events() {
-        trustme::attest::LogFile f(log_, trustme::attest::LogFile::Mode::Read);
+        trustme::attest::LogFile f(boot_log(), trustme::attest::LogFile::Mode::Read);
         return f.read();
     }
 
@@ -178,7 +184,38 @@ protected:
     }
 
     Result verify(const std::string& quote_file, const std::string& nonce, const std::string& allow) {
-        return run({kAttest, "verify", "--ak", ak(), "--allow", allow, "--nonce", nonce, quote_file}, dir_.path);
+        return run({kAttest, "--policy", policy_, "verify", "--ak", ak(), "--allow", allow, "--nonce", nonce, quote_file},
+                   dir_.path);
+    }
+
+    // `serve` on a unix socket in the test directory, started and answering; stopped by PID (stop_server).
+    pid_t start_server(const std::string& sock, std::vector<std::string> extra = {}) {
+        std::vector<std::string> argv = cmd({"serve", "--listen", "unix:" + sock});
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        static int n = 0;
+        std::string tag = "serve" + std::to_string(n++);
+        pid_t pid = spawn(argv, dir_.path, tag, "");
+        for (int i = 0; i < 500; ++i) {
+            if (slurp(dir_.path + "/" + tag + ".out").find("listening") != std::string::npos) return pid;
+            int status = 0;
+            if (waitpid(pid, &status, WNOHANG) == pid) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+        ADD_FAILURE() << "serve did not come up: " << slurp(dir_.path + "/" + tag + ".err");
+        return -1;
+    }
+    void stop_server(pid_t pid) {
+        if (pid <= 0) return;
+        kill(pid, SIGTERM);
+        wait_bounded(pid);
+    }
+    Result verify_remote(const std::string& addr, const std::string& allow, std::vector<std::string> extra = {}) {
+        std::vector<std::string> argv{kAttest, "--policy", policy_, "verify", "--ak", ak(), "--allow", allow,
+                                      "--remote", addr};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        return run(argv, dir_.path);
     }
 
     // Modify quote.json's event log and write it back.
@@ -258,7 +295,11 @@ TEST_F(AttestHost, ShortNonceIsRefused) {
     std::string n = hex_nonce(16);
     trustme::tpm::Tpm t(tpm_.tcti());
     auto raw = t.quote(trustme::tpm::from_hex(n, "nonce"), {11});
-    trustme::attest::QuoteDoc doc{raw.attest, raw.signature_der, raw.pcr_values, log_events()};
+    trustme::attest::QuoteDoc doc;
+    doc.attest = raw.attest;
+    doc.signature_der = raw.signature_der;
+    doc.pcrs = raw.pcr_values;
+    doc.log = log_events();
     auto r = trustme::attest::verify_quote(slurp(ak()), trustme::tpm::from_hex(n, "nonce"),
                                            trustme::attest::AllowList{}, doc);
     EXPECT_FALSE(r.ok());
@@ -366,7 +407,7 @@ TEST_F(AttestHost, CrashBetweenAppendAndExtendIsPendingThenRecovered) {
     // What a hook killed after its append and before its extend leaves behind: a durable record the PCR lacks.
     {
         trustme::tpm::Tpm t(tpm_.tcti());
-        trustme::attest::LogFile f(log_, trustme::attest::LogFile::Mode::Append);
+        trustme::attest::LogFile f(boot_log(), trustme::attest::LogFile::Mode::Append);
         f.lock(true);
         auto ev = f.read();
         trustme::attest::Event e;
@@ -401,7 +442,7 @@ TEST_F(AttestHost, TornRecordIsDroppedByTheNextWriter) {
     auto b1 = make_bundle("b1", "one");
     ASSERT_EQ(measure("c1", b1).rc, 0);
     {
-        std::ofstream f(log_, std::ios::app | std::ios::binary);
+        std::ofstream f(boot_log(), std::ios::app | std::ios::binary);
         f << "\x1e{\"recnum\":1,\"pcr\":11,\"dig";  // a crash in the middle of write(2)
     }
     ASSERT_EQ(measure("c2", b1).rc, 0);
@@ -446,7 +487,7 @@ TEST_F(AttestHost, HookUsesOneTpmConnection) {
             if (line.find("sun_path=\"" + path + "\"") != std::string::npos) ++n;
         return n;
     };
-    EXPECT_FALSE(fs::exists(log_));
+    EXPECT_FALSE(fs::exists(boot_log()));
     EXPECT_EQ(connects("first", tpm_.socket()), 1);
     EXPECT_EQ(connects("second", tpm_.socket()), 1);
     EXPECT_EQ(connects("third", tpm_.socket() + ".ctrl"), 0);
@@ -498,7 +539,7 @@ TEST_F(AttestHost, BadHookInputIsOneLineAndLeavesNoRecord) {
     EXPECT_EQ(r.rc, 1);
     EXPECT_EQ(count_lines(r.err), 1) << r.err;
     EXPECT_NE(r.err.find("TPM (swtpm:path="), std::string::npos) << r.err;
-    EXPECT_FALSE(fs::exists(log_)) << "a failed first measurement created the log";
+    EXPECT_FALSE(fs::exists(boot_log())) << "a failed first measurement created the log";
     EXPECT_FALSE(fs::exists(fs::path(log_).parent_path()));
 }
 
@@ -582,8 +623,10 @@ TEST(AttestMeasure, RuntimeVerifiedAnnotationsAndSignerAllowList) {
     doc.attest = q.attest;
     doc.signature_der = q.signature_der;
     doc.pcrs = q.pcr_values;
-    trustme::attest::LogFile lf(log, trustme::attest::LogFile::Mode::Read);
+    trustme::attest::LogFile lf(trustme::attest::boot_log_path(log, trustme::attest::boot_id()),
+                                trustme::attest::LogFile::Mode::Read);
     doc.log = lf.read();
+    doc.boot_id = trustme::attest::boot_id();
     auto allow = trustme::attest::AllowList::parse(R"({"signers":["CN=release signer"]})", "allow");
     auto r = trustme::attest::verify_quote(t.ak_public().pem, nonce, allow, doc);
     EXPECT_TRUE(r.ok()) << trustme::attest::render(r);
@@ -653,7 +696,8 @@ TEST(AttestRunc, HookMeasuresUnderRunc) {
     run({"runc", "--root", root, "delete", "--force", id}, d.path);  // in case run stopped halfway
     ASSERT_EQ(r.rc, 0) << r.out << r.err;
 
-    trustme::attest::LogFile lf(log, trustme::attest::LogFile::Mode::Read);
+    trustme::attest::LogFile lf(trustme::attest::boot_log_path(log, trustme::attest::boot_id()),
+                                trustme::attest::LogFile::Mode::Read);
     auto ev = lf.read();
     ASSERT_EQ(ev.size(), 1u);
     EXPECT_EQ(ev[0].content["container_id"], id);
@@ -776,3 +820,401 @@ TEST_F(AttestRuntime, ForgedVerifiedAnnotationsAreNotTrusted) {
     EXPECT_NE(ev[0].content["signer"], "CN=forged");
 }
 #endif
+
+// ---- The verifier decides what is quoted: one test per lie a host can tell ----------------------------
+
+namespace {
+// A unix-socket client: sends `data` (then, with `close_write`, half-closes) and reads the reply until the
+// server closes, at most `seconds`.
+std::string exchange(const std::string& sock, const std::string& data, int seconds = 20, bool close_write = false) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    sock.copy(sa.sun_path, sizeof sa.sun_path - 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        close(fd);
+        return "<connect failed>";
+    }
+    if (!data.empty()) (void)!send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (close_write) shutdown(fd, SHUT_WR);
+    std::string out;
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0) continue;
+        char buf[4096];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        out.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+    return out;
+}
+int connect_unix(const std::string& sock) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    sock.copy(sa.sun_path, sizeof sa.sun_path - 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+}  // namespace
+
+// The host quotes another PCR than the one measurements go to (here with no log at all): the verifier
+// demands PCR 11, its policy's, and refuses -- from a file and through serve started with --pcr 12.
+TEST_F(AttestHost, QuoteOverAnotherPcrIsRefused) {
+    ASSERT_EQ(measure("evil", make_bundle("b1", "one")).rc, 0);
+    std::string allow = dir_.path + "/allow-none.json";
+    spit(allow, json{{"manifests", json::array()}}.dump());
+    // Honest: refused, the bundle is not allowed.
+    std::string n = hex_nonce();
+    auto v = verify(quote(n), n, allow);
+    EXPECT_EQ(v.rc, 1);
+    // The lie: a quote over PCR 12 with a missing log.
+    n = hex_nonce();
+    auto q = run(cmd({"--pcr", "12", "--log", dir_.path + "/missing", "quote", "--nonce", n}), dir_.path);
+    ASSERT_EQ(q.rc, 0) << q.err;
+    spit(dir_.path + "/q12.json", q.out);
+    v = verify(dir_.path + "/q12.json", n, allow);
+    EXPECT_EQ(v.rc, 1) << v.out;
+    EXPECT_NE(v.err.find("not the required PCR 11"), std::string::npos) << v.err;
+    EXPECT_EQ(count_lines(v.err), 1) << v.err;
+    // The verifier names the PCRs itself: --pcr 11 with the same quote, refused the same way.
+    auto v2 = run({kAttest, "verify", "--pcr", "11", "--ak", ak(), "--allow", allow, "--nonce", n,
+                   dir_.path + "/q12.json"},
+                  dir_.path);
+    EXPECT_EQ(v2.rc, 1);
+    EXPECT_NE(v2.err.find("not the required PCR 11"), std::string::npos) << v2.err;
+    // serve --pcr 12: the verifier asks for PCR 11 and gets a quote over it, which shows the bundle.
+    std::string sock = dir_.path + "/s.sock";
+    pid_t server = start_server(sock, {"--pcr", "12"});
+    v = verify_remote("unix:" + sock, allow);
+    EXPECT_EQ(v.rc, 1) << v.out;
+    EXPECT_NE(v.out.find("event 0 DENIED: container=evil"), std::string::npos) << v.out;
+    stop_server(server);
+}
+
+// A record of this boot on a PCR the quote does not cover is refused, not "not covered".
+TEST_F(AttestHost, RecordOnAnUncoveredPcrIsRefused) {
+    auto b1 = make_bundle("b1", "one");
+    ASSERT_EQ(measure("c1", b1).rc, 0);
+    auto r = run(cmd({"--pcr", "12", "hook", "measure"}), dir_.path, state("hidden", b1));
+    ASSERT_EQ(r.rc, 0) << r.err;
+    std::string n = hex_nonce();
+    auto v = verify(quote(n), n, allow_all_measured());
+    EXPECT_EQ(v.rc, 1) << v.out;
+    EXPECT_NE(v.err.find("record 1 of this boot is on PCR 12, which the quote does not cover"), std::string::npos)
+        << v.err;
+}
+
+TEST_F(AttestHost, MissingLogIsRefused) {
+    ASSERT_EQ(measure("c1", make_bundle("b1", "one")).rc, 0);
+    std::string allow = allow_all_measured();
+    std::string n = hex_nonce();
+    auto q = run(cmd({"--log", dir_.path + "/missing", "quote", "--nonce", n}), dir_.path);
+    ASSERT_EQ(q.rc, 0) << q.err;
+    spit(dir_.path + "/q.json", q.out);
+    auto v = verify(dir_.path + "/q.json", n, allow);
+    EXPECT_EQ(v.rc, 1) << v.out;
+    EXPECT_NE(v.err.find("PCR 11: replaying the event log gives 0000"), std::string::npos) << v.err;
+}
+
+// The host cuts records off its log file (or its reply): the quoted PCR holds their extends.
+TEST_F(AttestHost, TruncatedLogIsRefused) {
+    auto b1 = make_bundle("b1", "one");
+    for (int i = 0; i < 3; ++i) ASSERT_EQ(measure("c" + std::to_string(i), b1).rc, 0);
+    std::string allow = allow_all_measured();
+    auto ev = log_events();
+    std::string text = slurp(boot_log());
+    size_t cut = 0;
+    for (int i = 0; i < 2; ++i) cut = text.find('\n', cut) + 1;
+    fs::resize_file(boot_log(), cut);  // two of three records left
+    std::string n = hex_nonce();
+    auto v = verify(quote(n), n, allow);
+    EXPECT_EQ(v.rc, 1) << v.out;
+    EXPECT_NE(v.err.find("PCR 11: replaying the event log"), std::string::npos) << v.err;
+}
+
+// After a reboot (TPM reset), the host hands over the log of the earlier boot: its records replay to
+// nothing in the quote's epoch.
+TEST_F(AttestHost, LogFromAnEarlierBootIsRefused) {
+    auto b1 = make_bundle("b1", "one");
+    ASSERT_EQ(measure("good", b1).rc, 0);
+    std::string allow = allow_all_measured();
+    tpm_.restart();
+    ASSERT_EQ(measure("evil", make_bundle("b2", "two")).rc, 0);
+    std::string n = hex_nonce();
+    std::string q = quote(n);
+    auto earlier = edit_quote(q, [](json& l) { l.erase(l.end() - 1); });  // only the earlier boot's record
+    auto v = verify(earlier, n, allow);
+    EXPECT_EQ(v.rc, 1) << v.out;
+    EXPECT_NE(v.err.find("records are from another boot"), std::string::npos) << v.err;
+    EXPECT_EQ(count_lines(v.err), 1);
+}
+
+// Incremental verification: the verifier keeps where it stopped and asks only for the records since.
+TEST_F(AttestHost, IncrementalVerificationAsksOnlyForNewRecords) {
+    auto b1 = make_bundle("b1", "one");
+    ASSERT_EQ(measure("c0", b1).rc, 0);
+    ASSERT_EQ(measure("c1", b1).rc, 0);
+    std::string allow = allow_all_measured();
+    std::string sock = dir_.path + "/s.sock", st = dir_.path + "/host.state";
+    pid_t server = start_server(sock);
+    auto v = verify_remote("unix:" + sock, allow, {"--state", st});
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    EXPECT_NE(v.out.find("event 1 allowed: container=c1"), std::string::npos) << v.out;
+    EXPECT_EQ(json::parse(slurp(st))["next"], 2);
+    ASSERT_EQ(measure("c2", b1).rc, 0);
+    v = verify_remote("unix:" + sock, allow, {"--state", st});
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    EXPECT_EQ(v.out.find("container=c1"), std::string::npos) << v.out;  // not asked for again
+    EXPECT_NE(v.out.find("event 2 allowed: container=c2"), std::string::npos) << v.out;
+    EXPECT_EQ(json::parse(slurp(st))["next"], 3);
+    // Nothing new: still verified, against the kept PCR value.
+    v = verify_remote("unix:" + sock, allow, {"--state", st});
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    // A denied bundle refuses the host from then on, though later challenges do not see its record.
+    ASSERT_EQ(measure("evil", make_bundle("b2", "two")).rc, 0);
+    v = verify_remote("unix:" + sock, allow, {"--state", st});
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.out.find("event 3 DENIED: container=evil"), std::string::npos) << v.out;
+    v = verify_remote("unix:" + sock, allow, {"--state", st});
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.out.find("event 3 DENIED earlier: container=evil"), std::string::npos) << v.out;
+    // After a TPM reset the kept state does not apply: the verifier asks from record 0 again.
+    tpm_.restart();
+    ASSERT_EQ(measure("c4", b1).rc, 0);
+    v = verify_remote("unix:" + sock, allow, {"--state", st});
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    EXPECT_NE(v.out.find("event 3 not-covered: container=evil"), std::string::npos) << v.out;
+    EXPECT_NE(v.out.find("event 4 allowed: container=c4"), std::string::npos) << v.out;
+    stop_server(server);
+}
+
+// The increment the host returns must start where the verifier stopped and replay from its kept value.
+TEST_F(AttestHost, IncrementThatSkipsOrRewritesIsRefused) {
+    auto b1 = make_bundle("b1", "one");
+    ASSERT_EQ(measure("c0", b1).rc, 0);
+    std::string allow = allow_all_measured();
+    std::string st = dir_.path + "/host.state";
+    std::string n = hex_nonce();
+    auto v = run({kAttest, "--policy", policy_, "verify", "--ak", ak(), "--allow", allow, "--state", st, "--nonce", n,
+                  quote(n)},
+                 dir_.path);
+    ASSERT_EQ(v.rc, 0) << v.out << v.err;
+    ASSERT_EQ(measure("c1", b1).rc, 0);
+    ASSERT_EQ(measure("c2", b1).rc, 0);
+    // From 2 instead of 1: record 1 skipped.
+    n = hex_nonce();
+    auto q = run(cmd({"quote", "--nonce", n, "--from", "2"}), dir_.path);
+    spit(dir_.path + "/q2.json", q.out);
+    v = run({kAttest, "--policy", policy_, "verify", "--ak", ak(), "--allow", allow, "--state", st, "--nonce", n,
+             dir_.path + "/q2.json"},
+            dir_.path);
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.err.find("verifier state"), std::string::npos) << v.err;
+    // From 1, with the first new record dropped and the recnums rewritten to look complete.
+    n = hex_nonce();
+    q = run(cmd({"quote", "--nonce", n, "--from", "1"}), dir_.path);
+    spit(dir_.path + "/q1.json", q.out);
+    auto edited = edit_quote(dir_.path + "/q1.json", [](json& l) {
+        l.erase(l.begin());
+        l[0]["recnum"] = 1;
+    });
+    v = run({kAttest, "--policy", policy_, "verify", "--ak", ak(), "--allow", allow, "--state", st, "--nonce", n, edited},
+            dir_.path);
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.err.find("PCR 11: replaying"), std::string::npos) << v.err;
+    // The honest increment verifies.
+    v = run({kAttest, "--policy", policy_, "verify", "--ak", ak(), "--allow", allow, "--state", st, "--nonce", n,
+             dir_.path + "/q1.json"},
+            dir_.path);
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    EXPECT_EQ(json::parse(slurp(st))["next"], 3);
+}
+
+// ---- The boot-scoped log and the checkpoint --------------------------------------------------------
+
+TEST_F(AttestHost, LogIsPerBootAndOldBootsArePruned) {
+    // Files of six earlier boots, oldest first, and one that is not a log of ours.
+    fs::create_directories(fs::path(log_).parent_path());
+    std::vector<std::string> old;
+    for (int i = 0; i < 6; ++i) {
+        char id[64];
+        snprintf(id, sizeof id, "0000000%d-0000-4000-8000-000000000000", i);
+        std::string p = log_ + "." + id;
+        spit(p, "");
+        spit(p + ".ckpt", "");
+        auto t = fs::file_time_type::clock::now() - std::chrono::hours(10 - i);
+        fs::last_write_time(p, t);
+        old.push_back(p);
+    }
+    spit(log_ + ".keep-me", "");
+    ASSERT_EQ(measure("c1", make_bundle("b1", "one")).rc, 0);
+    EXPECT_TRUE(fs::exists(boot_log()));
+    EXPECT_FALSE(fs::exists(log_));
+    auto ev = log_events();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].content["boot_id"], trustme::attest::boot_id());
+    for (int i = 0; i < 6; ++i) {
+        EXPECT_EQ(fs::exists(old[i]), i >= 2) << old[i];  // the 4 newest earlier boots are kept
+        EXPECT_EQ(fs::exists(old[i] + ".ckpt"), i >= 2) << old[i];
+    }
+    EXPECT_TRUE(fs::exists(log_ + ".keep-me"));
+}
+
+// A start reads the checkpoint and what follows it, never the history: a record before the checkpoint
+// that no longer parses does not stop the next measurement (a whole-log reader fails on it).
+TEST_F(AttestHost, HookDoesNotReadTheHistory) {
+    auto b1 = make_bundle("b1", "one");
+    ASSERT_EQ(measure("c0", b1).rc, 0);
+    ASSERT_EQ(measure("c1", b1).rc, 0);
+    std::string text = slurp(boot_log());
+    text[1] = 'X';  // record 0 is no longer JSON
+    {
+        std::fstream f(boot_log(), std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(0);
+        f.write(text.data(), 2);
+    }
+    auto r = measure("c2", b1);
+    EXPECT_EQ(r.rc, 0) << r.err;
+    trustme::attest::Checkpoint ck;
+    ASSERT_TRUE(trustme::attest::Checkpoint::load(trustme::attest::Checkpoint::path_for(boot_log()), &ck));
+    EXPECT_EQ(ck.records, 3u);
+    EXPECT_EQ(ck.length, fs::file_size(boot_log()));
+    trustme::tpm::Tpm t(tpm_.tcti());
+    EXPECT_EQ(ck.value, t.pcr_read(11));
+}
+
+// The checkpoint is only a cache: one that disagrees with the TPM is rebuilt from the log, one that is
+// missing or torn too, and the log and the PCR stay consistent.
+TEST_F(AttestHost, CheckpointIsCheckedAgainstTheTpm) {
+    auto b1 = make_bundle("b1", "one");
+    ASSERT_EQ(measure("c0", b1).rc, 0);
+    std::string ckp = trustme::attest::Checkpoint::path_for(boot_log());
+    trustme::attest::Checkpoint ck;
+    ASSERT_TRUE(trustme::attest::Checkpoint::load(ckp, &ck));
+    ck.value.assign(32, 0x42);  // well-formed, but a lie
+    ck.store(ckp);
+    ASSERT_EQ(measure("c1", b1).rc, 0);
+    auto check = [&] {
+        trustme::attest::Checkpoint now;
+        ASSERT_TRUE(trustme::attest::Checkpoint::load(ckp, &now));
+        trustme::tpm::Tpm t(tpm_.tcti());
+        EXPECT_EQ(now.value, t.pcr_read(11));
+        EXPECT_EQ(trustme::attest::replay(log_events(), 11, t.reset_count()), t.pcr_read(11));
+        EXPECT_EQ(now.records, log_events().size());
+    };
+    check();
+    spit(ckp, "trustme-checkpoint 1 torn");
+    ASSERT_EQ(measure("c2", b1).rc, 0);
+    check();
+    fs::remove(ckp);
+    ASSERT_EQ(measure("c3", b1).rc, 0);
+    check();
+    std::string n = hex_nonce();
+    auto v = verify(quote(n), n, allow_all_measured());
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+}
+
+// ---- A server that serves many ---------------------------------------------------------------------
+
+// Idle clients and a slow sender neither block a verifier nor keep their connection past the deadline.
+TEST_F(AttestHost, IdleAndSlowClientsDoNotBlockVerifiers) {
+    ASSERT_EQ(measure("c1", make_bundle("b1", "one")).rc, 0);
+    std::string allow = allow_all_measured();
+    std::string sock = dir_.path + "/s.sock";
+    pid_t server = start_server(sock, {"--deadline", "3"});
+    std::vector<int> idle;
+    for (int i = 0; i < 20; ++i) idle.push_back(connect_unix(sock));
+    // A slow sender: one byte of a valid request at a time.
+    int slow = connect_unix(sock);
+    ASSERT_GE(slow, 0);
+    std::thread trickle([slow] {
+        std::string req = "{\"op\":\"quote\",\"nonce\":\"" + std::string(64, 'a') + "\"}\n";
+        for (size_t i = 0; i < req.size() && i < 12; ++i) {
+            if (send(slow, &req[i], 1, MSG_NOSIGNAL) != 1) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        }
+    });
+    auto v = verify_remote("unix:" + sock, allow);
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    // The slow sender is cut at its deadline with a JSON error, before it could finish.
+    std::string got;
+    for (int i = 0; i < 100; ++i) {
+        pollfd p{slow, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0) continue;
+        char buf[512];
+        ssize_t n = read(slow, buf, sizeof buf);
+        if (n <= 0) break;
+        got.append(buf, static_cast<size_t>(n));
+    }
+    trickle.join();
+    ASSERT_FALSE(got.empty());
+    EXPECT_NE(json::parse(got)["error"].get<std::string>().find("not complete within 3 s"), std::string::npos) << got;
+    for (int fd : idle) close(fd);
+    close(slow);
+    stop_server(server);
+}
+
+TEST_F(AttestHost, EveryBadRequestGetsAJsonError) {
+    std::string sock = dir_.path + "/s.sock";
+    pid_t server = start_server(sock, {"--max-per-client", "3"});
+    auto error_of = [&](const std::string& data, bool close_write = false) {
+        std::string r = exchange(sock, data, 20, close_write);
+        EXPECT_FALSE(r.empty()) << "no reply to " << data.size() << " bytes";
+        if (r.empty()) return std::string();
+        EXPECT_EQ(r.back(), '\n');
+        json j = json::parse(r);  // valid JSON, whatever was sent
+        EXPECT_TRUE(j.contains("error")) << r;
+        return j.value("error", "");
+    };
+    EXPECT_NE(error_of("\xff\xfe\x01garbage\x80\n").find("not a JSON object"), std::string::npos);
+    EXPECT_NE(error_of(std::string("{\"op\":\"quote\"}\0{\"x\":1}\n", 23)).find("NUL"), std::string::npos);
+    EXPECT_NE(error_of("{\"op\":\"activate\",\"credential_blob\":\"00\"}\n").find("not enabled"), std::string::npos);
+    EXPECT_NE(error_of("{\"op\":\"ak\"}\n").find("not enabled"), std::string::npos);
+    EXPECT_NE(error_of("{\"op\":\"quote\",\"nonce\":\"00\"}\n").find("nonce"), std::string::npos);
+    EXPECT_NE(error_of("{\"op\":\"quote\",\"nonce\":\"" + hex_nonce() + "\",\"pcrs\":[99]}\n").find("pcrs"),
+              std::string::npos);
+    EXPECT_NE(error_of(std::string(70000, 'x')).find("larger than"), std::string::npos);
+    EXPECT_NE(error_of("{\"op\":", true).find("closed before the end"), std::string::npos);
+    // Caps per client: the fourth connection at once is refused, in JSON.
+    std::vector<int> held;
+    for (int i = 0; i < 3; ++i) held.push_back(connect_unix(sock));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_NE(error_of("{\"op\":\"ak\"}\n").find("busy"), std::string::npos);
+    for (int fd : held) close(fd);
+    stop_server(server);
+}
+
+// Out of descriptors: accept fails with EMFILE; the server pauses accepting and serves on.
+TEST_F(AttestHost, ServerSurvivesRunningOutOfDescriptors) {
+    if (system("command -v prlimit >/dev/null 2>&1") != 0) GTEST_SKIP() << "prlimit not installed";
+    ASSERT_EQ(measure("c1", make_bundle("b1", "one")).rc, 0);
+    std::string allow = allow_all_measured();
+    std::string sock = dir_.path + "/s.sock";
+    std::vector<std::string> argv{"prlimit", "--nofile=24"};
+    for (auto& a : cmd({"serve", "--listen", "unix:" + sock})) argv.push_back(a);
+    pid_t server = spawn(argv, dir_.path, "serve-emfile", "");
+    for (int i = 0; i < 500 && slurp(dir_.path + "/serve-emfile.out").find("listening") == std::string::npos; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::vector<int> held;
+    for (int i = 0; i < 40; ++i) held.push_back(connect_unix(sock));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_EQ(waitpid(server, nullptr, WNOHANG), 0) << slurp(dir_.path + "/serve-emfile.err");
+    for (int fd : held) close(fd);
+    auto v = verify_remote("unix:" + sock, allow);
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    stop_server(server);
+}
+
+// Without transport authentication the service stays on loopback unless asked otherwise.
+TEST_F(AttestHost, ServeRefusesAPublicAddressByDefault) {
+    auto r = run(cmd({"serve", "--listen", "0.0.0.0:1"}), dir_.path);
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("not a loopback address"), std::string::npos) << r.err;
+}

@@ -1,0 +1,58 @@
+#include "attest/quote.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "attest/tpm.hpp"
+#include "runtime/base/error.hpp"
+
+namespace trustme::attest {
+
+std::vector<uint8_t> parse_nonce(const std::string& hex, const std::string& what) {
+    auto n = tpm::from_hex(hex, what);
+    if (n.size() < kMinNonce || n.size() > 64)
+        fail(what + ": must be " + std::to_string(kMinNonce) + "..64 bytes (" + std::to_string(kMinNonce * 2) +
+             "..128 hex digits)");
+    return n;
+}
+
+QuoteReply take_quote(const QuoteRequest& req) {
+    if (req.pcrs.empty()) fail("pcrs: no PCR named");
+    for (uint32_t p : req.pcrs)
+        if (p > 23) fail("pcrs: " + std::to_string(p) + " is not a PCR number 0..23");
+    QuoteReply out;
+    out.header.boot_id = boot_id();
+    out.header.from = req.from;
+    std::string path = boot_log_path(req.log, out.header.boot_id);
+    // Log range and quote under the log's shared lock, so no measurement lands between one and the other.
+    LogFile log(path, LogFile::Mode::Read);
+    log.lock(false);
+    if (log.exists()) {
+        out.end = log.complete_length();
+        out.begin = log.offset_of(req.from, out.end);
+        // A descriptor of its own (not a dup, which would share the lock and keep it while streaming).
+        out.log_fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        if (!out.log_fd) fail_errno(errno, "event log " + path);
+    }
+    tpm::Tpm t(req.tcti);
+    auto q = t.quote(req.nonce, req.pcrs);
+    out.header.attest = std::move(q.attest);
+    out.header.signature_der = std::move(q.signature_der);
+    out.header.pcrs = std::move(q.pcr_values);
+    return out;
+}
+
+std::vector<Event> reply_records(const QuoteReply& r) {
+    if (!r.log_fd || r.end == r.begin) return {};
+    std::string text(static_cast<size_t>(r.end - r.begin), '\0');
+    size_t got = 0;
+    while (got < text.size()) {
+        ssize_t n = ::pread(r.log_fd.get(), text.data() + got, text.size() - got, static_cast<off_t>(r.begin + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) fail_errno(n < 0 ? errno : EIO, "event log: read");
+        got += static_cast<size_t>(n);
+    }
+    return parse_log(text, "event log");
+}
+
+}  // namespace trustme::attest

@@ -1,0 +1,403 @@
+#include "attest/serve.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "attest/net.hpp"
+#include "attest/quote.hpp"
+#include "attest/tpm.hpp"
+#include "runtime/base/error.hpp"
+#include "runtime/base/fd.hpp"
+
+namespace trustme::attest {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Every TPM command of this process goes through one connection at a time: a TPM (and swtpm) serves one
+// command at a time, and swtpm one client.
+std::mutex g_tpm;
+
+constexpr size_t kMaxRequest = 64 * 1024;
+
+std::string error_line(const std::string& msg) {
+    // replace: a message never makes the reply invalid, whatever bytes it quotes.
+    return json{{"error", msg}}.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace
+
+json ak_info(const cli::Settings& s) {
+    std::lock_guard<std::mutex> l(g_tpm);
+    tpm::Tpm t(s.tcti);
+    auto ak = t.ak_public();
+    return {{"ak_public", tpm::to_hex(ak.public_area)}, {"ek_cert", tpm::to_hex(t.ek_certificate())}};
+}
+
+json activate(const cli::Settings& s, const json& req) {
+    auto field = [&](const char* k) {
+        if (!req.contains(k) || !req[k].is_string()) fail(std::string("request: ") + k + ": missing or not a string");
+        return tpm::from_hex(req[k].get<std::string>(), std::string("request: ") + k);
+    };
+    tpm::Credential c;
+    c.credential_blob = field("credential_blob");
+    c.encrypted_secret = field("encrypted_secret");
+    std::lock_guard<std::mutex> l(g_tpm);
+    tpm::Tpm t(s.tcti);
+    auto secret = t.ak_activate_credential(c);
+    return {{"secret", tpm::to_hex(secret.bytes)}};
+}
+
+namespace {
+
+struct Job {
+    uint64_t conn;
+    json request;
+};
+
+struct Done {
+    uint64_t conn;
+    std::string head;  // a JSON line
+    UniqueFd file;     // then these bytes of it
+    uint64_t begin = 0, end = 0;
+};
+
+struct Conn {
+    UniqueFd fd;
+    std::string client;
+    enum class Phase { Reading, Working, Writing } phase = Phase::Reading;
+    Clock::time_point deadline;
+    std::string in;
+    std::string out;
+    size_t out_off = 0;
+    UniqueFd file;
+    uint64_t file_off = 0, file_end = 0;
+};
+
+// Parse and check a request line; Error with the reason (never the raw bytes).
+json parse_request(const std::string& line, bool enroll) {
+    if (line.find('\0') != std::string::npos) fail("request: contains a NUL byte");
+    json req;
+    try {
+        req = json::parse(line);
+    } catch (const json::exception&) {
+        fail("request: not a JSON object");
+    }
+    if (!req.is_object()) fail("request: not a JSON object");
+    if (!req.contains("op") || !req["op"].is_string()) fail("request: op: missing or not a string");
+    std::string op = req["op"].get<std::string>();
+    if (op == "quote") {
+        for (const auto& [k, v] : req.items())
+            if (k != "op" && k != "nonce" && k != "from" && k != "pcrs") fail("request: " + k + ": unknown field");
+        if (!req.contains("nonce") || !req["nonce"].is_string()) fail("request: nonce: missing or not a string");
+        if (req.contains("from") && !req["from"].is_number_unsigned()) fail("request: from: not a record number");
+        if (req.contains("pcrs")) {
+            const auto& p = req["pcrs"];
+            if (!p.is_array() || p.empty() || p.size() > 24) fail("request: pcrs: must be an array of 1..24 PCRs");
+            for (const auto& n : p)
+                if (!n.is_number_unsigned() || n.get<uint64_t>() > 23) fail("request: pcrs: PCR numbers are 0..23");
+        }
+        return req;
+    }
+    if (op == "ak" || op == "activate") {
+        if (!enroll) fail("request: op " + op + " is not enabled (serve --enroll)");
+        return req;
+    }
+    fail("request: op must be quote" + std::string(enroll ? ", ak or activate" : ""));
+}
+
+class Server {
+public:
+    explicit Server(const ServeOptions& o) : o_(o) {}
+
+    [[noreturn]] void run() {
+        lfd_ = net::listen_on(o_.listen);
+        set_nonblock(lfd_.get());
+        efd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+        if (!efd_) fail_errno(errno, "eventfd");
+        for (size_t i = 0; i < std::max<size_t>(1, o_.workers); ++i) std::thread([this] { work(); }).detach();
+        std::printf("listening on %s\n", o_.listen.c_str());
+        std::fflush(stdout);
+        loop();
+    }
+
+private:
+    static void set_nonblock(int fd) {
+        int fl = ::fcntl(fd, F_GETFL);
+        ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    }
+
+    [[noreturn]] void loop() {
+        std::vector<pollfd> pfds;
+        std::vector<uint64_t> ids;
+        for (;;) {
+            auto now = Clock::now();
+            pfds.clear();
+            ids.clear();
+            bool listening = now >= accept_pause_until_ && conns_.size() < o_.max_connections + 64;
+            pfds.push_back({listening ? lfd_.get() : -1, POLLIN, 0});
+            pfds.push_back({efd_.get(), POLLIN, 0});
+            auto next = now + std::chrono::seconds(60);
+            if (!listening && accept_pause_until_ > now) next = std::min(next, accept_pause_until_);
+            for (auto& [id, c] : conns_) {
+                short ev = c.phase == Conn::Phase::Reading ? POLLIN : c.phase == Conn::Phase::Writing ? POLLOUT : 0;
+                pfds.push_back({c.fd.get(), ev, 0});
+                ids.push_back(id);
+                next = std::min(next, c.deadline);
+            }
+            int timeout = static_cast<int>(
+                std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count() + 1);
+            int n = ::poll(pfds.data(), pfds.size(), std::max(timeout, 0));
+            if (n < 0 && errno != EINTR) fail_errno(errno, "poll");
+            if (n > 0) {
+                if (pfds[1].revents) collect();
+                for (size_t i = 0; i < ids.size(); ++i)
+                    if (pfds[i + 2].revents) step(ids[i], pfds[i + 2].revents);
+                if (pfds[0].revents) accept_all();
+            }
+            expire();
+        }
+    }
+
+    void accept_all() {
+        for (int i = 0; i < 64; ++i) {
+            UniqueFd c(::accept4(lfd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+            if (!c) {
+                int e = errno;
+                if (e == EAGAIN || e == EWOULDBLOCK) return;
+                // Out of descriptors or memory: the pending connection stays queued; pause accepting
+                // (poll would report it again at once) and go on serving those we have.
+                if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                    accept_pause_until_ = Clock::now() + std::chrono::milliseconds(100);
+                    return;
+                }
+                // Errors of one connection (ECONNABORTED, EPROTO, network errors passed on by accept(2)).
+                if (e == EBADF || e == EINVAL || e == ENOTSOCK || e == EOPNOTSUPP) fail_errno(e, o_.listen + ": accept");
+                continue;
+            }
+            std::string key = net::peer_key(c.get());
+            if (conns_.size() >= o_.max_connections) {
+                refuse_now(c.get(), "busy: " + std::to_string(o_.max_connections) + " connections open");
+                continue;
+            }
+            if (per_client_[key] >= o_.max_per_client) {
+                refuse_now(c.get(), "busy: " + std::to_string(o_.max_per_client) + " connections open from this client");
+                continue;
+            }
+            ++per_client_[key];
+            Conn& conn = conns_[next_id_++];
+            conn.fd = std::move(c);
+            conn.client = key;
+            conn.deadline = Clock::now() + std::chrono::seconds(o_.deadline_seconds);
+        }
+    }
+
+    // Best effort, never blocking: the socket buffer of a new connection has room for a line.
+    static void refuse_now(int fd, const std::string& msg) {
+        std::string l = error_line(msg);
+        (void)!::send(fd, l.data(), l.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+
+    void close_conn(uint64_t id) {
+        auto it = conns_.find(id);
+        if (it == conns_.end()) return;
+        auto pc = per_client_.find(it->second.client);
+        if (pc != per_client_.end() && --pc->second == 0) per_client_.erase(pc);
+        conns_.erase(it);
+    }
+
+    void reply(Conn& c, std::string head) {
+        c.phase = Conn::Phase::Writing;
+        c.out = std::move(head);
+        c.out_off = 0;
+        ::shutdown(c.fd.get(), SHUT_RD);  // one request per connection: nothing more is read
+    }
+
+    void step(uint64_t id, short revents) {
+        auto it = conns_.find(id);
+        if (it == conns_.end()) return;
+        Conn& c = it->second;
+        if (c.phase == Conn::Phase::Reading) {
+            char buf[4096];
+            ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR) return;
+                return close_conn(id);
+            }
+            if (n == 0) {
+                if (c.in.empty()) return close_conn(id);
+                return reply(c, error_line("request: connection closed before the end of the line"));
+            }
+            size_t old = c.in.size();
+            c.in.append(buf, static_cast<size_t>(n));
+            auto nl = c.in.find('\n', old);
+            if (nl == std::string::npos) {
+                if (c.in.size() > kMaxRequest)
+                    reply(c, error_line("request: larger than " + std::to_string(kMaxRequest) + " bytes"));
+                return;
+            }
+            c.in.resize(nl);
+            try {
+                json req = parse_request(c.in, o_.enroll);
+                c.phase = Conn::Phase::Working;
+                {
+                    std::lock_guard<std::mutex> l(mu_);
+                    jobs_.push_back({id, std::move(req)});
+                }
+                cv_.notify_one();
+            } catch (const std::exception& e) {
+                reply(c, error_line(e.what()));
+            }
+            return;
+        }
+        if (c.phase != Conn::Phase::Writing) {
+            if (revents & (POLLHUP | POLLERR)) return close_conn(id);
+            return;
+        }
+        while (c.out_off < c.out.size()) {
+            ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR) return;
+                return close_conn(id);
+            }
+            c.out_off += static_cast<size_t>(n);
+        }
+        while (c.file && c.file_off < c.file_end) {
+            off_t off = static_cast<off_t>(c.file_off);
+            ssize_t n = ::sendfile(c.fd.get(), c.file.get(), &off,
+                                   static_cast<size_t>(std::min<uint64_t>(c.file_end - c.file_off, 1 << 20)));
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR) return;
+                return close_conn(id);
+            }
+            if (n == 0) return close_conn(id);  // the file is shorter than the range: cut the reply
+            c.file_off += static_cast<uint64_t>(n);
+        }
+        close_conn(id);
+    }
+
+    void expire() {
+        auto now = Clock::now();
+        std::vector<uint64_t> late;
+        for (auto& [id, c] : conns_)
+            if (c.deadline <= now) late.push_back(id);
+        for (uint64_t id : late) {
+            Conn& c = conns_[id];
+            if (c.phase == Conn::Phase::Reading)
+                refuse_now(c.fd.get(), "request: not complete within " + std::to_string(o_.deadline_seconds) + " s");
+            close_conn(id);  // a worker still busy for it finds it gone
+        }
+    }
+
+    void collect() {
+        uint64_t v;
+        (void)!::read(efd_.get(), &v, sizeof v);
+        std::deque<Done> done;
+        {
+            std::lock_guard<std::mutex> l(mu_);
+            done.swap(done_);
+        }
+        for (auto& d : done) {
+            auto it = conns_.find(d.conn);
+            if (it == conns_.end()) continue;
+            Conn& c = it->second;
+            reply(c, std::move(d.head));
+            c.file = std::move(d.file);
+            c.file_off = d.begin;
+            c.file_end = d.end;
+            step(d.conn, 0);
+        }
+    }
+
+    void work() {
+        for (;;) {
+            Job job;
+            {
+                std::unique_lock<std::mutex> l(mu_);
+                cv_.wait(l, [this] { return !jobs_.empty(); });
+                job = std::move(jobs_.front());
+                jobs_.pop_front();
+            }
+            Done d;
+            d.conn = job.conn;
+            try {
+                const json& req = job.request;
+                std::string op = req["op"].get<std::string>();
+                if (op == "quote") {
+                    QuoteRequest q;
+                    q.tcti = o_.settings.tcti;
+                    q.log = o_.settings.log;
+                    q.nonce = parse_nonce(req["nonce"].get<std::string>(), "request: nonce");
+                    q.from = req.value("from", uint64_t{0});
+                    if (req.contains("pcrs"))
+                        for (const auto& p : req["pcrs"]) q.pcrs.push_back(p.get<uint32_t>());
+                    else
+                        q.pcrs = {o_.settings.pcr};
+                    QuoteReply r;
+                    {
+                        std::lock_guard<std::mutex> l(g_tpm);
+                        r = take_quote(q);
+                    }
+                    json h = r.header.to_json();
+                    h["bytes"] = r.end - r.begin;
+                    d.head = h.dump() + "\n";
+                    d.file = std::move(r.log_fd);
+                    d.begin = r.begin;
+                    d.end = r.end;
+                } else if (op == "ak") {
+                    d.head = ak_info(o_.settings).dump() + "\n";
+                } else {
+                    d.head = activate(o_.settings, req).dump() + "\n";
+                }
+            } catch (const std::exception& e) {
+                d.head = error_line(e.what());
+                d.file.reset();
+                d.begin = d.end = 0;
+            }
+            {
+                std::lock_guard<std::mutex> l(mu_);
+                done_.push_back(std::move(d));
+            }
+            uint64_t one = 1;
+            (void)!::write(efd_.get(), &one, sizeof one);
+        }
+    }
+
+    const ServeOptions& o_;
+    UniqueFd lfd_, efd_;
+    std::map<uint64_t, Conn> conns_;
+    std::map<std::string, size_t> per_client_;
+    uint64_t next_id_ = 1;
+    Clock::time_point accept_pause_until_{};
+
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<Job> jobs_;
+    std::deque<Done> done_;
+};
+
+}  // namespace
+
+void serve(const ServeOptions& opt) {
+    ::signal(SIGPIPE, SIG_IGN);  // sendfile to a client that went away
+    static Server server(opt);
+    server.run();
+}
+
+}  // namespace trustme::attest
