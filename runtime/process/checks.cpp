@@ -102,11 +102,18 @@ void sysctls(const oci::Config& cfg) {
 
 // Source: runc libcontainer/rootfs_linux.go, checkProcMount() and its validProcMounts list (files
 // that lxcfs emulates).
-void proc_mounts(const oci::Config& cfg) {
-    static const char* const kAllowed[] = {"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat",
-                                           "/proc/swaps",   "/proc/uptime",    "/proc/loadavg", "/proc/slabinfo",
-                                           "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+bool proc_destination_allowed(const std::string& destination) {
+    static const char* const kAllowed[] = {"/proc",         "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo",
+                                           "/proc/stat",    "/proc/swaps",   "/proc/uptime",    "/proc/loadavg",
+                                           "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
                                            "/proc/sys/crypto/fips_enabled"};
+    const std::string d = clean(destination);
+    for (auto* a : kAllowed)
+        if (d == a) return true;
+    return false;
+}
+
+void proc_mounts(const oci::Config& cfg) {
     for (size_t i = 0; i < cfg.mounts.size(); ++i) {
         const oci::Mount& m = cfg.mounts[i];
         const std::string d = clean(m.destination);
@@ -120,9 +127,7 @@ void proc_mounts(const oci::Config& cfg) {
             fail(field + ": only a procfs may be mounted on /proc");
         }
         if (d.rfind("/proc/", 0) != 0) continue;
-        bool ok = false;
-        for (auto* a : kAllowed) ok |= d == a;
-        if (!ok) fail(field + ": a mount inside /proc is refused (it could redirect the runtime's procfs writes)");
+        if (!proc_destination_allowed(d)) fail(field + ": a mount inside /proc is refused (it could redirect the runtime's procfs writes)");
     }
 }
 

@@ -21,4 +21,8 @@ std::string sysctl_path(const std::string& key);
 // the few files runc allows for lxcfs.
 void proc_mounts(const oci::Config& cfg);
 
+// At mount time, for a destination that resolved onto a procfs (through a symlink in the image, say):
+// true only for the destinations proc_mounts() lets through by name.
+bool proc_destination_allowed(const std::string& destination);
+
 }  // namespace trustme::checks

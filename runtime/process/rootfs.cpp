@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include <climits>
@@ -131,6 +133,14 @@ bool has_token(const std::string& csv, const std::string& tok) {
     return false;
 }
 
+// A destination that resolved onto a procfs (an image symlink such as /myproc -> /proc) is held to the
+// same rule as one named inside /proc (checks::proc_mounts): a mount there could redirect procfs writes.
+void refuse_proc_target(int fd, const std::string& destination, const std::string& what) {
+    struct statfs sf;
+    if (::fstatfs(fd, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC && !checks::proc_destination_allowed(destination))
+        fail(what + ": the destination resolves inside /proc (refused: it could redirect the runtime's procfs writes)");
+}
+
 void attach_tree(int tree, int dest, const std::string& what) {
     if (::move_mount(tree, "", dest, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
         fail_errno(errno, what);
@@ -147,6 +157,7 @@ void bind_into(int root, const std::string& source, const std::string& dest, boo
     set_attr(tree.get(), rset, rclr, 0, true, what + ": set recursive mount flags");
     UniqueFd target = open_in_root(root, dest, true, !S_ISDIR(st.st_mode));
     if (!target) fail_errno(errno, what + ": destination");
+    refuse_proc_target(target.get(), dest, what);
     attach_tree(tree.get(), target.get(), what + ": attach");
     if (propagation) set_attr(tree.get(), 0, 0, propagation, recursive, what + ": propagation");
 }
@@ -170,6 +181,7 @@ void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::s
     }
     UniqueFd dest = open_in_root(root, m.destination, true, false);
     if (!dest) fail_errno(errno, what + ": destination");
+    refuse_proc_target(dest.get(), m.destination, what);
     if (mount_on(dest.get(), "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
         fail_errno(errno, what + ": tmpfs");
     // The tmpfs just mounted (dest still names the directory under it): ours alone, empty, so its
@@ -218,6 +230,7 @@ void mount_one(const Plan& plan, int root, const oci::Mount& m, const std::strin
         if (::fstat(m.detached_fd, &st) < 0) fail_errno(errno, what);
         UniqueFd dest = open_in_root(root, m.destination, true, !S_ISDIR(st.st_mode));
         if (!dest) fail_errno(errno, what + ": destination");
+        refuse_proc_target(dest.get(), m.destination, what);
         attach_tree(m.detached_fd, dest.get(), what + ": attach");
         return;
     }
@@ -234,6 +247,7 @@ void mount_one(const Plan& plan, int root, const oci::Mount& m, const std::strin
     }
     UniqueFd dest = open_in_root(root, m.destination, true, false);
     if (!dest) fail_errno(errno, what + ": destination");
+    refuse_proc_target(dest.get(), m.destination, what);
     std::string data = m.data;
     if (!plan.mount_label_opt.empty() && (m.type == "tmpfs" || m.type == "mqueue" || m.type == "devpts"))
         data += (data.empty() ? plan.mount_label_opt.substr(1) : plan.mount_label_opt);

@@ -101,6 +101,26 @@ TEST(ProcfsAttacks, BindOntoProcSysIsRefused) {
     EXPECT_EQ(b.rt({"list", "-q"}).out, "");
 }
 
+// The same mount through a symlink in the image (/myproc -> /proc): the destination string is outside
+// /proc, what it resolves to is not. Refused when the mount is made, naming the entry.
+TEST(ProcfsAttacks, BindIntoProcThroughImageSymlinkIsRefused) {
+    Bundle b("proc-link");
+    const std::string victim = b.dir + "/host-file";
+    write_text(victim, "0\n");
+    ASSERT_EQ(symlink("/proc", (b.rootfs + "/myproc").c_str()), 0);
+    b.config["mounts"].push_back({{"destination", "/myproc/sys/net/ipv4/ip_forward"}, {"type", "bind"},
+                                  {"source", victim}, {"options", {"bind"}}});
+    b.config["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
+    Result r = run_unshared(b, "proc-link", "true");
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("mounts[" + std::to_string(b.config["mounts"].size() - 1) +
+                         "] /myproc/sys/net/ipv4/ip_forward: the destination resolves inside /proc"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(read_text(victim), "0\n");
+    EXPECT_EQ(b.rt({"list", "-q"}).out, "");
+}
+
 // The same redirection made where the config rule cannot see it (a createContainer hook mounts over the
 // container's /proc/sys file before the sysctls are written): the write goes through the runtime's own
 // procfs handle and reaches the container's network namespace, not the mounted file.
