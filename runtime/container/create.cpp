@@ -361,7 +361,15 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     if (cfg.process->oom_score_adj)
         procfs::write(std::to_string(pid) + "/oom_score_adj", std::to_string(*cfg.process->oom_score_adj));
     c.rec.st.pid = pid;
-    sync::send(parent_sock.get(), sync::Msg::Go, std::to_string(pid));
+    // The init may be killed at any step: the error says so, not "sync: send: Broken pipe".
+    auto tell = [&](sync::Msg m, const std::string& text) {
+        try {
+            sync::send(parent_sock.get(), m, text);
+        } catch (const Error&) {
+            fail("container init exited during setup");
+        }
+    };
+    tell(sync::Msg::Go, std::to_string(pid));
 
     for (;;) {
         sync::Packet p;
@@ -377,7 +385,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
                 // stops creation and the runtime deletes what it made.
                 hooks::run_all(cfg.hooks.prestart, sj, "prestart");
                 hooks::run_all(cfg.hooks.create_runtime, sj, "createRuntime");
-                sync::send(parent_sock.get(), sync::Msg::HooksDone);
+                tell(sync::Msg::HooksDone, "");
                 break;
             }
             case sync::Msg::ConsoleFd:

@@ -291,8 +291,7 @@ TEST_P(Cleanup, KilledInitFails) {
     b->config["hooks"] = {{"createRuntime",
                            {{{"path", "/bin/sh"},
                              {"args", {"sh", "-c", "kill -9 $(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/')"}}}}}};
-    // The error names whichever step first found the init gone.
-    expect_create_and_run_fail("killed", "");
+    expect_create_and_run_fail("killed", "container init exited during setup");
 }
 
 TEST_P(Cleanup, FailingExecveFails) {
