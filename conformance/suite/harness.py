@@ -77,6 +77,17 @@ def cgroup_parent():
     return f"/trustme-conformance-{os.getpid()}"
 
 
+# conformance/run --systemd-cgroup: every runtime runs with its systemd cgroup driver.
+SYSTEMD = False
+
+
+def cgroups_path(name):
+    """A container's cgroupsPath: below our parent, or a transient unit "slice:prefix:name" (systemd driver)."""
+    if SYSTEMD:
+        return f"system.slice:trustme-conformance:{os.getpid()}-{name}"
+    return f"{cgroup_parent()}/{name}"
+
+
 def cgroup_pids(path):
     if not path:
         return []
@@ -172,7 +183,7 @@ class Runtime:
 
     def cmd(self, *args, stdin=None, stdout=None, stderr=None, timeout=CMD_TIMEOUT):
         """Runs `runtime --root R args...`; returns (rc, out, err) with out/err text when captured."""
-        argv = self.argv0 + ["--root", self.root] + [str(a) for a in args]
+        argv = self.argv0 + (["--systemd-cgroup"] if SYSTEMD else []) + ["--root", self.root] + [str(a) for a in args]
         cap_out = stdout is None
         cap_err = stderr is None
         p = subprocess.Popen(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
@@ -309,14 +320,14 @@ class Context:
         os.makedirs(d)
         subprocess.run(["cp", "-a", self.base_rootfs, os.path.join(d, "rootfs")], check=True)
         cfg = default_config(args)
-        cfg["linux"]["cgroupsPath"] = f"{cgroup_parent()}/t{self.serial}-b{self.nbundles}"
+        cfg["linux"]["cgroupsPath"] = cgroups_path(f"t{self.serial}-b{self.nbundles}")
         return Bundle(self, d, cfg)
 
     def create(self, bundle, cid=None, check=True, extra=()):
         """create with the container's stdio sent to files in the bundle (terminal false: passthrough)."""
         c = Container(self, cid or self.new_id(), bundle)
         # every container's cgroup lives under our own parent, removed at the end (cgroup_parent())
-        bundle.config.setdefault("linux", {}).setdefault("cgroupsPath", f"{cgroup_parent()}/{c.id}")
+        bundle.config.setdefault("linux", {}).setdefault("cgroupsPath", cgroups_path(c.id))
         c.cgroup = bundle.config["linux"]["cgroupsPath"]
         if not c.cgroup.startswith("/"):
             c.cgroup = None

@@ -6,6 +6,9 @@
 #pragma once
 #include <sys/types.h>
 
+#include <cstddef>
+
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,12 +42,27 @@ std::vector<DeviceRule> device_rules(const nlohmann::json& resources);
 // runc's default allowed devices alone.
 const std::vector<DeviceRule>& default_allowed_devices();
 
+// The systemd driver's D-Bus calls live in a plugin (libsystemd stays off the cgroupfs path): `load`
+// returns its entry point, trustme_systemd_call of systemd_plugin.h. Set by the caller before a
+// systemd manager starts, updates or stops a unit.
+using SystemdCall = int (*)(const char* request, char* err, size_t errlen);
+void set_systemd_loader(SystemdCall (*load)());
+// What save() wrote came from the systemd driver (its commands need the plugin).
+bool saved_is_systemd(const nlohmann::json& saved);
+
+struct CreateOptions {
+    bool systemd = false;  // --systemd-cgroup: a transient systemd unit holds the container (systemd.hpp)
+    const std::map<std::string, std::string>* annotations = nullptr;  // org.systemd.property.* for it
+};
+
 class Manager {
 public:
     // cgroups_path: config's linux.cgroupsPath ("" → default "/trustme-<id>"); absolute or relative as
     // runc's fs/fs2 drivers treat them (relative: v1 below this process's own cgroup in each hierarchy,
-    // v2 below the parent of this process's own cgroup). Nothing is touched on disk.
-    static std::unique_ptr<Manager> create(const std::string& cgroups_path, const std::string& container_id);
+    // v2 below the parent of this process's own cgroup). Nothing is touched on disk. With the systemd
+    // driver it is "slice:prefix:name" and the unit is started by add_process (it needs the first pid).
+    static std::unique_ptr<Manager> create(const std::string& cgroups_path, const std::string& container_id,
+                                           const CreateOptions& opts = {});
     static std::unique_ptr<Manager> load(const nlohmann::json& saved);  // from state.json (what save() wrote)
     virtual ~Manager();
 

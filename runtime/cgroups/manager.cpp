@@ -16,7 +16,9 @@ Mode detect() {
 
 Manager::~Manager() = default;
 
-std::unique_ptr<Manager> Manager::create(const std::string& cgroups_path, const std::string& container_id) {
+std::unique_ptr<Manager> Manager::create(const std::string& cgroups_path, const std::string& container_id,
+                                         const CreateOptions& opts) {
+    if (opts.systemd) return detail::make_systemd(cgroups_path, container_id, opts.annotations);
     // runc (fs/fs2 drivers, specconv.CreateCgroupConfig): the path is CleanPath'ed; absolute paths are
     // below the hierarchy root; relative ones below the runtime's own cgroup (v1, per hierarchy) or
     // its parent (v2, because the own cgroup has processes and cannot enable controllers). With no
@@ -37,6 +39,7 @@ std::unique_ptr<Manager> Manager::create(const std::string& cgroups_path, const 
 }
 
 std::unique_ptr<Manager> Manager::load(const nlohmann::json& saved) {
+    if (saved_is_systemd(saved)) return detail::load_systemd(saved);
     if (!saved.is_object() || !saved.contains("mode")) fail("cgroups: saved state has no \"mode\"");
     std::string mode = saved.at("mode").get<std::string>();
     if (mode == "legacy") return detail::load_legacy(saved);

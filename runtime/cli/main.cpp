@@ -31,7 +31,7 @@ const std::vector<Flag> kGlobal = {
     {"log", 0, "FILE", "write log lines to FILE instead of stderr"},
     {"log-format", 0, "text|json", "log line format (default text); engines use json"},
     {"debug", 0, nullptr, "log debug messages"},
-    {"systemd-cgroup", 0, nullptr, "use the systemd cgroup driver (not supported yet: an error)"},
+    {"systemd-cgroup", 0, nullptr, "use the systemd cgroup driver: a transient unit per container (cgroupsPath \"slice:prefix:name\")"},
     {"policy", 0, "FILE", "trust policy (default $TRUSTME_POLICY, then /etc/trustme/policy.json)"},
     {"criu", 0, "PATH", "accepted for runc compatibility; checkpoint/restore is not supported"},
     {"rootless", 0, "true|false|auto", "accepted for runc compatibility; only rootful operation is supported"},

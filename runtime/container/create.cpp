@@ -33,6 +33,7 @@
 #include "runtime/cgroups/cgroups.hpp"
 #include "runtime/process/idmap.hpp"
 #include "runtime/process/checks.hpp"
+#include "notify.hpp"
 #include "runtime/process/init.hpp"
 #include "runtime/process/rootfs.hpp"
 #include "runtime/process/sync.hpp"
@@ -157,7 +158,7 @@ Created::~Created() = default;
 
 void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     if (!oci::valid_id(o.id)) fail("invalid container id \"" + o.id + "\" (allowed: letters, digits, _ + - .)");
-    if (g.systemd_cgroup) fail("--systemd-cgroup is not supported yet: use the cgroupfs driver");
+    if (g.systemd_cgroup) plugins::use_systemd();
     c.bundle = abs_path(o.bundle);
     UniqueFd bundle_fd(::open(c.bundle.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
     if (!bundle_fd) fail_errno(errno, "bundle " + c.bundle);
@@ -231,8 +232,9 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     c.rec.st.annotations = cfg.annotations;
     c.rec.config = cfg.raw;
     c.armed = true;
+    notify::setup_spec(cfg, *c.dir);
 
-    c.cg = cgroups::Manager::create(cfg.linux_.cgroups_path, o.id);
+    c.cg = cgroups::Manager::create(cfg.linux_.cgroups_path, o.id, {g.systemd_cgroup, &cfg.annotations});
     c.rec.cgroup = c.cg->save();
     c.dir->write(c.rec);  // from here on, delete --force finds the cgroup even if we crash
     c.cg->create_dirs();
@@ -499,6 +501,7 @@ int start(const Globals& g, const std::string& id) {
     auto rec = dir.read();
     std::string status = state::status_of(rec, dir);
     if (status != "created") fail("cannot start container \"" + id + "\": it is " + status + ", not created");
+    UniqueFd ready = notify::bind(dir);  // before the program can send to it
     UniqueFd st = release_init(dir, id);
     dir.unlock();  // state, kill and delete stay usable while startContainer hooks run
     try {
@@ -508,6 +511,7 @@ int start(const Globals& g, const std::string& id) {
         throw;
     }
     run_poststart(rec, "running");  // after the program was executed (runtime.md)
+    notify::forward(ready.get(), rec.st.pid, rec.pid_start);
     return 0;
 }
 

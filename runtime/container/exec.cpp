@@ -20,6 +20,7 @@
 #include "runtime/base/files.hpp"
 #include "runtime/base/log.hpp"
 #include "runtime/base/procfs.hpp"
+#include "runtime/container/plugins.hpp"
 #include "runtime/process/init.hpp"
 #include "runtime/process/sync.hpp"
 #include "runtime/security/security.hpp"
@@ -290,6 +291,7 @@ int update(const Globals& g, const std::string& id, const std::string& resources
     if (status == "stopped") fail("update: container \"" + id + "\" is not running");
     nlohmann::json r = nlohmann::json::parse(resources_json);
     cgroups::validate(r);
+    if (cgroups::saved_is_systemd(rec.cgroup)) plugins::use_systemd();  // SetUnitProperties over D-Bus
     cgroups::Manager::load(rec.cgroup)->update(r);
     // Keep the config in the state in step, so later `exec`s and `events` see the new limits.
     auto& res = rec.config["linux"]["resources"];

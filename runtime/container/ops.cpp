@@ -16,6 +16,7 @@
 #include "container.hpp"
 #include "hooks/hooks.hpp"
 #include "lifecycle.hpp"
+#include "notify.hpp"
 #include "plugins.hpp"
 #include "runtime/base/error.hpp"
 #include "runtime/base/files.hpp"
@@ -101,6 +102,7 @@ void close_volumes(const std::string& id, const std::string& state_dir) {
 
 void destroy(state::ContainerDir& dir, state::Record& rec) {
     if (rec.volumes) plugins::require_loadable();  // closing them needs the volume plugin: before anything
+    if (cgroups::saved_is_systemd(rec.cgroup)) plugins::use_systemd();  // the unit is stopped over D-Bus
     std::unique_ptr<cgroups::Manager> cg;
     if (!rec.cgroup.is_null()) cg = cgroups::Manager::load(rec.cgroup);
     if (rec.st.pid > 0) {
@@ -339,10 +341,12 @@ int run(const Globals& g, const CreateOpts& o) {
     }
     int code;
     try {
+        UniqueFd ready = notify::bind(*c.dir);
         UniqueFd st = release_init(*c.dir, o.id);
         c.dir->unlock();
         await_exec(std::move(st), o.id);
         run_poststart(c.rec, "running");
+        notify::forward(ready.get(), c.pid, c.rec.pid_start);
         code = wait_foreground(c.pid, c.pidfd.get(), c.console.get(), sigfd.get());
         c.dir->lock();
     } catch (...) {

@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "runtime/base/error.hpp"
+#include "runtime/cgroups/cgroups.hpp"
 #include "runtime/base/log.hpp"
 #include "signing/warm.hpp"
 #include "runtime/base/procfs.hpp"
@@ -66,6 +67,14 @@ void* symbol(const char* library, const char* sym) {
     void* s = ::dlsym(h, sym);
     if (!s) fail(std::string("plugin ") + path + ": missing symbol " + sym);
     return s;
+}
+
+void use_systemd() {
+    require_loadable();
+    cgroups::set_systemd_loader([]() -> cgroups::SystemdCall {
+        static auto fn = reinterpret_cast<cgroups::SystemdCall>(symbol("libtrustme-systemd.so", "trustme_systemd_call"));
+        return fn;
+    });
 }
 
 trustme_verify_result verify_bundle(const policy::Policy& pol, const trustme_verify_request& req) {

@@ -20,6 +20,10 @@ void require_loadable();
 // file and dlerror().
 void* symbol(const char* library, const char* sym);
 
+// The systemd cgroup driver: its D-Bus client libtrustme-systemd.so (sd-bus) is loaded when a unit is
+// started, changed or stopped. Calls require_loadable, so: before the command's first side effect.
+void use_systemd();
+
 // Verify a bundle against the policy (signature != off): first in this process from the caches alone
 // (signing/warm.hpp: no libcrypto loaded), else through libtrustme-verify.so. Throws the one-line reason
 // when refused; logs the warning of mode "warn".

@@ -57,7 +57,7 @@ done | awk '$1 == "insmod" && !seen[$2]++ { print $2 }')
 
 key=$( {
     echo "kver=$kver modules=$modules policy=$policy"
-    sha256sum "$0" "$here/guest-init.sh" "$here/extract-vmlinux.py" "$kimage" "$busybox" $modlist ${policy:+"$policy"}
+    sha256sum "$0" "$here/guest-init.sh" "$here/guest-systemd.sh" "$here/extract-vmlinux.py" "$kimage" "$busybox" $modlist ${policy:+"$policy"}
 } | sha256sum | cut -d' ' -f1)
 
 mkdir -p "$out"
@@ -89,6 +89,7 @@ if [ -n "$policy" ]; then
     cp "$policy" "$root/.selinux/policy"
 fi
 install -m 0755 "$here/guest-init.sh" "$root/init"
+install -m 0755 "$here/guest-systemd.sh" "$root/.systemd-boot"
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -1 > "$work/initramfs.cpio.gz"
 
 mv -f "$work/vmlinux" "$out/vmlinux"

@@ -12,7 +12,7 @@ ctl=/.ctl
 # initramfs onto a tmpfs and makes that the root with switch_root; stage 2 is the rest of this script.
 if [ "$1" != stage2 ]; then
     mount -t tmpfs -o mode=0755 tmpfs /newroot || { echo "vm-init: cannot mount tmpfs" >/dev/console; exec sh; }
-    for f in /.busybox /.modules /.layers /.selinux /init /bin /sbin /lib /lib64 /proc /sys /dev /run /tmp /etc /usr /mnt; do
+    for f in /.busybox /.modules /.layers /.selinux /init /.systemd-boot /bin /sbin /lib /lib64 /proc /sys /dev /run /tmp /etc /usr /mnt; do
         [ -e "$f" ] || [ -L "$f" ] && cp -a "$f" /newroot/
     done
     exec switch_root /newroot /init stage2
@@ -60,6 +60,8 @@ ln -sfn /run /var/run
 chmod 1777 /var/tmp
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+# run-in-vm.sh --systemd: systemd becomes PID 1 here and runs the command (guest-systemd.sh).
+[ -f "$ctl/systemd" ] && exec /.busybox/sh /.systemd-boot
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup || die "cannot mount cgroup2"
 # Every controller in the root's subtree_control, so tests may use any of them in child cgroups.
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do

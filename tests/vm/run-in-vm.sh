@@ -14,6 +14,8 @@
 #   --share DIR     share one more host directory at its own path (repeatable)
 #   --env K=V       set an environment variable for COMMAND (repeatable)
 #   --selinux       boot with security=selinux and load the installed policy (permissive)
+#   --systemd       boot the shared /usr's systemd as PID 1 (cgroup v2, / shared, D-Bus) and run
+#                   COMMAND as a unit once basic.target is up
 #   --memory MB     guest memory (default 1024)
 #   --smp N         guest CPUs (default 2)
 #
@@ -22,9 +24,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
-timeout=600 build= selinux=0 memory=1024 smp=2
+timeout=600 build= selinux=0 systemd=0 memory=1024 smp=2
 shares=() envs=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
         --share) shares+=("${2:?--share needs a value}"); shift 2 ;;
         --env) envs+=("${2:?--env needs a value}"); shift 2 ;;
         --selinux) selinux=1; shift ;;
+        --systemd) systemd=1; shift ;;
         --memory) memory=${2:?--memory needs a value}; shift 2 ;;
         --smp) smp=${2:?--smp needs a value}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -77,6 +80,7 @@ mkdir -p "$ctl" "$tmp/tpm"
     printf 'exec'; printf ' %q' "$@"; echo
 } > "$ctl/cmd"
 [ "$selinux" = 1 ] && : > "$ctl/selinux"
+[ "$systemd" = 1 ] && : > "$ctl/systemd"
 
 # Shares: the host's /usr and /etc, the source tree, the build tree and extra ones; a directory inside
 # another share is not shared twice.
