@@ -108,6 +108,7 @@ protected:
     }
 
     void TearDown() override {
+        if (!b) return;  // SetUp failed before the bundle existed
         for (auto& id : b->ids) b->rt({"delete", "--force", id}, "", 20);
         b->ids.clear();
         for (pid_t p : pids_naming(b->dir)) kill(p, SIGKILL);
