@@ -26,7 +26,7 @@ int64_t now_ms() {
 
 }  // namespace
 
-void run(const oci::Hook& hook, const std::string& state_json, const char* kind) {
+void run(const oci::Hook& hook, const std::string& state_json, const char* kind, char* const* inherit) {
     std::string what = std::string(kind) + " hook " + hook.path;
     int p[2];
     if (::pipe2(p, O_CLOEXEC) < 0) fail_errno(errno, what + ": pipe");
@@ -55,7 +55,9 @@ void run(const oci::Hook& hook, const std::string& state_json, const char* kind)
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    int rc = posix_spawn(&pid, hook.path.c_str(), &fa, &attr, argv.data(), envp.data());
+    // A hook without "env" gets the runtime's environment (PATH among it), as runc and crun do: Go's exec.Cmd
+    // with a nil Env inherits os.Environ(). An explicit "env": [] stays empty.
+    int rc = posix_spawn(&pid, hook.path.c_str(), &fa, &attr, argv.data(), hook.has_env ? envp.data() : inherit ? inherit : environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) fail_errno(rc, what);
@@ -103,8 +105,9 @@ void run(const oci::Hook& hook, const std::string& state_json, const char* kind)
         fail(what + ": exit status " + std::to_string(WEXITSTATUS(status)));
 }
 
-void run_all(const std::vector<oci::Hook>& list, const std::string& state_json, const char* kind) {
-    for (auto& h : list) run(h, state_json, kind);
+void run_all(const std::vector<oci::Hook>& list, const std::string& state_json, const char* kind,
+             char* const* inherit) {
+    for (auto& h : list) run(h, state_json, kind, inherit);
 }
 
 void run_all_warn(const std::vector<oci::Hook>& list, const std::string& state_json, const char* kind) {

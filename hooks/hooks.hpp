@@ -10,10 +10,12 @@ namespace trustme::hooks {
 
 // Runs one hook to completion. Throws Error("<kind> hook <path>: <reason>") on exec failure, non-zero exit,
 // death by signal or timeout (the hook is killed with SIGKILL when its timeout passes).
-void run(const oci::Hook& hook, const std::string& state_json, const char* kind);
+// A hook without "env" gets `inherit` (nullptr: the runtime's own environment), as in runc.
+void run(const oci::Hook& hook, const std::string& state_json, const char* kind, char* const* inherit = nullptr);
 
 // Runs a list in order; the first failure throws (prestart, createRuntime, createContainer, startContainer).
-void run_all(const std::vector<oci::Hook>& list, const std::string& state_json, const char* kind);
+void run_all(const std::vector<oci::Hook>& list, const std::string& state_json, const char* kind,
+             char* const* inherit = nullptr);
 
 // Runs every hook of the list; failures are logged as warnings (poststart, poststop: runtime.md says the
 // runtime MUST log a warning and continue).

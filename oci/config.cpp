@@ -318,7 +318,10 @@ Hook parse_hook(const json& j, const std::string& origin, const std::string& pat
     h.path = str(c, *p, path + ".path");
     if (h.path.empty() || h.path[0] != '/') c.bad(path + ".path", "must be an absolute path");
     if (auto* v = member(j, "args")) h.args = strings(c, *v, path + ".args");
-    if (auto* v = member(j, "env")) h.env = strings(c, *v, path + ".env");
+    if (auto* v = member(j, "env")) {
+        h.env = strings(c, *v, path + ".env");
+        h.has_env = true;
+    }
     if (auto* v = member(j, "timeout")) {
         int64_t t = i64(c, *v, path + ".timeout");
         if (t <= 0) c.bad(path + ".timeout", "must be greater than zero");

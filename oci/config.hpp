@@ -69,6 +69,7 @@ struct Mount {
 struct Hook {
     std::string path;
     std::vector<std::string> args, env;
+    bool has_env = false;  // "env" given (even empty); without it the hook inherits the runtime's environment
     std::optional<int> timeout;
 };
 
