@@ -15,7 +15,10 @@ NOTES = {
            "When a trust policy requires it, the bundle's signature and manifest are verified first, before anything is "
            "mounted or cloned, and the verified directory (by file descriptor) is what gets mounted. Bundles with "
            "org.trustme.volume.* annotations get their TPM-sealed LUKS2 volumes opened and mounted (trustme-runtime-volume(8)). "
-           "On any error nothing is left behind: no state directory, cgroup, mount or process.",
+           "On any error nothing is left behind: no state directory, cgroup, mount or process. As runc does, the process "
+           "gets HOME from the container's /etc/passwd when its environment has none, a missing process.cwd is created, "
+           "and with LISTEN_PID naming the runtime and LISTEN_FDS=N (systemd socket activation) fds 3..3+N-1 are passed "
+           "into the container ahead of --preserve-fds, with LISTEN_FDS=N and LISTEN_PID=1 in its environment.",
  "start": "Releases the process of a created container (through the exec fifo in the state directory), waits until it "
           "has executed the program (a failing startContainer hook or execve makes start fail, and the container is "
           "stopped), then runs the poststart hooks; a failing poststart hook is logged as a warning.",
@@ -40,7 +43,9 @@ NOTES = {
  "pause": "Freezes every process of the container (cgroup freezer).",
  "resume": "Thaws a paused container.",
  "update": "Writes new resource limits to the container's cgroup: a linux.resources object from --resources, or single "
-           "values from the flags. The new values are validated first; a bad value leaves the container untouched.",
+           "values from the flags (runc 1.1's set: with --resources the other flags are ignored; memory sizes take a "
+           "k, m, g, t or p suffix in binary multiples, -1 means unlimited). The new values are validated first; a bad "
+           "value leaves the container untouched.",
  "spec": "Writes a default config.json, the same defaults as runc spec.",
  "features": "Prints the runtime-spec features.json of this runtime.",
  "verify": "Verifies a bundle against the trust policy exactly as create does (libtrustme-verify) and reports the "

@@ -44,13 +44,15 @@ void json_escape(std::string& out, std::string_view s) {
 }
 }  // namespace
 
-void setup(const std::string& path, Format fmt, bool debug) {
+int setup(const std::string& path, Format fmt, bool debug) {
     g_fmt = fmt;
     g_debug = debug;
     if (!path.empty()) {
         int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-        if (fd >= 0) g_fd = fd;
+        if (fd < 0) return errno;
+        g_fd = fd;
     }
+    return 0;
 }
 
 bool debug_enabled() { return g_debug; }

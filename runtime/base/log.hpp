@@ -10,7 +10,8 @@ enum class Level { Debug, Info, Warn, Error };
 enum class Format { Text, Json };
 
 // Configure once from the global flags. path empty: stderr.
-void setup(const std::string& path, Format fmt, bool debug);
+// Returns 0, or the errno of opening `path` (log lines then go to stderr).
+int setup(const std::string& path, Format fmt, bool debug);
 bool debug_enabled();
 void write(Level lvl, std::string_view msg);
 

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,7 +30,7 @@ using container::Globals;
 
 const std::vector<Flag> kGlobal = {
     {"root", 0, "DIR", "state directory (default /run/trustme-runtime)"},
-    {"log", 0, "FILE", "write log lines to FILE instead of stderr"},
+    {"log", 0, "FILE", "write log lines to FILE instead of stderr (one that cannot be opened: exit 1)"},
     {"log-format", 0, "text|json", "log line format (default text); engines use json"},
     {"debug", 0, nullptr, "log debug messages"},
     {"systemd-cgroup", 0, nullptr, "use the systemd cgroup driver: a transient unit per container (cgroupsPath \"slice:prefix:name\")"},
@@ -73,6 +75,38 @@ container::CreateOpts create_opts(const Args& a, const char* cmd) {
     o.detach = a.has("detach");
     o.keep = a.has("keep");
     return o;
+}
+
+long long integer(const std::string& v, const char* flag) {
+    char* end;
+    errno = 0;
+    long long n = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end || errno) fail(std::string("--") + flag + ": invalid number \"" + v + "\"");
+    return n;
+}
+
+// go-units RAMInBytes, as runc update parses memory sizes: ^\d+(\.\d+)* ?[kmgtp]?i?b?$ (case-insensitive,
+// binary multiples: "512", "1.5k", "64m", "1G", "2gb", "1GiB"); "-1" means unlimited.
+long long ram_in_bytes(const std::string& v, const char* flag) {
+    if (v == "-1") return -1;
+    const auto bad = [&] { fail(std::string("--") + flag + ": invalid size \"" + v + "\""); };
+    if (v.empty() || !std::isdigit(static_cast<unsigned char>(v[0]))) bad();
+    char* end;
+    double n = std::strtod(v.c_str(), &end);
+    const char* u = end;
+    if (*u == ' ') ++u;
+    static constexpr char kUnits[] = "kmgtp";
+    int shift = 0;
+    if (const char* at = *u ? std::strchr(kUnits, std::tolower(static_cast<unsigned char>(*u))) : nullptr) {
+        shift = static_cast<int>(at - kUnits) + 1;
+        ++u;
+    }
+    if (std::tolower(static_cast<unsigned char>(*u)) == 'i') ++u;
+    if (std::tolower(static_cast<unsigned char>(*u)) == 'b') ++u;
+    if (*u) bad();
+    for (int i = 0; i < shift; ++i) n *= 1024;
+    if (n >= 9.2e18) fail(std::string("--") + flag + ": size \"" + v + "\" too large");
+    return static_cast<long long>(n);
 }
 
 const std::vector<Flag> kCreateFlags = {
@@ -171,11 +205,11 @@ const std::vector<Command>& commands() {
          [](const Globals& g, const Args& a) { return container::resume(g, need_id(a, "resume")); }},
         {"update", "<container-id>", "change the resource limits of a running container",
          {{"resources", 'r', "FILE|-", "linux.resources JSON from FILE or standard input"},
-          {"memory", 0, "BYTES", "memory limit"},
+          {"memory", 0, "BYTES", "memory limit (a number with an optional k, m, g, t, p suffix; -1: unlimited)"},
           {"memory-reservation", 0, "BYTES", "memory soft limit"},
-          {"memory-swap", 0, "BYTES", "memory + swap limit"},
-          {"kernel-memory", 0, "BYTES", "kernel memory limit (cgroup v1, deprecated)"},
-          {"cpu-shares", 0, "N", "CPU shares"},
+          {"memory-swap", 0, "BYTES", "memory + swap limit; -1: unlimited swap"},
+          {"cpu-share", 0, "N", "CPU shares (relative weight)"},
+          {"cpu-shares", 0, "N", "the same as --cpu-share"},
           {"cpu-quota", 0, "USEC", "CPU CFS quota"},
           {"cpu-period", 0, "USEC", "CPU CFS period"},
           {"cpu-rt-runtime", 0, "USEC", "CPU realtime runtime"},
@@ -183,7 +217,11 @@ const std::vector<Command>& commands() {
           {"cpuset-cpus", 0, "LIST", "CPUs the container may use"},
           {"cpuset-mems", 0, "LIST", "memory nodes the container may use"},
           {"blkio-weight", 0, "N", "block I/O weight (10-1000)"},
-          {"pids-limit", 0, "N", "maximum number of processes"}},
+          {"pids-limit", 0, "N", "maximum number of processes"},
+          {"l3-cache-schema", 0, "SCHEMA", "Intel RDT/CAT L3 cache schema (not supported: an error)"},
+          {"mem-bw-schema", 0, "SCHEMA", "Intel RDT/MBA memory bandwidth schema (not supported: an error)"},
+          {"kernel-memory", 0, "BYTES", "ignored with a warning, as runc 1.1 does"},
+          {"kernel-memory-tcp", 0, "BYTES", "ignored with a warning, as runc 1.1 does"}},
          [](const Globals& g, const Args& a) {
              nlohmann::json r = nlohmann::json::object();
              if (a.has("resources")) {
@@ -201,27 +239,35 @@ const std::vector<Command>& commands() {
                  }
                  if (!r.is_object()) fail("--resources " + f + ": must be a JSON object (linux.resources)");
              }
-             auto num = [&](const char* flag) -> nlohmann::json {
-                 std::string v = a.get(flag);
-                 char* end;
-                 long long n = std::strtoll(v.c_str(), &end, 10);
-                 if (v.empty() || *end) fail(std::string("--") + flag + ": invalid number \"" + v + "\"");
-                 return n;
-             };
-             struct M {
-                 const char* flag;
-                 const char* group;
-                 const char* key;
-             } map[] = {{"memory", "memory", "limit"},          {"memory-reservation", "memory", "reservation"},
-                        {"memory-swap", "memory", "swap"},      {"kernel-memory", "memory", "kernel"},
-                        {"cpu-shares", "cpu", "shares"},        {"cpu-quota", "cpu", "quota"},
-                        {"cpu-period", "cpu", "period"},        {"cpu-rt-runtime", "cpu", "realtimeRuntime"},
-                        {"cpu-rt-period", "cpu", "realtimePeriod"}, {"blkio-weight", "blockIO", "weight"},
-                        {"pids-limit", "pids", "limit"}};
-             for (auto& m : map)
-                 if (a.has(m.flag)) r[m.group][m.key] = num(m.flag);
-             if (a.has("cpuset-cpus")) r["cpu"]["cpus"] = a.get("cpuset-cpus");
-             if (a.has("cpuset-mems")) r["cpu"]["mems"] = a.get("cpuset-mems");
+             // runc 1.1 (update.go): with --resources every other flag is ignored; memory sizes take units.
+             for (const char* f : {"l3-cache-schema", "mem-bw-schema"})
+                 if (a.has(f)) fail(std::string("update: --") + f + ": Intel RDT is not supported");
+             if (!a.has("resources")) {
+                 struct M {
+                     const char* flag;
+                     const char* group;
+                     const char* key;
+                     bool bytes;
+                 } map[] = {{"memory", "memory", "limit", true},
+                            {"memory-reservation", "memory", "reservation", true},
+                            {"memory-swap", "memory", "swap", true},
+                            {"cpu-share", "cpu", "shares", false},
+                            {"cpu-shares", "cpu", "shares", false},
+                            {"cpu-quota", "cpu", "quota", false},
+                            {"cpu-period", "cpu", "period", false},
+                            {"cpu-rt-runtime", "cpu", "realtimeRuntime", false},
+                            {"cpu-rt-period", "cpu", "realtimePeriod", false},
+                            {"blkio-weight", "blockIO", "weight", false},
+                            {"pids-limit", "pids", "limit", false}};
+                 for (auto& m : map)
+                     if (a.has(m.flag)) r[m.group][m.key] = m.bytes ? ram_in_bytes(a.get(m.flag), m.flag) : integer(a.get(m.flag), m.flag);
+                 if (r.contains("memory") && r["memory"].value("limit", 0LL) == -1 && !r["memory"].contains("swap"))
+                     r["memory"]["swap"] = -1;  // runc: unlimited memory without --memory-swap means unlimited swap too
+                 if (a.has("cpuset-cpus")) r["cpu"]["cpus"] = a.get("cpuset-cpus");
+                 if (a.has("cpuset-mems")) r["cpu"]["mems"] = a.get("cpuset-mems");
+                 for (const char* f : {"kernel-memory", "kernel-memory-tcp"})
+                     if (a.has(f)) log::warn(std::string("setting --") + f + " is ignored");
+             }
              return container::update(g, need_id(a, "update"), r.dump());
          }},
         {"spec", "", "write a default config.json (like runc spec)",
@@ -286,10 +332,15 @@ int main(int argc, char** argv) {
         return 2;
     }
     std::string fmt = ga.get("log-format", "text");
-    log::setup(ga.get("log"), fmt == "json" ? log::Format::Json : log::Format::Text, ga.has("debug"));
+    int log_errno = log::setup(ga.get("log"), fmt == "json" ? log::Format::Json : log::Format::Text, ga.has("debug"));
     if (fmt != "text" && fmt != "json") {
         log::error("--log-format: invalid value \"" + fmt + "\" (text or json)");
         return 2;
+    }
+    if (log_errno && !ga.has("help") && !ga.has("version")) {
+        // runc fails with exit 1 when it cannot open its --log file: the engine would lose every error line.
+        log::error("--log " + ga.get("log") + ": " + std::strerror(log_errno));
+        return 1;
     }
     if (ga.has("version")) {
         print(std::string("trustme-runtime version 0.1.0\nspec: ") + oci::kOciVersion + "\n");
