@@ -1,5 +1,6 @@
 // create / run / start: the parent side of container creation.
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <pwd.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -152,6 +154,46 @@ bool has_volumes(const oci::Config& cfg) {
     return false;
 }
 
+// Without a mount namespace the container is a chroot into root.path: runc and crun accept such a config,
+// but runc still makes its mounts (and the rootfs bind) in the host's mount namespace, where they outlive
+// the container. Here whatever needs a mount is refused instead.
+void check_without_mount_ns(const oci::Config& cfg, const std::string& origin) {
+    const char* what = !cfg.mounts.empty()                                                  ? "mounts"
+                       : !cfg.linux_.masked_paths.empty() || !cfg.linux_.readonly_paths.empty() ? "linux.maskedPaths/readonlyPaths"
+                       : cfg.root_readonly                                                  ? "root.readonly"
+                       : !cfg.linux_.rootfs_propagation.empty()                             ? "linux.rootfsPropagation"
+                       : has_volumes(cfg)                                                   ? "volumes"
+                       : cfg.linux_.find(CLONE_NEWUSER) && !cfg.linux_.devices.empty()      ? "linux.devices"
+                                                                                            : nullptr;
+    if (what) fail(origin + ": " + what + ": needs a mount namespace (linux.namespaces has no \"mount\")");
+}
+
+// On cgroup v1 with real-time group scheduling a new cgroup gets cpu.rt_runtime_us 0, and sched_setattr
+// of SCHED_FIFO/SCHED_RR then fails with EPERM for every task in it (kernel
+// Documentation/scheduler/sched-rt-group.rst). Say which setting is missing instead of a bare EPERM.
+void check_rt_budget(const oci::Process& proc, cgroups::Manager& cg, const std::string& origin) {
+    if (!proc.scheduler.is_object() || cg.mode() != cgroups::Mode::Legacy) return;
+    std::string policy = proc.scheduler.value("policy", "");
+    if (policy != "SCHED_FIFO" && policy != "SCHED_RR") return;
+    std::string dir = cg.dir("cpu");
+    if (dir.empty() || !path_exists(dir + "/cpu.rt_runtime_us")) return;
+    if (std::atoll(read_file(dir + "/cpu.rt_runtime_us").c_str()) > 0) return;
+    fail(origin + ": process.scheduler: " + policy + " needs a real-time budget, and the container's cgroup " + dir +
+         " has cpu.rt_runtime_us 0: set linux.resources.cpu.realtimeRuntime (its parent cgroups need a budget too)");
+}
+
+// systemd socket activation, as runc passes it on (utils_linux.go, go-systemd activation.Files): with
+// LISTEN_PID naming this process and LISTEN_FDS=N, fds 3..3+N-1 go to the container ahead of the
+// --preserve-fds ones, and its environment gets LISTEN_FDS=N and LISTEN_PID=1.
+int listen_fds() {
+    const char* n = ::getenv("LISTEN_FDS");
+    const char* p = ::getenv("LISTEN_PID");
+    if (!n || !*n || !p || std::atol(p) != ::getpid()) return 0;
+    char* end;
+    long v = std::strtol(n, &end, 10);
+    return *end || v <= 0 || v > (1 << 16) ? 0 : static_cast<int>(v);
+}
+
 }  // namespace
 
 Created::~Created() = default;
@@ -187,9 +229,25 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
         fail(origin + ": " + e.what());
     }
     c.rootfs = cfg.root_path[0] == '/' ? cfg.root_path : c.bundle + "/" + cfg.root_path;
-    c.rootfs_fd.reset(::open(c.rootfs.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+    // runc refuses a root.path with a symlink in it ("invalid rootfs: not an absolute path, or a symlink"),
+    // crun follows it; we refuse, in the same one lookup that opens it (the bundle itself is resolved).
+    struct open_how how {};
+    how.flags = O_DIRECTORY | O_RDONLY | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    c.rootfs_fd.reset(static_cast<int>(::syscall(SYS_openat2, cfg.root_path[0] == '/' ? AT_FDCWD : bundle_fd.get(),
+                                                 cfg.root_path.c_str(), &how, sizeof how)));
+    if (!c.rootfs_fd && errno == ELOOP)
+        fail(origin + ": root.path " + c.rootfs + ": invalid rootfs: not an absolute path, or a symlink");
     if (!c.rootfs_fd) fail_errno(errno, origin + ": root.path " + c.rootfs);
-    if (!cfg.linux_.find(CLONE_NEWNS)) fail(origin + ": linux.namespaces: a mount namespace is required");
+    const bool mntns = cfg.linux_.find(CLONE_NEWNS) != nullptr;
+    if (!mntns) check_without_mount_ns(cfg, origin);
+    const int nlisten = listen_fds();
+    if (nlisten) {
+        auto& env = cfg.process->env;
+        std::erase_if(env, [](const std::string& e) { return e.rfind("LISTEN_FDS=", 0) == 0 || e.rfind("LISTEN_PID=", 0) == 0; });
+        env.push_back("LISTEN_FDS=" + std::to_string(nlisten));
+        env.push_back("LISTEN_PID=1");
+    }
 
     // 1. Trust: verify before anything is mounted or cloned (DESIGN.md §2).
     // org.trustme.verified.* are ours to set: a bundle author must not be able to forge them (the
@@ -239,6 +297,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     c.dir->write(c.rec);  // from here on, delete --force finds the cgroup even if we crash
     c.cg->create_dirs();
     c.cg->apply(cfg.linux_.resources);
+    check_rt_budget(*cfg.process, *c.cg, origin);
 
     if (::mkfifoat(c.dir->fd(), "exec.fifo", 0600) < 0) fail_errno(errno, "create exec fifo");
     UniqueFd fifo(::openat(c.dir->fd(), "exec.fifo", O_RDWR | O_CLOEXEC));
@@ -321,13 +380,14 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     ic.id = o.id;
     ic.bundle = c.bundle;
     ic.rootfs_path = c.rootfs;
-    ic.rootfs_fd = c.rootfs_tree.get();
+    ic.rootfs_fd = mntns ? c.rootfs_tree.get() : c.rootfs_fd.get();  // no mount namespace: chroot into the directory
     ic.sync_fd = child_sock.get();
     ic.start_fd = fifo.get();
     ic.status_fd = status.get();
     ic.no_pivot = o.no_pivot;
     ic.no_new_keyring = o.no_new_keyring;
-    ic.preserve_fds = o.preserve_fds;
+    ic.preserve_fds = nlisten + o.preserve_fds;
+    ic.new_netns = (flags & CLONE_NEWNET) != 0;
     ic.userns_fd = userns_fd.get();
     ic.dev_null_fd = dev_null.get();
     ic.new_ns_late = late;

@@ -5,14 +5,18 @@
 #include <linux/close_range.h>
 #include <linux/keyctl.h>
 #include <linux/openat2.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -93,6 +97,93 @@ void bind_console(int slave) {
         fail_errno(errno, "bind /dev/console");
 }
 
+// runc (libcontainer/init_linux.go setupUser, user.GetExecUserPath): when the environment has no HOME, the
+// home directory of the process uid's entry in the container's /etc/passwd, "/" without one. The file is
+// the image's: opened inside the root (no symlink out, no magic link), a regular file, bounded in size.
+std::string passwd_home(uint32_t uid) {
+    constexpr size_t kMaxPasswd = 4 << 20;
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    struct open_how how {};
+    how.flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    UniqueFd f(root ? static_cast<int>(::syscall(SYS_openat2, root.get(), "etc/passwd", &how, sizeof how)) : -1);
+    struct stat st;
+    if (!f || ::fstat(f.get(), &st) < 0 || !S_ISREG(st.st_mode) || static_cast<size_t>(st.st_size) > kMaxPasswd)
+        return "/";
+    std::string text;
+    try {
+        text = read_all(f.get(), "/etc/passwd", kMaxPasswd);
+    } catch (const Error&) {
+        return "/";
+    }
+    // name:password:uid:gid:gecos:home:shell; the first entry with the uid wins (runc takes users[0]).
+    const std::string want = std::to_string(uid);
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t end = text.find('\n', pos);
+        if (end == std::string::npos) end = text.size();
+        std::string_view line(text.data() + pos, end - pos);
+        pos = end + 1;
+        std::string_view field[7];
+        size_t n = 0, s = 0;
+        for (size_t i = 0; i <= line.size() && n < 7; ++i)
+            if (i == line.size() || line[i] == ':') {
+                field[n++] = line.substr(s, i - s);
+                s = i + 1;
+            }
+        if (n >= 6 && field[2] == want) return std::string(field[5]);
+    }
+    return "/";
+}
+
+// runc brings "lo" up in every network namespace it creates (specconv adds a "loopback" network). A new
+// namespace's loopback always has ifindex 1 (LOOPBACK_IFINDEX, include/net/net_namespace.h): one
+// RTM_NEWLINK setting IFF_UP, acknowledged.
+void loopback_up() {
+    UniqueFd s(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+    if (!s) fail_errno(errno, "loopback: netlink socket");
+    struct {
+        struct nlmsghdr nh;
+        struct ifinfomsg ifi;
+    } req{};
+    req.nh.nlmsg_len = sizeof req;
+    req.nh.nlmsg_type = RTM_NEWLINK;
+    req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    req.nh.nlmsg_seq = 1;
+    req.ifi.ifi_family = AF_UNSPEC;
+    req.ifi.ifi_index = 1;
+    req.ifi.ifi_flags = IFF_UP;
+    req.ifi.ifi_change = IFF_UP;
+    if (::send(s.get(), &req, sizeof req, 0) < 0) fail_errno(errno, "loopback: netlink send");
+    struct {
+        struct nlmsghdr nh;
+        struct nlmsgerr err;
+    } ack{};
+    ssize_t n;
+    while ((n = ::recv(s.get(), &ack, sizeof ack, 0)) < 0 && errno == EINTR) {
+    }
+    if (n < 0) fail_errno(errno, "loopback: netlink receive");
+    if (n < static_cast<ssize_t>(sizeof ack.nh) || ack.nh.nlmsg_type != NLMSG_ERROR) fail("loopback: no netlink ack");
+    if (ack.err.error) fail_errno(-ack.err.error, "bring loopback up");
+}
+
+// runc (fixStdioPermissions) gives the init's stdio to the process user, so a non-root program can reopen
+// /dev/stdout. Only pipes and sockets (what an engine hands us) and our own pty: a host tty or file passed
+// through stays as it is, and /dev/null is never touched.
+void chown_stdio(const oci::Process& proc) {
+    const uid_t uid = proc.user.uid;
+    for (int fd = 0; fd < 3; ++fd) {
+        struct stat st;
+        if (::fstat(fd, &st) < 0 || st.st_uid == uid) continue;
+        bool ours = S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) ||
+                    (proc.terminal && S_ISCHR(st.st_mode) && major(st.st_rdev) >= 136 && major(st.st_rdev) <= 143);
+        if (!ours) continue;
+        // EINVAL: the gid is not mapped in the user namespace; EPERM: the owner is not; EROFS (runc ignores all three).
+        if (::fchown(fd, uid, static_cast<gid_t>(-1)) < 0 && errno != EINVAL && errno != EPERM && errno != EROFS)
+            fail_errno(errno, "chown stdio " + std::to_string(fd));
+    }
+}
+
 void setup_console(InitConfig& ic) {
     // Open the pty inside the container's devpts instance (/dev/ptmx → pts/ptmx), so the slave's path
     // and ownership make sense inside the container; the master goes to the parent.
@@ -112,8 +203,9 @@ void setup_console(InitConfig& ic) {
         ::ioctl(master.get(), TIOCSWINSZ, &ws);
     }
     // `exec -t` mounts nothing: its process gets the pty as stdio and controlling terminal, and the
-    // container's /dev/console stays the one create bound.
-    if (!ic.is_exec) bind_console(slave);
+    // container's /dev/console stays the one create bound. Without a mount namespace nothing is mounted
+    // (it would be the host's).
+    if (!ic.is_exec && ic.cfg->linux_.find(CLONE_NEWNS)) bind_console(slave);
     sync::send(ic.sync_fd, sync::Msg::ConsoleFd, name, master.get());
     if (::setsid() < 0) fail_errno(errno, "setsid");
     if (::ioctl(slave, TIOCSCTTY, 0) < 0) fail_errno(errno, "set controlling terminal");
@@ -138,6 +230,13 @@ void write_time_offsets(const oci::Config& cfg) {
     for (auto& [clock, off] : cfg.linux_.time_offsets)
         text += clock + " " + std::to_string(off.first) + " " + std::to_string(off.second) + "\n";
     if (!text.empty()) procfs::write("self/timens_offsets", text);
+}
+
+// runc (prepareRootfs) creates a missing process.cwd, inside the root and before it is made read-only.
+void make_cwd(const std::string& cwd) {
+    if (cwd == "/") return;
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (root) rootfs::open_in_root(root.get(), cwd, true, false);  // a failure shows at chdir
 }
 
 // Everything from the session keyring to "ready", shared by the container init and `exec`.
@@ -169,6 +268,8 @@ void finalize_process(InitConfig& ic) {
 
     if (::chdir(proc.cwd.c_str()) < 0) fail_errno(errno, "process.cwd " + proc.cwd);
     ic.exec_path = resolve_executable(proc);
+    if (env_lookup(proc.env, "HOME").empty()) ic.home_env = "HOME=" + passwd_home(proc.user.uid);
+    chown_stdio(proc);
 
     security::apply_bounding(ic.caps);
     int listener = -1;
@@ -208,23 +309,27 @@ void finalize_process(InitConfig& ic) {
 [[noreturn]] void exec_process(InitConfig& ic, const std::string& host_pid) {
     const oci::Config& cfg = *ic.cfg;
     const oci::Process& proc = *ic.proc;
+    std::vector<char*> argv, envp;
+    for (auto& a : proc.args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    for (auto& e : proc.env)
+        if (ic.home_env.empty() || e != "HOME=") envp.push_back(const_cast<char*>(e.c_str()));
+    if (!ic.home_env.empty()) envp.push_back(ic.home_env.data());
+    envp.push_back(nullptr);
+
     if (!ic.is_exec && !cfg.hooks.start_container.empty()) {
         nlohmann::json s = {{"ociVersion", oci::kOciVersion}, {"id", ic.id}, {"status", "created"},
                             {"pid", std::atoi(host_pid.c_str())}, {"bundle", ic.bundle}};
         if (!cfg.annotations.empty()) s["annotations"] = cfg.annotations;
         try {
-            hooks::run_all(cfg.hooks.start_container, s.dump(), "startContainer");
+            // A startContainer hook without "env" runs with the process's environment, as in runc (its
+            // init runs them after setting up the container's environment), never with the host's.
+            hooks::run_all(cfg.hooks.start_container, s.dump(), "startContainer", envp.data());
         } catch (const Error& e) {
             // runtime.md: a failing startContainer hook is an error, the container is stopped (we exit).
             fail_start(ic, e.what(), 1);
         }
     }
-
-    std::vector<char*> argv, envp;
-    for (auto& a : proc.args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    for (auto& e : proc.env) envp.push_back(const_cast<char*>(e.c_str()));
-    envp.push_back(nullptr);
     ::execve(ic.exec_path.c_str(), argv.data(), envp.data());
     fail_start(ic, "exec " + ic.exec_path + ": " + std::strerror(errno), 127);
 }
@@ -249,6 +354,7 @@ void finalize_process(InitConfig& ic) {
         if (::setresgid(0, 0, 0) < 0) fail_errno(errno, "setresgid 0 in user namespace");
         if (::setresuid(0, 0, 0) < 0) fail_errno(errno, "setresuid 0 in user namespace");
     }
+    if (ic.new_netns) loopback_up();
 
     rootfs::Plan plan;
     plan.cfg = &cfg;
@@ -295,9 +401,15 @@ void finalize_process(InitConfig& ic) {
     if (mntns) {
         rootfs::enter(root.get(), ic.no_pivot);
         root.reset();
+        make_cwd(cfg.process->cwd);
         rootfs::finish(plan);
     } else {
-        if (::chroot(ic.rootfs_path.c_str()) < 0 || ::chdir("/") < 0) fail_errno(errno, "chroot");
+        // Without a mount namespace nothing is mounted (create refuses mounts that would land on the
+        // host): devices into the image's /dev as runc does, then chroot into the verified directory.
+        if (!plan.userns) rootfs::setup_devices(plan, ic.rootfs_fd);
+        if (::fchdir(ic.rootfs_fd) < 0 || ::chroot(".") < 0 || ::chdir("/") < 0)
+            fail_errno(errno, "chroot into " + ic.rootfs_path);
+        make_cwd(cfg.process->cwd);
     }
 
     finalize_process(ic);
@@ -330,6 +442,11 @@ void finalize_process(InitConfig& ic) {
     // setns(pidfd, flags) joins all of the container's namespaces at once (Linux 5.8); the pid namespace
     // was entered by the parent (pid_for_children) before clone, so we already are inside it.
     if (ns_flags && ::setns(container_pidfd, ns_flags) < 0) fail_errno(errno, "join the container's namespaces");
+    if (!(ns_flags & CLONE_NEWNS)) {
+        // No mount namespace to join: its root is the init's chroot (runc would leave us on the host's root).
+        UniqueFd r(::open(("/proc/" + pkt.text + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        if (!r || ::fchdir(r.get()) < 0 || ::chroot(".") < 0) fail_errno(errno, "enter the container's root");
+    }
     ::close(container_pidfd);
     if (ic.cfg->linux_.find(CLONE_NEWUSER)) {
         if (::setresgid(0, 0, 0) < 0 || ::setresuid(0, 0, 0) < 0) fail_errno(errno, "become root in user namespace");

@@ -29,7 +29,9 @@ struct InitConfig {
     security::Capabilities caps;
     std::vector<oci::Mount> extra_mounts;
     bool is_exec = false;   // `exec`: no startContainer hooks, no start wait
+    bool new_netns = false; // the clone made a network namespace: bring its loopback up
     std::string exec_path;  // resolved executable (absolute inside the container)
+    std::string home_env;   // "HOME=..." from the container's /etc/passwd when process.env has no HOME
 };
 
 // Never returns: execs the user program or _exit()s after reporting the error to the parent.

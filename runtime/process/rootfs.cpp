@@ -310,16 +310,12 @@ bool dev_is_bind(const oci::Config& cfg) {
     return false;
 }
 
-bool has_mount_at(const oci::Config& cfg, const std::string& dest) {
-    for (auto& m : cfg.mounts)
-        if (m.destination == dest) return true;
-    return false;
-}
-
 void setup_dev(const Plan& plan, int root) {
     const oci::Config& cfg = *plan.cfg;
-    if (!dev_is_bind(cfg) && has_mount_at(cfg, "/dev")) {
-        UniqueFd dev = open_in_root(root, "/dev", false, false);
+    // runc (needsSetupDev): the default devices whenever /dev is not a bind mount, whether /dev is a tmpfs
+    // of the config's or the image's own directory.
+    if (!dev_is_bind(cfg)) {
+        UniqueFd dev = open_in_root(root, "/dev", true, false);
         UniqueFd devdir(dev ? ::openat(dev.get(), ".", O_DIRECTORY | O_CLOEXEC) : -1);
         if (!plan.userns && devdir) {
             // All in /dev, opened once, with the umask cleared for the duration (mode 0666 exactly).
@@ -353,7 +349,8 @@ void setup_dev(const Plan& plan, int root) {
                          {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}, {"/proc/kcore", "core"}};
             for (auto& l : links) {
                 if (std::strcmp(l.name, "core") == 0 && !procfs::exists("kcore")) continue;
-                if (std::strcmp(l.name, "ptmx") == 0 && !has_mount_at(cfg, "/dev/pts")) continue;
+                // runc (setupPtmx) replaces whatever the image has at /dev/ptmx by the link to pts/ptmx.
+                if (std::strcmp(l.name, "ptmx") == 0) ::unlinkat(devdir.get(), "ptmx", 0);
                 if (::symlinkat(l.target, devdir.get(), l.name) < 0 && errno != EEXIST)
                     fail_errno(errno, std::string("symlink /dev/") + l.name);
             }
@@ -408,6 +405,8 @@ void set_mount_attrs(int fd, const oci::Mount& m, const std::string& what) {
 UniqueFd open_in_root(int root, const std::string& path, bool create, bool file) {
     return open_in_root_depth(root, path, create, file, 0);
 }
+
+void setup_devices(const Plan& plan, int root) { setup_dev(plan, root); }
 
 std::vector<CgroupPath> read_self_cgroups() {
     std::vector<CgroupPath> out;

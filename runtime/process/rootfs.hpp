@@ -53,6 +53,10 @@ void set_mount_attrs(int fd, const oci::Mount& m, const std::string& what);
 // checked to be the null device (char 1:3).
 UniqueFd clone_dev_null();
 
+// The default devices, /dev links and linux.devices in the tree under root_fd (what prepare() does after
+// the mounts; without a mount namespace, the only setup there is).
+void setup_devices(const Plan& plan, int root_fd);
+
 // Resolve `path` inside root_fd (O_PATH), optionally creating missing directories (and, if `file`, an
 // empty file as the last component).
 UniqueFd open_in_root(int root_fd, const std::string& path, bool create, bool file);
