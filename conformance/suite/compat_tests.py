@@ -334,3 +334,17 @@ def scheduler_rt_budget(ctx):
     c.wait("stopped")
     out = c.stdout()
     expect(out.split()[-1:] == ["1"], f"runs, but not SCHED_FIFO: {out.strip()!r}")
+
+
+@test(S, "read-only /dev mount gets its devices",
+      "runc mounts a /dev that the config makes read-only writable first, makes the devices and links, then "
+      "remounts it read-only.")
+def dev_readonly(ctx):
+    def m(c, b):
+        for x in c["mounts"]:
+            if x["destination"] == "/dev":
+                x["options"].append("ro")
+    out = ctx.sh("test -c /dev/null && echo null-ok; readlink /dev/stdout; touch /dev/x 2>/dev/null || echo dev-ro", m)
+    expect("null-ok" in out, f"/dev/null missing: {out.strip()!r}")
+    expect("/proc/self/fd/1" in out, f"/dev/stdout link missing: {out.strip()!r}")
+    expect("dev-ro" in out, f"/dev is writable: {out.strip()!r}")

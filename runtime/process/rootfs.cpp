@@ -252,6 +252,7 @@ void mount_one(const Plan& plan, int root, const oci::Mount& m, const std::strin
     if (!plan.mount_label_opt.empty() && (m.type == "tmpfs" || m.type == "mqueue" || m.type == "devpts"))
         data += (data.empty() ? plan.mount_label_opt.substr(1) : plan.mount_label_opt);
     unsigned long flags = m.flags & ~(MS_REMOUNT | MS_BIND | MS_REC);
+    if (m.destination == "/dev") flags &= ~MS_RDONLY;  // read-only once the devices exist (setup_dev), as runc
     if (mount_on(dest.get(), m.source.empty() ? m.type.c_str() : m.source.c_str(), m.type.c_str(), flags,
                  data.empty() ? nullptr : data.c_str()) < 0)
         fail_errno(errno, what + ": mount " + m.type + (data.empty() ? "" : " (" + data + ")"));
@@ -359,6 +360,12 @@ void setup_dev(const Plan& plan, int root) {
     for (auto& d : cfg.linux_.devices)
         make_device(plan, root, d.path, d.type == 'u' ? 'c' : d.type, d.major, d.minor, d.file_mode, d.uid, d.gid,
                     true);
+    for (auto& m : cfg.mounts)
+        if (m.destination == "/dev" && !m.bind && (m.flags & MS_RDONLY)) {
+            UniqueFd dev = open_in_root(root, "/dev", false, false);
+            if (!dev) fail_errno(errno, "/dev: read-only");
+            set_attr(dev.get(), MOUNT_ATTR_RDONLY, 0, 0, false, "/dev: read-only");
+        }
 }
 
 }  // namespace
