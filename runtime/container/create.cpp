@@ -487,7 +487,10 @@ void Created::abort() noexcept {
         }
         if (cg) cg->destroy();
         if (rec.volumes) close_volumes(rec.st.id, dir->path());
-        if (dir) dir->remove();
+        if (dir) {
+            notify::remove(*dir);
+            dir->remove();
+        }
     } catch (const std::exception& e) {
         log::warn(std::string("cleanup after failed create: ") + e.what());
     }

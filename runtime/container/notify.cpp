@@ -7,6 +7,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
@@ -63,6 +65,11 @@ UniqueFd bind(const state::ContainerDir& dir) {
     // Any user the container runs as may notify (runc makes it 0777 too).
     if (::chmod(path.c_str(), 0777) < 0) fail_errno(errno, "NOTIFY_SOCKET: chmod " + path);
     return s;
+}
+
+void remove(const state::ContainerDir& dir) noexcept {
+    ::unlinkat(dir.fd(), "notify/notify.sock", 0);
+    ::unlinkat(dir.fd(), "notify", AT_REMOVEDIR);
 }
 
 void forward(int sock, pid_t pid, uint64_t pid_start) {

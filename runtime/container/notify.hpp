@@ -19,6 +19,8 @@ void setup_spec(oci::Config& cfg, const state::ContainerDir& dir);
 // start/run, before the init is released: binds <state>/notify/notify.sock when create set it up and
 // NOTIFY_SOCKET is set; an empty fd otherwise.
 UniqueFd bind(const state::ContainerDir& dir);
+// delete: the socket and its directory (the state directory's removal takes files only).
+void remove(const state::ContainerDir& dir) noexcept;
 // After start: wait for the container's READY=1, or for its init to exit, and forward it to NOTIFY_SOCKET.
 void forward(int sock, pid_t pid, uint64_t pid_start);
 

@@ -129,6 +129,7 @@ void destroy(state::ContainerDir& dir, state::Record& rec) {
         st.status = "stopped";
         hooks::run_all_warn(hooks, oci::hook_state(st).dump(), "poststop");
     }
+    notify::remove(dir);
     dir.remove();
 }
 

@@ -68,6 +68,11 @@ TEST(Notify, ReadyReachesTheCallersSocketAtRun) {
     Result r = rt_env(b, ns.path, {"run", "-d", "--bundle", b.dir, "n1"});
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(ns.received(), "READY=1\nMAINPID=" + std::to_string(pid_of(b, "n1")) + "\n");
+    // delete removes the container's notify socket with its state.
+    r = b.rt({"delete", "--force", "n1"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    struct stat st;
+    EXPECT_NE(stat((b.root + "/n1").c_str(), &st), 0);
 }
 
 TEST(Notify, CreateThenStartForwardsAndTheContainerSeesItsOwnSocket) {
