@@ -19,12 +19,12 @@ namespace trustme::signing {
 namespace {
 
 // Bump when anything cms_verify decides changes (flags, security level, EKU rules): old verdicts then miss.
-constexpr std::string_view kLogicVersion = "trustme cms_verify v2";
+constexpr std::string_view kLogicVersion = "trustme cms_verify v3";
 constexpr const char* kFile = "cms-verdicts";
-constexpr std::string_view kHeader = "trustme-cms-verdicts v2";
+constexpr std::string_view kHeader = "trustme-cms-verdicts v3";
 constexpr size_t kMaxEntries = 64;
 
-// One line: KEY VALID_FROM VALID_UNTIL SUBJECT ISSUER SERIAL NOT_AFTER LIBRARY CHECK, fields
+// One line: KEY VALID_FROM VALID_UNTIL SUBJECT ISSUER SERIAL NOT_AFTER LIBRARY SIGNED_SHA256 CHECK, fields
 // percent-encoded (encode_field), LIBRARY = library_identity() of the libcrypto that reached the verdict,
 // CHECK = SHA-256 of everything before " CHECK". The checksum turns a damaged or hand-edited line into a
 // miss; it is not a secret: whoever can write the store is root (the argument is in docs/signing.md).
@@ -32,7 +32,7 @@ std::string render_line(const std::string& key, const Verdict& v, const std::str
     std::string l = key + ' ' + std::to_string(v.valid_from) + ' ' + std::to_string(v.valid_until) + ' ' +
                     encode_field(v.signer.subject) + ' ' + encode_field(v.signer.issuer) + ' ' +
                     encode_field(v.signer.serial) + ' ' + encode_field(v.signer.not_after) + ' ' +
-                    encode_field(library_id);
+                    encode_field(library_id) + ' ' + v.signed_sha256;
     return l + ' ' + sha256_hex(l);
 }
 
@@ -116,10 +116,9 @@ std::string library_identity(const std::string& path) {
            std::to_string(st.stx_ctime.tv_nsec);
 }
 
-std::string cms_verdict_key(std::string_view manifest_sha256, std::string_view signature, const TrustMaterial& trust) {
+std::string cms_verdict_key(std::string_view signature, const TrustMaterial& trust) {
     Sha256 h;
     h.update_field(kLogicVersion);
-    h.update_field(manifest_sha256);
     h.update_field(signature);
     h.update_field("anchors " + std::to_string(trust.anchors.size()));
     for (const auto& f : trust.anchors) h.update_field(f.path), h.update_field(f.bytes);
@@ -128,7 +127,7 @@ std::string cms_verdict_key(std::string_view manifest_sha256, std::string_view s
     return h.hex();
 }
 
-std::optional<Signer> cached_verdict(int store_fd, const std::string& key, time_t now, const std::string* library) {
+std::optional<Verdict> cached_verdict(int store_fd, const std::string& key, time_t now, const std::string* library) {
     auto text = read_store_file(store_fd, kFile);
     if (!text) return std::nullopt;
     for (std::string_view line : entries(*text)) {
@@ -141,7 +140,7 @@ std::optional<Signer> cached_verdict(int store_fd, const std::string& key, time_
             f.push_back(line.substr(i, j - i));
             i = j + 1;
         }
-        if (f.size() != 8) return std::nullopt;
+        if (f.size() != 9 || f[8].size() != 64) return std::nullopt;
         auto from = parse_time(f[1]), until = parse_time(f[2]);
         auto subject = decode_field(f[3]), issuer = decode_field(f[4]), serial = decode_field(f[5]),
              not_after = decode_field(f[6]), library_id = decode_field(f[7]);
@@ -152,13 +151,13 @@ std::optional<Signer> cached_verdict(int store_fd, const std::string& key, time_
         if (library_id->empty() || library_identity(lib) != *library_id) return std::nullopt;
         // The same comparison OpenSSL makes: valid from notBefore/lastUpdate on, expired at notAfter/nextUpdate.
         if (now < *from || now >= *until) return std::nullopt;
-        return Signer{*subject, *issuer, *serial, *not_after};
+        return Verdict{Signer{*subject, *issuer, *serial, *not_after}, *from, *until, std::string(f[8])};
     }
     return std::nullopt;
 }
 
 void remember_verdict(int store_fd, const std::string& key, const Verdict& v, const std::string& library) {
-    if (v.valid_until <= v.valid_from) return;
+    if (v.valid_until <= v.valid_from || v.signed_sha256.size() != 64) return;
     const std::string library_id = library_identity(library);
     if (library_id.empty()) return;
     std::string out = std::string(kHeader) + '\n' + render_line(key, v, library_id) + '\n';

@@ -29,6 +29,7 @@ struct Signer {
 struct Verdict {
     Signer signer;
     time_t valid_from = 0, valid_until = 0;
+    std::string signed_sha256;  // hex: the content digest the signature covers (messageDigest)
 };
 
 // The policy's trust anchors and CRLs as bytes, read once: what cms_verify parses is exactly what the
@@ -43,20 +44,22 @@ struct TrustMaterial {
 TrustMaterial read_trust_material(const trustme::policy::Policy& policy);
 
 // SHA-256 over everything the verdict depends on apart from the library: a version of the verification
-// logic, the manifest's digest, the signature's bytes, and each trust anchor and CRL file (path and bytes,
-// in policy order; their presence also decides X509_V_FLAG_CRL_CHECK).
-std::string cms_verdict_key(std::string_view manifest_sha256, std::string_view signature, const TrustMaterial& trust);
+// logic, the signature's bytes (which carry the signed digest of the manifest), and each trust anchor and
+// CRL file (path and bytes, in policy order; their presence also decides X509_V_FLAG_CRL_CHECK). The
+// manifest is not in the key: a start finds the verdict before it reads the manifest, then compares the
+// manifest's SHA-256 with the verdict's signed_sha256.
+std::string cms_verdict_key(std::string_view signature, const TrustMaterial& trust);
 
 // The identity of the libcrypto file that reached a verdict: its path and what statx says of it (device,
 // inode, size, mtime, ctime), or "" when it cannot be read. A library upgrade (a new file, or the same
 // one rewritten) changes it, and with it every verdict lapses.
 std::string library_identity(const std::string& path);
 
-// The signer of a verdict cached under `key` in the store (cache.hpp open_cache_store), if one is there,
+// The verdict cached under `key` in the store (cache.hpp open_cache_store), if one is there,
 // `now` lies within its validity window and the libcrypto that reached it is unchanged. `library`: the
 // path of the libcrypto this process uses (the full verification), or null to accept the library the
 // entry names if that file is unchanged (the warm path, which loads none).
-std::optional<Signer> cached_verdict(int store_fd, const std::string& key, time_t now, const std::string* library);
+std::optional<Verdict> cached_verdict(int store_fd, const std::string& key, time_t now, const std::string* library);
 
 // Remember a verdict reached with the libcrypto at `library` (most recent first, at most a few dozen
 // entries). Failure to write is silent; so is a library whose identity cannot be read (nothing is kept).

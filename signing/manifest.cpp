@@ -23,6 +23,7 @@
 #include "base/fd.hpp"
 #include "base/files.hpp"
 #include "signing/cache.hpp"
+#include "signing/fsverity.hpp"
 #include "signing/sha256.hpp"
 
 namespace trustme::signing {
@@ -254,7 +255,8 @@ private:
                         continue;
                     }
                 }
-                if (opt_.cache_only) throw CacheMiss{};
+                const Entry* want = signed_verity(child);
+                if (opt_.cache_only && !want) throw CacheMiss{};
                 // O_NONBLOCK|O_NOCTTY: should the entry have become a fifo or a tty since statx, open
                 // neither blocks nor adopts it; the fstat below then notices the change of type.
                 int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
@@ -269,6 +271,20 @@ private:
                 fill_meta(e, fst);
                 e.xattrs = read_xattrs(fd, false, what);
                 if (stats_) ++stats_->files;
+                // fs-verity vouches for the content: the kernel's digest of this very inode is the signed
+                // one (and it checks every later read against it). A different digest is reported as such
+                // by the comparison; no digest (verity not enabled) means reading it like any other file.
+                if (want) {
+                    if (auto d = measure_verity(fd, nullptr)) {
+                        if (*d == want->fsverity) {
+                            e.sha256 = want->sha256;
+                            if (stats_) ++stats_->verity_files;
+                        }
+                        e.fsverity = std::move(*d);
+                        continue;
+                    }
+                    if (opt_.cache_only) throw CacheMiss{};
+                }
                 submit({owned.release(), &e, fst});
             } else if (type == S_IFLNK) {
                 // Like a cached file, a cached symlink costs the one statx above.
@@ -299,6 +315,19 @@ private:
                 e.xattrs = read_xattrs(fd.get(), true, what);
             }
         }
+    }
+
+    // The signed entry of `path` if it carries an fs-verity digest (WalkOptions::signed_entries).
+    const Entry* signed_verity(const std::string& path) const {
+        if (!opt_.signed_entries) return nullptr;
+        const auto& v = *opt_.signed_entries;
+        auto it = std::lower_bound(v.begin(), v.end(), path, [](const Entry& e, const std::string& p) { return e.path < p; });
+        if (it == v.end() || it->path != path || it->type != 'f') return nullptr;
+        if (!it->link.empty()) {  // a later path of a hard link: the content is the first path's
+            it = std::lower_bound(v.begin(), v.end(), it->link, [](const Entry& e, const std::string& p) { return e.path < p; });
+            if (it == v.end() || it->type != 'f' || !it->link.empty()) return nullptr;
+        }
+        return it->fsverity.empty() ? nullptr : &*it;
     }
 
     void submit(HashJob job) {
@@ -355,9 +384,14 @@ private:
     void hash_one(Sha256& h, int fd, const HashJob& job, std::vector<unsigned char>& buf) {
         const std::string what = "rootfs" + job.entry->path;
         ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        // At most the size statx gave plus one byte: a file that grows while it is hashed (a writer
+        // appending, or extending it sparsely faster than we read) is refused below, never followed.
+        const uint64_t limit = job.before.stx_size + 1;
+        std::optional<FsVerityDigest> fv;
+        if (opt_.fsverity) fv.emplace(job.before.stx_size);
         uint64_t total = 0;
-        for (;;) {
-            ssize_t n = ::read(fd, buf.data(), buf.size());
+        while (total < limit) {
+            ssize_t n = ::read(fd, buf.data(), static_cast<size_t>(std::min<uint64_t>(buf.size(), limit - total)));
             if (n < 0) {
                 if (errno == EINTR) continue;
                 int e = errno;
@@ -366,6 +400,7 @@ private:
             }
             if (n == 0) break;
             h.update(buf.data(), static_cast<size_t>(n));
+            if (fv && total + static_cast<uint64_t>(n) <= job.before.stx_size) fv->update(buf.data(), static_cast<size_t>(n));
             total += static_cast<uint64_t>(n);
         }
         std::string digest = h.hex();
@@ -374,6 +409,7 @@ private:
         if (total != job.before.stx_size || !same_stamp(job.before, after))
             fail(what + ": changed while being hashed");
         job.entry->sha256 = std::move(digest);
+        if (fv) job.entry->fsverity = fv->hex();
         if (stats_) bytes_ += total;
         if (opt_.cache) opt_.cache->insert(job.before, job.entry->sha256, job.entry->xattrs);
     }
@@ -517,6 +553,7 @@ std::string render_entry(const Entry& e) {
     l += ' ' + octal4(e.mode) + ' ' + std::to_string(e.uid) + ' ' + std::to_string(e.gid);
     if (!e.link.empty()) return l + " link=" + encode_field(e.link) + '\n';
     if (e.type == 'f') l += " size=" + std::to_string(e.size) + " sha256=" + e.sha256;
+    if (e.type == 'f' && !e.fsverity.empty()) l += " fsverity=" + e.fsverity;
     if (e.type == 'l') l += " target=" + encode_field(e.target);
     if (e.type == 'c' || e.type == 'b') l += " rdev=" + std::to_string(e.rdev_major) + ":" + std::to_string(e.rdev_minor);
     return l + render_xattrs(e.xattrs) + '\n';
@@ -609,6 +646,8 @@ std::string entry_difference(const Entry& s, const Entry& a) {
     if (!s.link.empty()) return "";  // the rest belongs to the inode, compared at its first path
     if (s.type == 'f' && s.size != a.size)
         return "content changed (size " + std::to_string(a.size) + ", the manifest has " + std::to_string(s.size) + ")";
+    if (s.type == 'f' && !s.fsverity.empty() && !a.fsverity.empty() && s.fsverity != a.fsverity)
+        return "content changed (fs-verity digest differs from the manifest)";
     if (s.type == 'f' && s.sha256 != a.sha256) return "content changed (SHA-256 differs from the manifest)";
     if (s.type == 'l' && s.target != a.target)
         return "symlink target " + printable(a.target) + ", the manifest has " + printable(s.target);
@@ -756,6 +795,9 @@ Manifest parse_manifest(std::string_view text, const std::string& name) {
                 if (!is_hex(val, 64)) bad(lineno, encode_field(e.path) + ": malformed sha256");
                 e.sha256 = val;
                 have_sha = true;
+            } else if (key == "fsverity" && e.type == 'f' && k == 7) {
+                if (!is_hex(val, 64)) bad(lineno, encode_field(e.path) + ": malformed fsverity");
+                e.fsverity = val;
             } else if (key == "target" && e.type == 'l' && k == 5) {
                 auto t = decode_field(val);
                 if (!t || t->empty()) bad(lineno, encode_field(e.path) + ": malformed target");
@@ -816,11 +858,12 @@ std::string compare_entries(const std::vector<Entry>& s, const std::vector<Entry
     return first;
 }
 
-std::string build_manifest(int bundle_fd, int rootfs_fd, bool with_config) {
+std::string build_manifest(int bundle_fd, int rootfs_fd, bool with_config, bool fsverity) {
     Manifest m;
     if (with_config) m.config_sha256 = sha256_hex(read_file_at(bundle_fd, "config.json"));
     WalkOptions opt;
     opt.exclude_embedded = !with_config;
+    opt.fsverity = fsverity;
     m.entries = walk_rootfs(rootfs_fd, opt);
     return render(m);
 }

@@ -28,6 +28,7 @@ struct Entry {
     uint32_t uid = 0, gid = 0;
     uint64_t size = 0;          // regular files
     std::string sha256;         // regular files: hex
+    std::string fsverity;       // regular files, optional: fs-verity file digest, hex (fsverity.hpp)
     std::string target;         // symlinks: raw bytes
     uint32_t rdev_major = 0, rdev_minor = 0;  // c, b
     std::string link;           // non-directories: earlier path of the same inode (hard link)
@@ -61,6 +62,7 @@ struct Manifest {
 
 struct WalkStats {
     uint64_t entries = 0, files = 0, bytes_hashed = 0, cache_hits = 0, links = 0, link_cache_hits = 0;
+    uint64_t verity_files = 0;      // regular files whose content fs-verity vouched for (not read)
     bool signature_cached = false;  // verify_bundle: the CMS verdict came from the cache (cms_cache.hpp)
     bool tree_cached = false;       // the warm path: the tree record stood (cache.hpp), nothing was walked
 };
@@ -70,6 +72,11 @@ struct WalkOptions {
     HashCache* cache = nullptr;     // may be null
     unsigned threads = 0;           // hashing threads; 0: one per online CPU
     bool cache_only = false;        // a file not in the cache throws CacheMiss instead of being hashed
+    bool fsverity = false;          // also compute each regular file's fs-verity digest (signing with --verity)
+    // Verification: a regular file whose signed entry (canonical order) carries an fs-verity digest and
+    // which has fs-verity enabled is measured (FS_IOC_MEASURE_VERITY) instead of read: equal digests mean
+    // the signed content, which the kernel then checks on every read. Not consulted for anything else.
+    const std::vector<Entry>* signed_entries = nullptr;
 };
 
 // Thrown by walk_rootfs with cache_only (the warm path, warm.hpp, then hands over to a full verification).
@@ -91,7 +98,8 @@ std::string compare_entries(const std::vector<Entry>& signed_entries, const std:
 
 // The manifest `trustme-sign sign` writes (bytes identical). with_config: the bundle location, covering
 // bundle_fd's config.json; otherwise the embedded location (rootfs only, the embedded pair excluded).
-std::string build_manifest(int bundle_fd, int rootfs_fd, bool with_config);
+// fsverity: each regular file also carries its fs-verity digest (`sign --verity`).
+std::string build_manifest(int bundle_fd, int rootfs_fd, bool with_config, bool fsverity = false);
 
 std::string sha256_hex(std::string_view data);
 

@@ -20,6 +20,7 @@
 #include "base/fd.hpp"
 #include "base/files.hpp"
 #include "signing/ossl.hpp"
+#include "signing/sha256.hpp"
 
 namespace trustme::signing {
 namespace {
@@ -415,16 +416,30 @@ std::string cms_sign(const std::string& data, const std::string& key_path, const
     return bio_string(out.get());
 }
 
-Verdict cms_verify(const std::string& data, const std::string& sig, const std::string& sig_name,
-                   const trustme::policy::Policy& policy, const TrustMaterial& trust) {
+Verdict cms_verify(const std::string& sig, const std::string& sig_name, const trustme::policy::Policy& policy,
+                   const TrustMaterial& trust) {
     Store store = build_store(policy, trust);
     Cms cms = parse_cms(sig, sig_name);
     if (!CMS_is_detached(cms.get())) fail(sig_name + ": not a detached signature");
     if (sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms.get())) != 1) fail(sig_name + ": expected exactly one signer");
-    // Step 1: the signature over the manifest bytes (the chain is judged below, with our own messages).
-    Bio in(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
-    if (CMS_verify(cms.get(), nullptr, store.get(), in.get(), nullptr, CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) != 1)
-        fail(sig_name + ": signature does not match the manifest or is malformed (" + last_error() + ")");
+    // Step 1: the signature over the signed attributes (the chain is judged below, with our own messages).
+    // The content is not given (CMS_NO_CONTENT_VERIFY, an empty detached content): the messageDigest
+    // attribute, which that signature covers, is what the caller compares with the manifest's SHA-256
+    // (RFC 5652 §5.4: with signed attributes, the signature is over them and they carry the content's digest).
+    CMS_SignerInfo* si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms.get()), 0);
+    if (CMS_signed_get_attr_count(si) <= 0) fail(sig_name + ": no signed attributes (no message digest to check)");
+    X509_ALGOR* digest_alg = nullptr;
+    CMS_SignerInfo_get0_algs(si, nullptr, nullptr, &digest_alg, nullptr);
+    if (!digest_alg || OBJ_obj2nid(digest_alg->algorithm) != NID_sha256)
+        fail(sig_name + ": digest algorithm is not SHA-256");
+    const auto* md = static_cast<const ASN1_OCTET_STRING*>(
+        CMS_signed_get0_data_by_OBJ(si, OBJ_nid2obj(NID_pkcs9_messageDigest), -3, V_ASN1_OCTET_STRING));
+    if (!md || ASN1_STRING_length(md) != 32) fail(sig_name + ": malformed message digest attribute");
+    Bio none(BIO_new_mem_buf("", 0));
+    if (CMS_verify(cms.get(), nullptr, store.get(), none.get(), nullptr,
+                   CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY | CMS_NO_CONTENT_VERIFY) != 1)
+        fail(sig_name + ": signature is invalid or malformed (" + last_error() + ")");
+    std::string signed_sha256 = to_hex(ASN1_STRING_get0_data(md), 32);
     STACK_OF(X509)* signers = CMS_get0_signers(cms.get());
     if (!signers || sk_X509_num(signers) != 1) {
         if (signers) sk_X509_free(signers);
@@ -465,7 +480,7 @@ Verdict cms_verify(const std::string& data, const std::string& sig, const std::s
     // How long this verdict holds: X509_verify_cert checked every certificate of the chain it built, and
     // (with CRL checking) the CRL of the signer's issuer, against the current time. Every CRL of the
     // policy bounds it, used or not: a cached verdict may end early, never late.
-    Verdict v{std::move(who), 0, std::numeric_limits<time_t>::max()};
+    Verdict v{std::move(who), 0, std::numeric_limits<time_t>::max(), std::move(signed_sha256)};
     bool bounded = true;
     auto from = [&](const ASN1_TIME* t) {
         auto e = asn1_epoch(t);

@@ -42,11 +42,13 @@ std::string cms_sign(const std::string& data, const std::string& key_path, const
 // The file of the libcrypto this process uses (dladdr), for the verdict cache (cms_cache.hpp); "" if unknown.
 const std::string& libcrypto_path();
 
-// Verify a detached CMS signature over `data` against the policy's anchors and CRLs (`trust`, read by
-// read_trust_material): the signature, the chain to an anchor, validity dates, revocation, the
-// codeSigning EKU. `sig_name` names the signature file in errors ("NAME: reason").
-Verdict cms_verify(const std::string& data, const std::string& sig, const std::string& sig_name,
-                   const trustme::policy::Policy& policy, const TrustMaterial& trust);
+// Verify a detached CMS signature against the policy's anchors and CRLs (`trust`, read by
+// read_trust_material): the signature over its signed attributes, the chain to an anchor, validity dates,
+// revocation, the codeSigning EKU. The content itself is not needed: the verdict names the SHA-256 the
+// signer signed (messageDigest), which the caller compares with the manifest it reads afterwards, so an
+// unsigned manifest is refused before it is read. `sig_name` names the signature file in errors.
+Verdict cms_verify(const std::string& sig, const std::string& sig_name, const trustme::policy::Policy& policy,
+                   const TrustMaterial& trust);
 
 // For `inspect`: the signer certificates in a CMS blob, without verifying anything.
 std::vector<Signer> cms_signers(const std::string& sig, const std::string& sig_name);

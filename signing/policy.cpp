@@ -115,8 +115,21 @@ Policy parse(const std::string& text, const std::string& origin) {
                 bad(origin, k, "must be a non-empty path");
             p.event_log = anchor(origin, v.get<std::string>());
         } else if (k == "verify_cache") {
-            if (!v.is_boolean()) bad(origin, k, "must be true or false");
-            p.verify_cache = v.get<bool>();
+            // true and false: the policies written before the modes had names.
+            constexpr const char* kWant = "must be \"stamps\", \"verity-only\", \"off\", true or false";
+            if (v.is_boolean()) {
+                p.verify_cache = v.get<bool>() ? VerifyCache::Stamps : VerifyCache::Off;
+            } else if (!v.is_string()) {
+                bad(origin, k, kWant);
+            } else if (const std::string s = v.get<std::string>(); s == "stamps") {
+                p.verify_cache = VerifyCache::Stamps;
+            } else if (s == "verity-only") {
+                p.verify_cache = VerifyCache::VerityOnly;
+            } else if (s == "off") {
+                p.verify_cache = VerifyCache::Off;
+            } else {
+                bad(origin, k, "\"" + s + "\" is not one of \"stamps\", \"verity-only\", \"off\"");
+            }
         } else if (k == "verify_cache_dir") {
             if (!v.is_string() || v.get_ref<const std::string&>().empty() || v.get_ref<const std::string&>()[0] != '/')
                 bad(origin, k, "must be an absolute path");

@@ -10,6 +10,11 @@
 namespace trustme::policy {
 
 enum class SignatureMode { Off, Warn, Required };
+// What a verification may reuse between starts (docs/signing.md "The cache"). Stamps: cached verdicts,
+// file digests and tree records keyed by statx stamps. VerityOnly: cached verdicts, but a file's content is
+// trusted without reading it only when fs-verity vouches for it (FS_IOC_MEASURE_VERITY equals the
+// manifest's fsverity digest), never because its stamps are unchanged. Off: nothing is cached.
+enum class VerifyCache { Off, Stamps, VerityOnly };
 
 struct Policy {
     std::string path;                        // file it was read from; empty: no policy file exists
@@ -20,7 +25,7 @@ struct Policy {
     uint32_t pcr = 11;                       // PCR that container measurements extend
     bool attestation = false;                // runtime inserts `trustme-attest hook measure` as first createRuntime hook
     std::string event_log = "/var/lib/trustme/measurements.cel.json";
-    bool verify_cache = true;                // may the plugin cache verification results between starts
+    VerifyCache verify_cache = VerifyCache::Stamps;  // what may be reused between starts
     std::string verify_cache_dir = "/var/lib/trustme/verify-cache";  // root-owned store of the cache (docs/signing.md)
     nlohmann::json constraints = nlohmann::json::object();  // judged against engine-generated configs
 };

@@ -25,6 +25,8 @@ public:
     // Length-prefixed, so that a sequence of fields cannot be re-split into another sequence.
     void update_field(std::string_view s);
     std::string hex();
+    // The 32 bytes of the digest; starts over like hex().
+    void finish(unsigned char (&out)[32]);
 
 private:
     void* ctx_;  // the back end's context

@@ -10,6 +10,12 @@ void Sha256::update_field(std::string_view s) {
     update(s);
 }
 
+std::string Sha256::hex() {
+    unsigned char d[32];
+    finish(d);
+    return to_hex(d, sizeof d);
+}
+
 std::string to_hex(const unsigned char* p, size_t n) {
     static const char d[] = "0123456789abcdef";
     std::string s(n * 2, '0');

@@ -33,12 +33,10 @@ void Sha256::update(const void* data, size_t n) {
     if (EVP_DigestUpdate(ctx(ctx_), data, n) != 1) fail("SHA-256 failed");
 }
 
-std::string Sha256::hex() {
-    unsigned char md[EVP_MAX_MD_SIZE];
+void Sha256::finish(unsigned char (&out)[32]) {
     unsigned int len = 0;
-    if (EVP_DigestFinal_ex(ctx(ctx_), md, &len) != 1) fail("SHA-256 failed");
+    if (EVP_DigestFinal_ex(ctx(ctx_), out, &len) != 1 || len != 32) fail("SHA-256 failed");
     restart(ctx_);
-    return to_hex(md, len);
 }
 
 }  // namespace trustme::signing

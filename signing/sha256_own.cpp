@@ -2,6 +2,8 @@
 #include "security/sha256.hpp"
 #include "signing/sha256.hpp"
 
+#include <algorithm>
+
 namespace trustme::signing {
 namespace {
 using Impl = trustme::security::detail::Sha256;
@@ -15,10 +17,10 @@ void Sha256::update(const void* data, size_t n) {
     impl(ctx_)->update(std::string_view(static_cast<const char*>(data), n));
 }
 
-std::string Sha256::hex() {
+void Sha256::finish(unsigned char (&out)[32]) {
     auto d = impl(ctx_)->finish();
     *impl(ctx_) = Impl();
-    return to_hex(d.data(), d.size());
+    std::copy(d.begin(), d.end(), out);
 }
 
 }  // namespace trustme::signing

@@ -1,5 +1,7 @@
 // trustme-sign(1): PKI, signing and verification of bundles.
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/files.hpp"
+#include "signing/fsverity.hpp"
 #include "signing/manifest.hpp"
 #include "signing/pki.hpp"
 #include "signing/verify.hpp"
@@ -37,9 +40,10 @@ Commands:
              issue DIR/NAME.{pem,key} (codeSigning) and DIR/NAME-chain.pem from the signing CA
   pki revoke --dir DIR --name NAME
              add DIR/NAME.pem to DIR/crl.pem
-  sign       (--dir DIR --name NAME | --key KEY --cert CERT [--chain CHAIN]) [--embedded] BUNDLE
+  sign       (--dir DIR --name NAME | --key KEY --cert CERT [--chain CHAIN]) [--embedded] [--verity] BUNDLE
              write BUNDLE/trustme.manifest and .p7s (covers config.json and the rootfs), or with
-             --embedded ROOTFS/.trustme/manifest and .p7s (covers the rootfs only)
+             --embedded ROOTFS/.trustme/manifest and .p7s (covers the rootfs only); with --verity
+             the manifest also carries each file's fs-verity digest and fs-verity is enabled on them
   verify     [--policy FILE] [--no-cache] [--quiet] BUNDLE
              verify BUNDLE with the runtime's own code path (libtrustme-verify)
   inspect    BUNDLE | MANIFEST | SIGNATURE.p7s
@@ -54,6 +58,8 @@ Options:
                    explicit validity, T = YYYY-MM-DD[THH:MM:SSZ] or @UNIXTIME
   --eku EKU        extended key usage of an issued certificate (default codeSigning; "none" omits it)
   --policy FILE    policy (default: $TRUSTME_POLICY, then /etc/trustme/policy.json)
+  --verity         sign: record fs-verity digests and enable fs-verity on the rootfs's regular files
+                   (irreversible: they become read-only; the filesystem must support it)
   --no-cache       do not use the digest cache (cold measurement)
   --quiet          verify: print nothing on success
   -h, --help       this text
@@ -149,11 +155,7 @@ Bundle open_bundle(const std::string& path) {
     while (b.path.size() > 1 && b.path.back() == '/') b.path.pop_back();
     b.fd = UniqueFd(::open(b.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!b.fd) fail_errno(errno, b.path);
-    try {
-        b.config = read_file_at(b.fd.get(), "config.json");
-    } catch (const Error& e) {
-        fail(b.path + "/" + e.what());
-    }
+    b.config = read_file_at(b.fd.get(), "config.json", b.path + "/config.json");
     auto cfg = nlohmann::json::parse(b.config, nullptr, false);
     if (cfg.is_discarded() || !cfg.is_object()) fail(b.path + "/config.json: invalid JSON");
     std::string root = "rootfs";
@@ -196,8 +198,29 @@ int cmd_pki(int argc, char** argv) {
     return 0;
 }
 
+// FS_IOC_ENABLE_VERITY on every regular file of the manifest, then the kernel's digest must be the one
+// computed while signing (a cross-check of our Merkle tree code against the kernel's).
+void enable_verity_all(const Bundle& b, const Manifest& m) {
+    for (const Entry& e : m.entries) {
+        if (e.type != 'f' || !e.link.empty()) continue;
+        const std::string what = b.rootfs_path + e.path;
+        struct open_how how{};
+        how.flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+        UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, b.rootfs.get(), e.path.c_str() + 1, &how, sizeof how)));
+        if (!fd) fail_errno(errno, what);
+        struct stat st{};
+        if (::fstat(fd.get(), &st) < 0 || !S_ISREG(st.st_mode)) fail(what + ": not a regular file");
+        enable_verity(fd.get(), what);
+        int err = 0;
+        auto d = measure_verity(fd.get(), &err);
+        if (!d) fail_errno(err, what + ": fs-verity: FS_IOC_MEASURE_VERITY");
+        if (*d != e.fsverity) fail(what + ": fs-verity digest " + *d + " differs from the manifest's " + e.fsverity);
+    }
+}
+
 int cmd_sign(int argc, char** argv) {
-    Args a = parse_args(argc, argv, 2, {"dir", "name", "key", "cert", "chain"}, {"embedded"});
+    Args a = parse_args(argc, argv, 2, {"dir", "name", "key", "cert", "chain"}, {"embedded", "verity"});
     std::string key, cert, chain;
     if (a.has("key") || a.has("cert")) {
         if (a.has("dir") || a.has("name")) fail("use either --dir/--name or --key/--cert/--chain");
@@ -228,8 +251,12 @@ int cmd_sign(int argc, char** argv) {
         where = b.path + "/" + mname;
     }
     // Everything is computed before anything is written: a failure leaves the bundle as it was.
-    std::string manifest = build_manifest(b.fd.get(), b.rootfs.get(), !embedded);
+    const bool verity = a.has("verity");
+    std::string manifest = build_manifest(b.fd.get(), b.rootfs.get(), !embedded, verity);
     std::string sig = cms_sign(manifest, key, cert, chain);
+    // fs-verity last before writing: it cannot be undone (and the first file tells whether the
+    // filesystem has it at all).
+    if (verity) enable_verity_all(b, parse_manifest(manifest, where));
     std::string signame = mname + kSignatureSuffix;
     write_file_atomic(target.get(), mname, manifest, 0644);
     try {
@@ -280,10 +307,11 @@ int cmd_verify(int argc, char** argv) {
     }
     char line[512];
     snprintf(line, sizeof line,
-             "%llu entries, %llu files (%llu from cache), %llu symlinks (%llu from cache), %.1f MB hashed in %.3f s "
-             "(%.1f MB/s)",
+             "%llu entries, %llu files (%llu from cache, %llu by fs-verity), %llu symlinks (%llu from cache), "
+             "%.1f MB hashed in %.3f s (%.1f MB/s)",
              static_cast<unsigned long long>(st.entries), static_cast<unsigned long long>(st.files),
-             static_cast<unsigned long long>(st.cache_hits), static_cast<unsigned long long>(st.links),
+             static_cast<unsigned long long>(st.cache_hits), static_cast<unsigned long long>(st.verity_files),
+             static_cast<unsigned long long>(st.links),
              static_cast<unsigned long long>(st.link_cache_hits), st.bytes_hashed / 1e6, secs,
              secs > 0 ? st.bytes_hashed / 1e6 / secs : 0.0);
     std::cout << "verified " << b.path << "\n"
@@ -317,7 +345,7 @@ int cmd_inspect(int argc, char** argv) {
     struct stat st{};
     if (::stat(p.c_str(), &st) < 0) fail_errno(errno, p);
     if (!S_ISDIR(st.st_mode)) {
-        std::string data = read_file(p);
+        std::string data = read_file_at(AT_FDCWD, p);  // a fifo or device: one line, no hang
         std::cout << p << ":\n";
         if (p.ends_with(kSignatureSuffix)) print_signers(data, p);
         else print_manifest_summary(data, p);
@@ -331,9 +359,9 @@ int cmd_inspect(int argc, char** argv) {
         if (!path_exists(m)) continue;
         any = true;
         std::cout << " location " << location << (location == std::string("bundle") || !path_exists(b.path + "/" + kBundleManifest) ? "" : " (shadowed by the bundle location)") << ":\n";
-        print_manifest_summary(read_file(m), m);
+        print_manifest_summary(read_file_at(AT_FDCWD, m), m);
         std::string sig = m + kSignatureSuffix;
-        if (path_exists(sig)) print_signers(read_file(sig), sig);
+        if (path_exists(sig)) print_signers(read_file_at(AT_FDCWD, sig), sig);
         else std::cout << "  signature: " << sig << " missing\n";
     }
     if (!any) std::cout << "  not signed\n";

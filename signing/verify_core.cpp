@@ -40,7 +40,11 @@ UniqueFd open_opt(int dirfd, const char* name, const std::string& display, int e
     return owned;
 }
 
-constexpr size_t kMaxSignedFile = size_t{1} << 30;  // a manifest or signature larger than 1 GiB is refused
+// Caps on what is read before anything is known to be signed. A signature is a certificate chain and a
+// few hundred bytes; a manifest is ~100-200 bytes an entry, so 256 MiB holds more than a million entries.
+// A larger file is refused from its fstat size, unread.
+constexpr size_t kMaxSignature = size_t{1} << 20;
+constexpr size_t kMaxManifest = size_t{256} << 20;
 
 std::string rootfs_display(const std::string& bundle, std::string_view config) {
     auto cfg = nlohmann::json::parse(config, nullptr, /*allow_exceptions=*/false);
@@ -52,39 +56,43 @@ std::string rootfs_display(const std::string& bundle, std::string_view config) {
     return bundle + "/" + root;
 }
 
+// The manifest is opened here and read only once its signature has been judged (read_manifest).
 struct Found {
     std::string location;  // "bundle" or "rootfs"
-    std::string manifest, signature;
+    UniqueFd manifest_fd;
+    std::string signature;
     std::string manifest_name, signature_name;
 };
+
+std::string read_manifest(const Found& f) { return trustme::read_all(f.manifest_fd.get(), f.manifest_name, kMaxManifest); }
 
 template <typename RootfsName>
 Found locate(const trustme_verify_request& req, const std::string& bundle, const RootfsName& rootfs) {
     Found f;
+    auto take = [&](int dirfd, UniqueFd m, const char* mname, const std::string& display, const char* location) {
+        f.location = location;
+        f.manifest_name = display;
+        f.signature_name = display + kSignatureSuffix;
+        std::string sig = std::string(mname) + kSignatureSuffix;
+        UniqueFd s = open_opt(dirfd, sig.c_str(), f.signature_name);
+        if (!s) fail(f.signature_name + ": missing (the manifest is not signed)");
+        f.signature = trustme::read_all(s.get(), f.signature_name, kMaxSignature);
+        struct stat st{};
+        if (::fstat(m.get(), &st) < 0) fail_errno(errno, display);
+        if (static_cast<uint64_t>(st.st_size) > kMaxManifest)
+            fail(display + ": larger than " + std::to_string(kMaxManifest) + " bytes");
+        f.manifest_fd = std::move(m);
+    };
     const std::string bm = bundle + "/" + kBundleManifest;
     if (UniqueFd m = open_opt(req.bundle_fd, kBundleManifest, bm)) {
-        f.location = "bundle";
-        f.manifest_name = bm;
-        f.signature_name = bm + kSignatureSuffix;
-        f.manifest = trustme::read_all(m.get(), bm, kMaxSignedFile);
-        std::string sig = std::string(kBundleManifest) + kSignatureSuffix;
-        UniqueFd s = open_opt(req.bundle_fd, sig.c_str(), f.signature_name);
-        if (!s) fail(f.signature_name + ": missing (the manifest is not signed)");
-        f.signature = trustme::read_all(s.get(), f.signature_name, kMaxSignedFile);
+        take(req.bundle_fd, std::move(m), kBundleManifest, bm, "bundle");
         return f;
     }
     const std::string dir = rootfs() + "/" + kEmbeddedDir;
     if (UniqueFd d = open_opt(req.rootfs_fd, kEmbeddedDir, dir, O_DIRECTORY)) {
         const std::string em = dir + "/" + kEmbeddedManifest;
         if (UniqueFd m = open_opt(d.get(), kEmbeddedManifest, em)) {
-            f.location = "rootfs";
-            f.manifest_name = em;
-            f.signature_name = em + kSignatureSuffix;
-            f.manifest = trustme::read_all(m.get(), em, kMaxSignedFile);
-            std::string sig = std::string(kEmbeddedManifest) + kSignatureSuffix;
-            UniqueFd s = open_opt(d.get(), sig.c_str(), f.signature_name);
-            if (!s) fail(f.signature_name + ": missing (the manifest is not signed)");
-            f.signature = trustme::read_all(s.get(), f.signature_name, kMaxSignedFile);
+            take(d.get(), std::move(m), kEmbeddedManifest, em, "rootfs");
             return f;
         }
     }
@@ -108,30 +116,39 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
 
     Found f = locate(req, bundle, rootfs);
     put(res.location, f.location);
-    const std::string manifest_sha256 = sha256_hex(f.manifest);
-    put(res.manifest_digest, manifest_sha256);
 
     // One store for both caches; none at all when the policy or the caller says no.
     UniqueFd store;
-    if (pol.verify_cache && opt.use_cache) store = open_cache_store(pol.verify_cache_dir, nullptr);
+    using trustme::policy::VerifyCache;
+    if (pol.verify_cache != VerifyCache::Off && opt.use_cache) store = open_cache_store(pol.verify_cache_dir, nullptr);
+    // Stamps stand for content only in mode "stamps": the digest cache and the tree record key on them, and
+    // a store into an already-dirty MAP_SHARED page changes content without moving mtime or ctime.
+    const bool trust_stamps = store && pol.verify_cache == VerifyCache::Stamps;
 
-    // Signature first: nothing of an unsigned manifest is worth parsing or walking for. A verdict reached
-    // earlier for exactly these bytes, and still within its validity, stands (cms_cache.hpp).
+    // Signature first: nothing of an unsigned manifest is worth reading, hashing, parsing or walking for.
+    // The signature names the SHA-256 of the manifest it covers; a verdict reached earlier for exactly
+    // these signature bytes and trust material, and still within its validity, stands (cms_cache.hpp).
     TrustMaterial trust = read_trust_material(pol);
     std::string verdict_key;
-    std::optional<Signer> who;
+    std::optional<Verdict> verdict;
     if (store) {
-        verdict_key = cms_verdict_key(manifest_sha256, f.signature, trust);
-        who = cached_verdict(store.get(), verdict_key, ::time(nullptr), opt.cms ? opt.library : nullptr);
+        verdict_key = cms_verdict_key(f.signature, trust);
+        verdict = cached_verdict(store.get(), verdict_key, ::time(nullptr), opt.cms ? opt.library : nullptr);
     }
-    const bool signature_cached = who.has_value();
-    if (!who) {
+    const bool signature_cached = verdict.has_value();
+    if (!verdict) {
         if (!opt.cms) throw CacheMiss{};
-        Verdict v = opt.cms(f.manifest, f.signature, f.signature_name, pol, trust);
-        if (store && opt.library) remember_verdict(store.get(), verdict_key, v, *opt.library);
-        who = std::move(v.signer);
+        verdict = opt.cms(f.signature, f.signature_name, pol, trust);
+        if (store && opt.library) remember_verdict(store.get(), verdict_key, *verdict, *opt.library);
     }
-    put(res.signer_subject, who->subject);
+    // Read once (bounded: the fstat size plus one byte, at most kMaxManifest) and hashed once.
+    const std::string manifest = read_manifest(f);
+    const std::string manifest_sha256 = sha256_hex(manifest);
+    if (manifest_sha256 != verdict->signed_sha256)
+        fail(f.signature_name + ": signature does not match the manifest (" + f.manifest_name +
+             " changed since signing)");
+    put(res.manifest_digest, manifest_sha256);
+    put(res.signer_subject, verdict->signer.subject);
 
     // The tree record (cache.hpp): the warm path accepts a tree that a verification of exactly this
     // manifest, signature and config accepted before, if not one of its entries has changed since. The
@@ -146,13 +163,13 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
         if (cfg.is_discarded()) fail(bundle + "/config.json: invalid JSON");
         trustme::policy::judge_config(pol.constraints, cfg, bundle + "/config.json");
     };
-    if (store && !opt.cms && tree_unchanged(store.get(), req.rootfs_fd, tree_key)) {
+    if (trust_stamps && !opt.cms && tree_unchanged(store.get(), req.rootfs_fd, tree_key)) {
         if (f.location != "bundle") judge_unsigned_config();
         if (stats) stats->signature_cached = signature_cached, stats->tree_cached = true;
         return;
     }
 
-    Manifest signed_m = parse_manifest(f.manifest, f.manifest_name);
+    Manifest signed_m = parse_manifest(manifest, f.manifest_name);
     if (f.location == "bundle") {
         if (!signed_m.config_sha256) fail(f.manifest_name + ": does not cover config.json (a bundle manifest must)");
         if (*signed_m.config_sha256 != config_sha256)
@@ -164,12 +181,14 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     }
 
     std::unique_ptr<HashCache> cache;
-    if (store) cache = HashCache::open(store.get(), req.rootfs_fd, nullptr);
+    if (trust_stamps) cache = HashCache::open(store.get(), req.rootfs_fd, nullptr);
     WalkOptions wo;
     wo.exclude_embedded = f.location == "rootfs";
     wo.cache = cache.get();
     wo.cache_only = !opt.cms;
-    if (wo.cache_only && !cache) throw CacheMiss{};
+    wo.signed_entries = &signed_m.entries;
+    // Warm without the digest cache: only fs-verity can vouch for content ("verity-only").
+    if (wo.cache_only && !cache && pol.verify_cache != VerifyCache::VerityOnly) throw CacheMiss{};
     std::vector<Entry> actual;
     const time_t walk_start = ::time(nullptr);
     try {
@@ -183,7 +202,7 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     if (stats) stats->signature_cached = signature_cached;
     if (cache) cache->save();
     if (auto d = compare_entries(signed_m.entries, actual); !d.empty()) fail(rootfs() + (d[0] == '/' ? "" : "/") + d);
-    if (store) remember_tree(store.get(), req.rootfs_fd, tree_key, actual, walk_start);
+    if (trust_stamps) remember_tree(store.get(), req.rootfs_fd, tree_key, actual, walk_start);
 }
 
 

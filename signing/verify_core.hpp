@@ -14,8 +14,8 @@ struct VerifyCore {
     bool use_cache = true;
     // The CMS verification (pki.hpp cms_verify) and the file of the libcrypto it runs in. Null: warm only,
     // as good as the caches: a verdict or a file digest that is not cached throws CacheMiss.
-    Verdict (*cms)(const std::string& data, const std::string& sig, const std::string& sig_name,
-                   const trustme::policy::Policy& policy, const TrustMaterial& trust) = nullptr;
+    Verdict (*cms)(const std::string& sig, const std::string& sig_name, const trustme::policy::Policy& policy,
+                   const TrustMaterial& trust) = nullptr;
     const std::string* library = nullptr;
 };
 

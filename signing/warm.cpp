@@ -8,7 +8,8 @@ namespace trustme::signing {
 
 bool verify_warm(const trustme_verify_request& req, const trustme::policy::Policy& pol,
                  trustme_verify_result& res) noexcept {
-    if (pol.signature == trustme::policy::SignatureMode::Off || !pol.verify_cache) return false;
+    if (pol.signature == trustme::policy::SignatureMode::Off || pol.verify_cache == trustme::policy::VerifyCache::Off)
+        return false;
     std::memset(&res, 0, sizeof res);
     try {
         VerifyCore core;  // no cms: cache only

@@ -11,32 +11,38 @@
 
 namespace trustme {
 
+namespace {
+
+// A regular file of `size` bytes (fstat), read straight into the string: no bounce buffer on the stack
+// (whose pages would each be a fault) and no reallocation. One byte more than `size` is asked for, so EOF
+// is seen without a second read, and a file that grows meanwhile is an error, not followed.
+std::string read_sized(int fd, size_t size, const std::string& what) {
+    std::string out(size + 1, '\0');
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = ::read(fd, out.data() + len, out.size() - len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_errno(errno, "read " + what);
+        }
+        if (n == 0) break;
+        len += static_cast<size_t>(n);
+        if (len == out.size()) fail(what + ": grew while being read");
+    }
+    out.resize(len);
+    return out;
+}
+
+}  // namespace
+
 std::string read_all(int fd, const std::string& what, size_t max) {
     std::string out;
     auto too_big = [&] { fail(what + ": larger than " + std::to_string(max) + " bytes"); };
-    // A regular file is read straight into the string, sized from fstat: no bounce buffer on the stack
-    // (whose pages would each be a fault) and no reallocation. Files that report no size (procfs, pipes)
-    // take the loop below.
+    // Files that report no size (procfs, pipes) take the loop below.
     struct stat st;
     if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
         if (static_cast<uint64_t>(st.st_size) > max) too_big();
-        out.resize(static_cast<size_t>(st.st_size) + 1);  // one more: EOF is seen without a second read
-        size_t len = 0;
-        for (;;) {
-            ssize_t n = ::read(fd, out.data() + len, out.size() - len);
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                fail_errno(errno, "read " + what);
-            }
-            if (n == 0) break;
-            len += static_cast<size_t>(n);
-            if (len == out.size()) {  // grew since fstat
-                if (out.size() > max) too_big();
-                out.resize(out.size() * 2);
-            }
-        }
-        out.resize(len);
-        return out;
+        return read_sized(fd, static_cast<size_t>(st.st_size), what);
     }
     char buf[16384];
     for (;;) {
@@ -64,10 +70,16 @@ std::string read_file(const std::string& path) {
     return read_all(fd.get(), path);
 }
 
-std::string read_file_at(int dirfd, const std::string& name) {
-    UniqueFd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!fd) fail_errno(errno, name);
-    return read_all(fd.get(), name);
+std::string read_file_at(int dirfd, const std::string& name, const std::string& what, size_t max) {
+    const std::string& w = what.empty() ? name : what;
+    UniqueFd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+    if (!fd) fail_errno(errno, w);
+    struct stat st;
+    if (::fstat(fd.get(), &st) < 0) fail_errno(errno, w);
+    if (!S_ISREG(st.st_mode)) fail(w + ": not a regular file");
+    if (static_cast<uint64_t>(st.st_size) > max) fail(w + ": larger than " + std::to_string(max) + " bytes");
+    // Also a file that fstat says is empty: read_all would read it to its end (as procfs files need).
+    return read_sized(fd.get(), static_cast<size_t>(st.st_size), w);
 }
 
 void write_file_atomic(int dirfd, const std::string& name, std::string_view data, int mode) {

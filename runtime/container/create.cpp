@@ -204,12 +204,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     c.bundle = abs_path(o.bundle);
     UniqueFd bundle_fd(::open(c.bundle.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
     if (!bundle_fd) fail_errno(errno, "bundle " + c.bundle);
-    std::string text;
-    try {
-        text = read_file_at(bundle_fd.get(), "config.json");
-    } catch (const Error&) {
-        fail_errno(errno, c.bundle + "/config.json");
-    }
+    std::string text = read_file_at(bundle_fd.get(), "config.json", c.bundle + "/config.json");
     c.cfg = std::make_unique<oci::Config>(oci::parse_config(text, c.bundle + "/config.json"));
     oci::Config& cfg = *c.cfg;
     if (!cfg.process) fail(c.bundle + "/config.json: process: required to create a container");
@@ -399,6 +394,9 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     // of our text it runs. It maps the ones we have in one call per run instead (runtime/base/pages.hpp).
     const pages::Runs present = pages::present_exe_pages();
     int pidfd = -1;
+    // Blocked before the clone so none is lost (the child clears its mask), and not earlier: nothing
+    // before this point may run deaf to SIGTERM/SIGINT while it reads the bundle.
+    if (c.block_at_clone) ::sigprocmask(SIG_BLOCK, c.block_at_clone, nullptr);
     pid_t pid = clone3_pidfd(flags, &pidfd);
     if (pid < 0) fail_errno(errno, "clone3");
     if (pid == 0) {

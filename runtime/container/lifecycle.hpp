@@ -1,5 +1,6 @@
 // Internal pieces shared by the lifecycle commands.
 #pragma once
+#include <signal.h>
 #include <sys/types.h>
 
 #include <memory>
@@ -25,6 +26,7 @@ struct Created {
 
     bool armed = false;
     bool foreground = false;  // `run` without --detach: the pty master may stay with us
+    const sigset_t* block_at_clone = nullptr;  // `run`: signals to forward, blocked right before the clone
     std::string bundle, rootfs;
     std::unique_ptr<oci::Config> cfg;
     security::Capabilities caps;

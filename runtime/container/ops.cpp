@@ -324,16 +324,17 @@ int run(const Globals& g, const CreateOpts& o) {
         return start(g, o.id);
     }
     // Forwarded signals are taken through a signalfd; the container init restores the mask before exec.
+    // They are blocked only right before the clone (do_create): reading and verifying the bundle, which
+    // an attacker may make slow (a fifo, a growing file), stays interruptible by SIGTERM and SIGINT.
     sigset_t fwd;
     sigfillset(&fwd);
     for (int s : {SIGKILL, SIGSTOP, SIGCHLD, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS}) sigdelset(&fwd, s);
-    sigset_t old;
-    ::sigprocmask(SIG_BLOCK, &fwd, &old);
     UniqueFd sigfd(::signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!sigfd) fail_errno(errno, "signalfd");
 
     Created c;
     c.foreground = true;
+    c.block_at_clone = &fwd;
     try {
         do_create(g, o, c);
     } catch (...) {
@@ -366,12 +367,7 @@ int verify(const Globals& g, const std::string& bundle) {
     std::string b = bundle.empty() ? "." : bundle;
     UniqueFd bfd(::open(b.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
     if (!bfd) fail_errno(errno, "bundle " + b);
-    std::string text;
-    try {
-        text = read_file_at(bfd.get(), "config.json");  // as create reads it: O_NOFOLLOW, errors named
-    } catch (const Error&) {
-        fail_errno(errno, b + "/config.json");
-    }
+    std::string text = read_file_at(bfd.get(), "config.json", b + "/config.json");  // as create reads it
     auto cfg = oci::parse_config(text, b + "/config.json");
     std::string rootfs = cfg.root_path[0] == '/' ? cfg.root_path : b + "/" + cfg.root_path;
     UniqueFd rfd(::open(rootfs.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));

@@ -64,7 +64,7 @@ TEST(Policy, DefaultsWhenFileExists) {
     EXPECT_EQ(p.signature, SignatureMode::Required);
     ASSERT_EQ(p.trust_anchors.size(), 1u);
     EXPECT_EQ(p.trust_anchors[0], "/etc/p/pki/root-ca.pem");  // anchored at the policy's directory
-    EXPECT_TRUE(p.verify_cache);
+    EXPECT_EQ(p.verify_cache, VerifyCache::Stamps);
     EXPECT_EQ(p.pcr, 11u);
     EXPECT_EQ(p.tcti, "device:/dev/tpmrm0");
     EXPECT_EQ(p.path, "/etc/p/policy.json");
@@ -83,8 +83,19 @@ TEST(Policy, AllFields) {
     EXPECT_EQ(p.tcti, "swtpm:path=/tmp/s");
     EXPECT_EQ(p.pcr, 16u);
     EXPECT_TRUE(p.attestation);
-    EXPECT_FALSE(p.verify_cache);
+    EXPECT_EQ(p.verify_cache, VerifyCache::Off);
     EXPECT_EQ(p.constraints["allowed_capabilities"][0], "CAP_KILL");
+}
+
+TEST(Policy, VerifyCacheModes) {
+    auto mode = [](const char* v) {
+        return parse(std::string(R"({"signature": "off", "verify_cache": )") + v + "}", "p.json").verify_cache;
+    };
+    EXPECT_EQ(mode(R"("stamps")"), VerifyCache::Stamps);
+    EXPECT_EQ(mode(R"("verity-only")"), VerifyCache::VerityOnly);
+    EXPECT_EQ(mode(R"("off")"), VerifyCache::Off);
+    EXPECT_EQ(mode("true"), VerifyCache::Stamps);
+    EXPECT_EQ(mode("false"), VerifyCache::Off);
 }
 
 TEST(Policy, OffNeedsNoAnchors) {
@@ -107,7 +118,9 @@ TEST(Policy, MalformedIsAnErrorNamingFileAndField) {
     EXPECT_EQ(error_of(R"({"pcr": 24, "signature": "off"})"), "/etc/p/policy.json: pcr: must be an integer 0..23");
     EXPECT_EQ(error_of(R"({"pcr": -1, "signature": "off"})"), "/etc/p/policy.json: pcr: must be an integer 0..23");
     EXPECT_EQ(error_of(R"({"verify_cache": "yes", "signature": "off"})"),
-              "/etc/p/policy.json: verify_cache: must be true or false");
+              "/etc/p/policy.json: verify_cache: \"yes\" is not one of \"stamps\", \"verity-only\", \"off\"");
+    EXPECT_EQ(error_of(R"({"verify_cache": 1, "signature": "off"})"),
+              "/etc/p/policy.json: verify_cache: must be \"stamps\", \"verity-only\", \"off\", true or false");
     EXPECT_EQ(error_of(R"({})"),
               "/etc/p/policy.json: trust_anchors: required when signature is \"required\" (nothing could ever verify)");
     EXPECT_EQ(error_of(R"({"signature": "off", "signature": "required"})"),

@@ -7,11 +7,14 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sched.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -22,6 +25,7 @@
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/files.hpp"
+#include "signing/fsverity.hpp"
 #include "signing/manifest.hpp"
 #include "signing/pki.hpp"
 #include "signing/verify.hpp"
@@ -952,4 +956,241 @@ TEST_F(Signing, CliPkiWithRsa) {
     expect_refused(rootfs_ + "/.trustme/manifest.p7s: certificate CN=signer,O=trustme: certificate revoked");
     EXPECT_EQ(sh(s + " pki init --dir " + dir_ + "/weak --algo rsa2048 2> " + dir_ + "/err"), 1);
     EXPECT_EQ(slurp(dir_ + "/err"), "trustme-sign: --algo rsa2048: RSA needs 3072..16384 bits\n");
+}
+
+// ---- Bounded reads of the bundle: nothing in it can hang, follow a writer or be read unsigned. ----
+
+namespace {
+
+// `cmd` under a bound: its exit status, or 124 when `timeout` had to stop it (it hung).
+int sh_bounded(const std::string& cmd, int seconds = 20) {
+    return sh("timeout -k 2 " + std::to_string(seconds) + " " + cmd);
+}
+
+// Bytes this process has read with read(2) so far (/proc/self/io rchar).
+uint64_t rchar() {
+    std::string io = slurp("/proc/self/io");
+    auto p = io.find("rchar: ");
+    return p == std::string::npos ? 0 : std::stoull(io.substr(p + 7));
+}
+
+}  // namespace
+
+// A config.json that is a fifo: one line naming it, from the runtime (create, run, verify) and from
+// trustme-sign, never a hang (open without O_NONBLOCK waited for a writer, with every signal blocked).
+TEST_F(Signing, FifoConfigIsOneLineNotAHang) {
+    sign();
+    ASSERT_EQ(::unlink((bundle_ + "/config.json").c_str()), 0);
+    ASSERT_EQ(::mkfifo((bundle_ + "/config.json").c_str(), 0600), 0);
+    const std::string rt = kBin + "/bin/trustme-runtime", root = dir_ + "/state", err = dir_ + "/err";
+    const std::string line = bundle_ + "/config.json: not a regular file\n";
+    for (const std::string cmd : {"create -b " + bundle_ + " fifo1", "run -b " + bundle_ + " fifo2"}) {
+        EXPECT_EQ(sh_bounded(rt + " --root " + root + " " + cmd + " < /dev/null > /dev/null 2> " + err), 1) << cmd;
+        EXPECT_EQ(slurp(err), "trustme-runtime: " + line) << cmd;
+    }
+    EXPECT_EQ(sh_bounded(rt + " --policy " + policy_ + " verify " + bundle_ + " > /dev/null 2> " + err), 1);
+    EXPECT_EQ(slurp(err), "trustme-runtime: " + line);
+    EXPECT_EQ(sh_bounded(kBin + "/bin/trustme-sign verify --policy " + policy_ + " " + bundle_ + " > /dev/null 2> " + err), 1);
+    EXPECT_EQ(slurp(err), "trustme-sign: " + line);
+    // A device under the name is refused the same way, unread.
+    ASSERT_EQ(::unlink((bundle_ + "/config.json").c_str()), 0);
+    ASSERT_EQ(::mknod((bundle_ + "/config.json").c_str(), S_IFCHR | 0600, makedev(1, 5)), 0);  // /dev/zero
+    EXPECT_EQ(sh_bounded(rt + " --root " + root + " create -b " + bundle_ + " zero < /dev/null > /dev/null 2> " + err), 1);
+    EXPECT_EQ(slurp(err), "trustme-runtime: " + line);
+    EXPECT_FALSE(path_exists(root + "/fifo1") || path_exists(root + "/fifo2") || path_exists(root + "/zero"));
+}
+
+// A file extended while it is hashed (here sparsely, 1 GiB every 10 ms: faster than anyone can hash) is
+// refused after at most its statx size + 1 byte, while the writer is still at it; it used to be followed
+// for as long as the writer kept going.
+TEST_F(Signing, GrowingFileIsRefusedNotFollowed) {
+    const std::string p = rootfs_ + "/var/grows";
+    write(p, std::string(1 << 20, 'g'));
+    sign();
+    // The writer starts when the verifier opens the file to hash it (inotify IN_OPEN), so the size the
+    // verifier's statx sees is still about the signed one.
+    int in = ::inotify_init1(IN_CLOEXEC);
+    ASSERT_GE(in, 0);
+    ASSERT_GE(::inotify_add_watch(in, p.c_str(), IN_OPEN), 0);
+    pid_t grower = ::fork();
+    ASSERT_GE(grower, 0);
+    if (grower == 0) {
+        char ev[256];
+        if (::read(in, ev, sizeof ev) <= 0) ::_exit(1);
+        int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
+        off_t size = 1 << 20;
+        for (int i = 0; i < 15000 && fd >= 0; ++i) {  // 30 s at most: 128 GB/s of apparent growth
+            size += off_t{256} << 20;
+            if (::ftruncate(fd, size) < 0) break;
+            ::usleep(2000);
+        }
+        ::_exit(0);
+    }
+    ::close(in);
+    Outcome o = verify();
+    int status = 0;
+    const bool writer_still_running = ::waitpid(grower, &status, WNOHANG) == 0;
+    ::kill(grower, SIGKILL);
+    ::waitpid(grower, &status, 0);
+    EXPECT_TRUE(writer_still_running) << "verification followed the growing file until its writer stopped";
+    EXPECT_NE(o.rc, 0);
+    EXPECT_EQ(o.error(), rootfs_ + "/var/grows: changed while being hashed");
+}
+
+// The signature is judged before the manifest is read: a manifest with a signature that is not one is
+// refused without reading it, and one larger than the cap is refused from its size (it used to be read
+// whole, up to 1 GiB, and hashed twice before the signature was looked at).
+TEST_F(Signing, UnsignedHugeManifestIsNotRead) {
+    const std::string m = bundle_ + "/trustme.manifest";
+    {
+        UniqueFd fd(::open(m.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        ASSERT_TRUE(fd);
+        ASSERT_EQ(::ftruncate(fd.get(), off_t{200} << 20), 0);  // 200 MiB, under the cap
+    }
+    write(m + ".p7s", "this is not a signature");
+    const uint64_t before = rchar();
+    expect_refused(m + ".p7s: not a CMS signature (truncated or garbage)");
+    EXPECT_LT(rchar() - before, uint64_t{16} << 20) << "the unsigned manifest was read";
+
+    // Over the cap: refused from fstat, even with a valid signature (of another manifest) beside it.
+    sign();
+    {
+        UniqueFd fd(::open(m.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+        ASSERT_TRUE(fd);
+        ASSERT_EQ(::ftruncate(fd.get(), (off_t{1} << 30) + 1), 0);
+    }
+    const uint64_t before2 = rchar();
+    expect_refused(m + ": larger than 268435456 bytes");
+    EXPECT_LT(rchar() - before2, uint64_t{16} << 20);
+}
+
+// SIGTERM reaches `run` while it verifies the bundle (here: hashing a 4 GiB sparse file that was added
+// after signing); the forwarded signals used to be blocked from the start, so nothing could stop it.
+TEST_F(Signing, RunCanBeTerminatedWhileVerifying) {
+    config_["process"]["user"] = {{"uid", 0}, {"gid", 0}};
+    write_config();
+    sign();
+    {
+        UniqueFd fd(::open((rootfs_ + "/var/big/sparse").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+        ASSERT_TRUE(fd);
+        ASSERT_EQ(::ftruncate(fd.get(), off_t{4} << 30), 0);
+    }
+    write_policy(R"("signature": "required", "verify_cache": "off")");
+    const std::string rt = kBin + "/bin/trustme-runtime";
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        int null = ::open("/dev/null", O_RDWR);
+        int err = ::open((dir_ + "/err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        ::dup2(null, 0), ::dup2(null, 1), ::dup2(err, 2);
+        ::execl(rt.c_str(), rt.c_str(), "--root", (dir_ + "/state").c_str(), "--policy", policy_.c_str(), "run", "-b",
+                bundle_.c_str(), "term", nullptr);
+        ::_exit(127);
+    }
+    ::usleep(300000);  // well inside the hashing of 4 GiB
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 200 && (got = ::waitpid(pid, &status, WNOHANG)) == 0; ++i) ::usleep(50000);  // 10 s
+    if (got == 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+    }
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM)
+        << "run went on verifying (or was stopped only by SIGKILL): status " << status << ": " << slurp(dir_ + "/err");
+    EXPECT_FALSE(path_exists(dir_ + "/state/term"));
+}
+
+// The stamps' limit, shown: a store into a page of a MAP_SHARED mapping that is already dirty changes the
+// content without moving mtime or ctime (on tmpfs the page is never written back, so never again). Mode
+// "stamps" then accepts the changed file from the caches; mode "verity-only" never trusts stamps and
+// refuses it; so does a verification without the cache.
+TEST_F(Signing, MapSharedStoreAfterPrimingAndVerityOnly) {
+    char t[] = "/dev/shm/trustme-mapshared.XXXXXX";
+    ASSERT_NE(::mkdtemp(t), nullptr);
+    const std::string shm = t;
+    bundle_ = shm + "/bundle";
+    rootfs_ = bundle_ + "/rootfs";
+    ASSERT_EQ(sh("cp -a " + dir_ + "/bundle " + shm + "/"), 0);
+    const std::string p = rootfs_ + "/etc/passwd";
+    write(p, "root:x:0:0:root:/root:/bin/sh\n");
+    sign();
+    // One no-op store through a shared mapping: the page is dirty and writable, ctime moved once, now.
+    UniqueFd fd(::open(p.c_str(), O_RDWR | O_CLOEXEC));
+    ASSERT_TRUE(fd);
+    auto* map = static_cast<char*>(::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0));
+    ASSERT_NE(map, MAP_FAILED);
+    *static_cast<volatile char*>(map) = *static_cast<volatile char*>(map);
+    ::sleep(3);  // past the racy margin
+    ASSERT_EQ(verify().rc, 0);  // primes the digest cache and the tree record
+    ASSERT_EQ(warm().rc, 1);
+    struct stat before{}, after{};
+    ASSERT_EQ(::stat(p.c_str(), &before), 0);
+    std::memcpy(map, "evil:x:0:0", 10);  // same size
+    ASSERT_EQ(::msync(map, 4096, MS_SYNC), 0);
+    ASSERT_EQ(::fsync(fd.get()), 0);
+    ASSERT_EQ(::stat(p.c_str(), &after), 0);
+    ASSERT_EQ(slurp(p).substr(0, 4), "evil");
+    EXPECT_EQ(before.st_ctim.tv_nsec, after.st_ctim.tv_nsec);
+    EXPECT_EQ(before.st_mtim.tv_nsec, after.st_mtim.tv_nsec);
+    // "stamps": the limit docs/signing.md states. Both the warm path and the plugin accept from the caches.
+    EXPECT_EQ(warm().rc, 1) << "stamps moved after all: the kernel closed the window";
+    EXPECT_EQ(verify().rc, 0);
+    // "verity-only": stamps vouch for nothing; the file has no fs-verity here, so it is read, and refused.
+    write_policy(R"("signature": "required", "verify_cache": "verity-only")");
+    EXPECT_EQ(warm().rc, 0);
+    expect_refused(p + ": content changed (SHA-256 differs from the manifest)");
+    write_policy(R"("signature": "required", "verify_cache": "off")");
+    expect_refused(p + ": content changed (SHA-256 differs from the manifest)");
+    ::munmap(map, 4096);
+    fd.reset();
+    sh("rm -rf '" + shm + "'");
+}
+
+// ---- fs-verity in the manifest. This host's filesystems have no fs-verity (the VM test enables it). ----
+
+// `sign --verity` where the filesystem has no fs-verity: one line, and nothing written or left behind.
+TEST_F(Signing, SignVerityWithoutFilesystemSupportIsOneLine) {
+    int probe = ::open(rootfs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_GE(probe, 0);
+    UniqueFd f(::openat(probe, "bin/busybox", O_RDONLY | O_CLOEXEC));
+    ::close(probe);
+    ASSERT_TRUE(f);
+    int err = 0;
+    if (measure_verity(f.get(), &err) || err == ENODATA) GTEST_SKIP() << "this filesystem has fs-verity";
+    const std::string s = kBin + "/bin/trustme-sign", errf = dir_ + "/err";
+    EXPECT_EQ(sh(s + " sign --verity --dir " + pki_ + " --name app " + bundle_ + " > /dev/null 2> " + errf), 1);
+    std::string e = slurp(errf);
+    EXPECT_EQ(std::count(e.begin(), e.end(), '\n'), 1) << e;
+    EXPECT_NE(e.find(": fs-verity: not supported by this"), std::string::npos) << e;
+    EXPECT_FALSE(path_exists(bundle_ + "/trustme.manifest"));
+    EXPECT_FALSE(path_exists(bundle_ + "/trustme.manifest.p7s"));
+}
+
+// A manifest with fs-verity digests verifies where files have no fs-verity (their content is read and
+// hashed, as without them); in mode "verity-only" the warm path then cannot vouch for them and hands over.
+TEST_F(Signing, VerityManifestWithoutVerityFallsBackToHashing) {
+    UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd r(::open(rootfs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    const std::string manifest = build_manifest(b.get(), r.get(), true, /*fsverity=*/true);
+    EXPECT_NE(manifest.find("/bin/busybox f 0755 0 0 size="), std::string::npos);
+    EXPECT_NE(manifest.find(" fsverity="), std::string::npos);
+    Manifest m = parse_manifest(manifest, "m");
+    EXPECT_EQ(render(m), manifest);
+    write(bundle_ + "/trustme.manifest", manifest);
+    write(bundle_ + "/trustme.manifest.p7s", cms_sign(manifest, pki_ + "/app.key", pki_ + "/app.pem", pki_ + "/app-chain.pem"));
+    ::sleep(3);
+    for (const char* mode : {"stamps", "verity-only"}) {
+        write_policy(std::string(R"("signature": "required", "verify_cache": ")") + mode + "\"");
+        WalkStats st;
+        Outcome o = verify_with(st);
+        EXPECT_EQ(o.rc, 0) << mode << ": " << o.error();
+        EXPECT_EQ(st.verity_files, 0u);
+        EXPECT_GT(st.bytes_hashed, 0u) << mode;
+    }
+    EXPECT_EQ(warm().rc, 0) << "verity-only: no fs-verity on these files, nothing may vouch for them warm";
+    write_policy(R"("signature": "required", "verify_cache": "stamps")");
+    EXPECT_EQ(warm().rc, 1);
+    rewrite_keeping_size_and_mtime(rootfs_ + "/bin/busybox");
+    expect_refused(rootfs_ + "/bin/busybox: content changed (SHA-256 differs from the manifest)");
 }
