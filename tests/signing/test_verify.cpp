@@ -816,11 +816,11 @@ TEST_F(Signing, WarmPathNeedsTheSameLibcrypto) {
         f.push_back(line.substr(i, j - i));
         i = j + 1;
     }
-    ASSERT_EQ(f.size(), 9u) << line;
+    ASSERT_EQ(f.size(), 10u) << line;  // ... LIBRARY SIGNED_SHA256 CHECK
     EXPECT_EQ(*decode_field(f[7]), library_identity(libcrypto_path()));
     f[7] = encode_field(library_identity(lib));
     std::string rewritten;
-    for (size_t i = 0; i < 8; ++i) rewritten += (i ? " " : "") + f[i];
+    for (size_t i = 0; i < 9; ++i) rewritten += (i ? " " : "") + f[i];
     rewritten += " " + sha256_hex(rewritten);
     write(store, text.substr(0, nl + 1) + rewritten + "\n");
     EXPECT_EQ(warm().rc, 1);
