@@ -1004,8 +1004,13 @@ TEST_F(Signing, FifoConfigIsOneLineNotAHang) {
 // refused after at most its statx size + 1 byte, while the writer is still at it; it used to be followed
 // for as long as the writer kept going.
 TEST_F(Signing, GrowingFileIsRefusedNotFollowed) {
+    // 256 MiB (sparse): hashing it takes far longer than the writer needs to wake up and start.
     const std::string p = rootfs_ + "/var/grows";
-    write(p, std::string(1 << 20, 'g'));
+    {
+        UniqueFd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        ASSERT_TRUE(fd);
+        ASSERT_EQ(::ftruncate(fd.get(), off_t{256} << 20), 0);
+    }
     sign();
     // The writer starts when the verifier opens the file to hash it (inotify IN_OPEN), so the size the
     // verifier's statx sees is still about the signed one.
@@ -1018,7 +1023,7 @@ TEST_F(Signing, GrowingFileIsRefusedNotFollowed) {
         char ev[256];
         if (::read(in, ev, sizeof ev) <= 0) ::_exit(1);
         int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
-        off_t size = 1 << 20;
+        off_t size = off_t{256} << 20;
         for (int i = 0; i < 15000 && fd >= 0; ++i) {  // 30 s at most: 128 GB/s of apparent growth
             size += off_t{256} << 20;
             if (::ftruncate(fd, size) < 0) break;
