@@ -7,6 +7,8 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -20,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/base/error.hpp"
 #include "runtime/base/fd.hpp"
 #include "runtime/base/pages.hpp"
 #include "runtime/base/log.hpp"
@@ -153,36 +156,92 @@ int reseat_exe(int fd) {
 
 }  // namespace
 
-void seal_self_exe(char** argv) {
-    UniqueFd self(procfs::open_link("self/exe", O_PATH));
-    if (!self) return;
-    struct statvfs sv;
-    if (::fstatvfs(self.get(), &sv) == 0 && (sv.f_flag & ST_RDONLY)) return;  // already sealed
-    UniqueFd tree(::open_tree(self.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
-    if (!tree) {
-        log::warn(std::string("cannot seal the runtime binary (CVE-2019-5736 protection): open_tree: ") + std::strerror(errno));
-        return;
-    }
+namespace {
+
+constexpr unsigned kSeals = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+
+std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+// In place or by re-executing through the read-only mount; returns only on failure, with the reason.
+std::string seal_through_mount(int self, char** argv, const std::string& dir) {
+    UniqueFd tree(::open_tree(self, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+    if (!tree) return errno_text("open_tree");
     struct mount_attr a {};
     a.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-    if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH, &a, sizeof a) < 0) {
-        log::warn(std::string("cannot seal the runtime binary: mount_setattr: ") + std::strerror(errno));
-        return;
-    }
-    // Plugins and helper binaries are found next to the original path, which the sealed exe no longer shows:
-    // resolve it now (exe_dir() caches it).
-    const std::string& dir = plugins::exe_dir();
+    if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH, &a, sizeof a) < 0) return errno_text("mount_setattr");
     // Cheapest: stay in this process and move our exe onto the sealed mount (no exec, ~0.1 ms).
     char path[32];
     std::snprintf(path, sizeof path, "self/fd/%d", tree.get());
     UniqueFd file(procfs::open_link(path, O_RDONLY));
     int why = file ? reseat_exe(file.get()) : errno;
-    if (why == 0) return;
-    log::debug(std::string("sealing the runtime binary in place failed (") + std::strerror(why) + "), re-executing through the sealed mount");
-    // Fallback: re-execute through the sealed mount; the new process finds its exe read-only and stops above.
+    if (why == 0) return {};
+    log::debug(std::string("sealing the runtime binary in place failed (") + std::strerror(why) +
+               "), re-executing through the sealed mount");
+    // Re-execute through the sealed mount; the new process finds its exe read-only and stops there.
     ::setenv("_TRUSTME_EXE_DIR", dir.c_str(), 1);
     ::syscall(SYS_execveat, tree.get(), "", argv, environ, AT_EMPTY_PATH);
-    log::warn(std::string("cannot seal the runtime binary: execveat: ") + std::strerror(errno));
+    return errno_text("execveat through the sealed mount");
+}
+
+// The fallback where no mount can be made (no CAP_SYS_ADMIN over our mount namespace: an unprivileged
+// user namespace, a seccomp profile without the mount API): a copy of the binary in a memfd, sealed
+// against every change (memfd_create(2), fcntl(2) F_ADD_SEALS; runc's libcontainer/dmz does the same), and
+// re-executed from it. Needs no privilege. Returns only on failure, with the reason.
+std::string exec_sealed_copy(char** argv, const std::string& dir) {
+    UniqueFd self(procfs::open_link("self/exe", O_RDONLY));
+    if (!self) return errno_text("open /proc/self/exe");
+    struct stat st;
+    if (::fstat(self.get(), &st) < 0) return errno_text("fstat /proc/self/exe");
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+    // MFD_EXEC: kernels with vm.memfd_noexec (6.3+) may refuse to execute a memfd made without it; older
+    // kernels do not know the flag (EINVAL).
+    UniqueFd mem(::memfd_create("trustme-runtime", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC));
+    if (!mem && errno == EINVAL) mem.reset(::memfd_create("trustme-runtime", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (!mem) return errno_text("memfd_create");
+    off_t off = 0;
+    while (off < st.st_size) {
+        ssize_t n = ::sendfile(mem.get(), self.get(), &off, static_cast<size_t>(st.st_size - off));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return n < 0 ? errno_text("copy into memfd") : "copy into memfd: short read";
+    }
+    if (::fcntl(mem.get(), F_ADD_SEALS, kSeals) < 0) return errno_text("seal memfd");
+    ::setenv("_TRUSTME_EXE_DIR", dir.c_str(), 1);
+    ::setenv("_TRUSTME_SEALED_COPY", "1", 1);
+    ::syscall(SYS_execveat, mem.get(), "", argv, environ, AT_EMPTY_PATH);
+    return errno_text("execveat of the sealed copy");
+}
+
+}  // namespace
+
+void seal_self_exe(char** argv) {
+    const std::string prefix = "cannot seal the runtime binary (CVE-2019-5736), not starting: ";
+    if (std::getenv("_TRUSTME_SEALED_COPY")) {
+        // We were re-executed from the sealed copy: check that this is so (the variable is only a hint,
+        // anyone can set it), and fail rather than loop or run unsealed.
+        ::unsetenv("_TRUSTME_SEALED_COPY");  // a twin we exec later seals itself anew
+        UniqueFd self(procfs::open_link("self/exe", O_RDONLY));
+        const int seals = self ? ::fcntl(self.get(), F_GET_SEALS) : -1;
+        if (seals >= 0 && (static_cast<unsigned>(seals) & kSeals) == kSeals) {
+            log::debug("running from a sealed copy of the runtime binary");
+            return;
+        }
+        fail(prefix + "the re-executed program is not the sealed copy");
+    }
+    UniqueFd self(procfs::open_link("self/exe", O_PATH));
+    if (!self) fail(prefix + errno_text("open /proc/self/exe"));
+    struct statvfs sv;
+    if (::fstatvfs(self.get(), &sv) == 0 && (sv.f_flag & ST_RDONLY)) return;  // already sealed
+    // Plugins and helper binaries are found next to the original path, which the sealed exe no longer shows:
+    // resolve it now (exe_dir() caches it).
+    const std::string& dir = plugins::exe_dir();
+    std::string why = seal_through_mount(self.get(), argv, dir);
+    if (why.empty()) return;
+    log::debug("sealing the runtime binary through a read-only mount failed (" + why +
+               "), re-executing from a sealed copy");
+    std::string why_copy = exec_sealed_copy(argv, dir);
+    fail(prefix + why + "; sealed copy: " + why_copy);
 }
 
 }  // namespace trustme::cli

@@ -6,6 +6,7 @@ namespace trustme::cli {
 // onto it in place (remap our segments from it, then PR_SET_MM_MAP exe_fd), or, where the kernel refuses
 // that, re-exec through it. The container-facing /proc/self/exe then names a file on a read-only mount
 // (writes fail with EROFS) and nothing is copied (runc 1.1 and crun copy the whole binary into a memfd per
-// start).
+// start). Where no mount can be made, it re-executes from a sealed memfd copy. It fails closed: if neither
+// works it throws, and the command does not run.
 void seal_self_exe(char** argv);
 }  // namespace trustme::cli

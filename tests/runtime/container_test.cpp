@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/un.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -211,7 +212,117 @@ void refuse_pr_set_mm() {
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) _exit(126);
 }
 
+// A seccomp filter that fails the listed system calls with EPERM, as a container host's seccomp profile
+// (or a caller without CAP_SYS_ADMIN over its mount namespace) refuses the mount API.
+template <int... Nr>
+void refuse_syscalls() {
+    constexpr int n = sizeof...(Nr);
+    struct sock_filter f[4 + 2 * n];
+    int i = 0;
+    f[i++] = BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+    for (int nr : {Nr...}) {
+        f[i++] = BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<unsigned>(nr), 0, 1);
+        f[i++] = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
+    }
+    f[i++] = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    struct sock_fprog prog = {static_cast<unsigned short>(i), f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) _exit(126);
+}
+
+// Execute the runtime from a mount that is not in its own mount namespace: the binary is opened, the child
+// unshares its mount namespace, then executes the opened file. The kernel then refuses the clone of that
+// mount (open_tree(OPEN_TREE_CLONE): EINVAL, fs/namespace.c __do_loopback, check_mnt), as it would for a
+// runtime started from a file of another mount namespace; everything else the runtime does works there.
+int g_exec_fd = -1;
+void exe_from_other_mount_ns() {
+    g_exec_fd = open(runtime_binary().c_str(), O_PATH | O_CLOEXEC);
+    if (g_exec_fd < 0 || unshare(CLONE_NEWNS) != 0) _exit(126);
+}
+
+// `create` through `wrap`; returns its exit status and stderr (the pid file names the init when it worked).
+Result create_wrapped(Bundle& b, const std::string& id, void (*wrap)(), bool debug = true) {
+    b.config["process"]["args"] = {"true"};
+    b.save();
+    b.ids.push_back(id);
+    std::string err_file = b.dir + "/create.err";
+    std::vector<std::string> args = {runtime_binary(), "--root", b.root, "create", "-b", b.dir,
+                                     "--pid-file", b.dir + "/pid", id};
+    if (debug) args.insert(args.begin() + 3, "--debug");
+    pid_t child = fork();
+    if (child == 0) {
+        int fd = open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || dup2(fd, 2) < 0) _exit(125);
+        wrap();
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        if (g_exec_fd >= 0) syscall(SYS_execveat, g_exec_fd, "", argv.data(), environ, AT_EMPTY_PATH);
+        else execv(argv[0], argv.data());
+        _exit(127);
+    }
+    int status = -1;
+    EXPECT_EQ(waitpid(child, &status, 0), child);
+    Result r;
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.err = read_text(err_file);
+    return r;
+}
+
 }  // namespace
+
+TEST(Container, RuntimeBinarySealFallsBackToSealedCopy) {
+    // No read-only mount of the binary can be made (the kernel refuses to clone its mount): the runtime
+    // re-executes from a sealed memfd copy of itself, so the init's exe still cannot be written.
+    Bundle b("cve-copy");
+    Result r = create_wrapped(b, "cvecopy", exe_from_other_mount_ns);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("(open_tree: Invalid argument), re-executing from a sealed copy"), std::string::npos) << r.err;
+    std::string proc = "/proc/" + read_text(b.dir + "/pid");
+    EXPECT_NE(read_text(proc + "/environ").find("_TRUSTME_SEALED_COPY=1"), std::string::npos) << "no re-exec from the copy";
+    int fd = open((proc + "/exe").c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    int seals = fcntl(fd, F_GET_SEALS);
+    close(fd);
+    ASSERT_GE(seals, 0) << "the init's exe is not a sealed memfd: " << strerror(errno);
+    EXPECT_EQ(seals & (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE),
+              F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
+    // The attack: reopen the exe for writing.
+    fd = open((proc + "/exe").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        EXPECT_LT(write(fd, "x", 1), 0) << "wrote into the runtime binary";
+        EXPECT_EQ(errno, EPERM);
+        close(fd);
+    }
+    EXPECT_EQ(b.rt({"delete", "--force", "cvecopy"}).status, 0);
+}
+
+TEST(Container, RuntimeBinarySealFailsClosed) {
+    // Neither the read-only mount nor the sealed copy can be made: the container does not start.
+    Bundle b("cve-closed");
+    Result r = create_wrapped(b, "cveclosed", refuse_syscalls<__NR_open_tree, __NR_memfd_create>, false);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_NE(r.err.find("cannot seal the runtime binary (CVE-2019-5736), not starting: open_tree: "
+                         "Operation not permitted; sealed copy: memfd_create: Operation not permitted"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(b.rt({"list", "-q"}).out, "");
+    struct stat st;
+    EXPECT_NE(stat((b.root + "/cveclosed").c_str(), &st), 0) << "state left behind";
+}
+
+TEST(Container, RuntimeBinarySealedCopyWorksUnprivileged) {
+    // In a user namespace of its own the runtime has no CAP_SYS_ADMIN over the host's mount namespace, so
+    // open_tree is refused by the kernel itself: the sealed copy needs no privilege.
+    std::string root = make_temp_dir("cve-userns");
+    Result r = run({"unshare", "--user", "--map-root-user", runtime_binary(), "--debug", "--root", root, "exec",
+                    "nosuch", "true"});
+    remove_tree(root);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_NE(r.err.find("open_tree: Operation not permitted), re-executing from a sealed copy"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("running from a sealed copy of the runtime binary"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("container \"nosuch\" does not exist"), std::string::npos) << r.err;
+}
 
 TEST(Container, RuntimeBinaryIsSealedAgainstOverwrite) {
     Bundle b("cve");
