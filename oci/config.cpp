@@ -470,11 +470,12 @@ Config parse_config(std::string_view text, const std::string& origin) {
     Config cfg;
     try {
         cfg.raw = json::parse(text);
-    } catch (const json::parse_error& e) {
-        // nlohmann's message carries "line N, column M"; keep just that part of it.
+    } catch (const json::exception& e) {
+        // nlohmann's message carries "line N, column M"; keep just that part of it. A number beyond
+        // double's range is an out_of_range (406), not a parse_error: "number overflow parsing '1e555'".
         std::string m = e.what();
-        auto pos = m.find("parse error");
-        fail(origin + ": malformed JSON: " + (pos == std::string::npos ? m : m.substr(pos)));
+        auto pos = m.find("] ");
+        fail(origin + ": malformed JSON: " + (pos == std::string::npos ? m : m.substr(pos + 2)));
     }
     const json& j = cfg.raw;
     if (!j.is_object()) c.bad("(root)", "must be a JSON object");

@@ -47,17 +47,25 @@ std::vector<std::string> string_list(const std::string& origin, const nlohmann::
     return out;
 }
 
-// Parse rejecting duplicate keys at any depth (nlohmann keeps the last one silently).
+// Parse rejecting duplicate keys at any depth (nlohmann keeps the last one silently). The keys of the
+// open objects are kept so that an error found inside a value (a number beyond double's range: nlohmann
+// throws out_of_range.406, not a parse_error) names its field.
 nlohmann::json parse_strict(const std::string& text, const std::string& origin) {
     std::vector<std::set<std::string>> seen;
+    std::vector<std::string> keys;  // the current key of each open object
     std::string dup;
     auto cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
         using E = nlohmann::json::parse_event_t;
-        if (ev == E::object_start) seen.emplace_back();
-        else if (ev == E::object_end) { if (!seen.empty()) seen.pop_back(); }
-        else if (ev == E::key && !seen.empty()) {
+        if (ev == E::object_start) {
+            seen.emplace_back();
+            keys.emplace_back();
+        } else if (ev == E::object_end) {
+            if (!seen.empty()) seen.pop_back();
+            if (!keys.empty()) keys.pop_back();
+        } else if (ev == E::key && !seen.empty()) {
             const auto& k = parsed.get_ref<const std::string&>();
             if (!seen.back().insert(k).second && dup.empty()) dup = k;
+            keys.back() = k;
         }
         (void)depth;
         return true;
@@ -65,11 +73,16 @@ nlohmann::json parse_strict(const std::string& text, const std::string& origin) 
     nlohmann::json j;
     try {
         j = nlohmann::json::parse(text, cb, /*allow_exceptions=*/true, /*ignore_comments=*/false);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
         // e.what() is "[json.exception.parse_error.101] parse error at line L, column C: ..."; keep the tail.
         std::string w = e.what();
         auto p = w.find("] ");
-        fail(origin + ": invalid JSON: " + (p == std::string::npos ? w : w.substr(p + 2)));
+        std::string why = p == std::string::npos ? w : w.substr(p + 2);
+        std::string field;
+        for (const auto& k : keys)
+            if (!k.empty()) field += (field.empty() ? "" : ".") + k;
+        if (e.id == 406 && !field.empty()) bad(origin, field, why);  // out_of_range.406: number overflow
+        fail(origin + ": invalid JSON: " + why);
     }
     if (!dup.empty()) bad(origin, dup, "duplicate key");
     return j;

@@ -56,10 +56,10 @@ oci::Process exec_process_spec(const ExecOpts& o, const oci::Config& cfg) {
         nlohmann::json j;
         try {
             j = nlohmann::json::parse(text);
-        } catch (const nlohmann::json::parse_error& e) {
+        } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e555
             std::string m = e.what();
-            auto pos = m.find("parse error");
-            fail(o.process_file + ": malformed JSON: " + (pos == std::string::npos ? m : m.substr(pos)));
+            auto pos = m.find("] ");
+            fail(o.process_file + ": malformed JSON: " + (pos == std::string::npos ? m : m.substr(pos + 2)));
         }
         return oci::parse_process(j, o.process_file, "process");
     }

@@ -45,6 +45,13 @@ TEST(OciConfig, MalformedJsonNamesFileAndPosition) {
     EXPECT_NE(e.find("line 1"), std::string::npos) << e;
 }
 
+// nlohmann reports a number beyond double's range as out_of_range (406), not parse_error: it escaped
+// parse_config as a foreign exception (found by tests/fuzz fuzz_config).
+TEST(OciConfig, NumberOverflowIsMalformedJson) {
+    EXPECT_EQ(error_of(R"({"ociVersion": "1.0.2", "process": {"user": {"uid": 1e555}}})"),
+              "config.json: malformed JSON: number overflow parsing '1e555'");
+}
+
 TEST(OciConfig, WrongTypesNameTheJsonPath) {
     EXPECT_EQ(error_of(with([](auto& j) { j["process"]["args"] = "sh"; })), "config.json: process.args: must be an array");
     EXPECT_EQ(error_of(with([](auto& j) { j["process"]["args"] = nlohmann::json::array(); })),

@@ -139,6 +139,16 @@ TEST(Policy, MalformedIsAnErrorNamingFileAndField) {
               "/etc/p/policy.json: constraints.allowed_bind_sources[0]: must be an absolute path without ..");
 }
 
+// A number beyond double's range is not a parse_error for nlohmann but an out_of_range (406): it escaped
+// parse() and aborted the fuzzer (found by tests/fuzz fuzz_policy on "1e555").
+TEST(Policy, NumberOverflowIsAnErrorNamingFileAndField) {
+    EXPECT_EQ(error_of("1e555"), "/etc/p/policy.json: invalid JSON: number overflow parsing '1e555'");
+    EXPECT_EQ(error_of(R"({"signature": "off", "pcr": 1e555})"),
+              "/etc/p/policy.json: pcr: number overflow parsing '1e555'");
+    EXPECT_EQ(error_of(R"({"signature": "off", "constraints": {"x": [{"y": 1}, -1e999]}})"),
+              "/etc/p/policy.json: constraints.x: number overflow parsing '-1e999'");
+}
+
 TEST(Policy, LoadResolution) {
     char dir[] = "/tmp/trustme-policy-test.XXXXXX";
     ASSERT_NE(mkdtemp(dir), nullptr);
