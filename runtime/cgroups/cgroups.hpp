@@ -55,6 +55,9 @@ struct CreateOptions {
     const std::map<std::string, std::string>* annotations = nullptr;  // org.systemd.property.* for it
 };
 
+// The first limit that linux.resources sets ("memory.limit"), "" when it sets none (device rules aside).
+std::string first_setting(const nlohmann::json& resources);
+
 class Manager {
 public:
     // cgroups_path: config's linux.cgroupsPath ("" → default "/trustme-<id>"); absolute or relative as
@@ -64,6 +67,8 @@ public:
     static std::unique_ptr<Manager> create(const std::string& cgroups_path, const std::string& container_id,
                                            const CreateOptions& opts = {});
     static std::unique_ptr<Manager> load(const nlohmann::json& saved);  // from state.json (what save() wrote)
+    // No cgroup (rootless without delegation): nothing to create or remove; update/pause/resume refuse.
+    static std::unique_ptr<Manager> none();
     virtual ~Manager();
 
     virtual Mode mode() const = 0;

@@ -29,14 +29,14 @@ namespace {
 using container::Globals;
 
 const std::vector<Flag> kGlobal = {
-    {"root", 0, "DIR", "state directory (default /run/trustme-runtime)"},
+    {"root", 0, "DIR", "state directory (default /run/trustme-runtime; rootless: $XDG_RUNTIME_DIR/trustme-runtime)"},
     {"log", 0, "FILE", "write log lines to FILE instead of stderr (one that cannot be opened: exit 1)"},
     {"log-format", 0, "text|json", "log line format (default text); engines use json"},
     {"debug", 0, nullptr, "log debug messages"},
     {"systemd-cgroup", 0, nullptr, "use the systemd cgroup driver: a transient unit per container (cgroupsPath \"slice:prefix:name\")"},
     {"policy", 0, "FILE", "trust policy (default $TRUSTME_POLICY, then /etc/trustme/policy.json)"},
     {"criu", 0, "PATH", "accepted for runc compatibility; checkpoint/restore is not supported"},
-    {"rootless", 0, "true|false|auto", "accepted for runc compatibility; only rootful operation is supported"},
+    {"rootless", 0, "true|false|auto", "rootless mode: no cgroup unless delegated (default auto: when not root, or root of a user namespace)"},
     {"version", 'v', nullptr, "print the version"},
     {"help", 'h', nullptr, "show help"},
 };
@@ -350,7 +350,17 @@ int main(int argc, char** argv) {
         print_main_help();
         return i >= argc && !ga.has("help") ? 2 : 0;
     }
+    if (::geteuid() != 0) {
+        // Rootless, as runc: state under $XDG_RUNTIME_DIR (the user's own tmpfs), else /run/user/<uid>.
+        const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+        g.root = (xdg && *xdg == '/' ? std::string(xdg) : "/run/user/" + std::to_string(::geteuid())) + "/trustme-runtime";
+    }
     g.root = ga.get("root", g.root);
+    g.rootless = ga.get("rootless", g.rootless);
+    if (g.rootless != "true" && g.rootless != "false" && g.rootless != "auto") {
+        log::error("--rootless: invalid value \"" + g.rootless + "\" (true, false or auto)");
+        return 2;
+    }
     g.policy = ga.get("policy");
     g.systemd_cgroup = ga.has("systemd-cgroup");
     std::string name = argv[i];

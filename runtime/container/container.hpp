@@ -10,7 +10,13 @@ struct Globals {
     std::string root = "/run/trustme-runtime";
     std::string policy;  // --policy (else $TRUSTME_POLICY, else /etc/trustme/policy.json)
     bool systemd_cgroup = false;
+    // --rootless: "true", "false" or "auto" (rootless when not root, or root inside a user namespace that
+    // is not the host's, as rootless podman calls us). Rootless: no cgroup unless one was delegated.
+    std::string rootless = "auto";
 };
+
+// Whether --rootless (as given, or "auto" decided for this process) means rootless.
+bool rootless(const Globals& g);
 
 struct CreateOpts {
     std::string id;

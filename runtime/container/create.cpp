@@ -3,6 +3,7 @@
 #include <linux/openat2.h>
 #include <linux/sched.h>
 #include <poll.h>
+#include <spawn.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -106,6 +107,58 @@ void write_id_map(pid_t pid, const char* file, const std::vector<oci::IdMapping>
     procfs::write(std::to_string(pid) + "/" + file, text);
 }
 
+// newuidmap/newgidmap (the uidmap package: setuid helpers that allow the ranges /etc/subuid and
+// /etc/subgid give the caller). Their complaint becomes our one line.
+void run_idmap_helper(const char* helper, pid_t pid, const std::vector<oci::IdMapping>& maps, const char* field) {
+    std::vector<std::string> args = {helper, std::to_string(pid)};
+    for (auto& m : maps)
+        for (uint32_t v : {m.container_id, m.host_id, m.size}) args.push_back(std::to_string(v));
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int out[2];
+    if (::pipe2(out, O_CLOEXEC) < 0) fail_errno(errno, field);
+    UniqueFd rd(out[0]), wr(out[1]);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 2);
+    pid_t child;
+    int rc = ::posix_spawnp(&child, helper, &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) fail_errno(rc, std::string(field) + ": " + helper + " (install the uidmap package)");
+    wr.reset();
+    std::string err = read_all(rd.get(), helper, 4096);
+    int st = 0;
+    while (::waitpid(child, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        while (!err.empty() && err.back() == '\n') err.pop_back();
+        if (auto nl = err.find('\n'); nl != std::string::npos) err.resize(nl);
+        fail(std::string(field) + ": " + helper + " refused the mapping" + (err.empty() ? "" : ": " + err));
+    }
+}
+
+// As root, the maps are written directly. Unprivileged (rootless), only a mapping of our own id alone may
+// be written directly, gid_map only after setgroups is denied (user_namespaces(7)); any other mapping goes
+// through newuidmap/newgidmap.
+void write_id_maps(pid_t pid, const oci::Linux& l) {
+    const uid_t euid = ::geteuid();
+    const gid_t egid = ::getegid();
+    auto own = [](const std::vector<oci::IdMapping>& m, uint32_t id) {
+        return m.size() == 1 && m[0].host_id == id && m[0].size == 1;
+    };
+    if (euid == 0 || own(l.uid_mappings, euid)) write_id_map(pid, "uid_map", l.uid_mappings);
+    else run_idmap_helper("newuidmap", pid, l.uid_mappings, "linux.uidMappings");
+    if (euid == 0) {
+        write_id_map(pid, "gid_map", l.gid_mappings);
+    } else if (own(l.gid_mappings, egid)) {
+        procfs::write(std::to_string(pid) + "/setgroups", "deny");
+        write_id_map(pid, "gid_map", l.gid_mappings);
+    } else {
+        run_idmap_helper("newgidmap", pid, l.gid_mappings, "linux.gidMappings");
+    }
+}
+
 // Joining namespaces by path happens in the parent around clone3 (so the child is created inside them and
 // new namespaces are owned correctly), then the parent returns to its own namespaces.
 class NsJoiner {
@@ -198,6 +251,22 @@ int listen_fds() {
 
 Created::~Created() = default;
 
+bool rootless(const Globals& g) {
+    if (g.rootless == "true") return true;
+    if (g.rootless == "false") return false;
+    if (::geteuid() != 0) return true;
+    // Root, but of a user namespace that is not the host's (rootless podman runs us so): its uid_map is not
+    // the identity over all ids. Read only where a decision needs it, never on the rootful start path.
+    try {
+        std::string map = read_file("/proc/self/uid_map");
+        unsigned long inside = 1, outside = 1, count = 0;
+        return std::sscanf(map.c_str(), "%lu %lu %lu", &inside, &outside, &count) != 3 || inside != 0 ||
+               outside != 0 || count != 4294967295UL;
+    } catch (const Error&) {
+        return false;
+    }
+}
+
 void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     if (!oci::valid_id(o.id)) fail("invalid container id \"" + o.id + "\" (allowed: letters, digits, _ + - .)");
     if (g.systemd_cgroup) plugins::use_systemd();
@@ -273,7 +342,10 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     }
 
     // What was verified is what gets mounted: a detached clone of the verified directory fd.
-    c.rootfs_tree = rootfs::clone_tree(c.rootfs_fd.get(), c.rootfs, cfg.linux_.rootfs_propagation);
+    // Unprivileged (rootless), the clone is made by the init in its own mount namespace instead, and
+    // checked there to be this same directory (rootfs::Plan::rootfs_is_dir): we may not clone here.
+    if (::geteuid() == 0 && g.rootless != "true")
+        c.rootfs_tree = rootfs::clone_tree(c.rootfs_fd.get(), c.rootfs, cfg.linux_.rootfs_propagation);
 
     // 2. State directory, cgroup, volumes: each undone by the guard if a later step fails.
     c.dir = std::make_unique<state::ContainerDir>(state::ContainerDir::create(g.root, o.id));
@@ -290,7 +362,18 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     c.cg = cgroups::Manager::create(cfg.linux_.cgroups_path, o.id, {g.systemd_cgroup, &cfg.annotations});
     c.rec.cgroup = c.cg->save();
     c.dir->write(c.rec);  // from here on, delete --force finds the cgroup even if we crash
-    c.cg->create_dirs();
+    try {
+        c.cg->create_dirs();
+    } catch (const Error& e) {
+        // Rootless without a delegated cgroup: none at all, as runc's rootless manager (permission errors
+        // ignored); limits that need one are refused by name.
+        if (!rootless(g)) throw;
+        if (auto field = cgroups::first_setting(cfg.linux_.resources); !field.empty())
+            fail(origin + ": linux.resources." + field + ": needs a cgroup, and none could be made (" + e.what() + ")");
+        c.cg = cgroups::Manager::none();
+        c.rec.cgroup = c.cg->save();
+        c.dir->write(c.rec);
+    }
     c.cg->apply(cfg.linux_.resources);
     check_rt_budget(*cfg.process, *c.cg, origin);
 
@@ -375,7 +458,9 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     ic.id = o.id;
     ic.bundle = c.bundle;
     ic.rootfs_path = c.rootfs;
-    ic.rootfs_fd = mntns ? c.rootfs_tree.get() : c.rootfs_fd.get();  // no mount namespace: chroot into the directory
+    // No mount namespace: chroot into the directory. Rootless: the init clones it (rootfs::Plan::rootfs_is_dir).
+    ic.rootfs_fd = mntns && c.rootfs_tree ? c.rootfs_tree.get() : c.rootfs_fd.get();
+    ic.rootfs_is_dir = mntns && !c.rootfs_tree;
     ic.sync_fd = child_sock.get();
     ic.start_fd = fifo.get();
     ic.status_fd = status.get();
@@ -414,8 +499,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     status.reset();
 
     if (cfg.linux_.find(CLONE_NEWUSER) && !userns_fd) {
-        write_id_map(pid, "uid_map", cfg.linux_.uid_mappings);
-        write_id_map(pid, "gid_map", cfg.linux_.gid_mappings);
+        write_id_maps(pid, cfg.linux_);
     }
     c.cg->add_process(pid);
     if (cfg.process->oom_score_adj)

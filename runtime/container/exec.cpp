@@ -139,11 +139,17 @@ int exec(const Globals& g, const ExecOpts& o) {
     if (procfs::root() < 0) fail_errno(errno, "exec: open /proc (a procfs is needed)");
     // Enter the container's pid namespace for our children only, clone, and come back.
     UniqueFd own_pidns, their_pidns;
+    bool from_inside = false;  // rootless: a first child enters and makes the process (exec_init_from_inside)
     if (pidns) {
         own_pidns.reset(procfs::open_link("self/ns/pid", O_RDONLY));
         their_pidns.reset(procfs::open_link(std::to_string(r.rec.st.pid) + "/ns/pid", O_RDONLY));
-        if (!own_pidns || !their_pidns || ::setns(their_pidns.get(), CLONE_NEWPID) < 0)
-            fail_errno(errno, "exec: enter the container's pid namespace");
+        if (!own_pidns || !their_pidns || ::setns(their_pidns.get(), CLONE_NEWPID) < 0) {
+            // Its pid namespace belongs to the container's user namespace, which we are not in.
+            if (!(errno == EPERM && cfg.linux_.find(CLONE_NEWUSER)))
+                fail_errno(errno, "exec: enter the container's pid namespace");
+            from_inside = true;
+            pidns = false;
+        }
     }
     struct clone_args args {};
     int pidfd = -1;
@@ -158,6 +164,7 @@ int exec(const Globals& g, const ExecOpts& o) {
     pid_t pid = static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
     if (pid == 0) {
         parent_sock.reset();
+        if (from_inside) process::exec_init_from_inside(ic, cpid.get(), ns_flags);
         process::exec_init(ic, cpid.get(), ns_flags);
     }
     int clone_errno = errno;
@@ -165,6 +172,19 @@ int exec(const Globals& g, const ExecOpts& o) {
     if (pid < 0) fail_errno(clone_errno, "exec: clone3");
     UniqueFd child_pidfd(pidfd);
     child_sock.reset();
+    if (from_inside) {
+        // The first child's only message is the process it made (our child too: CLONE_PARENT), or why not.
+        sync::Packet p;
+        bool got = sync::recv(parent_sock.get(), p);
+        UniqueFd made(p.fd);
+        while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+        }
+        if (!got) fail("exec: the process exited during setup");
+        if (p.type == sync::Msg::Error) fail("exec: " + p.text);
+        if (p.type != sync::Msg::Pid || !made) fail("exec: unexpected message from the process");
+        pid = static_cast<pid_t>(std::stol(p.text));
+        child_pidfd = std::move(made);
+    }
     auto kill_child = [&] {
         ::syscall(SYS_pidfd_send_signal, child_pidfd.get(), SIGKILL, nullptr, 0);
         ::waitpid(pid, nullptr, 0);

@@ -7,6 +7,7 @@
 #include <linux/openat2.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -361,6 +362,7 @@ void finalize_process(InitConfig& ic) {
     plan.bundle = ic.bundle;
     plan.rootfs_path = ic.rootfs_path;
     plan.rootfs_fd = ic.rootfs_fd;
+    plan.rootfs_is_dir = ic.rootfs_is_dir;
     plan.no_pivot = ic.no_pivot;
     plan.userns = cfg.linux_.find(CLONE_NEWUSER) != nullptr;
     plan.extra_mounts = ic.extra_mounts;
@@ -483,6 +485,28 @@ std::string resolve_executable(const oci::Process& proc) {
         s = e + 1;
     }
     fail("exec: \"" + arg0 + "\": executable file not found in $PATH");
+}
+
+[[noreturn]] void exec_init_from_inside(InitConfig& ic, int container_pidfd, int ns_flags) {
+    try {
+        if (::setns(container_pidfd, ns_flags | CLONE_NEWPID) < 0) fail_errno(errno, "join the container's namespaces");
+        ::close(container_pidfd);
+        struct clone_args args {};
+        int pidfd = -1;
+        args.flags = CLONE_PARENT | CLONE_PIDFD;
+        args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+        pid_t pid = static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+        if (pid == 0) exec_init(ic, -1, 0);  // already inside: nothing more to join
+        if (pid < 0) fail_errno(errno, "clone3 in the container's namespaces");
+        sync::send(ic.sync_fd, sync::Msg::Pid, std::to_string(pid), pidfd);
+        ::_exit(0);
+    } catch (const std::exception& e) {
+        try {
+            sync::send(ic.sync_fd, sync::Msg::Error, e.what());
+        } catch (...) {
+        }
+    }
+    ::_exit(1);
 }
 
 [[noreturn]] void exec_init(InitConfig& ic, int container_pidfd, int ns_flags) {

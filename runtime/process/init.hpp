@@ -16,6 +16,7 @@ struct InitConfig {
     std::string bundle;
     std::string rootfs_path;
     int rootfs_fd = -1;
+    bool rootfs_is_dir = false;  // rootfs_fd is the verified directory, not a clone of it (rootless)
     int sync_fd = -1;      // our end of the socketpair
     int start_fd = -1;     // exec fifo, opened O_RDWR: a read blocks until `start` writes
     int status_fd = -1;    // exec status fifo, O_RDWR|O_CLOEXEC: closed by the exec, or carries the error
@@ -40,6 +41,11 @@ struct InitConfig {
 // The `exec` child: joins the namespaces of the container behind container_pidfd (ns_flags), then sets up
 // the process exactly as the init does and execs it without waiting for a start.
 [[noreturn]] void exec_init(InitConfig& ic, int container_pidfd, int ns_flags);
+
+// exec_init for a container whose pid namespace we may not enter from outside (rootless: it belongs to the
+// container's user namespace): this first child joins all of the container's namespaces, makes the real
+// exec child with CLONE_PARENT (so the runtime still waits for it), reports it (Msg::Pid) and exits.
+[[noreturn]] void exec_init_from_inside(InitConfig& ic, int container_pidfd, int ns_flags);
 
 // PATH lookup of args[0] inside the container (after pivot_root). Throws a one-line error
 // ("exec: \"foo\": executable file not found in $PATH"), as runc does at create.

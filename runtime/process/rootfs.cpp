@@ -459,8 +459,20 @@ UniqueFd prepare(const Plan& plan) {
 
     // Attach the detached clone of exactly the verified directory (made by the parent from the verified fd,
     // because open_tree(OPEN_TREE_CLONE) only clones mounts of the caller's own mount namespace).
-    UniqueFd tree(::fcntl(plan.rootfs_fd, F_DUPFD_CLOEXEC, 3));
-    if (!tree) fail_errno(errno, "rootfs " + plan.rootfs_path);
+    UniqueFd tree;
+    if (plan.rootfs_is_dir) {
+        // Rootless: the parent could not clone in the host's mount namespace. Clone the path here, in our
+        // own, and accept it only if it is the very directory that was verified.
+        tree.reset(::open_tree(AT_FDCWD, plan.rootfs_path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+        if (!tree) fail_errno(errno, "rootfs " + plan.rootfs_path + ": clone mount");
+        struct stat a, b;
+        if (::fstat(tree.get(), &a) < 0 || ::fstat(plan.rootfs_fd, &b) < 0) fail_errno(errno, "rootfs " + plan.rootfs_path);
+        if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+            fail("rootfs " + plan.rootfs_path + ": replaced after it was verified");
+    } else {
+        tree.reset(::fcntl(plan.rootfs_fd, F_DUPFD_CLOEXEC, 3));
+        if (!tree) fail_errno(errno, "rootfs " + plan.rootfs_path);
+    }
     if (::move_mount(tree.get(), "", AT_FDCWD, plan.rootfs_path.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0)
         fail_errno(errno, "rootfs " + plan.rootfs_path + ": attach");
     // The tree fd now names the mount's root: resolve everything from it.

@@ -23,6 +23,7 @@ struct Plan {
     std::string bundle;        // absolute bundle directory (relative bind sources are resolved from it)
     std::string rootfs_path;   // absolute path of the rootfs (where the verified tree gets attached)
     int rootfs_fd = -1;        // detached clone (open_tree) of the directory that was verified
+    bool rootfs_is_dir = false;  // rootfs_fd is the verified directory itself: the init clones it (rootless)
     bool no_pivot = false;
     bool userns = false;       // in a new user namespace: devices are bind-mounted, not mknod'ed
     std::string mount_label_opt;  // ",context=..." or ""

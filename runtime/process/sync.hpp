@@ -14,6 +14,7 @@ enum class Msg : uint32_t {
     Error = 5,         // child → parent: text = one-line reason
     SeccompFd = 6,     // child → parent: the seccomp notify listener fd
     ConsoleFd = 7,     // child → parent: the pty master
+    Pid = 8,           // exec helper → parent: the process it made for us (text = pid, fd = its pidfd)
 };
 
 struct Packet {
