@@ -344,8 +344,8 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     // What was verified is what gets mounted: a detached clone of the verified directory fd.
     // Unprivileged (rootless), the clone is made by the init in its own mount namespace instead, and
     // checked there to be this same directory (rootfs::Plan::rootfs_is_dir): we may not clone here.
-    if (::geteuid() == 0 && g.rootless != "true")
-        c.rootfs_tree = rootfs::clone_tree(c.rootfs_fd.get(), c.rootfs, cfg.linux_.rootfs_propagation);
+    const bool parent_clones = ::geteuid() == 0 && g.rootless != "true";
+    if (parent_clones) c.rootfs_tree = rootfs::clone_tree(c.rootfs_fd.get(), c.rootfs, cfg.linux_.rootfs_propagation);
 
     // 2. State directory, cgroup, volumes: each undone by the guard if a later step fails.
     c.dir = std::make_unique<state::ContainerDir>(state::ContainerDir::create(g.root, o.id));
@@ -428,7 +428,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     // (runtime/base/procfs.hpp) and the null device that masks files.
     if (procfs::root() < 0) fail_errno(errno, "open /proc (a procfs is needed)");
     UniqueFd dev_null;
-    if (!cfg.linux_.masked_paths.empty()) dev_null = rootfs::clone_dev_null();
+    if (!cfg.linux_.masked_paths.empty() && parent_clones) dev_null = rootfs::clone_dev_null();  // else the init does
     uint64_t flags = 0;
     int late = 0;
     NsJoiner joiner;

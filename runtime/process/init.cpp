@@ -383,6 +383,13 @@ void finalize_process(InitConfig& ic) {
 
     bool mntns = cfg.linux_.find(CLONE_NEWNS) != nullptr;
     UniqueFd root;
+    UniqueFd own_null;
+    if (mntns && plan.dev_null_fd < 0 && !cfg.linux_.masked_paths.empty()) {
+        // Rootless: the parent may not clone the null device; clone it here, from our copy of the host's
+        // mount namespace, before anything of the container's is mounted in it.
+        own_null = rootfs::clone_dev_null();
+        plan.dev_null_fd = own_null.get();
+    }
     if (mntns) root = rootfs::prepare(plan);
 
     // prestart + createRuntime run in the runtime namespace (by the parent), createContainer here, in the
