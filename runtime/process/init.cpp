@@ -451,7 +451,7 @@ void finalize_process(InitConfig& ic) {
     // setns(pidfd, flags) joins all of the container's namespaces at once (Linux 5.8); the pid namespace
     // was entered by the parent (pid_for_children) before clone, so we already are inside it.
     if (ns_flags && ::setns(container_pidfd, ns_flags) < 0) fail_errno(errno, "join the container's namespaces");
-    if (!(ns_flags & CLONE_NEWNS)) {
+    if (!ic.cfg->linux_.find(CLONE_NEWNS)) {
         // No mount namespace to join: its root is the init's chroot (runc would leave us on the host's root).
         UniqueFd r(::open(("/proc/" + pkt.text + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
         if (!r || ::fchdir(r.get()) < 0 || ::chroot(".") < 0) fail_errno(errno, "enter the container's root");
