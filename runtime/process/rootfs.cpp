@@ -478,6 +478,20 @@ UniqueFd prepare(const Plan& plan) {
     // The tree fd now names the mount's root: resolve everything from it.
     int root = tree.get();
 
+    // A verified image is never written to: without a /dev of the config's own, the default devices go on
+    // a tmpfs over the image's /dev (runc's default /dev mount) rather than into it, where they would make
+    // the next verification fail. runc makes them in the image.
+    bool dev_mounted = false;
+    for (auto& m : cfg.mounts) dev_mounted |= m.destination == "/dev";
+    if (!dev_mounted && cfg.annotations.count("org.trustme.verified.manifest")) {
+        oci::Mount dev;
+        dev.destination = "/dev";
+        dev.type = dev.source = "tmpfs";
+        dev.flags = MS_NOSUID | MS_STRICTATIME;
+        dev.data = "mode=755,size=65536k";
+        mount_one(plan, root, dev, "/dev (a tmpfs: the verified image is not written to)");
+    }
+
     size_t i = 0;
     for (auto& m : cfg.mounts) {
         mount_one(plan, root, m, "mounts[" + std::to_string(i) + "] " + m.destination);
