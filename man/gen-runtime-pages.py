@@ -31,8 +31,13 @@ NOTES = {
          "reused pid). With --all the signal goes to every process of the container's cgroup. A stopped container is an error.",
  "delete": "Removes a stopped or created container: kills what is left, removes the cgroup, closes volumes, runs the "
            "poststop hooks (failures are warnings) and removes the state directory. A running or paused container needs "
-           "--force. delete --force also cleans up after a runtime that crashed half way through create.",
- "list": "Lists the containers under the state directory.",
+           "--force. delete --force also cleans up after a runtime that crashed half way through create, and removes a "
+           "broken entry (see list) without running its hooks or signalling anything it names. An id that is not ours "
+           "(another runtime's container in a shared --root) is left alone: an error, or success with --force.",
+ "list": "Lists the containers under the state directory. Entries that are not this runtime's (runc's containers when "
+         "an engine gives both runtimes the same --root) are skipped. An entry of ours whose state cannot be trusted "
+         "(malformed, too large or too deeply nested JSON, wrong types, cgroup paths outside their hierarchy) is listed "
+         "with status broken; delete --force removes it.",
  "exec": "Starts a new process in a running container: it joins all of the container's namespaces (setns on a pidfd) and "
          "its cgroup and gets the container's seccomp filter, capabilities, no_new_privs and labels unless overridden. "
          "Options come before the container id; everything after the id is the command.",
@@ -103,6 +108,12 @@ entry (trustme\\-manifest(5)). Encrypted volumes are unlocked with keys sealed i
 .PP
 The runtime binary is protected against CVE\\-2019\\-5736: create, run and exec re\\-execute it through a detached
 read\\-only bind mount of itself, so /proc/<pid>/exe of a container process can never be opened for writing.
+Where no mount can be made (an unprivileged user namespace, a seccomp profile without the mount API) it re\\-executes
+from a sealed memfd copy of itself instead; if neither works, the container does not start.
+.PP
+Every command that takes a container id checks it first against runc's rule: letters, digits, _ + \\- . only,
+and not . or .. . JSON input is bounded: config.json and process.json at most 16 MiB and 64 levels deep,
+update \\-\\-resources 1 MiB and 16 levels, state.json 32 MiB.
 .SH COMMANDS
 {cmdlist}
 .SH GLOBAL OPTIONS
@@ -111,10 +122,17 @@ read\\-only bind mount of itself, so /proc/<pid>/exe of a container process can 
 .TP
 .B TRUSTME_POLICY
 the trust policy file when \\-\\-policy is not given.
+.TP
+.B TRUSTME_CACHE_DIR
+directory of the compiled seccomp program cache (default /run/trustme\\-runtime\\-cache); empty disables it.
 .SH FILES
 .TP
 .I /run/trustme\\-runtime/<id>/
-state.json and exec.fifo of each container (\\-\\-root).
+state.json and exec.fifo of each container (\\-\\-root, made with its parents, mode 0711, when missing). The state
+root holds container directories only.
+.TP
+.I /run/trustme\\-runtime\\-cache/
+compiled seccomp programs (created mode 0700; used only while owned by the runtime's user and not writable by others).
 .TP
 .I /etc/trustme/policy.json
 default trust policy; when it does not exist, signatures are off.

@@ -303,10 +303,48 @@ const char* namespace_proc_name(int flag) {
 }
 
 bool valid_id(std::string_view id) {
-    if (id.empty() || id == "." || id == ".." || id.size() > 1024) return false;
-    for (unsigned char ch : id)
-        if (!(std::isalnum(ch) || ch == '_' || ch == '+' || ch == '-' || ch == '.')) return false;
+    // runc libcontainer validateID: the characters below, and "/" + id == CleanPath("/" + id), which with
+    // these characters rules out exactly "." and "..". The length cap is ours (a file name is at most
+    // NAME_MAX bytes; longer ids could never be created anyway).
+    if (id.empty() || id == "." || id == ".." || id.size() > 255) return false;
+    for (char ch : id)
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+              ch == '+' || ch == '-' || ch == '.'))
+            return false;
     return true;
+}
+
+void invalid_id(std::string_view id) {
+    std::string shown;
+    for (char ch : id.substr(0, 300)) shown += (ch >= 0x20 && ch < 0x7f) ? ch : '?';
+    fail("invalid container id \"" + shown + "\" (allowed: letters, digits, _ + - . ; not \".\" or \"..\")");
+}
+
+json parse_json(std::string_view text, const std::string& origin, unsigned max_depth) {
+    unsigned depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < text.size(); ++i) {
+        const char ch = text[i];
+        if (in_string) {
+            if (ch == '\\') ++i;
+            else if (ch == '"') in_string = false;
+        } else if (ch == '"') {
+            in_string = true;
+        } else if (ch == '{' || ch == '[') {
+            if (++depth > max_depth) fail(origin + ": JSON nested deeper than " + std::to_string(max_depth) + " levels");
+        } else if ((ch == '}' || ch == ']') && depth > 0) {
+            --depth;
+        }
+    }
+    try {
+        return json::parse(text);
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers such as 1e555
+        // nlohmann's message carries "line N, column M" after its "[json.exception...] " tag: keep that part.
+        // A number beyond double's range is an out_of_range (406): "number overflow parsing '1e555'".
+        std::string m = e.what();
+        auto pos = m.find("] ");
+        fail(origin + ": malformed JSON: " + (pos == std::string::npos ? m : m.substr(pos + 2)));
+    }
 }
 
 Hook parse_hook(const json& j, const std::string& origin, const std::string& path) {
@@ -468,15 +506,9 @@ void check_idmapped_mounts(const Ctx& c, Config& cfg) {
 Config parse_config(std::string_view text, const std::string& origin) {
     Ctx c{origin};
     Config cfg;
-    try {
-        cfg.raw = json::parse(text);
-    } catch (const json::exception& e) {
-        // nlohmann's message carries "line N, column M"; keep just that part of it. A number beyond
-        // double's range is an out_of_range (406), not a parse_error: "number overflow parsing '1e555'".
-        std::string m = e.what();
-        auto pos = m.find("] ");
-        fail(origin + ": malformed JSON: " + (pos == std::string::npos ? m : m.substr(pos + 2)));
-    }
+    if (text.size() > kMaxConfigBytes)
+        fail(origin + ": larger than " + std::to_string(kMaxConfigBytes) + " bytes");
+    cfg.raw = parse_json(text, origin);
     const json& j = cfg.raw;
     if (!j.is_object()) c.bad("(root)", "must be a JSON object");
     auto* ver = member(j, "ociVersion");

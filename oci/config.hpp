@@ -134,8 +134,25 @@ Config parse_config(std::string_view text, const std::string& origin = "config.j
 Process parse_process(const nlohmann::json& j, const std::string& origin, const std::string& path = "process");
 Hook parse_hook(const nlohmann::json& j, const std::string& origin, const std::string& path);
 Mount parse_mount_options(Mount m, const std::string& where);
-// Container ids: runc's rule ^[\w+-\.]+$, not "." or "..".
+// Container ids, runc's rule (libcontainer validateID): non-empty, only A-Z a-z 0-9 _ + - ., and not "."
+// or ".." (ids that cannot name a file). Every command checks it before an id becomes part of a path.
 bool valid_id(std::string_view id);
+// The error for an id that fails valid_id: one line naming the id and the rule.
+[[noreturn]] void invalid_id(std::string_view id);
+
+// Bounds on every JSON document the runtime reads (config.json, process.json, `update --resources`,
+// state.json): a size cap applied while reading, and a nesting depth checked by one linear scan before
+// the parser runs, so nothing that walks the tree recursively afterwards (copy, dump, merge_patch,
+// comparison) can exhaust the stack on input written by someone else.
+inline constexpr size_t kMaxConfigBytes = 16u << 20;    // config.json, process.json
+inline constexpr size_t kMaxResourcesBytes = 1u << 20;  // update --resources
+inline constexpr size_t kMaxStateBytes = 32u << 20;     // state.json holds the config
+inline constexpr unsigned kMaxJsonDepth = 64;           // config.json, process.json
+inline constexpr unsigned kMaxResourcesDepth = 16;      // merged into config.linux.resources by update
+inline constexpr unsigned kMaxStateDepth = kMaxJsonDepth + 4;  // state.json nests the config one level down
+// Parse `text` as JSON within max_depth; errors are one line starting with `origin` ("malformed JSON: ...",
+// "nested deeper than N levels").
+nlohmann::json parse_json(std::string_view text, const std::string& origin, unsigned max_depth = kMaxJsonDepth);
 
 // Namespace type name ↔ CLONE_NEW* flag.
 int namespace_flag(std::string_view type);

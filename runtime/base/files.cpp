@@ -64,10 +64,10 @@ void print(std::string_view text) {
     std::fflush(stdout);
 }
 
-std::string read_file(const std::string& path) {
+std::string read_file(const std::string& path, size_t max) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) fail_errno(errno, path);
-    return read_all(fd.get(), path);
+    return read_all(fd.get(), path, max);
 }
 
 std::string read_file_at(int dirfd, const std::string& name, const std::string& what, size_t max) {

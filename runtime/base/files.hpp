@@ -6,7 +6,8 @@
 
 namespace trustme {
 
-std::string read_file(const std::string& path);
+// Errors name the file; more than `max` bytes is an error too (nothing larger is read).
+std::string read_file(const std::string& path, size_t max = SIZE_MAX);
 // Read an open fd to its end (e.g. 0 for standard input); errors name `what`, as does more than `max` bytes.
 // A regular file is read up to the size fstat gave plus one byte: one that grows meanwhile is an error,
 // not followed.

@@ -29,7 +29,7 @@ namespace {
 using container::Globals;
 
 const std::vector<Flag> kGlobal = {
-    {"root", 0, "DIR", "state directory (default /run/trustme-runtime; rootless: $XDG_RUNTIME_DIR/trustme-runtime)"},
+    {"root", 0, "DIR", "state directory, made with its parents if missing (default /run/trustme-runtime; rootless: $XDG_RUNTIME_DIR/trustme-runtime)"},
     {"log", 0, "FILE", "write log lines to FILE instead of stderr (one that cannot be opened: exit 1)"},
     {"log-format", 0, "text|json", "log line format (default text); engines use json"},
     {"debug", 0, nullptr, "log debug messages"},
@@ -49,8 +49,11 @@ struct Command {
     int (*run)(const Globals&, const Args&);
 };
 
+// Every command that takes an id comes through here: the id is checked before any path is made of it
+// (state::ContainerDir checks again).
 std::string need_id(const Args& a, const char* cmd) {
     if (a.positional.empty()) fail(std::string(cmd) + ": container id required");
+    if (!oci::valid_id(a.positional[0])) oci::invalid_id(a.positional[0]);
     return a.positional[0];
 }
 
@@ -226,17 +229,9 @@ const std::vector<Command>& commands() {
              nlohmann::json r = nlohmann::json::object();
              if (a.has("resources")) {
                  std::string f = a.get("resources");
-                 std::string text;
-                 if (f == "-") {
-                     text = read_all(0, "--resources -");
-                 } else {
-                     text = read_file(f);
-                 }
-                 try {
-                     r = nlohmann::json::parse(text);
-                 } catch (const std::exception& e) {
-                     fail("--resources " + f + ": malformed JSON: " + e.what());
-                 }
+                 std::string text = f == "-" ? read_all(0, "--resources -", oci::kMaxResourcesBytes)
+                                             : read_file(f, oci::kMaxResourcesBytes);
+                 r = oci::parse_json(text, "--resources " + f, oci::kMaxResourcesDepth);
                  if (!r.is_object()) fail("--resources " + f + ": must be a JSON object (linux.resources)");
              }
              // runc 1.1 (update.go): with --resources every other flag is ignored; memory sizes take units.
@@ -361,6 +356,7 @@ int main(int argc, char** argv) {
         log::error("--rootless: invalid value \"" + g.rootless + "\" (true, false or auto)");
         return 2;
     }
+    if (const char* c = std::getenv("TRUSTME_CACHE_DIR")) g.cache = c;
     g.policy = ga.get("policy");
     g.systemd_cgroup = ga.has("systemd-cgroup");
     std::string name = argv[i];

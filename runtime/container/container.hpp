@@ -7,7 +7,11 @@
 namespace trustme::container {
 
 struct Globals {
-    std::string root = "/run/trustme-runtime";
+    std::string root = "/run/trustme-runtime";  // container directories only: engines share it with runc
+    // Caches that speed up the start path (compiled seccomp programs), kept out of `root`: the state root
+    // holds nothing but container directories. $TRUSTME_CACHE_DIR overrides it; empty disables caching.
+    std::string cache = "/run/trustme-runtime-cache";
+    std::string seccomp_cache() const { return cache; }
     std::string policy;  // --policy (else $TRUSTME_POLICY, else /etc/trustme/policy.json)
     bool systemd_cgroup = false;
     // --rootless: "true", "false" or "auto" (rootless when not root, or root inside a user namespace that

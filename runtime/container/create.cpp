@@ -268,12 +268,12 @@ bool rootless(const Globals& g) {
 }
 
 void do_create(const Globals& g, const CreateOpts& o, Created& c) {
-    if (!oci::valid_id(o.id)) fail("invalid container id \"" + o.id + "\" (allowed: letters, digits, _ + - .)");
+    if (!oci::valid_id(o.id)) oci::invalid_id(o.id);
     if (g.systemd_cgroup) plugins::use_systemd();
     c.bundle = abs_path(o.bundle);
     UniqueFd bundle_fd(::open(c.bundle.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
     if (!bundle_fd) fail_errno(errno, "bundle " + c.bundle);
-    std::string text = read_file_at(bundle_fd.get(), "config.json", c.bundle + "/config.json");
+    std::string text = read_file_at(bundle_fd.get(), "config.json", c.bundle + "/config.json", oci::kMaxConfigBytes);
     c.cfg = std::make_unique<oci::Config>(oci::parse_config(text, c.bundle + "/config.json"));
     oci::Config& cfg = *c.cfg;
     if (!cfg.process) fail(c.bundle + "/config.json: process: required to create a container");
@@ -286,9 +286,9 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
         security::validate_process_extras(cfg.raw.value("process", nlohmann::json()),
                                           cfg.raw.value("linux", nlohmann::json()));
         c.caps = security::parse_capabilities(cfg.process->capabilities);
-        // Compiled profiles are cached under --root (root-owned, checked by the cache): libseccomp takes
-        // 25-110 ms for an engine's default profile, a cache hit ~0.1 ms.
-        c.seccomp = security::compile_seccomp_cached(cfg.linux_.seccomp, g.root + "/.seccomp-cache");
+        // Compiled profiles are cached (Globals::cache_dir: owned by us, mode 0700, checked by the cache):
+        // libseccomp takes 25-110 ms for an engine's default profile, a cache hit ~0.1 ms.
+        c.seccomp = security::compile_seccomp_cached(cfg.linux_.seccomp, g.seccomp_cache());
     } catch (const Error& e) {
         fail(origin + ": " + e.what());
     }
@@ -348,6 +348,10 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     if (parent_clones) c.rootfs_tree = rootfs::clone_tree(c.rootfs_fd.get(), c.rootfs, cfg.linux_.rootfs_propagation);
 
     // 2. State directory, cgroup, volumes: each undone by the guard if a later step fails.
+    // The cgroup manager touches nothing on disk yet; it comes first so that the record, with its cgroup,
+    // is in the state directory from the moment the directory exists: a directory without our record is
+    // never ours (another runtime sharing --root makes its directory before its state.json).
+    c.cg = cgroups::Manager::create(cfg.linux_.cgroups_path, o.id, {g.systemd_cgroup, &cfg.annotations});
     c.dir = std::make_unique<state::ContainerDir>(state::ContainerDir::create(g.root, o.id));
     c.rec.st.id = o.id;
     c.rec.st.bundle = c.bundle;
@@ -357,11 +361,9 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     c.rec.st.annotations = cfg.annotations;
     c.rec.config = cfg.raw;
     c.armed = true;
-    notify::setup_spec(cfg, *c.dir);
-
-    c.cg = cgroups::Manager::create(cfg.linux_.cgroups_path, o.id, {g.systemd_cgroup, &cfg.annotations});
     c.rec.cgroup = c.cg->save();
     c.dir->write(c.rec);  // from here on, delete --force finds the cgroup even if we crash
+    notify::setup_spec(cfg, *c.dir);
     try {
         c.cg->create_dirs();
     } catch (const Error& e) {

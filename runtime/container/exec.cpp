@@ -52,16 +52,8 @@ Running open_running(const Globals& g, const std::string& id, const char* what) 
 
 oci::Process exec_process_spec(const ExecOpts& o, const oci::Config& cfg) {
     if (!o.process_file.empty()) {
-        std::string text = read_file(o.process_file);
-        nlohmann::json j;
-        try {
-            j = nlohmann::json::parse(text);
-        } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e555
-            std::string m = e.what();
-            auto pos = m.find("] ");
-            fail(o.process_file + ": malformed JSON: " + (pos == std::string::npos ? m : m.substr(pos + 2)));
-        }
-        return oci::parse_process(j, o.process_file, "process");
+        std::string text = read_file(o.process_file, oci::kMaxConfigBytes);
+        return oci::parse_process(oci::parse_json(text, o.process_file), o.process_file, "process");
     }
     if (o.args.empty()) fail("exec: a command (or --process FILE) is required");
     oci::Process p = cfg.process ? *cfg.process : oci::Process{};
@@ -109,7 +101,7 @@ int exec(const Globals& g, const ExecOpts& o) {
     oci::Config cfg = oci::parse_config(r.rec.config.dump(), r.rec.st.bundle + "/config.json");
     oci::Process proc = exec_process_spec(o, cfg);
     security::Capabilities caps = security::parse_capabilities(proc.capabilities);
-    security::SeccompProgram seccomp = security::compile_seccomp_cached(cfg.linux_.seccomp, g.root + "/.seccomp-cache");
+    security::SeccompProgram seccomp = security::compile_seccomp_cached(cfg.linux_.seccomp, g.seccomp_cache());
 
     UniqueFd cpid(static_cast<int>(::syscall(SYS_pidfd_open, r.rec.st.pid, 0)));
     if (!cpid || state::proc_info(r.rec.st.pid).start != r.rec.pid_start)
@@ -309,7 +301,7 @@ int update(const Globals& g, const std::string& id, const std::string& resources
     auto rec = dir.read();
     std::string status = state::status_of(rec, dir, is_frozen);
     if (status == "stopped") fail("update: container \"" + id + "\" is not running");
-    nlohmann::json r = nlohmann::json::parse(resources_json);
+    nlohmann::json r = oci::parse_json(resources_json, "--resources", oci::kMaxResourcesDepth);
     cgroups::validate(r);
     if (cgroups::saved_is_systemd(rec.cgroup)) plugins::use_systemd();  // SetUnitProperties over D-Bus
     cgroups::Manager::load(rec.cgroup)->update(r);

@@ -158,15 +158,27 @@ int kill(const Globals& g, const std::string& id, const std::string& signal, boo
 }
 
 int remove(const Globals& g, const std::string& id, bool force) {
+    if (!oci::valid_id(id)) oci::invalid_id(id);
     std::unique_ptr<state::ContainerDir> dir;
     try {
         dir = std::make_unique<state::ContainerDir>(state::ContainerDir::open(g.root, id));
     } catch (const Error&) {
         // runc: delete --force of a container that does not exist succeeds.
-        if (force && oci::valid_id(id)) return 0;
+        if (force) return 0;
         throw;
     }
-    auto rec = dir->read();
+    auto rec = dir->read_any();
+    if (rec.foreign) {  // another runtime's container in a shared --root: not ours to delete
+        if (force) return 0;
+        fail("container \"" + id + "\" does not exist");
+    }
+    if (!rec.broken.empty()) {
+        // Nothing in a broken record is believed: no hook runs, nothing it names is signalled or removed.
+        if (!force) fail(rec.broken + " (delete --force removes the entry)");
+        log::warn("removing broken state of container \"" + id + "\": " + rec.broken);
+        dir->remove();
+        return 0;
+    }
     std::string status = state::status_of(rec, *dir, is_frozen);
     // runc deletes a "created" container without --force (engines rely on it); running/paused need --force.
     if (!force && (status == "running" || status == "paused"))
@@ -176,21 +188,31 @@ int remove(const Globals& g, const std::string& id, bool force) {
 }
 
 int list(const Globals& g, const std::string& format, bool quiet) {
+    if (format != "table" && format != "json") fail("invalid --format \"" + format + "\" (table or json)");
     auto ids = state::list_ids(g.root);
-    if (quiet) {
-        for (auto& id : ids) print(id + "\n");
-        return 0;
-    }
     nlohmann::json arr = nlohmann::json::array();
     std::vector<oci::State> rows;
     for (auto& id : ids) {
+        // One entry never stops the others: a broken one is listed as "broken", one not ours is skipped.
         try {
             auto dir = state::ContainerDir::open(g.root, id, false);
-            auto rec = dir.read();
+            auto rec = dir.read_any();
+            if (rec.foreign) continue;
+            if (!rec.broken.empty()) {
+                oci::State st;
+                st.id = id;
+                st.status = "broken";
+                rows.push_back(st);
+                continue;
+            }
             rec.st.status = state::status_of(rec, dir, is_frozen);
             rows.push_back(rec.st);
-        } catch (const Error&) {
+        } catch (const Error&) {  // gone meanwhile (a concurrent delete)
         }
+    }
+    if (quiet) {
+        for (auto& s : rows) print(s.id + "\n");
+        return 0;
     }
     if (format == "json") {
         for (auto& s : rows) {
@@ -203,7 +225,6 @@ int list(const Globals& g, const std::string& format, bool quiet) {
         print(arr.dump() + "\n");
         return 0;
     }
-    if (format != "table") fail("invalid --format \"" + format + "\" (table or json)");
     std::printf("%-20s %-8s %-10s %-40s %-31s %s\n", "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER");
     for (auto& s : rows)
         std::printf("%-20s %-8d %-10s %-40s %-31s %s\n", s.id.c_str(), s.status == "stopped" ? 0 : s.pid,

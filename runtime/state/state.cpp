@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "oci/config.hpp"
 #include "runtime/base/error.hpp"
 #include "runtime/base/files.hpp"
 #include "runtime/base/procfs.hpp"
@@ -27,13 +28,113 @@ void lock_fd(int fd, const std::string& id) {
     }
 }
 
+// mkdir -p with mode 0711 for what is missing (runc: os.MkdirAll(root, 0o711)).
+void make_dirs(const std::string& path) {
+    for (size_t pos = 1; pos <= path.size(); ++pos) {
+        if (pos != path.size() && path[pos] != '/') continue;
+        std::string part = path.substr(0, pos);
+        if (::mkdir(part.c_str(), 0711) < 0 && errno != EEXIST) fail_errno(errno, "create state root " + part);
+    }
+}
+
+// An absolute path without "." or ".." components or empty ones.
+bool clean_abs(const std::string& p) {
+    if (p.empty() || p[0] != '/') return false;
+    size_t i = 1;
+    while (i <= p.size()) {
+        size_t j = p.find('/', i);
+        if (j == std::string::npos) j = p.size();
+        std::string_view c(p.data() + i, j - i);
+        if ((c.empty() && j != p.size()) || c == "." || c == "..") return false;
+        i = j + 1;
+    }
+    return true;
+}
+
+// `dir` lies strictly below `top`, both clean and absolute: `delete` signals every process in it and
+// removes it, so a record must not be able to name a hierarchy's root or anything outside it.
+void check_below(const std::string& dir, const std::string& top, const char* what) {
+    if (!clean_abs(dir) || !clean_abs(top) || top.rfind("/sys/fs/cgroup", 0) != 0 ||
+        dir.size() <= top.size() + 1 || dir.compare(0, top.size(), top) != 0 || dir[top.size()] != '/')
+        throw std::runtime_error(std::string("cgroup: ") + what + " \"" + dir + "\" is not below \"" + top + "\"");
+}
+
+void check_cgroup(const nlohmann::json& cg) {
+    if (cg.is_null()) return;
+    const std::string mode = cg.at("mode").get<std::string>();
+    if (mode == "unified") {
+        check_below(cg.at("dir").get<std::string>(), cg.at("root").get<std::string>(), "dir");
+    } else if (mode == "legacy") {
+        const auto& mounts = cg.contains("mountpoints") ? cg.at("mountpoints") : nlohmann::json::object();
+        for (auto& [c, d] : cg.at("paths").items())
+            check_below(d.get<std::string>(), mounts.contains(c) ? mounts.at(c).get<std::string>() : "/sys/fs/cgroup",
+                        ("paths." + c).c_str());
+    } else if (mode == "systemd") {
+        // delete stops the unit: only a transient scope of ours, never a service a record could name.
+        const std::string unit = cg.at("unit").get<std::string>();
+        if (unit.size() <= 6 || unit.compare(unit.size() - 6, 6, ".scope") != 0 || unit.find('/') != std::string::npos)
+            throw std::runtime_error("cgroup: unit \"" + unit + "\" is not a scope");
+        check_cgroup(cg.at("fs"));
+    } else {
+        throw std::runtime_error("cgroup: unknown mode \"" + mode + "\"");
+    }
+}
+
+// nlohmann's get<> throws type_error on a wrong type; values are checked by check_record.
+void parse_record(const nlohmann::json& j, Record& r) {
+    const std::string id = r.st.id;
+    r.st.id = j.at("id").get<std::string>();
+    if (r.st.id != id) throw std::runtime_error("id \"" + r.st.id + "\" is not its directory's name");
+    const int64_t pid = j.value("pid", int64_t{0});
+    if (pid < 0 || pid > 4194304) throw std::runtime_error("pid " + std::to_string(pid) + " out of range");
+    r.st.pid = static_cast<pid_t>(pid);
+    r.st.bundle = j.value("bundle", "");
+    r.st.rootfs = j.value("rootfs", "");
+    r.st.created = j.value("created", "");
+    r.st.owner = j.value("owner", "");
+    // Stored as a uid; the name is looked up here, off the start path.
+    if (!r.st.owner.empty() && std::isdigit(static_cast<unsigned char>(r.st.owner[0]))) {
+        if (struct passwd* pw = ::getpwuid(static_cast<uid_t>(std::stoul(r.st.owner)))) r.st.owner = pw->pw_name;
+    }
+    if (j.contains("annotations")) r.st.annotations = j["annotations"].get<std::map<std::string, std::string>>();
+    r.pid_start = j.value("pid_start", uint64_t{0});
+    r.created = j.value("created_done", false);
+    r.cgroup = j.value("cgroup", nlohmann::json());
+    r.config = j.value("config", nlohmann::json::object());
+    r.volumes = j.value("volumes", false);
+}
+
+void check_record(const Record& r) {
+    if (!r.st.bundle.empty() && !clean_abs(r.st.bundle))
+        throw std::runtime_error("bundle \"" + r.st.bundle + "\" is not a clean absolute path");
+    check_cgroup(r.cgroup);
+    if (!r.config.is_object()) throw std::runtime_error("config: must be an object");
+    // The hooks that later commands run from the record: parsed now, so a bad one breaks the record
+    // rather than a delete halfway through.
+    if (auto it = r.config.find("hooks"); it != r.config.end()) {
+        if (!it->is_object()) throw std::runtime_error("config.hooks: must be an object");
+        for (const char* kind : {"poststart", "poststop"}) {
+            auto h = it->find(kind);
+            if (h == it->end()) continue;
+            if (!h->is_array()) throw std::runtime_error(std::string("config.hooks.") + kind + ": must be an array");
+            for (size_t i = 0; i < h->size(); ++i)
+                oci::parse_hook((*h)[i], "state.json", std::string("hooks.") + kind + "[" + std::to_string(i) + "]");
+        }
+    }
+}
+
 }  // namespace
 
 ContainerDir ContainerDir::create(const std::string& root, const std::string& id) {
-    if (::mkdir(root.c_str(), 0700) < 0 && errno != EEXIST) fail_errno(errno, "create state root " + root);
+    if (!oci::valid_id(id)) oci::invalid_id(id);
     ContainerDir d;
     d.path_ = root + "/" + id;
-    if (::mkdir(d.path_.c_str(), 0700) < 0) {
+    int rc = ::mkdir(d.path_.c_str(), 0700);
+    if (rc < 0 && errno == ENOENT) {  // the first container: make --root with its parents, as runc does
+        make_dirs(root);
+        rc = ::mkdir(d.path_.c_str(), 0700);
+    }
+    if (rc < 0) {
         if (errno == EEXIST) fail("container \"" + id + "\" already exists");
         fail_errno(errno, "create state directory " + d.path_);
     }
@@ -44,11 +145,12 @@ ContainerDir ContainerDir::create(const std::string& root, const std::string& id
 }
 
 ContainerDir ContainerDir::open(const std::string& root, const std::string& id, bool lock) {
+    if (!oci::valid_id(id)) oci::invalid_id(id);
     ContainerDir d;
     d.path_ = root + "/" + id;
     d.fd_.reset(::open(d.path_.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!d.fd_) {
-        if (errno == ENOENT) fail("container \"" + id + "\" does not exist");
+        if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) fail("container \"" + id + "\" does not exist");
         fail_errno(errno, d.path_);
     }
     if (lock) lock_fd(d.fd_.get(), id);
@@ -59,57 +161,72 @@ void ContainerDir::unlock() const { ::flock(fd_.get(), LOCK_UN); }
 void ContainerDir::lock() const { lock_fd(fd_.get(), path_); }
 
 Record ContainerDir::read() const {
+    Record r = read_any();
+    if (r.foreign) fail("container \"" + r.st.id + "\" does not exist");
+    if (!r.broken.empty()) fail(r.broken);
+    return r;
+}
+
+Record ContainerDir::read_any() const {
+    Record r;
+    r.st.id = path_.substr(path_.find_last_of('/') + 1);
     std::string text;
     const char* file = kState;
-    try {
-        text = read_file_at(fd_.get(), file);
-    } catch (const Error&) {
-        try {
-            file = kCreating;  // create has not finished (or crashed)
-            text = read_file_at(fd_.get(), file);
-        } catch (const Error&) {
-            // Crashed before the first write: an empty record that delete --force can remove.
-            Record r;
-            r.st.id = path_.substr(path_.find_last_of('/') + 1);
+    UniqueFd fd(::openat(fd_.get(), file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    if (!fd && errno == ENOENT) {
+        file = kCreating;  // create has not finished (or crashed)
+        fd.reset(::openat(fd_.get(), file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+        // No record at all: the directory of another runtime sharing --root (runc makes its directory
+        // before its state.json). Ours is never without one: create writes it right after mkdir.
+        if (!fd && errno == ENOENT) {
+            r.foreign = true;
             return r;
         }
     }
-    Record r;
+    if (!fd) {
+        r.broken = path_ + "/" + file + ": " + std::strerror(errno);  // a symlink (ELOOP), ...
+        return r;
+    }
     try {
-        auto j = nlohmann::json::parse(text);
-        r.st.id = j.at("id").get<std::string>();
-        r.st.pid = j.value("pid", 0);
-        r.st.bundle = j.value("bundle", "");
-        r.st.rootfs = j.value("rootfs", "");
-        r.st.created = j.value("created", "");
-        r.st.owner = j.value("owner", "");
-        // Stored as a uid; the name is looked up here, off the start path.
-        if (!r.st.owner.empty() && std::isdigit(static_cast<unsigned char>(r.st.owner[0]))) {
-            if (struct passwd* pw = ::getpwuid(static_cast<uid_t>(std::stoul(r.st.owner)))) r.st.owner = pw->pw_name;
-        }
-        if (j.contains("annotations")) r.st.annotations = j["annotations"].get<std::map<std::string, std::string>>();
-        r.pid_start = j.value("pid_start", uint64_t{0});
-        r.created = j.value("created_done", false);
-        r.cgroup = j.value("cgroup", nlohmann::json());
-        r.config = j.value("config", nlohmann::json());
-        r.volumes = j.value("volumes", false);
+        text = read_all(fd.get(), path_ + "/" + file, oci::kMaxStateBytes);
+    } catch (const Error& e) {
+        r.broken = e.what();
+        return r;
+    }
+    const std::string where = path_ + "/" + file;
+    nlohmann::json j;
+    try {
+        j = oci::parse_json(text, where, oci::kMaxStateDepth);
+    } catch (const Error& e) {
+        r.broken = e.what();  // a state.json that is not JSON is nobody's: shown, so that it can be removed
+        return r;
+    }
+    // Valid JSON without our marker: another runtime's record (runc's state.json), none of our business.
+    if (!j.is_object() || j.value("runtime", nlohmann::json()) != kMarker) {
+        r.foreign = true;
+        return r;
+    }
+    try {
+        parse_record(j, r);
+        check_record(r);
     } catch (const std::exception& e) {
-        fail(path_ + "/" + file + ": corrupt: " + e.what());
+        r.broken = where + ": corrupt: " + e.what();
     }
     return r;
 }
 
 void ContainerDir::write(const Record& r) const {
-    nlohmann::json j = {{"id", r.st.id},          {"pid", r.st.pid},       {"bundle", r.st.bundle},
-                        {"rootfs", r.st.rootfs},  {"created", r.st.created}, {"owner", r.st.owner},
-                        {"pid_start", r.pid_start}, {"created_done", r.created}, {"cgroup", r.cgroup},
-                        {"config", r.config},     {"volumes", r.volumes}};
+    nlohmann::json j = {{"runtime", kMarker},     {"id", r.st.id},           {"pid", r.st.pid},
+                        {"bundle", r.st.bundle},  {"rootfs", r.st.rootfs},   {"created", r.st.created},
+                        {"owner", r.st.owner},    {"pid_start", r.pid_start}, {"created_done", r.created},
+                        {"cgroup", r.cgroup},     {"config", r.config},      {"volumes", r.volumes}};
     if (!r.st.annotations.empty()) j["annotations"] = r.st.annotations;
     // While `create` runs, the record goes to its own file, and state.json is written once, when the
     // container is created: on ext4, replacing a file by rename makes the kernel allocate and write out the
     // new file's blocks at once (auto_da_alloc), and unlinking it later frees them: ~0.25 ms per start
-    // (docs/benchmark.md). read() falls back to the creating record.
+    // (docs/benchmark.md). read() falls back to the creating record, which goes once state.json is there.
     write_file_atomic(fd_.get(), r.created ? kState : kCreating, j.dump());
+    if (r.created) ::unlinkat(fd_.get(), kCreating, 0);
 }
 
 void ContainerDir::remove() const {
@@ -129,8 +246,7 @@ std::vector<std::string> list_ids(const std::string& root) {
     DIR* dir = ::opendir(root.c_str());
     if (!dir) return ids;
     while (struct dirent* e = ::readdir(dir)) {
-        if (e->d_name[0] == '.') continue;
-        if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) ids.emplace_back(e->d_name);
+        if ((e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) && oci::valid_id(e->d_name)) ids.emplace_back(e->d_name);
     }
     ::closedir(dir);
     std::sort(ids.begin(), ids.end());

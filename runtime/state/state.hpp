@@ -1,7 +1,13 @@
 // The state directory (--root): one directory per container holding state.json (state.creating.json while
-// `create` runs) and the exec fifo.
+// `create` runs) and the exec fifo. Nothing else lives in --root: engines give runc and us the same one.
 // Commands on one id serialize on flock(2) of that directory; every write is atomic (tmp + rename), so a
 // crash leaves either the old or the new state.json, which `delete --force` can always clean up.
+//
+// The directory is distrusted when read back: a record is ours only when it carries our marker (a
+// directory with no record of ours, e.g. runc's, is skipped as if absent); a record of ours that is
+// malformed, of the wrong types, too large or too deep, or whose paths leave where they must stay (cgroup
+// directories outside their hierarchy, relative bundle) is "broken": listed as such, and removed by
+// `delete --force` without running its hooks or signalling what it names.
 #pragma once
 #include <ctime>
 #include <sys/types.h>
@@ -24,16 +30,26 @@ struct Record {
     nlohmann::json config;       // config.json as parsed (exec defaults, poststop hooks)
     bool volumes = false;        // the volume plugin recorded state here
     bool systemd_cgroup = false;
+    bool foreign = false;        // no record of ours in the directory (another runtime's container)
+    std::string broken;          // why the record cannot be trusted; "" when it is sound
 };
+
+// The marker every record of ours carries ("runtime": kMarker).
+inline constexpr const char* kMarker = "trustme-runtime";
 
 class ContainerDir {
 public:
-    // mkdir <root>/<id> (EEXIST: "container \"id\" already exists"); locked.
+    // mkdir <root>/<id> (EEXIST: "container \"id\" already exists"), making a missing root with its parents
+    // (mode 0711, as runc); locked. Both refuse an id that fails oci::valid_id before forming a path.
     static ContainerDir create(const std::string& root, const std::string& id);
     // Open an existing one (ENOENT: "container \"id\" does not exist"); locked when `lock`.
     static ContainerDir open(const std::string& root, const std::string& id, bool lock = true);
 
+    // The record, sound and ours; otherwise an error ("does not exist" for a directory not ours, the reason
+    // for a broken one).
     Record read() const;
+    // The record as it is: foreign or broken ones are returned marked, not thrown (list, delete).
+    Record read_any() const;
     void write(const Record& r) const;
     // Remove every file and the directory itself.
     void remove() const;
@@ -51,6 +67,7 @@ private:
     std::string path_;
 };
 
+// The directories in --root whose names are valid ids: candidates, whose records say whether they are ours.
 std::vector<std::string> list_ids(const std::string& root);
 
 struct ProcInfo {
