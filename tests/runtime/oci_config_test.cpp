@@ -102,4 +102,26 @@ TEST(OciConfig, ContainerIds) {
     EXPECT_FALSE(valid_id(".."));
     EXPECT_FALSE(valid_id("a/b"));
     EXPECT_FALSE(valid_id("a b"));
+    // runc's rule: "." alone is not an id, dots elsewhere are; "," is not allowed (runc 1.0's regexp let it in).
+    EXPECT_FALSE(valid_id("."));
+    EXPECT_TRUE(valid_id(".a"));
+    EXPECT_TRUE(valid_id("..."));
+    EXPECT_FALSE(valid_id("a,b"));
+    EXPECT_FALSE(valid_id("a\nb"));
+    EXPECT_FALSE(valid_id(std::string(256, 'a')));
+}
+
+TEST(OciConfig, JsonDepthIsBoundedBeforeParsing) {
+    auto deep = [](int n) { return std::string(n, '[') + std::string(n, ']'); };
+    EXPECT_NO_THROW(parse_json(deep(64), "f.json"));
+    try {
+        parse_json(deep(65), "f.json");
+        FAIL() << "65 levels accepted";
+    } catch (const Error& e) {
+        EXPECT_STREQ(e.what(), "f.json: JSON nested deeper than 64 levels");
+    }
+    // Brackets inside strings (escaped quotes too) are not nesting.
+    EXPECT_NO_THROW(parse_json("{\"a\": \"\\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}", "f.json"));
+    EXPECT_THROW(parse_json("[1e555]", "f.json"), Error);  // out_of_range inside nlohmann: one error of ours
+    EXPECT_THROW(parse_json("{", "f.json"), Error);
 }
