@@ -280,11 +280,19 @@ TEST(StateJson, CorruptRecordsAreListedAndForceDeletable) {
     deep.insert(deep.rfind('}'), ",\"x\":" + nested(1000000));
     broken("deep", deep);
     broken("wrongtype", with("wrongtype", [](nlohmann::json& j) { j["pid"] = "1"; }));
-    broken("escape", with("escape", [](nlohmann::json& j) {
-               j["cgroup"] = {{"mode", "unified"}, {"path", "/"}, {"root", "/sys/fs/cgroup"}, {"dir", "/sys/fs/cgroup/../.."}};
+    // Cgroup paths that leave their hierarchy lead to a directory of the test's own whose cgroup.procs names
+    // only the victim, and a "hierarchy root" that does not exist: a runtime that trusted them would kill
+    // the victim, and nothing else.
+    const std::string fake = b.dir + "/fakecg";
+    ASSERT_EQ(mkdir(fake.c_str(), 0700), 0);
+    write_text(fake + "/cgroup.procs", std::to_string(victim.pid) + "\n");
+    broken("escape", with("escape", [&](nlohmann::json& j) {
+               j["cgroup"] = {{"mode", "unified"}, {"path", "/"}, {"root", "/sys/fs/cgroup"},
+                              {"dir", "/sys/fs/cgroup/../.." + fake}};
            }));
     broken("rootcg", with("rootcg", [](nlohmann::json& j) {
-               j["cgroup"] = {{"mode", "unified"}, {"path", "/"}, {"root", "/sys/fs/cgroup"}, {"dir", "/sys/fs/cgroup"}};
+               const std::string top = "/sys/fs/cgroup/pids/trustme-test-no-such-hierarchy";
+               j["cgroup"] = {{"mode", "legacy"}, {"path", "/"}, {"paths", {{"pids", top}}}, {"mountpoints", {{"pids", top}}}};
            }));
     broken("otherid", with("good", [](nlohmann::json&) {}));
     broken("badhook", with("badhook", [](nlohmann::json& j) { j["config"]["hooks"]["poststop"][0]["path"] = 7; }));
