@@ -75,7 +75,7 @@ void check_cgroup(const nlohmann::json& cg) {
         if (unit.size() <= 6 || unit.compare(unit.size() - 6, 6, ".scope") != 0 || unit.find('/') != std::string::npos)
             throw std::runtime_error("cgroup: unit \"" + unit + "\" is not a scope");
         check_cgroup(cg.at("fs"));
-    } else {
+    } else if (mode != "none") {  // "none": a rootless container without a cgroup names nothing
         throw std::runtime_error("cgroup: unknown mode \"" + mode + "\"");
     }
 }
