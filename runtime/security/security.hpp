@@ -79,7 +79,7 @@ Capabilities parse_capabilities(const nlohmann::json& caps);
 std::vector<std::string> known_capabilities();
 void apply_bounding(const Capabilities&);           // before switching user (drops from the bounding set)
 void apply_after_user_switch(const Capabilities&);  // effective/permitted/inheritable/ambient after setresuid
-                                                    // (the lead calls prctl(PR_SET_KEEPCAPS,1) before setresuid)
+                                                    // (the caller sets prctl(PR_SET_KEEPCAPS,1) before setresuid)
 
 // ---- LSM labels ----
 bool selinux_enabled();                              // selinuxfs mounted (/sys/fs/selinux/enforce exists)
