@@ -47,6 +47,7 @@ struct Process {
 
 struct IdMapping {
     uint32_t container_id = 0, host_id = 0, size = 0;
+    bool operator==(const IdMapping&) const = default;
 };
 
 struct Mount {

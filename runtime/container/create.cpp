@@ -100,13 +100,6 @@ void send_console_fd(const std::string& socket_path, int master, const std::stri
 
 namespace {
 
-void write_id_map(pid_t pid, const char* file, const std::vector<oci::IdMapping>& maps) {
-    std::string text;
-    for (auto& m : maps)
-        text += std::to_string(m.container_id) + " " + std::to_string(m.host_id) + " " + std::to_string(m.size) + "\n";
-    procfs::write(std::to_string(pid) + "/" + file, text);
-}
-
 // newuidmap/newgidmap (the uidmap package: setuid helpers that allow the ranges /etc/subuid and
 // /etc/subgid give the caller). Their complaint becomes our one line.
 void run_idmap_helper(const char* helper, pid_t pid, const std::vector<oci::IdMapping>& maps, const char* field) {
@@ -147,13 +140,13 @@ void write_id_maps(pid_t pid, const oci::Linux& l) {
     auto own = [](const std::vector<oci::IdMapping>& m, uint32_t id) {
         return m.size() == 1 && m[0].host_id == id && m[0].size == 1;
     };
-    if (euid == 0 || own(l.uid_mappings, euid)) write_id_map(pid, "uid_map", l.uid_mappings);
+    if (euid == 0 || own(l.uid_mappings, euid)) rootfs::write_id_map(pid, "uid_map", l.uid_mappings);
     else run_idmap_helper("newuidmap", pid, l.uid_mappings, "linux.uidMappings");
     if (euid == 0) {
-        write_id_map(pid, "gid_map", l.gid_mappings);
+        rootfs::write_id_map(pid, "gid_map", l.gid_mappings);
     } else if (own(l.gid_mappings, egid)) {
         procfs::write(std::to_string(pid) + "/setgroups", "deny");
-        write_id_map(pid, "gid_map", l.gid_mappings);
+        rootfs::write_id_map(pid, "gid_map", l.gid_mappings);
     } else {
         run_idmap_helper("newgidmap", pid, l.gid_mappings, "linux.gidMappings");
     }

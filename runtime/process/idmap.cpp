@@ -15,24 +15,13 @@
 #include "runtime/base/files.hpp"
 
 namespace trustme::rootfs {
-namespace {
 
-std::string map_text(const std::vector<oci::IdMapping>& maps) {
+void write_id_map(pid_t pid, const char* file, const std::vector<oci::IdMapping>& maps) {
     std::string text;
     for (auto& m : maps)
         text += std::to_string(m.container_id) + " " + std::to_string(m.host_id) + " " + std::to_string(m.size) + "\n";
-    return text;
+    procfs::write(std::to_string(pid) + "/" + file, text);
 }
-
-bool same(const std::vector<oci::IdMapping>& a, const std::vector<oci::IdMapping>& b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i)
-        if (a[i].container_id != b[i].container_id || a[i].host_id != b[i].host_id || a[i].size != b[i].size)
-            return false;
-    return true;
-}
-
-}  // namespace
 
 UniqueFd make_userns(const std::vector<oci::IdMapping>& uids, const std::vector<oci::IdMapping>& gids) {
     // A child that only waits in a new user namespace; its maps are written from here, where we hold
@@ -59,8 +48,8 @@ UniqueFd make_userns(const std::vector<oci::IdMapping>& uids, const std::vector<
         }
     } reap{pid};
     const std::string proc = std::to_string(pid) + "/";
-    procfs::write(proc + "uid_map", map_text(uids));
-    procfs::write(proc + "gid_map", map_text(gids));
+    write_id_map(pid, "uid_map", uids);
+    write_id_map(pid, "gid_map", gids);
     UniqueFd ns(procfs::open_link(proc + "ns/user", O_RDONLY));
     if (!ns) fail_errno(errno, "idmapped mount: open /proc/" + proc + "ns/user");
     return ns;
@@ -79,7 +68,7 @@ void prepare_idmapped_mounts(oci::Config& cfg, const std::string& bundle, std::v
         const std::string what = "mounts[" + std::to_string(i) + "] " + m.destination;
         int userns = -1;
         for (auto& n : made)
-            if (same(n.like->uid_mappings, m.uid_mappings) && same(n.like->gid_mappings, m.gid_mappings))
+            if (n.like->uid_mappings == m.uid_mappings && n.like->gid_mappings == m.gid_mappings)
                 userns = n.fd.get();
         if (userns < 0) {
             made.push_back({&m, make_userns(m.uid_mappings, m.gid_mappings)});

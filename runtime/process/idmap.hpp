@@ -5,6 +5,8 @@
 // container's user namespace, does not have. The init only attaches the detached result (as it does with
 // volumes), the way runc 1.2 opens idmapped sources in its parent.
 #pragma once
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -12,6 +14,10 @@
 #include "runtime/base/fd.hpp"
 
 namespace trustme::rootfs {
+
+// Write `maps` ("containerID hostID size" lines) to /proc/<pid>/<file> (uid_map or gid_map), through the
+// runtime's procfs handle.
+void write_id_map(pid_t pid, const char* file, const std::vector<oci::IdMapping>& maps);
 
 // A user namespace whose uid_map/gid_map are exactly `uids`/`gids` ("containerID hostID size" lines: an
 // id k on disk shows as the id it maps to), held by the returned fd.
