@@ -137,14 +137,16 @@ int open(std::string_view path, int flags) {
 }
 
 namespace {
-// The directory holding the last component of `path`, and that component.
-int open_parent(std::string_view path, std::string_view& last) {
+// The directory holding the last component of `path`, and that component as a C string in `name`.
+int open_parent(std::string_view path, char (&name)[NAME_MAX + 1]) {
     size_t slash = path.rfind('/');
-    last = slash == std::string_view::npos ? path : path.substr(slash + 1);
+    std::string_view last = slash == std::string_view::npos ? path : path.substr(slash + 1);
     if (last.empty() || last.size() >= NAME_MAX) {
         errno = EINVAL;
         return -1;
     }
+    std::memcpy(name, last.data(), last.size());
+    name[last.size()] = 0;
     if (slash == std::string_view::npos) {
         int r = root();
         return r < 0 ? -1 : ::fcntl(r, F_DUPFD_CLOEXEC, 3);
@@ -154,22 +156,16 @@ int open_parent(std::string_view path, std::string_view& last) {
 }  // namespace
 
 int open_link(std::string_view path, int flags) {
-    std::string_view last;
-    UniqueFd dir(open_parent(path, last));
-    if (!dir) return -1;
     char name[NAME_MAX + 1];
-    std::memcpy(name, last.data(), last.size());
-    name[last.size()] = 0;
+    UniqueFd dir(open_parent(path, name));
+    if (!dir) return -1;
     return ::openat(dir.get(), name, flags | O_CLOEXEC);
 }
 
 ssize_t readlink(std::string_view path, char* buf, size_t size) {
-    std::string_view last;
-    UniqueFd dir(open_parent(path, last));
-    if (!dir) return -1;
     char name[NAME_MAX + 1];
-    std::memcpy(name, last.data(), last.size());
-    name[last.size()] = 0;
+    UniqueFd dir(open_parent(path, name));
+    if (!dir) return -1;
     return ::readlinkat(dir.get(), name, buf, size);
 }
 
