@@ -60,12 +60,31 @@ NOTES = {
 def roff(text):
     return text.replace("\\", "\\\\").replace("-", "\\-")
 
-def options(help_text):
+# Global options whose --help line needs more words on the page (roff text, appended after a .br).
+GLOBAL_NOTES = {
+ "--root": "Rootless without $XDG_RUNTIME_DIR: /run/user/<uid>/trustme\\-runtime.",
+ "--systemd-cgroup": """As runc: linux.cgroupsPath is "slice:prefix:name" (empty: ":runc:<id>"; an empty slice is
+system.slice); the container runs in the transient scope <prefix>\\-<name>.scope, started through systemd's
+D\\-Bus API with Delegate=yes and the resources as unit properties (MemoryMax, CPUWeight, CPUQuotaPerSecUSec,
+AllowedCPUs, TasksMax, IOWeight, DevicePolicy/DeviceAllow, ...; BlockIO*/CPUShares/MemoryLimit on cgroup v1),
+then written to the cgroup files as with cgroupfs. Annotations org.systemd.property.<Name> add unit
+properties (GVariant text values; <x>Sec in seconds). update sets the unit's properties, delete stops the
+unit. The D\\-Bus client (libtrustme\\-systemd.so, sd\\-bus) is loaded only with this flag.""",
+ "--rootless": """A rootless container runs in a new user namespace: a mapping of the caller's own uid and gid is
+written directly, other ranges through newuidmap/newgidmap (the uidmap package, /etc/subuid and
+/etc/subgid); the rootfs is cloned by the container init; devices are bind\\-mounted; without a cgroup that
+the caller may create, the container has none (linux.resources limits are then refused by name; pause,
+resume and update say why). trustme\\-runtime spec \\-\\-rootless writes such a config for the caller.""",
+}
+
+def options(help_text, notes={}):
     out = []
     for line in help_text.splitlines():
         m = re.match(r"^   (--\S+(?:, -\S)?(?: \S+)?)\s{2,}(.*)$", line)
         if m:
-            out.append(".TP\n.B " + roff(m.group(1)) + "\n" + roff(m.group(2)))
+            flag = m.group(1).split()[0].rstrip(",")
+            extra = "\n.br\n" + notes[flag] if flag in notes else ""
+            out.append(".TP\n.B " + roff(m.group(1)) + "\n" + roff(m.group(2)) + extra)
     return "\n".join(out)
 
 main_help = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
@@ -117,11 +136,16 @@ update \\-\\-resources 1 MiB and 16 levels, state.json 32 MiB.
 .SH COMMANDS
 {cmdlist}
 .SH GLOBAL OPTIONS
-{options(main_help.split("global options:")[1])}
+{options(main_help.split("global options:")[1], GLOBAL_NOTES)}
 .SH ENVIRONMENT
 .TP
 .B TRUSTME_POLICY
 the trust policy file when \\-\\-policy is not given.
+.TP
+.B NOTIFY_SOCKET
+as runc: when set for create (or run), the container gets its own notify socket (<state>/notify bound
+read\\-only at /run/notify, NOTIFY_SOCKET=/run/notify/notify.sock in its environment); start (or run)
+waits until the program sends READY=1, or exits, and forwards READY=1 and MAINPID=<init pid> to this socket.
 .TP
 .B TRUSTME_CACHE_DIR
 directory of the compiled seccomp program cache (default /run/trustme\\-runtime\\-cache); empty disables it.
@@ -135,10 +159,13 @@ root holds container directories only.
 compiled seccomp programs (created mode 0700; used only while owned by the runtime's user and not writable by others).
 .TP
 .I /etc/trustme/policy.json
-default trust policy; when it does not exist, signatures are off.
+default trust policy; when it does not exist, signatures are off. Rootless (an unprivileged user, or root of a
+user namespace): \\fI$XDG_CONFIG_HOME/trustme/policy.json\\fR (else \\fI~/.config/trustme/policy.json\\fR) instead; a
+policy with attestation, or a bundle with TPM volumes, is refused there in one line (both need root of the host).
 .TP
 .I /usr/local/lib/trustme/
-plugins loaded only when needed: libtrustme\\-verify.so (OpenSSL), libtrustme\\-volume.so (libcryptsetup, tpm2\\-tss).
+plugins loaded only when needed: libtrustme\\-verify.so (OpenSSL), libtrustme\\-volume.so (libcryptsetup, tpm2\\-tss),
+libtrustme\\-systemd.so (libsystemd, with \\-\\-systemd\\-cgroup).
 trustme\\-runtime\\-full: the same runtime linked dynamically; the static trustme\\-runtime hands it the commands that load a plugin.
 .SH SEE ALSO
 .BR trustme\\-sign (1),

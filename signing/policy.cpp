@@ -11,15 +11,46 @@
 #include <vector>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "signing/constraints.hpp"
 #include "base/error.hpp"
 #include "base/files.hpp"
+#include "base/procfs.hpp"
 
 namespace trustme::policy {
 namespace {
 
-constexpr const char* kDefaultPath = "/etc/trustme/policy.json";
+constexpr const char* kSystemPath = "/etc/trustme/policy.json";
+constexpr const char* kSystemCacheDir = "/var/lib/trustme/verify-cache";
+
+// Whose defaults apply: the system's for root of the host; the user's own for anyone else, an unprivileged
+// user or root of a user namespace (rootless podman runs us so). A user can run any runtime they like, so
+// the system policy cannot bind them, and the system's cache is not theirs to write.
+bool user_scope() {
+    static const bool user = ::geteuid() != 0 || !procfs::initial_user_ns();
+    return user;
+}
+
+// $VAR if it is absolute (the XDG Base Directory Specification ignores relative values), else
+// $HOME/fallback; empty when neither is usable.
+std::string xdg_dir(const char* var, const char* fallback) {
+    if (const char* v = std::getenv(var); v && v[0] == '/') return v;
+    if (const char* home = std::getenv("HOME"); home && home[0] == '/') return std::string(home) + "/" + fallback;
+    return "";
+}
+
+std::string default_path() {
+    if (!user_scope()) return kSystemPath;
+    std::string base = xdg_dir("XDG_CONFIG_HOME", ".config");
+    return base.empty() ? "" : base + "/trustme/policy.json";
+}
+
+std::string default_cache_dir() {
+    if (!user_scope()) return kSystemCacheDir;
+    std::string base = xdg_dir("XDG_CACHE_HOME", ".cache");
+    return base.empty() ? kSystemCacheDir : base + "/trustme/verify-cache";
+}
 
 [[noreturn]] void bad(const std::string& origin, const std::string& field, const std::string& why) {
     fail(origin + ": " + field + ": " + why);
@@ -96,6 +127,7 @@ Policy parse(const std::string& text, const std::string& origin) {
 
     Policy p;
     p.path = origin;
+    p.verify_cache_dir = default_cache_dir();
     p.signature = SignatureMode::Required;  // a policy file exists: signatures are required unless it says otherwise
 
     for (auto it = j.begin(); it != j.end(); ++it) {
@@ -173,7 +205,8 @@ Policy load(const std::string& explicit_path) {
         }
     }
     if (!named) {
-        path = kDefaultPath;
+        path = default_path();
+        if (path.empty()) return Policy{};  // a user without a home: no policy of theirs
         struct stat st;
         if (::stat(path.c_str(), &st) < 0) {
             if (errno == ENOENT) return Policy{};  // no policy: signature Off

@@ -26,13 +26,17 @@ struct Policy {
     bool attestation = false;                // runtime inserts `trustme-attest hook measure` as first createRuntime hook
     std::string event_log = "/var/lib/trustme/measurements.cel.json";
     VerifyCache verify_cache = VerifyCache::Stamps;  // what may be reused between starts
-    std::string verify_cache_dir = "/var/lib/trustme/verify-cache";  // root-owned store of the cache (docs/signing.md)
+    std::string verify_cache_dir = "/var/lib/trustme/verify-cache";  // the store of the cache, owned by its user (docs/signing.md)
     nlohmann::json constraints = nlohmann::json::object();  // judged against engine-generated configs
 };
 
-// Resolution: explicit path (--policy) if non-empty, else $TRUSTME_POLICY, else /etc/trustme/policy.json.
+// Resolution: explicit path (--policy) if non-empty, else $TRUSTME_POLICY, else the default file:
+// /etc/trustme/policy.json for root of the host, $XDG_CONFIG_HOME/trustme/policy.json (else
+// ~/.config/trustme/policy.json) for anyone else, an unprivileged user or root of a user namespace.
 // A file named by the flag or the environment that does not exist is an error; the default file missing
 // means "no policy" (signature Off). A malformed file is an error naming the file and the JSON path.
+// verify_cache_dir defaults the same way: /var/lib/trustme/verify-cache, or $XDG_CACHE_HOME/trustme/
+// verify-cache (else ~/.cache/trustme/verify-cache).
 Policy load(const std::string& explicit_path);
 
 // Parse policy text (for tests); `origin` names the file in errors and anchors relative paths.

@@ -57,7 +57,8 @@ Options:
   --not-before T, --not-after T
                    explicit validity, T = YYYY-MM-DD[THH:MM:SSZ] or @UNIXTIME
   --eku EKU        extended key usage of an issued certificate (default codeSigning; "none" omits it)
-  --policy FILE    policy (default: $TRUSTME_POLICY, then /etc/trustme/policy.json)
+  --policy FILE    policy (default: $TRUSTME_POLICY, then /etc/trustme/policy.json;
+                   not root: $XDG_CONFIG_HOME/trustme/policy.json)
   --verity         sign: record fs-verity digests and enable fs-verity on the rootfs's regular files
                    (irreversible: they become read-only; the filesystem must support it)
   --no-cache       do not use the digest cache (cold measurement)

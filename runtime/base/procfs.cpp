@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstring>
 
 #include "runtime/base/error.hpp"
@@ -127,13 +128,10 @@ int open(std::string_view path, int flags) {
     if (r < 0) return -1;
     char buf[PATH_MAX];
     if (!expand(r, path, buf, sizeof buf)) return -1;
-    int fd = open_beneath(r, buf, flags);
-    if (fd >= 0 && !on_procfs(fd)) {
-        ::close(fd);
-        errno = EXDEV;
-        return -1;
-    }
-    return fd;
+    // No fstatfs of the result: the root was checked to be a procfs root, and RESOLVE_NO_XDEV keeps the
+    // whole lookup on that mount (openat2(2): "Disallow traversal of mount points during path resolution
+    // (including all bind mounts)"), so what it opens is on that procfs.
+    return open_beneath(r, buf, flags);
 }
 
 namespace {
@@ -188,6 +186,17 @@ void write(std::string_view path, std::string_view data) {
     while (n < 0 && errno == EINTR);
     if (n < 0) fail_errno(errno, "write \"" + std::string(data) + "\" to " + shown(path));
     if (static_cast<size_t>(n) != data.size()) fail("short write of \"" + std::string(data) + "\" to " + shown(path));
+}
+
+bool initial_user_ns() {
+    try {
+        const std::string map = read("self/uid_map");
+        unsigned long inside = 1, outside = 1, count = 0;
+        return std::sscanf(map.c_str(), "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 &&
+               outside == 0 && count == 4294967295UL;
+    } catch (const Error&) {
+        return true;
+    }
 }
 
 }  // namespace trustme::procfs

@@ -11,7 +11,7 @@
 //  - every path below it is resolved with openat2(RESOLVE_BENEATH | RESOLVE_NO_XDEV |
 //    RESOLVE_NO_SYMLINKS): a symlink or a mount point on the way fails instead of redirecting;
 //  - "self" and "thread-self", procfs's own symlinks, are replaced by what this instance says they are;
-//  - every file opened is checked again with fstatfs == PROC_SUPER_MAGIC.
+//  - so every file opened is on that verified procfs (RESOLVE_NO_XDEV forbids leaving its mount).
 // Sysctls resolve to the namespaces of the calling task whatever procfs instance they are opened
 // through (net, ipc and uts tables are looked up per task), so the init writes its container's values.
 // Paths are relative to the procfs root: "sys/net/ipv4/ip_forward", "self/mountinfo", "1234/uid_map".
@@ -46,5 +46,10 @@ bool exists(std::string_view path);
 std::string read(std::string_view path);
 // One write(2) of the whole value (sysctls and LSM attributes parse what one write brings).
 void write(std::string_view path, std::string_view data);
+
+// Whether this process is in the initial user namespace, the one whose uid_map is the identity over all
+// ids ("0 0 4294967295", user_namespaces(7)). Root elsewhere (rootless podman runs us as root of the
+// user's namespace) has no privilege over the host. true when the map cannot be read.
+bool initial_user_ns();
 
 }  // namespace trustme::procfs

@@ -34,7 +34,7 @@ const std::vector<Flag> kGlobal = {
     {"log-format", 0, "text|json", "log line format (default text); engines use json"},
     {"debug", 0, nullptr, "log debug messages"},
     {"systemd-cgroup", 0, nullptr, "use the systemd cgroup driver: a transient unit per container (cgroupsPath \"slice:prefix:name\")"},
-    {"policy", 0, "FILE", "trust policy (default $TRUSTME_POLICY, then /etc/trustme/policy.json)"},
+    {"policy", 0, "FILE", "trust policy (default $TRUSTME_POLICY, then /etc/trustme/policy.json; rootless: $XDG_CONFIG_HOME/trustme/policy.json)"},
     {"criu", 0, "PATH", "accepted for runc compatibility; checkpoint/restore is not supported"},
     {"rootless", 0, "true|false|auto", "rootless mode: no cgroup unless delegated (default auto: when not root, or root of a user namespace)"},
     {"version", 'v', nullptr, "print the version"},

@@ -248,16 +248,9 @@ bool rootless(const Globals& g) {
     if (g.rootless == "true") return true;
     if (g.rootless == "false") return false;
     if (::geteuid() != 0) return true;
-    // Root, but of a user namespace that is not the host's (rootless podman runs us so): its uid_map is not
-    // the identity over all ids. Read only where a decision needs it, never on the rootful start path.
-    try {
-        std::string map = read_file("/proc/self/uid_map");
-        unsigned long inside = 1, outside = 1, count = 0;
-        return std::sscanf(map.c_str(), "%lu %lu %lu", &inside, &outside, &count) != 3 || inside != 0 ||
-               outside != 0 || count != 4294967295UL;
-    } catch (const Error&) {
-        return false;
-    }
+    // Root, but of a user namespace that is not the host's (rootless podman runs us so). Read only where a
+    // decision needs it, never on the rootful start path.
+    return !procfs::initial_user_ns();
 }
 
 void do_create(const Globals& g, const CreateOpts& o, Created& c) {
@@ -312,6 +305,15 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     for (auto it = cfg.annotations.begin(); it != cfg.annotations.end();)
         it = it->first.rfind("org.trustme.verified.", 0) == 0 ? cfg.annotations.erase(it) : std::next(it);
     policy::Policy pol = policy::load(g.policy);
+    // What needs root of the host is refused before anything is made: the system TPM (measuring) and
+    // device-mapper with loop devices (volumes) are not a rootless container's to use.
+    if ((pol.attestation || has_volumes(cfg)) && rootless(g)) {
+        if (pol.attestation)
+            fail("policy " + pol.path + ": attestation: measuring into the TPM needs root of the host; "
+                 "a rootless container cannot be measured");
+        fail(origin + ": annotations org.trustme.volume.*: TPM-sealed volumes need root of the host "
+             "(device-mapper, loop devices); a rootless container cannot have them");
+    }
     if (pol.signature != policy::SignatureMode::Off) {
         trustme_verify_request req{TRUSTME_VERIFY_ABI, pol.path.c_str(), c.bundle.c_str(), bundle_fd.get(),
                                    c.rootfs_fd.get(), text.data(), text.size()};

@@ -1,11 +1,13 @@
 // Rootless: the runtime run by an unprivileged user (made for these tests and removed after them), with the
 // state under its $XDG_RUNTIME_DIR, a user namespace mapping its own ids (directly) or its subordinate
-// ranges (through newuidmap/newgidmap), and no cgroup since none was delegated to it.
+// ranges (through newuidmap/newgidmap), no cgroup since none was delegated to it, and a trust policy of its
+// own ($XDG_CONFIG_HOME/trustme/policy.json) that may not ask for what needs root of the host.
 #include <gtest/gtest.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -51,6 +53,7 @@ protected:
         ::chmod(dir.c_str(), 0755);
         // The binary is copied where the user can reach it (the build tree may be under a private home).
         ASSERT_EQ(run({"cp", runtime_binary(), dir + "/trustme-runtime"}).status, 0);
+        binary = dir + "/trustme-runtime";
         bundle = dir + "/bundle";
         xdg = dir + "/xdg";
         ASSERT_EQ(run({"mkdir", "-p", bundle, xdg}).status, 0);
@@ -70,8 +73,9 @@ protected:
     Result as_user(const std::vector<std::string>& args, int timeout_s = 60) {
         std::vector<std::string> argv = {"setpriv", "--reuid", std::to_string(user->uid), "--regid",
                                          std::to_string(user->gid), "--clear-groups", "env", "-i",
-                                         "XDG_RUNTIME_DIR=" + xdg, "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-                                         dir + "/trustme-runtime"};
+                                         "XDG_RUNTIME_DIR=" + xdg, "XDG_CONFIG_HOME=" + dir + "/config",
+                                         "XDG_CACHE_HOME=" + dir + "/cache", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                                         binary};
         argv.insert(argv.end(), args.begin(), args.end());
         return run(argv, "", timeout_s);
     }
@@ -81,6 +85,7 @@ protected:
     }
 
     std::string dir, bundle, xdg;
+    std::string binary;  // the runtime the user runs (set up in SetUp)
     nlohmann::json config;
     std::vector<std::string> ids;
 };
@@ -164,6 +169,75 @@ TEST_F(Rootless, WhatNeedsPrivilegeIsRefusedByName) {
     r = as_user({"run", "--bundle", bundle, "rl-mem"});
     EXPECT_NE(r.status, 0);
     EXPECT_NE(r.err.find("linux.resources.memory.limit: needs a cgroup"), std::string::npos) << r.err;
+    EXPECT_EQ(as_user({"list", "-q"}).out, "");
+}
+
+// The user's own policy binds the user's containers: signatures required by
+// $XDG_CONFIG_HOME/trustme/policy.json are checked (the verification cache goes to $XDG_CACHE_HOME, the
+// system's is not the user's to write), and a policy asking for what needs root of the host is refused.
+TEST_F(Rootless, UsersOwnPolicyIsEnforced) {
+    // Runtime, its plugins and the signing tool where the user can reach them (bin/ and lib/trustme/).
+    const std::string build = runtime_binary().substr(0, runtime_binary().rfind("/bin/"));
+    ASSERT_EQ(run({"mkdir", "-p", dir + "/bin", dir + "/lib", dir + "/config/trustme", dir + "/cache"}).status, 0);
+    ASSERT_EQ(run({"cp", runtime_binary(), build + "/bin/trustme-sign", dir + "/bin/"}).status, 0);
+    ASSERT_EQ(run({"cp", "-a", build + "/lib/trustme", dir + "/lib/"}).status, 0);
+    binary = dir + "/bin/trustme-runtime";
+    const std::string pki = dir + "/pki";
+    ASSERT_EQ(run({dir + "/bin/trustme-sign", "pki", "init", "--dir", pki}).status, 0);
+    ASSERT_EQ(run({dir + "/bin/trustme-sign", "pki", "issue", "--dir", pki, "--name", "release"}).status, 0);
+    const std::string owner = std::to_string(user->uid) + ":" + std::to_string(user->gid);
+    ASSERT_EQ(run({"chown", "-R", owner, pki, dir + "/config", dir + "/cache"}).status, 0);
+    auto policy = [&](nlohmann::json p) {
+        p["trust_anchors"] = {pki + "/root-ca.pem"};
+        write_text(dir + "/config/trustme/policy.json", p.dump());
+        ::chown((dir + "/config/trustme/policy.json").c_str(), user->uid, user->gid);
+    };
+    policy(nlohmann::json::object());
+    save({"sh", "-c", "echo signed-and-run"});
+
+    // Unsigned: refused by the user's policy, nothing left.
+    Result r = as_user({"run", "--bundle", bundle, "rl-unsigned"});
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("manifest"), std::string::npos) << r.err;
+    EXPECT_EQ(as_user({"list", "-q"}).out, "");
+
+    // Signed by the user with a key of that PKI: runs, and the cache is the user's.
+    std::vector<std::string> sign = {"setpriv", "--reuid", std::to_string(user->uid), "--regid", std::to_string(user->gid),
+                                     "--clear-groups", dir + "/bin/trustme-sign", "sign", "--dir", pki, "--name",
+                                     "release", bundle};
+    Result s = run(sign);
+    ASSERT_EQ(s.status, 0) << s.err;
+    ids.push_back("rl-signed");
+    r = as_user({"run", "--bundle", bundle, "rl-signed"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "signed-and-run\n");
+    struct stat st {};
+    ASSERT_EQ(::stat((dir + "/cache/trustme/verify-cache").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, user->uid);
+
+    // Measuring into the system TPM needs root of the host: refused in one line, nothing made.
+    policy({{"attestation", true}});
+    r = as_user({"run", "--bundle", bundle, "rl-measured"});
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("attestation: measuring into the TPM needs root of the host"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(as_user({"list", "-q"}).out, "");
+}
+
+// TPM-sealed volumes need device-mapper and loop devices: a rootless create says so by name.
+TEST_F(Rootless, TpmVolumesAreRefusedByName) {
+    const std::string build = runtime_binary().substr(0, runtime_binary().rfind("/bin/"));
+    ASSERT_EQ(run({"mkdir", "-p", dir + "/bin", dir + "/lib"}).status, 0);
+    ASSERT_EQ(run({"cp", runtime_binary(), dir + "/bin/"}).status, 0);
+    ASSERT_EQ(run({"cp", "-a", build + "/lib/trustme", dir + "/lib/"}).status, 0);
+    binary = dir + "/bin/trustme-runtime";
+    config["annotations"]["org.trustme.volume.data.source"] = "/var/lib/trustme/volumes/data.img";
+    config["annotations"]["org.trustme.volume.data.destination"] = "/data";
+    save({"true"});
+    Result r = as_user({"run", "--bundle", bundle, "rl-vol"});
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("annotations org.trustme.volume.*: TPM-sealed volumes need root of the host"), std::string::npos)
+        << r.err;
     EXPECT_EQ(as_user({"list", "-q"}).out, "");
 }
 
