@@ -16,6 +16,7 @@
 #include "runtime/base/fd.hpp"
 #include "runtime/base/files.hpp"
 #include "runtime/base/log.hpp"
+#include "runtime/base/procfs.hpp"
 #include "runtime/container/container.hpp"
 #include "runtime/base/pages.hpp"
 #include "runtime/container/plugins.hpp"
@@ -345,10 +346,16 @@ int main(int argc, char** argv) {
         print_main_help();
         return i >= argc && !ga.has("help") ? 2 : 0;
     }
+    // Rootless, as runc: state under $XDG_RUNTIME_DIR (the user's own tmpfs), else /run/user/<uid>. Root of a
+    // user namespace (rootless podman runs us so, without --root) honours $XDG_RUNTIME_DIR too unless $USER
+    // is root; root of the host never does (runc main.go, shouldHonorXDGRuntimeDir).
+    const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+    const bool has_xdg = xdg && *xdg == '/';
     if (::geteuid() != 0) {
-        // Rootless, as runc: state under $XDG_RUNTIME_DIR (the user's own tmpfs), else /run/user/<uid>.
-        const char* xdg = std::getenv("XDG_RUNTIME_DIR");
-        g.root = (xdg && *xdg == '/' ? std::string(xdg) : "/run/user/" + std::to_string(::geteuid())) + "/trustme-runtime";
+        g.root = (has_xdg ? std::string(xdg) : "/run/user/" + std::to_string(::geteuid())) + "/trustme-runtime";
+    } else if (has_xdg && !ga.has("root")) {
+        const char* user = std::getenv("USER");
+        if ((!user || std::strcmp(user, "root") != 0) && !procfs::initial_user_ns()) g.root = std::string(xdg) + "/trustme-runtime";
     }
     g.root = ga.get("root", g.root);
     g.rootless = ga.get("rootless", g.rootless);

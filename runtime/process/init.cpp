@@ -364,7 +364,10 @@ void finalize_process(InitConfig& ic) {
     plan.rootfs_fd = ic.rootfs_fd;
     plan.rootfs_is_dir = ic.rootfs_is_dir;
     plan.no_pivot = ic.no_pivot;
-    plan.userns = cfg.linux_.find(CLONE_NEWUSER) != nullptr;
+    // In a user namespace, the config's own or one we were started in (rootless podman runs the runtime as
+    // root of the user's namespace and asks for none): mknod is refused there either way (runc checks
+    // userns.RunningInUserNS() for the same reason).
+    plan.userns = cfg.linux_.find(CLONE_NEWUSER) != nullptr || !procfs::initial_user_ns();
     plan.extra_mounts = ic.extra_mounts;
     plan.dev_null_fd = ic.dev_null_fd;
     if (!cfg.linux_.mount_label.empty()) plan.mount_label_opt = security::mount_label_option(cfg.linux_.mount_label);

@@ -25,7 +25,7 @@ struct Plan {
     int rootfs_fd = -1;        // detached clone (open_tree) of the directory that was verified
     bool rootfs_is_dir = false;  // rootfs_fd is the verified directory itself: the init clones it (rootless)
     bool no_pivot = false;
-    bool userns = false;       // in a new user namespace: devices are bind-mounted, not mknod'ed
+    bool userns = false;       // in a user namespace (new or inherited): devices are bind-mounted, not mknod'ed
     std::string mount_label_opt;  // ",context=..." or ""
     std::vector<oci::Mount> extra_mounts;  // volumes, appended after config mounts
     std::vector<CgroupPath> cgroups;
