@@ -217,7 +217,7 @@ std::optional<std::string> tree_file(int rootfs_fd, struct statx& root) {
 
 }  // namespace
 
-bool tree_unchanged(int store_fd, int rootfs_fd, const std::string& key) {
+bool tree_unchanged(int store_fd, int rootfs_fd, const std::string& key, bool need_verity) {
     struct statx root{};
     auto name = tree_file(rootfs_fd, root);
     if (!name) return false;
@@ -298,13 +298,18 @@ bool tree_unchanged(int store_fd, int rootfs_fd, const std::string& key) {
                            &st) < 0 ||
                    !same(st, stamp) || S_ISDIR(st.stx_mode)) {
             return false;
+        } else if (need_verity && S_ISREG(st.stx_mode) &&
+                   !(st.stx_attributes_mask & st.stx_attributes & STATX_ATTR_VERITY)) {
+            // Without fs-verity, equal stamps do not mean equal content (a store into a dirty MAP_SHARED
+            // page moves none); with it, no writable open of this inode exists any more.
+            return false;
         }
     }
     return n > 0;
 }
 
 void remember_tree(int store_fd, int rootfs_fd, const std::string& key, const std::vector<Entry>& entries,
-                   time_t walk_start) {
+                   time_t walk_start, bool need_verity) {
     struct statx root{};
     auto name = tree_file(rootfs_fd, root);
     if (!name || entries.empty()) return;
@@ -313,6 +318,7 @@ void remember_tree(int store_fd, int rootfs_fd, const std::string& key, const st
     for (const auto& e : entries) {
         // A change in the same clock tick as our read could keep the ctime: no record at all then.
         if (!e.stamp.has_mnt_id || e.stamp.ctime_sec >= walk_start - kRacyMarginSec) return;
+        if (need_verity && e.type == 'f' && e.fsverity.empty()) return;  // read and hashed, not measured
         order.push_back(&e);
     }
     std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) { return a->order < b->order; });

@@ -41,11 +41,14 @@ void write_store_file(int store_fd, const std::string& name, const std::string& 
 // content, xattrs, mode or owner, and the unique mount id with anything mounted over an entry; so equal
 // stamps for every recorded entry mean the very tree that was accepted. Any difference, or any doubt, is a
 // miss. Same store, same rules as the digest cache (filesystem types, unique mount ids, the racy margin).
-bool tree_unchanged(int store_fd, int rootfs_fd, const std::string& key);
+// need_verity (mode "verity-only", where stamps may not stand for content): every regular file must also
+// have fs-verity enabled now (statx STATX_ATTR_VERITY), i.e. its content can no longer change.
+bool tree_unchanged(int store_fd, int rootfs_fd, const std::string& key, bool need_verity = false);
 // Remember the tree of `entries` (a walk of rootfs_fd, any order; Entry::order gives the walk's) under
-// `key`, unless an entry changed less than the racy margin before `walk_start`. Failure is silent.
+// `key`, unless an entry changed less than the racy margin before `walk_start`. need_verity: only if
+// fs-verity vouched for every regular file in that walk (Entry::fsverity measured). Failure is silent.
 void remember_tree(int store_fd, int rootfs_fd, const std::string& key, const std::vector<Entry>& entries,
-                   time_t walk_start);
+                   time_t walk_start, bool need_verity = false);
 
 class HashCache {
 public:

@@ -124,6 +124,9 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     // Stamps stand for content only in mode "stamps": the digest cache and the tree record key on them, and
     // a store into an already-dirty MAP_SHARED page changes content without moving mtime or ctime.
     const bool trust_stamps = store && pol.verify_cache == VerifyCache::Stamps;
+    // Mode "verity-only" keeps a tree record too, but one that stands only while fs-verity seals every
+    // regular file it lists (cache.hpp, tree_unchanged need_verity): stamps then speak for metadata only.
+    const bool verity_record = store && pol.verify_cache == VerifyCache::VerityOnly;
 
     // Signature first: nothing of an unsigned manifest is worth reading, hashing, parsing or walking for.
     // The signature names the SHA-256 of the manifest it covers; a verdict reached earlier for exactly
@@ -154,7 +157,8 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     // manifest, signature and config accepted before, if not one of its entries has changed since. The
     // full verification always walks.
     const std::string tree_key =
-        store ? sha256_hex("tree v1 " + verdict_key + ' ' + manifest_sha256 + ' ' + config_sha256 + ' ' + f.location)
+        store ? sha256_hex(std::string(verity_record ? "tree v1 verity-only " : "tree v1 ") + verdict_key + ' ' +
+                           manifest_sha256 + ' ' + config_sha256 + ' ' + f.location)
               : std::string();
     // Under the embedded location the config came from an engine, unsigned: the policy's constraints
     // judge it, on every start (they may have changed since a tree was recorded).
@@ -163,7 +167,8 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
         if (cfg.is_discarded()) fail(bundle + "/config.json: invalid JSON");
         trustme::policy::judge_config(pol.constraints, cfg, bundle + "/config.json");
     };
-    if (trust_stamps && !opt.cms && tree_unchanged(store.get(), req.rootfs_fd, tree_key)) {
+    if ((trust_stamps || verity_record) && !opt.cms &&
+        tree_unchanged(store.get(), req.rootfs_fd, tree_key, verity_record)) {
         if (f.location != "bundle") judge_unsigned_config();
         if (stats) stats->signature_cached = signature_cached, stats->tree_cached = true;
         return;
@@ -202,7 +207,8 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     if (stats) stats->signature_cached = signature_cached;
     if (cache) cache->save();
     if (auto d = compare_entries(signed_m.entries, actual); !d.empty()) fail(rootfs() + (d[0] == '/' ? "" : "/") + d);
-    if (trust_stamps) remember_tree(store.get(), req.rootfs_fd, tree_key, actual, walk_start);
+    if (trust_stamps || verity_record)
+        remember_tree(store.get(), req.rootfs_fd, tree_key, actual, walk_start, verity_record);
 }
 
 

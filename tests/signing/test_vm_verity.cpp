@@ -24,6 +24,7 @@
 #include "signing/manifest.hpp"
 #include "signing/policy.hpp"
 #include "signing/verify.hpp"
+#include "signing/verify_core.hpp"
 #include "signing/warm.hpp"
 
 using namespace trustme;
@@ -114,6 +115,24 @@ protected:
         return verify_warm(req, trustme::policy::load(policy_), res);
     }
 
+    // The warm path's body (verify_warm without its catch-all), for its statistics: true when it
+    // accepted, false when the caches could not decide (CacheMiss); a refusal fails the test.
+    bool warm_run(WalkStats& st) {
+        UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        UniqueFd r(::open(rootfs_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        std::string cfg = slurp(bundle_ + "/config.json");
+        trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(), cfg.data(),
+                                   cfg.size()};
+        trustme_verify_result res{};
+        st = WalkStats{};
+        try {
+            verify_run(req, res, trustme::policy::load(policy_), VerifyCore{}, &st);
+            return true;
+        } catch (const CacheMiss&) {
+            return false;
+        }
+    }
+
     std::string dir_, img_, mnt_, bundle_, rootfs_, pki_, sign_, policy_;
     bool mounted_ = false;
 };
@@ -191,4 +210,38 @@ TEST_F(VerityVm, CorruptedBlockUnderTheFilesystemFailsTheRead) {
     errno = 0;
     EXPECT_LT(::pread(fd.get(), buf, sizeof buf, 4096), 0) << "the corrupted block was returned";
     EXPECT_EQ(errno, EIO);
+}
+
+// Mode "verity-only" keeps a tree record too: a warm start is one statx per entry (no open, no measure,
+// no manifest parsing), and only while every regular file it lists has fs-verity. A tree where one file
+// was read and hashed instead (no fs-verity on it) gets no record: its stamps could hide a store into a
+// MAP_SHARED page, so the warm path cannot decide and the full verification reads it again.
+TEST_F(VerityVm, VerityOnlyWarmStartChecksTheTreeRecord) {
+    struct statx sx{};
+    if (::statx(AT_FDCWD, rootfs_.c_str(), 0, STATX_BASIC_STATS | 0x4000U /* STATX_MNT_ID_UNIQUE */, &sx) != 0 ||
+        !(sx.stx_mask & 0x4000U))
+        GTEST_SKIP() << "tree records need unique mount ids (Linux 6.8); this kernel has none";
+    ASSERT_EQ(sh(sign_ + " sign --verity --dir " + pki_ + " --name app " + bundle_ + " > /dev/null"), 0);
+    ::sleep(3);  // the racy margin: no record of entries changed within 2 s of the walk
+    WalkStats st;
+    std::string error;
+    ASSERT_EQ(verify(st, &error), 0) << error;
+    ASSERT_TRUE(warm_run(st));
+    EXPECT_TRUE(st.tree_cached) << "verity-only: the warm path walked instead of checking the record";
+    EXPECT_EQ(st.verity_files, 0u);
+
+    // A mode change moves the file's ctime: the record no longer stands, and the walk refuses the tree.
+    ASSERT_EQ(::chmod((rootfs_ + "/bin/tool").c_str(), 0700), 0);
+    EXPECT_FALSE(warm());
+    ASSERT_EQ(::chmod((rootfs_ + "/bin/tool").c_str(), 0644), 0);
+
+    // The same bytes in a file without fs-verity: accepted (read and hashed), but never from a record.
+    const std::string passwd = slurp(rootfs_ + "/etc/passwd");
+    ASSERT_EQ(::unlink((rootfs_ + "/etc/passwd").c_str()), 0);
+    write(rootfs_ + "/etc/passwd", passwd);
+    ::sleep(3);
+    ASSERT_EQ(verify(st, &error), 0) << error;
+    EXPECT_EQ(st.bytes_hashed, passwd.size());
+    EXPECT_FALSE(warm_run(st)) << "a tree with a file fs-verity does not seal was accepted from its stamps";
+    EXPECT_FALSE(st.tree_cached);
 }
