@@ -5,6 +5,7 @@
 
 #include "attest/tpm.hpp"
 #include "runtime/base/error.hpp"
+#include "runtime/base/files.hpp"
 
 namespace trustme::attest {
 
@@ -14,6 +15,29 @@ std::vector<uint8_t> parse_nonce(const std::string& hex, const std::string& what
         fail(what + ": must be " + std::to_string(kMinNonce) + "..64 bytes (" + std::to_string(kMinNonce * 2) +
              "..128 hex digits)");
     return n;
+}
+
+tpm::Quote KeptAk::quote(tpm::Tpm& t, const std::vector<uint8_t>& nonce, const std::vector<uint32_t>& pcrs) {
+    std::string dir = path_.substr(0, path_.rfind('/') + 1), name = path_.substr(dir.size());
+    UniqueFd dfd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!read_ && dfd) {
+        read_ = true;
+        try {
+            saved_ = tpm::SavedAk::from_json(read_file_at(dfd.get(), name, path_, 16384), path_);
+        } catch (const std::exception&) {
+            saved_ = {};  // absent or unreadable: made anew below
+        }
+    }
+    auto before = saved_.context;
+    auto q = t.quote(nonce, pcrs, &saved_);
+    if (saved_.context != before && dfd) {
+        try {
+            write_file_atomic(dfd.get(), name, saved_.to_json() + "\n", 0600);
+        } catch (const std::exception&) {
+            // Not stored: the next process creates the AK once more, nothing worse.
+        }
+    }
+    return q;
 }
 
 QuoteReply take_quote(const QuoteRequest& req) {
@@ -35,7 +59,7 @@ QuoteReply take_quote(const QuoteRequest& req) {
         if (!out.log_fd) fail_errno(errno, "event log " + path);
     }
     tpm::Tpm t(req.tcti);
-    auto q = t.quote(req.nonce, req.pcrs);
+    auto q = req.ak ? req.ak->quote(t, req.nonce, req.pcrs) : t.quote(req.nonce, req.pcrs);
     out.header.attest = std::move(q.attest);
     out.header.signature_der = std::move(q.signature_der);
     out.header.pcrs = std::move(q.pcr_values);

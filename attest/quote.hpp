@@ -5,16 +5,34 @@
 #include <string>
 #include <vector>
 
+#include "attest/tpm.hpp"
 #include "attest/verify.hpp"
 #include "runtime/base/fd.hpp"
 
 namespace trustme::attest {
+
+// The AK kept across quotes, so that a quote loads it (TPM2_ContextLoad) instead of having the TPM derive
+// it again: in memory for a long-running caller (serve) and in "<log>.ak-context" (next to the configured
+// log path, mode 0600) for the next process. A cache only: whatever it holds is checked against the TPM
+// (tpm::Tpm::quote), and anything the TPM refuses or that is not the AK is replaced by a new context.
+class KeptAk {
+public:
+    explicit KeptAk(std::string log) : path_(log + ".ak-context") {}
+    tpm::Quote quote(tpm::Tpm& t, const std::vector<uint8_t>& nonce, const std::vector<uint32_t>& pcrs);
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+    tpm::SavedAk saved_;
+    bool read_ = false;
+};
 
 struct QuoteRequest {
     std::string tcti, log;        // the configured log path; this boot's file is derived from it
     std::vector<uint8_t> nonce;   // 32..64 bytes
     uint64_t from = 0;            // first record to return
     std::vector<uint32_t> pcrs;   // sha256 bank, 0..23
+    KeptAk* ak = nullptr;         // the AK to use; none: created from the template for this quote
 };
 
 // The header, and the log bytes [begin, end) of `log_fd` that hold records from..last: the log is

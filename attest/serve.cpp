@@ -124,7 +124,7 @@ json parse_request(const std::string& line, bool enroll) {
 
 class Server {
 public:
-    explicit Server(const ServeOptions& o) : o_(o) {}
+    explicit Server(const ServeOptions& o) : o_(o), ak_(o.settings.log) {}
 
     [[noreturn]] void run() {
         lfd_ = net::listen_on(o_.listen);
@@ -351,7 +351,8 @@ private:
                         q.pcrs = {o_.settings.pcr};
                     QuoteReply r;
                     {
-                        std::lock_guard<std::mutex> l(g_tpm);
+                        std::lock_guard<std::mutex> l(g_tpm);  // also guards ak_
+                        q.ak = &ak_;
                         r = take_quote(q);
                     }
                     json h = r.header.to_json();
@@ -380,6 +381,7 @@ private:
     }
 
     const ServeOptions& o_;
+    KeptAk ak_;  // loaded for each quote, not re-created
     UniqueFd lfd_, efd_;
     std::map<uint64_t, Conn> conns_;
     std::map<std::string, size_t> per_client_;

@@ -112,7 +112,8 @@ int cmd_ak(const Args& a) {
 
 int cmd_quote(const Args& a) {
     Settings s = settings(a);
-    QuoteRequest req{s.tcti, s.log, parse_nonce(a.need("nonce"), "--nonce"), a.number("from", 0, UINT64_MAX), {s.pcr}};
+    KeptAk ak(s.log);
+    QuoteRequest req{s.tcti, s.log, parse_nonce(a.need("nonce"), "--nonce"), a.number("from", 0, UINT64_MAX), {s.pcr}, &ak};
     QuoteReply r = take_quote(req);
     QuoteDoc doc;
     static_cast<QuoteHeader&>(doc) = r.header;

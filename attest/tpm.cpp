@@ -525,7 +525,61 @@ void create_ak(ESYS_CONTEXT* ctx, Transient& h, TPM2B_PUBLIC** pub,
                                     &sens, &tmpl, &outside, &creation_pcr, h.out(), pub, nullptr, nullptr, nullptr);
     if (rc != TSS2_RC_SUCCESS) onerr(rc, "CreatePrimary (attestation key, endorsement hierarchy)");
 }
+
+// A public area made from the AK template: every field but the key itself (unique) as the template has it.
+bool of_ak_template(const TPMT_PUBLIC& pub) {
+    TPM2B_PUBLIC tmpl = ak_template();
+    TPMT_PUBLIC shape = pub;
+    shape.unique = tmpl.publicArea.unique;
+    return marshal(shape, Tss2_MU_TPMT_PUBLIC_Marshal) == marshal(tmpl.publicArea, Tss2_MU_TPMT_PUBLIC_Marshal);
+}
+
+// Load a saved AK into `h`; false (and nothing loaded) when the TPM refuses the context (another TPM, or
+// reset since) or the object it holds is not that AK.
+bool load_saved_ak(ESYS_CONTEXT* ctx, const SavedAk& kept, Transient& h) {
+    TPMS_CONTEXT c{};
+    size_t off = 0;
+    if (Tss2_MU_TPMS_CONTEXT_Unmarshal(kept.context.data(), kept.context.size(), &off, &c) != TSS2_RC_SUCCESS ||
+        off != kept.context.size() || c.hierarchy != TPM2_RH_ENDORSEMENT)
+        return false;
+    Transient loaded(ctx);
+    if (Esys_ContextLoad(ctx, &c, loaded.out()) != TSS2_RC_SUCCESS) return false;
+    // What the TPM says the loaded object is, not what the saved blob's metadata says.
+    TPM2B_PUBLIC* pub_raw = nullptr;
+    TSS2_RC rc = Esys_ReadPublic(ctx, loaded.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub_raw, nullptr, nullptr);
+    EsysPtr<TPM2B_PUBLIC> pub(pub_raw);
+    if (rc != TSS2_RC_SUCCESS || marshal(*pub, Tss2_MU_TPM2B_PUBLIC_Marshal) != kept.public_area ||
+        !of_ak_template(pub->publicArea))
+        return false;
+    std::swap(*h.out(), *loaded.out());
+    return true;
+}
 }  // namespace
+
+std::string SavedAk::to_json() const {
+    return nlohmann::json{{"version", 1},
+                          {"type", "trustme-ak-context"},
+                          {"context", to_hex(context)},
+                          {"public", to_hex(public_area)}}
+        .dump();
+}
+
+SavedAk SavedAk::from_json(const std::string& text, const std::string& name) {
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception&) {
+        fail(name + ": not JSON");
+    }
+    if (!j.is_object() || j.value("type", "") != "trustme-ak-context" || j.value("version", 0) != 1)
+        fail(name + ": not a trustme-ak-context (version 1)");
+    for (const char* k : {"context", "public"})
+        if (!j.contains(k) || !j[k].is_string()) fail(name + ": " + k + ": missing or not a string");
+    SavedAk s;
+    s.context = from_hex(j["context"].get<std::string>(), name + ": context");
+    s.public_area = from_hex(j["public"].get<std::string>(), name + ": public");
+    return s;
+}
 
 AkPublic Tpm::ak_public() {
     ESYS_CONTEXT* ctx = E(ctx_);
@@ -544,13 +598,25 @@ AkPublic Tpm::ak_public() {
     return out;
 }
 
-Quote Tpm::quote(const std::vector<uint8_t>& nonce, const std::vector<uint32_t>& pcrs_in) {
+Quote Tpm::quote(const std::vector<uint8_t>& nonce, const std::vector<uint32_t>& pcrs_in, SavedAk* kept) {
     if (nonce.empty() || nonce.size() > 64) fail("quote: the nonce must be 1..64 bytes (TPM2B_DATA)");
     std::vector<uint32_t> pcrs = sorted_unique(pcrs_in);
     if (pcrs.empty()) fail("quote: no PCRs selected");
     ESYS_CONTEXT* ctx = E(ctx_);
     Transient ak(ctx);
-    create_ak(ctx, ak, nullptr, [this](TSS2_RC rc, const std::string& w) { fail_rc(rc, w); });
+    if (!kept || kept->empty() || !load_saved_ak(ctx, *kept, ak)) {
+        TPM2B_PUBLIC* pub_raw = nullptr;
+        create_ak(ctx, ak, kept ? &pub_raw : nullptr, [this](TSS2_RC rc, const std::string& w) { fail_rc(rc, w); });
+        EsysPtr<TPM2B_PUBLIC> pub(pub_raw);
+        if (kept) {
+            TPMS_CONTEXT* c_raw = nullptr;
+            TSS2_RC rc = Esys_ContextSave(ctx, ak.get(), &c_raw);
+            EsysPtr<TPMS_CONTEXT> c(c_raw);
+            if (rc != TSS2_RC_SUCCESS) fail_rc(rc, "ContextSave (attestation key)");
+            kept->context = marshal(*c, Tss2_MU_TPMS_CONTEXT_Marshal);
+            kept->public_area = marshal(*pub, Tss2_MU_TPM2B_PUBLIC_Marshal);
+        }
+    }
     TPM2B_DATA q{};
     q.size = static_cast<UINT16>(nonce.size());
     memcpy(q.buffer, nonce.data(), nonce.size());

@@ -67,6 +67,23 @@ struct AkPublic {
     std::string pem;                   // SubjectPublicKeyInfo (EC P-256)
 };
 
+// The AK kept across connections: its saved context (TPM2_ContextSave) and the public area it had when it
+// was created from the template. Loading it back (TPM2_ContextLoad) replaces re-deriving the key from the
+// endorsement seed. Only the TPM that saved it can load it, and only until that TPM's next reset: the
+// context encryption key changes on every TPM Reset (TPM 2.0 Part 1, "Context Management"), so a saved AK
+// lasts one boot at most and is then re-created. Not secret (the TPM encrypts and MACs the context), but
+// not trusted either: see Tpm::quote.
+struct SavedAk {
+    std::vector<uint8_t> context;      // TPMS_CONTEXT, marshalled
+    std::vector<uint8_t> public_area;  // TPM2B_PUBLIC, marshalled
+
+    bool empty() const { return context.empty(); }
+    // {"version":1,"type":"trustme-ak-context","context":"<hex>","public":"<hex>"}; from_json errors name
+    // `name` and the field.
+    std::string to_json() const;
+    static SavedAk from_json(const std::string& text, const std::string& name);
+};
+
 // A TPM2_Quote result.
 struct Quote {
     std::vector<uint8_t> attest;         // TPMS_ATTEST as the TPM marshalled it: the signed bytes
@@ -117,7 +134,11 @@ public:
     // endorsement hierarchy from a fixed template, hence the same key every time on the same TPM.
     AkPublic ak_public();
     // TPM2_Quote over `pcrs` (sha256 bank) with the AK; nonce: 1..64 bytes (TPM2B_DATA).
-    Quote quote(const std::vector<uint8_t>& nonce, const std::vector<uint32_t>& pcrs);
+    // With `kept`: the AK is loaded from it when the TPM accepts the context and the loaded object is that
+    // AK -- its public area, read back from the TPM (TPM2_ReadPublic), equals the saved one, and that is
+    // a key of the AK template (restricted ECDSA-SHA256 P-256 signing key, fixedTPM, endorsement
+    // hierarchy). Otherwise the AK is created from the template and *kept replaced by its context.
+    Quote quote(const std::vector<uint8_t>& nonce, const std::vector<uint32_t>& pcrs, SavedAk* kept = nullptr);
 
     // The EK certificate (DER) from its TCG NV index (RSA 2048: 0x01c00002), empty when absent.
     std::vector<uint8_t> ek_certificate();

@@ -21,6 +21,8 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
 
 #include "attest/credential.hpp"
 #include "attest/eventlog.hpp"
@@ -1217,4 +1219,102 @@ TEST_F(AttestHost, ServeRefusesAPublicAddressByDefault) {
     EXPECT_EQ(r.rc, 1);
     EXPECT_EQ(count_lines(r.err), 1) << r.err;
     EXPECT_NE(r.err.find("not a loopback address"), std::string::npos) << r.err;
+}
+
+// ---- The AK kept across quotes ----------------------------------------------------------------------
+
+namespace {
+// A saved context of another key of the AK's shape (the AK template with another `unique`) on the TPM at
+// `tcti`, with its public area: what a host would put in the AK cache to quote with a key of its choice.
+trustme::tpm::SavedAk other_key_context(const std::string& tcti) {
+    trustme::tpm::Tpm t(tcti);
+    auto* ctx = static_cast<ESYS_CONTEXT*>(t.esys());
+    TPM2B_PUBLIC tmpl{};
+    auto& p = tmpl.publicArea;
+    p.type = TPM2_ALG_ECC;
+    p.nameAlg = TPM2_ALG_SHA256;
+    p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                         TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
+    p.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+    p.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
+    p.parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+    p.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+    p.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+    const char tag[] = "not-the-ak";
+    p.unique.ecc.x.size = sizeof tag - 1;
+    memcpy(p.unique.ecc.x.buffer, tag, sizeof tag - 1);
+    TPM2B_SENSITIVE_CREATE sens{};
+    TPM2B_DATA outside{};
+    TPML_PCR_SELECTION pcrs{};
+    ESYS_TR h = ESYS_TR_NONE;
+    TPM2B_PUBLIC* pub = nullptr;
+    if (Esys_CreatePrimary(ctx, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
+                           &outside, &pcrs, &h, &pub, nullptr, nullptr, nullptr) != TSS2_RC_SUCCESS)
+        throw std::runtime_error("CreatePrimary");
+    TPMS_CONTEXT* c = nullptr;
+    if (Esys_ContextSave(ctx, h, &c) != TSS2_RC_SUCCESS) throw std::runtime_error("ContextSave");
+    trustme::tpm::SavedAk out;
+    std::vector<uint8_t> buf(sizeof(TPMS_CONTEXT) + sizeof(TPM2B_PUBLIC));
+    size_t off = 0;
+    Tss2_MU_TPMS_CONTEXT_Marshal(c, buf.data(), buf.size(), &off);
+    out.context.assign(buf.begin(), buf.begin() + static_cast<long>(off));
+    off = 0;
+    Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf.data(), buf.size(), &off);
+    out.public_area.assign(buf.begin(), buf.begin() + static_cast<long>(off));
+    Esys_FlushContext(ctx, h);
+    Esys_Free(c);
+    Esys_Free(pub);
+    return out;
+}
+}  // namespace
+
+// A quote loads the AK saved by an earlier one instead of having the TPM derive it again; what it loads
+// is checked against the TPM, and a host that swaps in another key is still refused by the verifier,
+// which pins the AK.
+TEST_F(AttestHost, AkIsKeptAcrossQuotesAndAnotherKeyIsRefused) {
+    ASSERT_EQ(measure("c1", make_bundle("b1", "one")).rc, 0);
+    std::string allow = allow_all_measured();
+    std::string kept = log_ + ".ak-context";
+    std::string n = hex_nonce();
+    auto v = verify(quote(n), n, allow);
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    ASSERT_TRUE(fs::exists(kept)) << "the quote did not keep the AK";
+    EXPECT_EQ(fs::status(kept).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+    auto saved = trustme::tpm::SavedAk::from_json(slurp(kept), kept);
+    // The next quote uses it: the same context, and a verifying quote.
+    n = hex_nonce();
+    v = verify(quote(n), n, allow);
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    EXPECT_EQ(trustme::tpm::SavedAk::from_json(slurp(kept), kept).context, saved.context);
+
+    // Another key of the same shape, saved consistently: the host quotes with it; the verifier refuses.
+    auto other = other_key_context(tpm_.tcti());
+    spit(kept, other.to_json());
+    n = hex_nonce();
+    v = verify(quote(n), n, allow);
+    EXPECT_EQ(v.rc, 1) << v.out;
+    EXPECT_NE(v.err.find("does not verify with the trusted AK"), std::string::npos) << v.err;
+
+    // Another key's context under the AK's public area: the TPM says what it loaded, so the quote
+    // re-creates the AK and keeps that instead.
+    other.public_area = saved.public_area;
+    spit(kept, other.to_json());
+    n = hex_nonce();
+    v = verify(quote(n), n, allow);
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    EXPECT_EQ(trustme::tpm::SavedAk::from_json(slurp(kept), kept).public_area, saved.public_area);
+    EXPECT_NE(trustme::tpm::SavedAk::from_json(slurp(kept), kept).context, other.context);
+
+    // Garbage, and a context the TPM no longer accepts after a reset: the AK is made anew.
+    spit(kept, "garbage");
+    n = hex_nonce();
+    v = verify(quote(n), n, allow);
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    auto before_reset = trustme::tpm::SavedAk::from_json(slurp(kept), kept);
+    tpm_.restart();
+    ASSERT_EQ(measure("c2", make_bundle("b1", "one")).rc, 0);
+    n = hex_nonce();
+    v = verify(quote(n), n, allow);
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    EXPECT_NE(trustme::tpm::SavedAk::from_json(slurp(kept), kept).context, before_reset.context);
 }
