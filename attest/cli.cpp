@@ -20,20 +20,29 @@ Commands:
                                bundle's measurement and append the event to the log
   ak create --out FILE         write the attestation key's public part (PEM); --public FILE also writes its
                                TPM2B_PUBLIC, --ek-cert FILE the TPM's EK certificate (DER) when it has one
-  ak enroll --ek-ca FILE... --out FILE [--remote ADDR]
+  ak enroll --ek-ca FILE... --out FILE [--remote ADDR [TLS]]
                                check the EK certificate chain and that the AK lives in the same TPM
                                (credential activation), then write the trusted AK (PEM)
   quote --nonce HEX [--from N]  TPM2_Quote over the PCR with the AK, with this boot's event log from record N
                                (default 0), as JSON on stdout
-  verify --ak FILE --allow FILE (--nonce HEX QUOTE.json | --remote ADDR) [--pcr N]... [--bank sha256]
+  verify --ak FILE --allow FILE (--nonce HEX QUOTE.json | --remote ADDR [TLS]) [--pcr N]... [--bank sha256]
          [--state FILE]        check a quote with the trusted AK and print a verdict per event; the quote must
                                cover the PCRs named by --pcr (default: the policy's); --state keeps where
                                this host was checked up to, and only newer records are asked for
   serve --listen ADDR [--enroll] [--deadline SECONDS] [--max-connections N] [--max-per-client N]
-        [--any-address]        answer quote requests (ADDR: HOST:PORT on loopback, unix:/path or /path);
+        [--any-address | TLS --tls-allow ID...]
+                               answer quote requests (ADDR: HOST:PORT on loopback, unix:/path or /path);
                                --enroll also answers ak and activate (enrollment); --any-address allows a
-                               non-loopback HOST
+                               non-loopback HOST without TLS
   log show [--boot ID]         print this boot's (or boot ID's) event log as a CEL-JSON array
+
+TLS (mutual, TLS 1.3; certificates from trustme-sign pki issue --purpose client|server):
+  --tls-cert FILE  this side's certificate (PEM), optionally followed by its issuing CA
+  --tls-key FILE   its private key (PEM)
+  --tls-ca FILE    the CA certificate(s) the other side's certificate must chain to
+  --tls-allow ID   an identity of the other side that is accepted, repeatable: cn:NAME (subject common
+                   name) or spki:HEX (SHA-256 of its public key, DER SubjectPublicKeyInfo); serve
+                   requires at least one and refuses every other verifier at the handshake
 
 Options:
   --policy FILE   trust policy (default $TRUSTME_POLICY, else /etc/trustme/policy.json)
@@ -52,7 +61,7 @@ namespace {
 const std::set<std::string> kValueOpts = {"policy", "tcti",  "pcr",   "log",    "out",      "public",
                                           "ek-cert", "ek-ca", "nonce", "ak",     "allow",    "remote",
                                           "listen",  "from",  "state", "bank",   "deadline", "max-connections",
-                                          "max-per-client", "boot"};
+                                          "max-per-client", "boot", "tls-cert", "tls-key", "tls-ca", "tls-allow"};
 // Options without a value.
 const std::set<std::string> kFlagOpts = {"enroll", "any-address"};
 }  // namespace

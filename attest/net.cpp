@@ -7,6 +7,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include "runtime/base/error.hpp"
@@ -115,8 +118,61 @@ UniqueFd connect_to(const std::string& addr) {
     fail_errno(err ? err : ECONNREFUSED, addr + ": connect");
 }
 
-std::string read_line(int fd, size_t max, const std::string& what) {
-    Reader r(fd, what);
+Channel::Channel(const std::string& addr, const tls::Context* tls) : addr_(addr), fd_(connect_to(addr)) {
+    if (!tls) return;
+    ssl_ = tls->wrap(fd_.get());
+    int r = SSL_connect(ssl_.get());
+    if (r != 1) fail(addr_ + ": TLS handshake: " + tls::Context::failure(ssl_.get(), r));
+}
+
+void Channel::fail_io(const char* what, int ret) {
+    int e = SSL_get_error(ssl_.get(), ret);
+    // A TLS 1.3 server judges the client's certificate after the client's side of the handshake is done:
+    // its refusal arrives as an alert, or as a reset of the connection, at the next read or write.
+    if (e == SSL_ERROR_SYSCALL && (errno == ECONNRESET || errno == EPIPE))
+        fail(addr_ + ": TLS: the server closed the connection after the handshake (it did not accept this "
+             "client's certificate, see its log)");
+    if (e == SSL_ERROR_SYSCALL && errno) fail_errno(errno, addr_ + ": " + what);
+    fail(addr_ + ": TLS: " + tls::Context::failure(ssl_.get(), ret));
+}
+
+size_t Channel::read(char* buf, size_t n) {
+    for (;;) {
+        if (ssl_) {
+            ERR_clear_error();
+            errno = 0;
+            int r = SSL_read(ssl_.get(), buf, static_cast<int>(std::min<size_t>(n, INT32_MAX)));
+            if (r > 0) return static_cast<size_t>(r);
+            if (SSL_get_error(ssl_.get(), r) == SSL_ERROR_ZERO_RETURN) return 0;
+            fail_io("read", r);
+        }
+        ssize_t r = ::read(fd_.get(), buf, n);
+        if (r >= 0) return static_cast<size_t>(r);
+        if (errno != EINTR) fail_errno(errno, addr_ + ": read");
+    }
+}
+
+void Channel::write_all(std::string_view data) {
+    while (!data.empty()) {
+        if (ssl_) {
+            ERR_clear_error();
+            errno = 0;
+            int r = SSL_write(ssl_.get(), data.data(), static_cast<int>(std::min<size_t>(data.size(), INT32_MAX)));
+            if (r <= 0) fail_io("write", r);
+            data.remove_prefix(static_cast<size_t>(r));
+            continue;
+        }
+        ssize_t n = ::send(fd_.get(), data.data(), data.size(), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_errno(errno, addr_ + ": write");
+        }
+        data.remove_prefix(static_cast<size_t>(n));
+    }
+}
+
+std::string read_line(Channel& ch, size_t max, const std::string& what) {
+    Reader r(ch, what);
     std::string out;
     if (!r.line(&out, max)) fail(what + ": connection closed without a message");
     return out;
@@ -138,16 +194,12 @@ bool Reader::line(std::string* out, size_t max) {
         pos_ = 0;
         scanned = buf_.size();
         char chunk[65536];
-        ssize_t n = ::read(fd_, chunk, sizeof chunk);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            fail_errno(errno, what_ + ": read");
-        }
+        size_t n = ch_.read(chunk, sizeof chunk);
         if (n == 0) {
             if (buf_.empty()) return false;
             fail(what_ + ": connection closed inside a message");
         }
-        buf_.append(chunk, static_cast<size_t>(n));
+        buf_.append(chunk, n);
     }
 }
 
@@ -188,17 +240,6 @@ std::string peer_key(int fd) {
     socklen_t cl = sizeof cr;
     if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) return "uid:" + std::to_string(cr.uid);
     return "unknown";
-}
-
-void write_all(int fd, std::string_view data, const std::string& what) {
-    while (!data.empty()) {
-        ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            fail_errno(errno, what + ": write");
-        }
-        data.remove_prefix(static_cast<size_t>(n));
-    }
 }
 
 }  // namespace trustme::attest::net

@@ -1,6 +1,7 @@
 #include "attest/serve.hpp"
 
 #include <fcntl.h>
+#include <openssl/err.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -80,8 +81,10 @@ struct Done {
 
 struct Conn {
     UniqueFd fd;
+    tls::Ssl ssl;  // with TLS
     std::string client;
-    enum class Phase { Reading, Working, Writing } phase = Phase::Reading;
+    enum class Phase { Handshake, Reading, Working, Writing } phase = Phase::Reading;
+    short wait = 0;  // TLS: the direction OpenSSL waits for (a read may need a write), else the phase's
     Clock::time_point deadline;
     std::string in;
     std::string out;
@@ -89,6 +92,55 @@ struct Conn {
     UniqueFd file;
     uint64_t file_off = 0, file_end = 0;
 };
+
+// One line on stderr (refused TLS handshakes): control characters of peer-chosen names replaced.
+void log_line(std::string msg) {
+    for (char& ch : msg)
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+    std::fprintf(stderr, "trustme-attest: serve: %s\n", msg.c_str());
+}
+
+// Non-blocking I/O on a connection, plain or TLS: > 0 bytes moved, 0 end of stream, -1 would block
+// (c.wait tells which way, for TLS), -2 broken.
+ssize_t io_result(Conn& c, int r) {
+    switch (SSL_get_error(c.ssl.get(), r)) {
+        case SSL_ERROR_WANT_READ:
+            c.wait = POLLIN;
+            return -1;
+        case SSL_ERROR_WANT_WRITE:
+            c.wait = POLLOUT;
+            return -1;
+        case SSL_ERROR_ZERO_RETURN:
+            return 0;
+        default:
+            ERR_clear_error();
+            return -2;
+    }
+}
+
+ssize_t recv_some(Conn& c, char* buf, size_t n) {
+    if (c.ssl) {
+        ERR_clear_error();
+        int r = SSL_read(c.ssl.get(), buf, static_cast<int>(n));
+        if (r > 0) c.wait = 0;
+        return r > 0 ? r : io_result(c, r);
+    }
+    ssize_t r = ::recv(c.fd.get(), buf, n, MSG_DONTWAIT);
+    if (r >= 0) return r;
+    return errno == EAGAIN || errno == EINTR ? -1 : -2;
+}
+
+ssize_t send_some(Conn& c, const char* buf, size_t n) {
+    if (c.ssl) {
+        ERR_clear_error();
+        int r = SSL_write(c.ssl.get(), buf, static_cast<int>(std::min<size_t>(n, 1 << 20)));
+        if (r > 0) c.wait = 0;
+        return r > 0 ? r : io_result(c, r);
+    }
+    ssize_t r = ::send(c.fd.get(), buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (r >= 0) return r;
+    return errno == EAGAIN || errno == EINTR ? -1 : -2;
+}
 
 // Parse and check a request line; Error with the reason (never the raw bytes).
 json parse_request(const std::string& line, bool enroll) {
@@ -156,7 +208,8 @@ private:
             auto next = now + std::chrono::seconds(60);
             if (!listening && accept_pause_until_ > now) next = std::min(next, accept_pause_until_);
             for (auto& [id, c] : conns_) {
-                short ev = c.phase == Conn::Phase::Reading ? POLLIN : c.phase == Conn::Phase::Writing ? POLLOUT : 0;
+                short ev = c.phase == Conn::Phase::Writing ? POLLOUT : c.phase == Conn::Phase::Working ? 0 : POLLIN;
+                if (c.wait && c.phase != Conn::Phase::Working) ev = c.wait;
                 pfds.push_back({c.fd.get(), ev, 0});
                 ids.push_back(id);
                 next = std::min(next, c.deadline);
@@ -192,17 +245,30 @@ private:
                 continue;
             }
             std::string key = net::peer_key(c.get());
+            // Over TLS nothing can be said before the handshake: the connection is just closed.
             if (conns_.size() >= o_.max_connections) {
-                refuse_now(c.get(), "busy: " + std::to_string(o_.max_connections) + " connections open");
+                if (!o_.tls) refuse_now(c.get(), "busy: " + std::to_string(o_.max_connections) + " connections open");
                 continue;
             }
             if (per_client_[key] >= o_.max_per_client) {
-                refuse_now(c.get(), "busy: " + std::to_string(o_.max_per_client) + " connections open from this client");
+                if (!o_.tls)
+                    refuse_now(c.get(), "busy: " + std::to_string(o_.max_per_client) + " connections open from this client");
                 continue;
+            }
+            tls::Ssl ssl;
+            if (o_.tls) {
+                try {
+                    ssl = o_.tls->wrap(c.get());
+                } catch (const std::exception& e) {
+                    log_line(std::string("TLS: ") + e.what());
+                    continue;
+                }
             }
             ++per_client_[key];
             Conn& conn = conns_[next_id_++];
             conn.fd = std::move(c);
+            conn.ssl = std::move(ssl);
+            conn.phase = conn.ssl ? Conn::Phase::Handshake : Conn::Phase::Reading;
             conn.client = key;
             conn.deadline = Clock::now() + std::chrono::seconds(o_.deadline_seconds);
         }
@@ -224,72 +290,107 @@ private:
 
     void reply(Conn& c, std::string head) {
         c.phase = Conn::Phase::Writing;
+        c.wait = 0;
         c.out = std::move(head);
         c.out_off = 0;
-        ::shutdown(c.fd.get(), SHUT_RD);  // one request per connection: nothing more is read
+        if (!c.ssl) ::shutdown(c.fd.get(), SHUT_RD);  // one request per connection: nothing more is read
+    }
+
+    // The end of a reply: over TLS a close_notify first (best effort, never waited for).
+    void finish(uint64_t id, Conn& c) {
+        if (c.ssl) SSL_shutdown(c.ssl.get());
+        close_conn(id);
     }
 
     void step(uint64_t id, short revents) {
         auto it = conns_.find(id);
         if (it == conns_.end()) return;
         Conn& c = it->second;
-        if (c.phase == Conn::Phase::Reading) {
-            char buf[4096];
-            ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR) return;
+        if (c.phase == Conn::Phase::Handshake) {
+            ERR_clear_error();
+            int r = SSL_accept(c.ssl.get());
+            if (r != 1) {
+                int e = SSL_get_error(c.ssl.get(), r);
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                    c.wait = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+                    return;
+                }
+                // Wrong CA, not on the allow-list, no certificate, not TLS at all: refused, one line.
+                log_line("TLS: refused " + c.client + ": " + tls::Context::failure(c.ssl.get(), r));
                 return close_conn(id);
             }
-            if (n == 0) {
-                if (c.in.empty()) return close_conn(id);
-                return reply(c, error_line("request: connection closed before the end of the line"));
-            }
-            size_t old = c.in.size();
-            c.in.append(buf, static_cast<size_t>(n));
-            auto nl = c.in.find('\n', old);
-            if (nl == std::string::npos) {
-                if (c.in.size() > kMaxRequest)
-                    reply(c, error_line("request: larger than " + std::to_string(kMaxRequest) + " bytes"));
-                return;
-            }
-            c.in.resize(nl);
-            try {
-                json req = parse_request(c.in, o_.enroll);
-                c.phase = Conn::Phase::Working;
-                {
-                    std::lock_guard<std::mutex> l(mu_);
-                    jobs_.push_back({id, std::move(req)});
+            c.phase = Conn::Phase::Reading;
+            c.wait = 0;
+        }
+        if (c.phase == Conn::Phase::Reading) {
+            // Until the socket (or TLS, which may hold decrypted bytes poll cannot see) has no more.
+            for (;;) {
+                char buf[4096];
+                ssize_t n = recv_some(c, buf, sizeof buf);
+                if (n == -1) return;
+                if (n == -2) return close_conn(id);
+                if (n == 0) {
+                    if (c.in.empty()) return close_conn(id);
+                    reply(c, error_line("request: connection closed before the end of the line"));
+                    break;
                 }
-                cv_.notify_one();
-            } catch (const std::exception& e) {
-                reply(c, error_line(e.what()));
+                size_t old = c.in.size();
+                c.in.append(buf, static_cast<size_t>(n));
+                auto nl = c.in.find('\n', old);
+                if (nl == std::string::npos) {
+                    if (c.in.size() <= kMaxRequest) continue;
+                    reply(c, error_line("request: larger than " + std::to_string(kMaxRequest) + " bytes"));
+                    break;
+                }
+                c.in.resize(nl);
+                try {
+                    json req = parse_request(c.in, o_.enroll);
+                    c.phase = Conn::Phase::Working;
+                    {
+                        std::lock_guard<std::mutex> l(mu_);
+                        jobs_.push_back({id, std::move(req)});
+                    }
+                    cv_.notify_one();
+                    return;
+                } catch (const std::exception& e) {
+                    reply(c, error_line(e.what()));
+                    break;
+                }
             }
-            return;
         }
         if (c.phase != Conn::Phase::Writing) {
             if (revents & (POLLHUP | POLLERR)) return close_conn(id);
             return;
         }
-        while (c.out_off < c.out.size()) {
-            ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR) return;
-                return close_conn(id);
+        for (;;) {
+            while (c.out_off < c.out.size()) {
+                ssize_t n = send_some(c, c.out.data() + c.out_off, c.out.size() - c.out_off);
+                if (n == -1) return;
+                if (n <= 0) return close_conn(id);
+                c.out_off += static_cast<size_t>(n);
             }
-            c.out_off += static_cast<size_t>(n);
-        }
-        while (c.file && c.file_off < c.file_end) {
-            off_t off = static_cast<off_t>(c.file_off);
-            ssize_t n = ::sendfile(c.fd.get(), c.file.get(), &off,
-                                   static_cast<size_t>(std::min<uint64_t>(c.file_end - c.file_off, 1 << 20)));
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR) return;
-                return close_conn(id);
+            if (!c.file || c.file_off >= c.file_end) break;
+            size_t want = static_cast<size_t>(std::min<uint64_t>(c.file_end - c.file_off, 1 << 20));
+            if (!c.ssl) {
+                off_t off = static_cast<off_t>(c.file_off);
+                ssize_t n = ::sendfile(c.fd.get(), c.file.get(), &off, want);
+                if (n < 0) {
+                    if (errno == EAGAIN || errno == EINTR) return;
+                    return close_conn(id);
+                }
+                if (n == 0) return close_conn(id);  // the file is shorter than the range: cut the reply
+                c.file_off += static_cast<uint64_t>(n);
+                continue;
             }
-            if (n == 0) return close_conn(id);  // the file is shorter than the range: cut the reply
+            // TLS encrypts in user space: the next piece of the range goes through the buffer.
+            c.out.resize(std::min<size_t>(want, 64 * 1024));
+            ssize_t n = ::pread(c.file.get(), c.out.data(), c.out.size(), static_cast<off_t>(c.file_off));
+            if (n <= 0) return close_conn(id);
+            c.out.resize(static_cast<size_t>(n));
+            c.out_off = 0;
             c.file_off += static_cast<uint64_t>(n);
         }
-        close_conn(id);
+        finish(id, c);
     }
 
     void expire() {
@@ -299,8 +400,17 @@ private:
             if (c.deadline <= now) late.push_back(id);
         for (uint64_t id : late) {
             Conn& c = conns_[id];
-            if (c.phase == Conn::Phase::Reading)
-                refuse_now(c.fd.get(), "request: not complete within " + std::to_string(o_.deadline_seconds) + " s");
+            std::string late_msg = "request: not complete within " + std::to_string(o_.deadline_seconds) + " s";
+            if (c.phase == Conn::Phase::Handshake) {
+                log_line("TLS: refused " + c.client + ": handshake not complete within " +
+                         std::to_string(o_.deadline_seconds) + " s");
+            } else if (c.phase == Conn::Phase::Reading && c.ssl) {
+                std::string l = error_line(late_msg);  // best effort, never blocking
+                SSL_write(c.ssl.get(), l.data(), static_cast<int>(l.size()));
+                ERR_clear_error();
+            } else if (c.phase == Conn::Phase::Reading) {
+                refuse_now(c.fd.get(), late_msg);
+            }
             close_conn(id);  // a worker still busy for it finds it gone
         }
     }

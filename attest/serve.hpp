@@ -10,6 +10,7 @@
 #include <string>
 
 #include "attest/cli.hpp"
+#include "attest/tls.hpp"
 
 namespace trustme::attest {
 
@@ -21,6 +22,7 @@ struct ServeOptions {
     size_t max_connections = 256;  // open at once
     size_t max_per_client = 64;    // open at once from one address (TCP) or one uid (unix socket)
     size_t workers = 2;
+    const tls::Context* tls = nullptr;  // mutual TLS: only allow-listed verifiers get past the handshake
 };
 
 [[noreturn]] void serve(const ServeOptions& opt);

@@ -14,6 +14,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -28,6 +29,7 @@
 #include "attest/net.hpp"
 #include "attest/quote.hpp"
 #include "attest/serve.hpp"
+#include "attest/tls.hpp"
 #include "attest/tpm.hpp"
 #include "attest/verify.hpp"
 #include "runtime/base/error.hpp"
@@ -58,10 +60,21 @@ void write_out(const std::string& path, const std::string& data, int mode = 0644
     }
 }
 
-json remote_call(const std::string& addr, const json& req) {
-    UniqueFd fd = net::connect_to(addr);
-    net::write_all(fd.get(), req.dump() + "\n", addr);
-    json resp = parse_json(net::read_line(fd.get(), 1 << 20, addr), addr + ": response");
+// The TLS options (--tls-cert, --tls-key, --tls-ca, --tls-allow), or none when not one is given.
+std::unique_ptr<tls::Context> tls_context(const Args& a, bool server) {
+    tls::Options o;
+    o.cert = a.get("tls-cert").value_or("");
+    o.key = a.get("tls-key").value_or("");
+    o.ca = a.get("tls-ca").value_or("");
+    if (a.opts.count("tls-allow")) o.allow = a.opts.at("tls-allow");
+    if (!o.enabled()) return nullptr;
+    return std::make_unique<tls::Context>(o, server);
+}
+
+json remote_call(const std::string& addr, const tls::Context* tls, const json& req) {
+    net::Channel ch(addr, tls);
+    ch.write_all(req.dump() + "\n");
+    json resp = parse_json(net::read_line(ch, 1 << 20, addr), addr + ": response");
     if (!resp.is_object()) fail(addr + ": response: not a JSON object");
     if (resp.contains("error")) fail(addr + ": " + resp["error"].get<std::string>());
     return resp;
@@ -89,7 +102,9 @@ int cmd_ak(const Args& a) {
         auto cas = a.opts.count("ek-ca") ? a.opts.at("ek-ca") : std::vector<std::string>{};
         if (cas.empty()) throw UsageError("missing --ek-ca");
         auto remote = a.get("remote");
-        json info = remote ? remote_call(*remote, {{"op", "ak"}}) : ak_info(s);
+        auto tls = tls_context(a, false);
+        if (tls && !remote) throw UsageError("--tls-* options need --remote");
+        json info = remote ? remote_call(*remote, tls.get(), {{"op", "ak"}}) : ak_info(s);
         auto ak = parse_ak_public(tpm::from_hex(info.value("ak_public", ""), "ak_public"));
         auto ek_cert = tpm::from_hex(info.value("ek_cert", ""), "ek_cert");
         if (ek_cert.empty()) fail("the TPM has no EK certificate: the AK cannot be bound to an EK");
@@ -100,7 +115,7 @@ int cmd_ak(const Args& a) {
         json req = {{"op", "activate"},
                     {"credential_blob", tpm::to_hex(cred.credential_blob)},
                     {"encrypted_secret", tpm::to_hex(cred.encrypted_secret)}};
-        json resp = remote ? remote_call(*remote, req) : activate(s, req);
+        json resp = remote ? remote_call(*remote, tls.get(), req) : activate(s, req);
         if (tpm::from_hex(resp.value("secret", ""), "secret") != secret)
             fail("credential activation failed: the AK is not in the TPM that owns this EK");
         write_out(out, ak.pem);
@@ -136,13 +151,13 @@ std::vector<uint8_t> fresh_nonce() {
 }
 
 // One challenge to a remote attester: the header, then its records streamed into the verification.
-VerifyResult challenge(const std::string& addr, Verification& v, const std::vector<uint8_t>& nonce, uint64_t from,
-                       const Expectation& expect, HostState* next, QuoteHeader* header_out,
-                       const std::function<bool(const QuoteHeader&)>& restart) {
-    UniqueFd fd = net::connect_to(addr);
+VerifyResult challenge(const std::string& addr, const tls::Context* tls, Verification& v,
+                       const std::vector<uint8_t>& nonce, uint64_t from, const Expectation& expect, HostState* next,
+                       QuoteHeader* header_out, const std::function<bool(const QuoteHeader&)>& restart) {
+    net::Channel ch(addr, tls);
     json req = {{"op", "quote"}, {"nonce", tpm::to_hex(nonce)}, {"from", from}, {"pcrs", expect.pcrs}};
-    net::write_all(fd.get(), req.dump() + "\n", addr);
-    net::Reader in(fd.get(), addr);
+    ch.write_all(req.dump() + "\n");
+    net::Reader in(ch, addr);
     std::string line;
     if (!in.line(&line, 1 << 20)) fail(addr + ": connection closed without a response");
     json head = parse_json(line, addr + ": response");
@@ -208,13 +223,14 @@ int cmd_verify(const Args& a) {
     HostState next;
     if (auto remote = a.get("remote")) {
         if (a.positional.size() != 1) throw UsageError("verify --remote takes no quote file");
+        auto tls = tls_context(a, false);
         for (int attempt = 0; attempt < 2; ++attempt) {
             uint64_t from = state ? state->next : 0;
             auto nonce = fresh_nonce();
             Verification v(ak_pem, nonce, allow, expect, state ? &*state : nullptr);
             QuoteHeader h;
             bool restarted = false;
-            r = challenge(*remote, v, nonce, from, expect, &next, &h, [&](const QuoteHeader& hd) {
+            r = challenge(*remote, tls.get(), v, nonce, from, expect, &next, &h, [&](const QuoteHeader& hd) {
                 // Another boot or TPM epoch than the state's: the state is of no use, ask from the start.
                 restarted = state && (hd.boot_id != state->boot_id || quote_epoch(hd.attest) != state->reset_count);
                 return restarted;
@@ -224,6 +240,7 @@ int cmd_verify(const Args& a) {
         }
     } else {
         if (a.positional.size() != 2) throw UsageError("usage: verify --ak FILE --allow FILE --nonce HEX QUOTE.json");
+        if (tls_context(a, false)) throw UsageError("--tls-* options need --remote");
         auto nonce = tpm::from_hex(a.need("nonce"), "--nonce");
         QuoteDoc q = QuoteDoc::from_json(parse_json(read_file(a.positional[1]), a.positional[1]), a.positional[1]);
         const HostState* start = state && q.from != 0 ? &*state : nullptr;
@@ -266,10 +283,14 @@ int cmd_serve(const Args& a) {
     o.max_per_client = a.number("max-per-client", 64, 65536);
     if (o.deadline_seconds == 0 || o.max_connections == 0 || o.max_per_client == 0)
         throw UsageError("--deadline, --max-connections and --max-per-client must be at least 1");
-    // Without transport authentication, anyone who reaches the port can ask: loopback (or a unix socket,
-    // guarded by its file mode) unless the operator says otherwise.
-    if (!a.flag("any-address") && !net::is_local(o.listen))
-        fail("--listen " + o.listen + ": not a loopback address (--any-address serves it to anyone who reaches it)");
+    auto tls = tls_context(a, true);
+    o.tls = tls.get();
+    // Without TLS, anyone who reaches the port can ask: loopback (or a unix socket, guarded by its file
+    // mode) unless the operator says otherwise. With TLS, only the verifiers on the allow-list get past
+    // the handshake.
+    if (!tls && !a.flag("any-address") && !net::is_local(o.listen))
+        fail("--listen " + o.listen + ": not a loopback address (serve it with --tls-cert/--tls-key/--tls-ca/"
+             "--tls-allow, or to anyone who reaches it with --any-address)");
     std::string path = o.listen.rfind("unix:", 0) == 0 ? o.listen.substr(5) : (o.listen[0] == '/' ? o.listen : "");
     if (!path.empty() && path.size() < sizeof g_socket_path) {
         path.copy(g_socket_path, sizeof g_socket_path - 1);

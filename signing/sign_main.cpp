@@ -36,7 +36,8 @@ Sign OCI bundles and verify them exactly as trustme-runtime does.
 Commands:
   pki init   --dir DIR [--algo ec|rsa3072|rsa4096] [--days N] [--cn PREFIX]
              create DIR/root-ca.{pem,key}, DIR/signing-ca.{pem,key} and an empty DIR/crl.pem
-  pki issue  --dir DIR --name NAME [--algo A] [--days N] [--not-before T] [--not-after T] [--eku EKU]
+  pki issue  --dir DIR --name NAME [--algo A] [--days N] [--not-before T] [--not-after T]
+             [--purpose sign|client|server | --eku EKU]
              issue DIR/NAME.{pem,key} (codeSigning) and DIR/NAME-chain.pem from the signing CA
   pki revoke --dir DIR --name NAME
              add DIR/NAME.pem to DIR/crl.pem
@@ -56,6 +57,8 @@ Options:
   --days N         validity in days (CAs: 3650, signers: 365)
   --not-before T, --not-after T
                    explicit validity, T = YYYY-MM-DD[THH:MM:SSZ] or @UNIXTIME
+  --purpose P      what an issued certificate is for: sign (codeSigning, the default), client
+                   (clientAuth: a verifier of trustme-attest serve over TLS), server (serverAuth: serve)
   --eku EKU        extended key usage of an issued certificate (default codeSigning; "none" omits it)
   --policy FILE    policy (default: $TRUSTME_POLICY, then /etc/trustme/policy.json;
                    not root: $XDG_CONFIG_HOME/trustme/policy.json)
@@ -174,7 +177,7 @@ Bundle open_bundle(const std::string& path) {
 int cmd_pki(int argc, char** argv) {
     if (argc < 3) fail("pki: expected init, issue or revoke");
     std::string sub = argv[2];
-    Args a = parse_args(argc, argv, 3, {"dir", "name", "algo", "days", "cn", "not-before", "not-after", "eku"}, {});
+    Args a = parse_args(argc, argv, 3, {"dir", "name", "algo", "days", "cn", "not-before", "not-after", "eku", "purpose"}, {});
     if (!a.pos.empty()) fail("pki " + sub + ": unexpected argument " + a.pos[0]);
     std::string dir = a.need("dir");
     KeySpec k = parse_key_spec(a.get("algo", "ec"));
@@ -187,7 +190,17 @@ int cmd_pki(int argc, char** argv) {
         if (a.has("not-before")) v.not_before = parse_time("not-before", a.get("not-before"));
         if (a.has("not-after")) v.not_after = parse_time("not-after", a.get("not-after"));
         std::string name = a.need("name");
-        pki_issue(dir, name, k, v, a.get("eku", "codeSigning"));
+        std::string eku = a.get("eku", "codeSigning");
+        if (a.has("purpose")) {
+            // TLS identities for trustme-attest serve and its verifiers (RFC 5280 4.2.1.12).
+            static const std::map<std::string, std::string> kPurpose = {
+                {"sign", "codeSigning"}, {"client", "clientAuth"}, {"server", "serverAuth"}};
+            auto it = kPurpose.find(a.get("purpose"));
+            if (it == kPurpose.end()) fail("--purpose " + a.get("purpose") + ": expected sign, client or server");
+            if (a.has("eku")) fail("--purpose and --eku: give one of them");
+            eku = it->second;
+        }
+        pki_issue(dir, name, k, v, eku);
         std::cout << "issued " << dir << "/" << name << ".pem (key " << dir << "/" << name << ".key)\n";
     } else if (sub == "revoke") {
         std::string name = a.need("name");

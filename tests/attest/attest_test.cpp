@@ -3,7 +3,9 @@
 // and the hook under runc.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -1318,3 +1320,157 @@ TEST_F(AttestHost, AkIsKeptAcrossQuotesAndAnotherKeyIsRefused) {
     EXPECT_EQ(v.rc, 0) << v.out << v.err;
     EXPECT_NE(trustme::tpm::SavedAk::from_json(slurp(kept), kept).context, before_reset.context);
 }
+
+// ---- Mutual TLS -------------------------------------------------------------------------------------
+
+#ifdef TRUSTME_SIGN_BIN
+namespace {
+// A loopback port the kernel handed out a moment ago.
+int free_port() {
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    socklen_t len = sizeof sa;
+    getsockname(s, reinterpret_cast<sockaddr*>(&sa), &len);
+    close(s);
+    return ntohs(sa.sin_port);
+}
+
+// spki:<hex SHA-256 of the DER SubjectPublicKeyInfo> of a PEM certificate.
+std::string spki_of(const std::string& pem_file) {
+    FILE* f = fopen(pem_file.c_str(), "r");
+    if (!f) return "";
+    X509* c = PEM_read_X509(f, nullptr, nullptr, nullptr);
+    fclose(f);
+    unsigned char* der = nullptr;
+    int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(c), &der);
+    uint8_t d[32];
+    SHA256(der, static_cast<size_t>(len), d);
+    OPENSSL_free(der);
+    X509_free(c);
+    return "spki:" + trustme::tpm::to_hex(d, 32);
+}
+
+// Connect to 127.0.0.1:port in plain TCP, send `data`, return what comes back within 5 s.
+std::string plain_tcp(int port, const std::string& data) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        close(fd);
+        return "<connect failed>";
+    }
+    (void)!send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    std::string out;
+    for (int i = 0; i < 50; ++i) {
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0) continue;
+        char buf[4096];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        out.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+    return out;
+}
+}  // namespace
+
+// serve with --tls-*: only a verifier with a client certificate of the CA that is on the allow-list
+// (by CN or by key) gets a quote; another CA, a name not on the list, a code-signing certificate, a
+// client without TLS and plain bytes are refused at the handshake, each with one line in serve's log.
+TEST_F(AttestHost, MutualTlsAdmitsOnlyAllowListedVerifiers) {
+    ASSERT_EQ(measure("c1", make_bundle("b1", "one")).rc, 0);
+    std::string allow = allow_all_measured();
+    const std::string sign = TRUSTME_SIGN_BIN;
+    std::string pki = dir_.path + "/pki", other_pki = dir_.path + "/other-pki";
+    auto ok = [&](const std::vector<std::string>& argv) {
+        auto r = run(argv, dir_.path);
+        EXPECT_EQ(r.rc, 0) << r.err;
+    };
+    ok({sign, "pki", "init", "--dir", pki});
+    ok({sign, "pki", "init", "--dir", other_pki});
+    ok({sign, "pki", "issue", "--dir", pki, "--name", "attester", "--purpose", "server"});
+    for (const char* n : {"verifier", "by-key", "stranger"}) ok({sign, "pki", "issue", "--dir", pki, "--name", n, "--purpose", "client"});
+    ok({sign, "pki", "issue", "--dir", pki, "--name", "release"});  // codeSigning: no TLS identity
+    ok({sign, "pki", "issue", "--dir", other_pki, "--name", "verifier", "--purpose", "client"});
+    // Each certificate with its issuing CA, as TLS sends it.
+    auto full = [&](const std::string& dir, const std::string& name) {
+        std::string p = dir + "/" + name + "-full.pem";
+        spit(p, slurp(dir + "/" + name + ".pem") + slurp(dir + "/" + name + "-chain.pem"));
+        return std::vector<std::string>{"--tls-cert", p, "--tls-key", dir + "/" + name + ".key", "--tls-ca",
+                                        pki + "/root-ca.pem"};
+    };
+
+    // Without an allow-list, serve with TLS does not start.
+    auto r = run(cmd({"serve", "--listen", "127.0.0.1:1", "--tls-cert", pki + "/attester.pem", "--tls-key",
+                      pki + "/attester.key", "--tls-ca", pki + "/root-ca.pem"}),
+                 dir_.path);
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("--tls-allow"), std::string::npos) << r.err;
+
+    int port = free_port();
+    std::string addr = "127.0.0.1:" + std::to_string(port);
+    // "release" is on the list, but its certificate is for code signing, not for a TLS client.
+    std::vector<std::string> argv = cmd({"serve", "--listen", addr, "--tls-allow", "cn:verifier", "--tls-allow",
+                                         spki_of(pki + "/by-key.pem"), "--tls-allow", "cn:release"});
+    for (auto& a : full(pki, "attester")) argv.push_back(a);
+    pid_t server = spawn(argv, dir_.path, "serve-tls", "");
+    for (int i = 0; i < 500 && slurp(dir_.path + "/serve-tls.out").find("listening") == std::string::npos; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_NE(slurp(dir_.path + "/serve-tls.out").find("listening"), std::string::npos)
+        << slurp(dir_.path + "/serve-tls.err");
+
+    auto verify_as = [&](std::vector<std::string> tls_args) {
+        return verify_remote(addr, allow, std::move(tls_args));
+    };
+    // On the allow-list by CN, and by key.
+    auto v = verify_as(full(pki, "verifier"));
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    EXPECT_NE(v.out.find("VERIFIED"), std::string::npos) << v.out;
+    v = verify_as(full(pki, "by-key"));
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    std::string refused_lines;
+    // A certificate of the CA that is not on the list; one of another CA (same name); a code-signing one.
+    for (auto who : {full(pki, "stranger"), full(other_pki, "verifier"), full(pki, "release")}) {
+        v = verify_as(who);
+        EXPECT_EQ(v.rc, 1) << v.out;
+        EXPECT_EQ(count_lines(v.err), 1) << v.err;
+        EXPECT_EQ(v.out.find("VERIFIED"), std::string::npos) << v.out;
+    }
+    // No TLS at all: the verifier fails, and raw bytes get nothing that is a reply.
+    v = verify_remote(addr, allow);
+    EXPECT_EQ(v.rc, 1) << v.out;
+    std::string raw = plain_tcp(port, "{\"op\":\"quote\",\"nonce\":\"" + hex_nonce() + "\"}\n");
+    EXPECT_EQ(raw.find("attest"), std::string::npos) << raw;
+    EXPECT_EQ(raw.find('{'), std::string::npos) << raw;
+
+    // One log line per refused connection, naming why.
+    std::string log;
+    for (int i = 0; i < 50 && count_lines(log) < 5; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        log = slurp(dir_.path + "/serve-tls.err");
+    }
+    EXPECT_EQ(count_lines(log), 5) << log;
+    EXPECT_NE(log.find("CN=stranger, spki:"), std::string::npos) << log;
+    EXPECT_NE(log.find("is not on the allow-list"), std::string::npos) << log;
+    EXPECT_NE(log.find("unable to get local issuer certificate"), std::string::npos) << log;
+    EXPECT_NE(log.find("unsuitable certificate purpose"), std::string::npos) << log;
+    EXPECT_EQ(log.find("CN=verifier,"), std::string::npos) << log;
+
+    // The verifier can pin the attester's identity too; another one is refused on its side.
+    auto pinned = full(pki, "verifier");
+    pinned.insert(pinned.end(), {"--tls-allow", "cn:attester"});
+    v = verify_as(pinned);
+    EXPECT_EQ(v.rc, 0) << v.out << v.err;
+    pinned.back() = "cn:someone-else";
+    v = verify_as(pinned);
+    EXPECT_EQ(v.rc, 1);
+    EXPECT_NE(v.err.find("CN=attester"), std::string::npos) << v.err;
+    stop_server(server);
+}
+#endif
