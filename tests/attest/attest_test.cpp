@@ -1296,6 +1296,13 @@ TEST_F(AttestHost, AkIsKeptAcrossQuotesAndAnotherKeyIsRefused) {
     v = verify(quote(n), n, allow);
     EXPECT_EQ(v.rc, 1) << v.out;
     EXPECT_NE(v.err.find("does not verify with the trusted AK"), std::string::npos) << v.err;
+    // serve takes the kept AK from the same place.
+    std::string sock = dir_.path + "/s.sock";
+    pid_t server = start_server(sock);
+    v = verify_remote("unix:" + sock, allow);
+    EXPECT_EQ(v.rc, 1) << v.out;
+    EXPECT_NE(v.err.find("does not verify with the trusted AK"), std::string::npos) << v.err;
+    stop_server(server);
 
     // Another key's context under the AK's public area: the TPM says what it loaded, so the quote
     // re-creates the AK and keeps that instead.
