@@ -22,7 +22,7 @@ namespace {
 std::string openssl_reason() {
     unsigned long e = ERR_get_error();
     std::string why = e ? ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "error " + std::to_string(e)
-                        : "connection closed";
+                        : "no reason given";
     ERR_clear_error();
     return why;
 }
@@ -137,7 +137,8 @@ std::string Context::failure(SSL* ssl, int ret) {
         return std::string("certificate: ") + X509_verify_cert_error_string(v);
     }
     int e = SSL_get_error(ssl, ret);
-    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) return "connection closed during the TLS handshake";
+    if ((e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN) && ERR_peek_error() == 0)
+        return "connection closed during the TLS handshake";
     return openssl_reason();
 }
 
