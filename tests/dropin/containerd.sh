@@ -1,10 +1,14 @@
 #!/bin/bash
 # Drop-in test: containerd (private root, state, socket; CRI off) runs RUNTIME through the runc shim v2.
-#   tests/dropin/containerd.sh [RUNTIME]   (default: runc)
+#   tests/dropin/containerd.sh [RUNTIME] [CGROUP_DRIVER]   (defaults: runc, cgroupfs; the driver may be
+#   systemd: the shim's SystemdCgroup option, set by `ctr run --runc-systemd-cgroup`)
 NAME=containerd
 . "$(dirname "$0")/lib.sh"
 RT=$(resolve_runtime "${1:-runc}")
+DRIVER=${2:-cgroupfs}
 [ -x "$RT" ] || { echo "FAIL setup: runtime ${1:-runc} is not an executable"; rm -rf "$T"; exit 1; }
+case $DRIVER in cgroupfs | systemd) ;; *) echo "FAIL setup: cgroup driver $DRIVER (cgroupfs or systemd)"; rm -rf "$T"; exit 1 ;; esac
+NAME="containerd ($DRIVER)"
 for t in containerd ctr containerd-shim-runc-v2 script; do
     command -v $t >/dev/null || { echo "SKIP: $t missing"; rm -rf "$T"; exit 77; }
 done
@@ -56,12 +60,19 @@ for i in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
 [ -S "$SOCK" ] || { bad setup "containerd did not come up: $(tail -3 "$T/containerd.log")"; summary; exit 1; }
 
 C=(ctr -a "$SOCK" -n dropin)
-RUN=("${C[@]}" run --snapshotter native --runc-binary "$RT" --runc-root "$RTROOT")
-# ctr's default cgroup is /<namespace>/<id>: keep ours under a private parent instead
-cg() { echo "--cgroup=/$CGPARENT/$1"; }
+RUNO=(run --snapshotter native --runc-binary "$RT" --runc-root "$RTROOT")
+# ctr's default cgroup is /<namespace>/<id>: keep ours under a private parent instead; with systemd, a
+# scope of ours in system.slice (slice:prefix:name, as runc takes it), which systemd removes when it ends
+if [ "$DRIVER" = systemd ]; then
+    RUNO+=(--runc-systemd-cgroup)
+    cg() { echo "--cgroup=system.slice:$CGPARENT:$1"; }
+else
+    cg() { echo "--cgroup=/$CGPARENT/$1"; }
+fi
+RUN=("${C[@]}" "${RUNO[@]}")
 
 # image: busybox-static rootfs -> OCI archive -> ctr images import (offline)
-sh "$SRC_DIR/tests/fixtures/make-rootfs.sh" "$T/rootfs" >/dev/null
+make_rootfs "$T/rootfs"
 python3 "$DROPIN_DIR/make-oci-image.py" "$T/rootfs" "$T/image.tar" "$IMG"
 b 60 "${C[@]}" images import --snapshotter native "$T/image.tar"
 [ "$RC" -eq 0 ] || { bad "image import" "$(short "$OUT")"; summary; exit 1; }
@@ -74,7 +85,7 @@ b 30 "${RUN[@]}" --rm "$(cg exit7)" "$IMG" exit7 sh -c 'exit 7'
 expect_rc "ctr run: exit code propagated" 7
 
 # -t needs a terminal on ctr's side: script(1) provides one
-b 30 script -qec "ctr -a $SOCK -n dropin run --snapshotter native --runc-binary $RT --runc-root $RTROOT --cgroup=/$CGPARENT/tty1 --rm -t $IMG tty1 sh -c 'tty; [ -t 0 ] && echo stdin-is-tty'" /dev/null
+b 30 script -qec "${C[*]} ${RUNO[*]} $(cg tty1) --rm -t $IMG tty1 sh -c 'tty; [ -t 0 ] && echo stdin-is-tty'" /dev/null
 expect_out "ctr run -t: tty" stdin-is-tty
 printf '%s' "$OUT" | grep -q '/dev/pts/\|/dev/console' || bad "ctr run -t: tty name" "$(short "$OUT")"
 

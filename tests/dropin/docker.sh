@@ -70,7 +70,7 @@ done
 timeout -k 2 5 "${D[@]}" version >/dev/null 2>&1 || { bad setup "dockerd did not come up: $(tail -3 "$T/dockerd.log")"; summary; exit 1; }
 
 IMG=busybox:dropin
-sh "$SRC_DIR/tests/fixtures/make-rootfs.sh" "$T/rootfs" >/dev/null
+make_rootfs "$T/rootfs"
 tar -C "$T/rootfs" --numeric-owner --owner=0 --group=0 -cf "$T/rootfs.tar" .
 b 120 "${D[@]}" import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["/bin/sh"]' "$T/rootfs.tar" "$IMG"

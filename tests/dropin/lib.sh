@@ -19,8 +19,9 @@ bad() {
 }
 
 # b SECONDS CMD...: run a command bounded in time; sets OUT (stdout+stderr, CR stripped) and RC.
+# DROPIN_TIME_SCALE multiplies every bound (the VM under TCG runs each command several times slower).
 b() {
-    local secs=$1
+    local secs=$(($1 * ${DROPIN_TIME_SCALE:-1}))
     shift
     local f=$T/.out
     timeout -k 5 "$secs" "$@" </dev/null >"$f" 2>&1
@@ -28,7 +29,7 @@ b() {
     OUT=$(tr -d '\r' <"$f")
 }
 
-short() { printf '%s' "$1" | tr '\n' ' ' | cut -c1-200; }
+short() { printf '%s' "$1" | tr '\n' ' ' | cut -c1-400; }
 
 # expect_out NAME SUBSTRING: the last command succeeded and printed SUBSTRING
 expect_out() {
@@ -84,6 +85,16 @@ resolve_runtime() {
     local r=$1
     case $r in */*) ;; *) r=$(command -v "$r" || echo "$r") ;; esac
     readlink -f "$r"
+}
+
+# make_rootfs DIR: the busybox-static rootfs of tests/fixtures/make-rootfs.sh, or a copy of DROPIN_ROOTFS
+# when that names one made beforehand (the VM: one fork per applet over 9p takes minutes under TCG)
+make_rootfs() {
+    if [ -n "${DROPIN_ROOTFS:-}" ]; then
+        cp -a "$DROPIN_ROOTFS" "$1"
+    else
+        sh "$SRC_DIR/tests/fixtures/make-rootfs.sh" "$1" >/dev/null
+    fi
 }
 
 # rm_cgroup_tree NAME: removes /sys/fs/cgroup/*/NAME bottom-up (only empty cgroups can be removed)
