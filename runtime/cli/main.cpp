@@ -1,6 +1,7 @@
 // trustme-runtime: runc's command line over the lifecycle library. Help texts here are the source the
 // man pages in man/ follow (tests/cli checks that every flag of --help is documented there).
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -52,6 +53,21 @@ struct Command {
 
 // Every command that takes an id comes through here: the id is checked before any path is made of it
 // (state::ContainerDir checks again).
+// `update --resources -` of a systemd-driven container: the static runtime hands the command to its
+// dynamically linked twin (plugins::require_loadable), which parses the same arguments and reads standard
+// input again. Put what was read back there, as a memfd at offset 0, so the twin reads the same text.
+void put_back_stdin(const std::string& text) {
+    UniqueFd mem(::memfd_create("trustme-resources", MFD_CLOEXEC));
+    if (!mem) fail_errno(errno, "--resources -: memfd_create");
+    for (size_t off = 0; off < text.size();) {
+        ssize_t n = ::write(mem.get(), text.data() + off, text.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail_errno(errno, "--resources -: write memfd");
+        off += static_cast<size_t>(n);
+    }
+    if (::lseek(mem.get(), 0, SEEK_SET) != 0 || ::dup2(mem.get(), 0) < 0) fail_errno(errno, "--resources -: standard input");
+}
+
 std::string need_id(const Args& a, const char* cmd) {
     if (a.positional.empty()) fail(std::string(cmd) + ": container id required");
     if (!oci::valid_id(a.positional[0])) oci::invalid_id(a.positional[0]);
@@ -232,6 +248,7 @@ const std::vector<Command>& commands() {
                  std::string f = a.get("resources");
                  std::string text = f == "-" ? read_all(0, "--resources -", oci::kMaxResourcesBytes)
                                              : read_file(f, oci::kMaxResourcesBytes);
+                 if (f == "-") put_back_stdin(text);
                  r = oci::parse_json(text, "--resources " + f, oci::kMaxResourcesDepth);
                  if (!r.is_object()) fail("--resources " + f + ": must be a JSON object (linux.resources)");
              }

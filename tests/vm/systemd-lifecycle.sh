@@ -65,6 +65,11 @@ R update --memory 100663296 --pids-limit 60 c1 || bad "update c1"
 check "MemoryMax after update" 100663296 "$(prop $unit MemoryMax)"
 check "memory.max after update" 100663296 "$(cat $cg/memory.max)"
 check "TasksMax after update" 60 "$(prop $unit TasksMax)"
+# --resources - (how containerd's shim, hence Docker, updates): standard input reaches the runtime that
+# talks to systemd (the static binary hands the command to its dynamically linked twin)
+echo '{"memory": {"limit": 83886080}, "pids": {"limit": 70}}' | R update --resources - c1 || bad "update --resources - c1"
+check "MemoryMax after update --resources -" 83886080 "$(prop $unit MemoryMax)"
+check "pids.max after update --resources -" 70 "$(cat $cg/pids.max)"
 R pause c1 && check "paused" 1 "$(cat $cg/cgroup.freeze)" || bad "pause"
 R resume c1 && check "resumed" 0 "$(cat $cg/cgroup.freeze)" || bad "resume"
 R kill c1 KILL || bad "kill c1"
