@@ -69,7 +69,9 @@ D\\-Bus API with Delegate=yes and the resources as unit properties (MemoryMax, C
 AllowedCPUs, TasksMax, IOWeight, DevicePolicy/DeviceAllow, ...; BlockIO*/CPUShares/MemoryLimit on cgroup v1),
 then written to the cgroup files as with cgroupfs. Annotations org.systemd.property.<Name> add unit
 properties (GVariant text values; <x>Sec in seconds). update sets the unit's properties, delete stops the
-unit. The D\\-Bus client (libtrustme\\-systemd.so, sd\\-bus) is loaded only with this flag.""",
+unit. Rootless (cgroup v2 only), the unit goes to the caller's own systemd instance on its user bus
+($DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus), below that instance's cgroup, and the default slice is
+user.slice, as with runc. The D\\-Bus client (libtrustme\\-systemd.so, sd\\-bus) is loaded only with this flag.""",
  "--rootless": """A rootless container runs in a new user namespace: a mapping of the caller's own uid and gid is
 written directly, other ranges through newuidmap/newgidmap (the uidmap package, /etc/subuid and
 /etc/subgid); the rootfs is cloned by the container init; devices are bind\\-mounted; without a cgroup that

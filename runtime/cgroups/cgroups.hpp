@@ -53,6 +53,7 @@ bool saved_is_systemd(const nlohmann::json& saved);
 struct CreateOptions {
     bool systemd = false;  // --systemd-cgroup: a transient systemd unit holds the container (systemd.hpp)
     const std::map<std::string, std::string>* annotations = nullptr;  // org.systemd.property.* for it
+    bool user = false;  // rootless: the unit goes to the caller's own systemd instance (its user bus)
 };
 
 // The first limit that linux.resources sets ("memory.limit"), "" when it sets none (device rules aside).

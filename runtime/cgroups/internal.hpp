@@ -95,7 +95,7 @@ std::unique_ptr<Manager> make_unified(const std::string& inner, bool absolute);
 std::unique_ptr<Manager> load_legacy(const nlohmann::json& saved);
 std::unique_ptr<Manager> load_unified(const nlohmann::json& saved);
 std::unique_ptr<Manager> make_systemd(const std::string& cgroups_path, const std::string& id,
-                                      const std::map<std::string, std::string>* annotations);
+                                      const std::map<std::string, std::string>* annotations, bool user);
 std::unique_ptr<Manager> load_systemd(const nlohmann::json& saved);
 
 }  // namespace trustme::cgroups::detail

@@ -18,7 +18,7 @@ Manager::~Manager() = default;
 
 std::unique_ptr<Manager> Manager::create(const std::string& cgroups_path, const std::string& container_id,
                                          const CreateOptions& opts) {
-    if (opts.systemd) return detail::make_systemd(cgroups_path, container_id, opts.annotations);
+    if (opts.systemd) return detail::make_systemd(cgroups_path, container_id, opts.annotations, opts.user);
     // runc (fs/fs2 drivers, specconv.CreateCgroupConfig): the path is CleanPath'ed; absolute paths are
     // below the hierarchy root; relative ones below the runtime's own cgroup (v1, per hierarchy) or
     // its parent (v2, because the own cgroup has processes and cannot enable controllers). With no

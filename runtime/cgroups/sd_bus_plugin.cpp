@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -63,7 +64,17 @@ uint64_t now_usec() {
 
 // As root, systemd's private socket (what systemctl uses as root): no dbus-daemon in between; else, or
 // when that fails, the system bus (runc: go-systemd NewWithContext does the same, the other way round).
-void connect(Bus& bus) {
+// user: the caller's own systemd instance on its user bus ($DBUS_SESSION_BUS_ADDRESS, else
+// $XDG_RUNTIME_DIR/bus), rootless. sd-bus authenticates with an empty EXTERNAL identity, so the bus
+// takes our uid from the socket's peer credentials: it works from inside a user namespace too.
+void connect(Bus& bus, bool user) {
+    if (user) {
+        int r = sd_bus_open_user(&bus.b);
+        if (r >= 0) return;
+        bus.b = nullptr;
+        fail("--systemd-cgroup: cannot reach the user's systemd instance over D-Bus ($DBUS_SESSION_BUS_ADDRESS, "
+             "$XDG_RUNTIME_DIR/bus)", r);
+    }
     int r = -ENOENT;
     if (::geteuid() == 0 && ::access("/run/systemd/private", F_OK) == 0) {
         r = sd_bus_new(&bus.b);
@@ -184,8 +195,8 @@ std::string wait_job(sd_bus* bus, Jobs& jobs, const std::string& job, const std:
 
 class Client {
 public:
-    Client() {
-        connect(bus_);
+    explicit Client(bool user) {
+        connect(bus_, user);
         // Subscribe first, so the job's JobRemoved cannot be missed (and systemd sends signals on the
         // system bus only to subscribed clients).
         check(sd_bus_match_signal(bus_.b, nullptr, kDest, kPath, kManager, "JobRemoved", on_job_removed, &jobs_),
@@ -250,6 +261,16 @@ public:
         reset_failed(unit);
     }
 
+    std::string cgroup() {
+        BusError e;
+        char* s = nullptr;
+        int r = sd_bus_get_property_string(bus_.b, kDest, kPath, kManager, "ControlGroup", &e.e, &s);
+        if (r < 0) fail("systemd: the manager's ControlGroup", r, &e.e);
+        std::string out = s ? s : "";
+        std::free(s);
+        return out;
+    }
+
 private:
     void reset_failed(const std::string& unit) {
         BusError e;
@@ -267,11 +288,15 @@ extern "C" __attribute__((visibility("default"))) int trustme_systemd_call(const
     try {
         json req = json::parse(request);
         std::string op = req.at("op").get<std::string>(), unit = req.at("unit").get<std::string>();
-        Client c;
+        Client c(req.value("user", false));
         if (op == "start") c.start(unit, req.at("properties"));
         else if (op == "set") c.set(unit, req.at("properties"));
         else if (op == "stop") c.stop(unit);
-        else throw Failure("systemd: unknown operation \"" + op + "\"");
+        else if (op == "cgroup") {
+            std::string cg = c.cgroup();
+            if (cg.size() >= errlen) throw Failure("systemd: the manager's ControlGroup is too long");
+            std::snprintf(err, errlen, "%s", cg.c_str());
+        } else throw Failure("systemd: unknown operation \"" + op + "\"");
         return 0;
     } catch (const std::exception& e) {
         if (errlen) std::snprintf(err, errlen, "%s", e.what());

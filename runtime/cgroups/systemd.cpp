@@ -379,12 +379,14 @@ namespace {
 // v1: the scope's directory in each hierarchy, those systemd does not manage made by us).
 class SystemdManager final : public Manager {
 public:
-    SystemdManager(Unit u, std::unique_ptr<Manager> fs, Properties extra, bool exists)
-        : unit_(std::move(u)), fs_(std::move(fs)), extra_(std::move(extra)), exists_(exists) {}
+    SystemdManager(Unit u, std::unique_ptr<Manager> fs, Properties extra, bool exists, bool user)
+        : unit_(std::move(u)), fs_(std::move(fs)), extra_(std::move(extra)), exists_(exists), user_(user) {}
 
     Mode mode() const override { return fs_->mode(); }
     nlohmann::json save() const override {
-        return {{"driver", "systemd"}, {"mode", "systemd"}, {"unit", unit_.name}, {"slice", unit_.slice}, {"fs", fs_->save()}};
+        nlohmann::json j = {{"driver", "systemd"}, {"mode", "systemd"}, {"unit", unit_.name}, {"slice", unit_.slice}, {"fs", fs_->save()}};
+        if (user_) j["user"] = true;
+        return j;
     }
     // The unit needs the container's first process: it is started in add_process.
     void create_dirs() override {}
@@ -397,7 +399,7 @@ public:
         Properties p = unit_properties(unit_, pid, mode());
         for (auto& x : props_) p.push_back(x);
         for (auto& x : extra_) p.push_back(x);  // annotations last: they win, as with runc
-        call({{"op", "start"}, {"unit", unit_.name}, {"properties", p}});
+        call({{"op", "start"}, {"unit", unit_.name}, {"properties", p}}, user_);
         exists_ = true;
         fs_->create_dirs();  // v1: the hierarchies systemd does not manage (cpuset, freezer, ...)
         fs_->apply(resources_);
@@ -411,7 +413,7 @@ public:
             bool freeze = mode() == Mode::Legacy && !fs_->dir("freezer").empty() && !fs_->frozen();
             if (freeze) fs_->freeze();
             try {
-                call({{"op", "set"}, {"unit", unit_.name}, {"properties", p}});
+                call({{"op", "set"}, {"unit", unit_.name}, {"properties", p}}, user_);
             } catch (...) {
                 if (freeze) fs_->thaw();
                 throw;
@@ -432,7 +434,7 @@ public:
         std::string err;
         if (exists_) {
             try {
-                call({{"op", "stop"}, {"unit", unit_.name}});
+                call({{"op", "stop"}, {"unit", unit_.name}}, user_);
             } catch (const Error& e) {
                 err = e.what();
             }
@@ -447,18 +449,23 @@ public:
     std::string path_for_namespace() const override { return fs_->path_for_namespace(); }
     std::string dir(const std::string& controller) const override { return fs_->dir(controller); }
 
-private:
-    static void call(const nlohmann::json& req) {
+    // One D-Bus call through the plugin; with user, to the caller's own systemd instance. Returns what
+    // the plugin answers (op "cgroup": the manager's own cgroup).
+    static std::string call(nlohmann::json req, bool user) {
         SystemdCall fn = g_loader ? g_loader() : nullptr;
         if (!fn) fail("--systemd-cgroup: the systemd driver is not available in this program");
-        char err[1024] = {0};
-        if (fn(req.dump().c_str(), err, sizeof err) != 0) fail(err[0] ? err : "systemd: D-Bus call failed");
+        if (user) req["user"] = true;
+        char buf[1024] = {0};
+        if (fn(req.dump().c_str(), buf, sizeof buf) != 0) fail(buf[0] ? buf : "systemd: D-Bus call failed");
+        return buf;
     }
 
+private:
     Unit unit_;
     std::unique_ptr<Manager> fs_;
     Properties extra_;
     bool exists_;
+    bool user_;
     nlohmann::json resources_;
     Properties props_ = nlohmann::json::array();
 };
@@ -469,15 +476,26 @@ private:
 namespace detail {
 
 std::unique_ptr<Manager> make_systemd(const std::string& cgroups_path, const std::string& id,
-                                      const std::map<std::string, std::string>* annotations) {
+                                      const std::map<std::string, std::string>* annotations, bool user) {
     // sd_booted(3) / runc IsRunningSystemd: systemd is PID 1 when /run/systemd/system is a directory.
     struct stat st;
     if (::stat("/run/systemd/system", &st) != 0 || !S_ISDIR(st.st_mode))
         fail("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); use the cgroupfs driver");
-    auto u = systemd::unit_for(cgroups_path, id);
+    // Rootless (runc systemd/user.go, v2.go): the unit goes to the caller's own systemd instance, whose
+    // default slice is user.slice and whose units live below its own cgroup (user@UID.service, delegated
+    // on cgroup v2 only).
+    auto u = systemd::unit_for(cgroups_path.empty() && user ? "user.slice:runc:" + id : cgroups_path, id);
+    if (user) {
+        if (detect() != Mode::Unified)
+            fail("--systemd-cgroup: rootless needs cgroup v2 (a systemd user instance delegates no v1 hierarchy)");
+        std::string base = systemd::SystemdManager::call({{"op", "cgroup"}, {"unit", ""}}, true);
+        if (base.empty() || base[0] != '/' || base.find("..") != std::string::npos)
+            fail("--systemd-cgroup: the user's systemd instance reports its cgroup as \"" + base + "\"");
+        u.path = (base == "/" ? "" : base) + u.path;
+    }
     auto extra = annotations ? systemd::annotation_properties(*annotations) : nlohmann::json::array();
     auto fs = detect() == Mode::Unified ? make_unified(u.path, true) : make_legacy(u.path, true);
-    return std::make_unique<systemd::SystemdManager>(std::move(u), std::move(fs), std::move(extra), false);
+    return std::make_unique<systemd::SystemdManager>(std::move(u), std::move(fs), std::move(extra), false, user);
 }
 
 std::unique_ptr<Manager> load_systemd(const nlohmann::json& saved) {
@@ -487,7 +505,8 @@ std::unique_ptr<Manager> load_systemd(const nlohmann::json& saved) {
         u.slice = saved.value("slice", "");
         const auto& fs = saved.at("fs");
         auto inner = fs.value("mode", "") == "unified" ? load_unified(fs) : load_legacy(fs);
-        return std::make_unique<systemd::SystemdManager>(std::move(u), std::move(inner), nlohmann::json::array(), true);
+        return std::make_unique<systemd::SystemdManager>(std::move(u), std::move(inner), nlohmann::json::array(), true,
+                                                         saved.value("user", false));
     } catch (const nlohmann::json::exception& e) {
         fail(std::string("cgroups: bad saved systemd state: ") + e.what());
     }

@@ -346,7 +346,8 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     // The cgroup manager touches nothing on disk yet; it comes first so that the record, with its cgroup,
     // is in the state directory from the moment the directory exists: a directory without our record is
     // never ours (another runtime sharing --root makes its directory before its state.json).
-    c.cg = cgroups::Manager::create(cfg.linux_.cgroups_path, o.id, {g.systemd_cgroup, &cfg.annotations});
+    c.cg = cgroups::Manager::create(cfg.linux_.cgroups_path, o.id,
+                                    {g.systemd_cgroup, &cfg.annotations, g.systemd_cgroup && rootless(g)});
     c.dir = std::make_unique<state::ContainerDir>(state::ContainerDir::create(g.root, o.id));
     c.rec.st.id = o.id;
     c.rec.st.bundle = c.bundle;
