@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Validates the configuration snippets of docs/dropin.md (marked <!-- snippet:NAME --> before a fenced block):
-containerd's through `containerd config dump`; CRI-O's, Docker's daemon.json and the RuntimeClass by parsing
-them and checking their fields against what CRI-O, dockerd and Kubernetes accept.   check-snippets.py docs/dropin.md"""
+containerd's (cgroupfs and systemd driver) through `containerd config dump`; CRI-O's, podman's containers.conf,
+Docker's daemon.json (both drivers) and the RuntimeClass by parsing them and checking their fields against
+what CRI-O, podman, dockerd and Kubernetes accept.   check-snippets.py docs/dropin.md"""
 import json
 import os
 import re
@@ -29,24 +30,25 @@ def snippets(doc):
     return out
 
 
-def containerd(snippet):
+def containerd(snippet, systemd=False):
+    what = "containerd (systemd driver)" if systemd else "containerd"
     with tempfile.TemporaryDirectory() as d:
         cfg = os.path.join(d, "config.toml")
         with open(cfg, "w") as f:
             f.write(snippet)
         p = subprocess.run(["containerd", "--config", cfg, "config", "dump"], capture_output=True, text=True,
                            timeout=60)
-    check(p.returncode == 0, f"containerd config dump accepts the snippet ({p.stderr.strip()[:200]})")
+    check(p.returncode == 0, f"{what}: containerd config dump accepts the snippet ({p.stderr.strip()[:200]})")
     if p.returncode:
         return
     dumped = tomllib.loads(p.stdout)
     rt = dumped["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"].get("trustme")
-    check(rt is not None, "containerd: runtime handler 'trustme' present after dump")
+    check(rt is not None, f"{what}: runtime handler 'trustme' present after dump")
     if rt:
-        check(rt.get("runtime_type") == "io.containerd.runc.v2", "containerd: runc shim v2")
+        check(rt.get("runtime_type") == "io.containerd.runc.v2", f"{what}: runc shim v2")
         opts = rt.get("options", {})
-        check(opts.get("BinaryName", "").endswith("/trustme-runtime"), "containerd: options.BinaryName kept")
-        check(opts.get("SystemdCgroup") is False, "containerd: SystemdCgroup false")
+        check(opts.get("BinaryName", "").endswith("/trustme-runtime"), f"{what}: options.BinaryName kept")
+        check(opts.get("SystemdCgroup") is systemd, f"{what}: SystemdCgroup {str(systemd).lower()}")
 
 
 CRIO_RUNTIME_KEYS = {"runtime_path", "runtime_type", "runtime_root", "runtime_config_path", "monitor_path",
@@ -74,23 +76,52 @@ def crio(snippet):
     check(dflt is None or dflt in rt.get("runtimes", {}), "crio: default_runtime names a defined runtime")
 
 
-def docker(snippet):
+def docker(snippet, systemd=False):
+    what = "docker (systemd driver)" if systemd else "docker"
     try:
         cfg = json.loads(snippet)
     except json.JSONDecodeError as e:
-        check(False, f"docker: daemon.json parses ({e})")
+        check(False, f"{what}: daemon.json parses ({e})")
         return
-    check(True, "docker: daemon.json parses")
+    check(True, f"{what}: daemon.json parses")
+    # dockerd 20.10: "exec-opts" is a list of KEY=VALUE; native.cgroupdriver is cgroupfs or systemd
+    opts = dict(o.split("=", 1) for o in cfg.get("exec-opts", []) if "=" in o)
+    check(all("=" in o for o in cfg.get("exec-opts", [])), f"{what}: exec-opts are KEY=VALUE")
+    check(opts.get("native.cgroupdriver", "cgroupfs") == ("systemd" if systemd else "cgroupfs"),
+          f"{what}: native.cgroupdriver {'systemd' if systemd else 'cgroupfs (default)'}")
     rt = cfg.get("runtimes", {}).get("trustme")
-    check(isinstance(rt, dict), "docker: runtimes.trustme present")
+    check(isinstance(rt, dict), f"{what}: runtimes.trustme present")
     if not isinstance(rt, dict):
         return
     # dockerd 20.10 (daemon/config): a runtime is {"path", "runtimeArgs"}
-    check(set(rt) <= {"path", "runtimeArgs"}, f"docker: only known runtime keys ({sorted(rt)})")
+    check(set(rt) <= {"path", "runtimeArgs"}, f"{what}: only known runtime keys ({sorted(rt)})")
     check(rt.get("path", "").startswith("/") and rt["path"].endswith("/trustme-runtime"),
-          "docker: runtimes.trustme.path is the absolute path of trustme-runtime")
+          f"{what}: runtimes.trustme.path is the absolute path of trustme-runtime")
     dflt = cfg.get("default-runtime")
-    check(dflt is None or dflt in cfg["runtimes"] or dflt == "runc", "docker: default-runtime names a runtime")
+    check(dflt is None or dflt in cfg["runtimes"] or dflt == "runc", f"{what}: default-runtime names a runtime")
+
+
+# podman 4.3's containers.conf [engine] keys the snippets use (containers.conf(5))
+PODMAN_ENGINE_KEYS = {"runtime", "cgroup_manager", "events_logger", "runtimes"}
+
+
+def podman(snippet, driver):
+    try:
+        cfg = tomllib.loads(snippet)
+    except tomllib.TOMLDecodeError as e:
+        check(False, f"podman ({driver}): containers.conf parses ({e})")
+        return
+    check(True, f"podman ({driver}): containers.conf parses")
+    eng = cfg.get("engine", {})
+    unknown = set(eng) - PODMAN_ENGINE_KEYS
+    check(not unknown, f"podman ({driver}): only known [engine] keys (unknown: {sorted(unknown)})")
+    check(eng.get("cgroup_manager") == driver, f"podman ({driver}): cgroup_manager = {driver}")
+    paths = eng.get("runtimes", {}).get(eng.get("runtime", ""))
+    check(isinstance(paths, list) and all(isinstance(x, str) and x.startswith("/") for x in paths),
+          f"podman ({driver}): [engine.runtimes] lists the absolute paths of engine.runtime")
+    check(bool(paths) and paths[0].endswith("/trustme-runtime"), f"podman ({driver}): the runtime is trustme-runtime")
+    if driver == "cgroupfs":
+        check(eng.get("events_logger") in ("file", "none"), "podman (cgroupfs): events not to the journal")
 
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -122,7 +153,8 @@ def runtimeclass(snippet, handlers):
 def main():
     doc = sys.argv[1]
     s = snippets(doc)
-    for k in ("containerd", "crio", "docker", "runtimeclass"):
+    for k in ("containerd", "containerd_systemd", "crio", "docker", "docker_systemd", "podman_systemd",
+              "podman_cgroupfs", "runtimeclass"):
         check(k in s, f"snippet {k} found in {doc}")
     handlers = set()
     if "containerd" in s:
@@ -132,8 +164,15 @@ def main():
     if "crio" in s:
         crio(s["crio"])
         handlers |= set(tomllib.loads(s["crio"])["crio"]["runtime"]["runtimes"])
+    if "containerd_systemd" in s:
+        containerd(s["containerd_systemd"], systemd=True)
     if "docker" in s:
         docker(s["docker"])
+    if "docker_systemd" in s:
+        docker(s["docker_systemd"], systemd=True)
+    for driver in ("systemd", "cgroupfs"):
+        if f"podman_{driver}" in s:
+            podman(s[f"podman_{driver}"], driver)
     if "runtimeclass" in s:
         runtimeclass(s["runtimeclass"], handlers)
     print(f"\n{len(FAILS)} failure(s)")
