@@ -402,7 +402,11 @@ public:
         call({{"op", "start"}, {"unit", unit_.name}, {"properties", p}}, user_);
         exists_ = true;
         fs_->create_dirs();  // v1: the hierarchies systemd does not manage (cpuset, freezer, ...)
-        fs_->apply(resources_);
+        // Rootless, the files only: loading the device filter (BPF_PROG_LOAD) needs privilege over the host,
+        // and a user namespace's container gets bind mounts of the host's devices anyway (runc's fs2
+        // Manager.Set ignores device errors when rootless).
+        if (user_) fs_->update(resources_);
+        else fs_->apply(resources_);
         fs_->add_process(pid);
     }
     void update(const nlohmann::json& r) override {
