@@ -375,16 +375,31 @@ def update(ctx):
     c = _running(ctx)
     rc, _, err = ctx.rt.cmd("update", "--pids-limit", "77", c.id)
     expect(rc == 0, f"update --pids-limit failed: {first_line(err)}")
-    cg = c.bundle.config["linux"]["cgroupsPath"]
-    got = open(f"/sys/fs/cgroup/pids{cg}/pids.max").read().strip()
+    got = _cgroup_file(c.state()["pid"], "pids", "pids.max", "pids.max")
     expect(got == "77", f"pids.max {got}")
     res = os.path.join(ctx.scratch, "res.json")
     with open(res, "w") as f:
         json.dump({"memory": {"limit": 96 * 1024 * 1024}}, f)
     rc, _, err = ctx.rt.cmd("update", "--resources", res, c.id)
     expect(rc == 0, f"update --resources failed: {first_line(err)}")
-    got = int(open(f"/sys/fs/cgroup/memory{cg}/memory.limit_in_bytes").read())
-    expect(got == 96 * 1024 * 1024, f"memory.limit_in_bytes {got}")
+    got = int(_cgroup_file(c.state()["pid"], "memory", "memory.limit_in_bytes", "memory.max"))
+    expect(got == 96 * 1024 * 1024, f"memory limit {got}")
+
+
+def _cgroup_file(pid, controller, v1_file, v2_file):
+    """A file of the cgroup the process is in, found from /proc/PID/cgroup: cgroup v1 (the controller's
+    hierarchy) or v2, whatever driver (a cgroupsPath or a systemd unit) placed it there."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f]
+    for _, ctrls, path in lines:
+        if controller in ctrls.split(","):
+            with open(f"/sys/fs/cgroup/{controller}{path}/{v1_file}") as f:
+                return f.read().strip()
+    for hid, ctrls, path in lines:
+        if hid == "0" and ctrls == "":
+            with open(f"/sys/fs/cgroup{path}/{v2_file}") as f:
+                return f.read().strip()
+    raise AssertionError(f"no {controller} cgroup for pid {pid}")
 
 
 @test(S, "kill with an unknown signal is an error",
