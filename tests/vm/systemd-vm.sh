@@ -25,6 +25,6 @@ else
 fi
 rc=0
 # 2 GiB: dockerd, containerd and podman with their shims and monitors
-"$here/run-in-vm.sh" --systemd --memory 2048 --share "$tmp" --timeout 2600 --build "$build" -- \
+"$here/run-in-vm.sh" --systemd --memory 2048 --share "$tmp" --timeout 3400 --build "$build" -- \
     "${guest[@]}" || rc=$?
 exit $rc
