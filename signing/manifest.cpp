@@ -712,9 +712,61 @@ std::vector<Entry> walk_rootfs(int rootfs_fd, const WalkOptions& opt, WalkStats*
     return w.run(rootfs_fd);
 }
 
+std::string render_image(const Image& im) {
+    return "image " + encode_field(im.file) + " size=" + std::to_string(im.size) + " sha256=" + im.sha256 +
+           " fstype=" + im.fstype + " data_blocks=" + std::to_string(im.data_blocks) +
+           " hash_offset=" + std::to_string(im.hash_offset) + " block=" + std::to_string(im.block) +
+           " salt=" + im.salt + " root=" + im.root + "\n";
+}
+
+std::optional<Image> parse_image_line(std::string_view line, std::string* why) {
+    auto no = [&](const std::string& w) -> std::optional<Image> {
+        if (why) *why = w;
+        return std::nullopt;
+    };
+    if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+    auto f = split(line, ' ');
+    if (f.size() != 10 || f[0] != "image") return no("expected image FILE size= sha256= fstype= data_blocks= hash_offset= block= salt= root=");
+    Image im;
+    auto file = decode_field(f[1]);
+    if (!file || file->empty() || *file == "." || *file == ".." || file->find('/') != std::string::npos)
+        return no("image: file must be a name in the bundle directory");
+    im.file = *file;
+    const char* keys[] = {"size", "sha256", "fstype", "data_blocks", "hash_offset", "block", "salt", "root"};
+    std::string_view v[8];
+    for (size_t k = 0; k < 8; ++k) {
+        std::string_view kv = f[k + 2];
+        const std::string_view key = keys[k];
+        if (!kv.starts_with(key) || kv.size() == key.size() || kv[key.size()] != '=')
+            return no("image: expected " + std::string(key) + "= as field " + std::to_string(k + 3));
+        v[k] = kv.substr(key.size() + 1);
+    }
+    uint32_t block = 0;
+    if (!parse_u64(v[0], im.size) || !parse_u64(v[3], im.data_blocks) || !parse_u64(v[4], im.hash_offset) ||
+        !parse_u32(v[5], block))
+        return no("image: malformed number");
+    im.block = block;
+    if (!is_hex(v[1], 64)) return no("image: malformed sha256");
+    if (v[2] != "ext4" && v[2] != "erofs" && v[2] != "squashfs") return no("image: fstype must be ext4, erofs or squashfs");
+    im.sha256 = v[1];
+    im.fstype = v[2];
+    // dm-verity's limits: a power of two between 512 bytes and the page size (4096 on x86_64).
+    if (block < 512 || block > 4096 || (block & (block - 1))) return no("image: block must be 512, 1024, 2048 or 4096");
+    if (im.data_blocks == 0 || im.data_blocks > (uint64_t{1} << 40) || im.hash_offset != im.data_blocks * block ||
+        im.size <= im.hash_offset)
+        return no("image: data_blocks, hash_offset and size do not describe data followed by a hash tree");
+    if (v[6].size() > 512 || v[6].size() % 2 || (!v[6].empty() && !is_hex(v[6], v[6].size())))
+        return no("image: malformed salt");
+    if (!is_hex(v[7], 64)) return no("image: malformed root (a SHA-256 root hash)");
+    im.salt = v[6];
+    im.root = v[7];
+    return im;
+}
+
 std::string render(const Manifest& m) {
     std::string out(kHeader);
     if (m.config_sha256) out += "config sha256=" + *m.config_sha256 + "\n";
+    if (m.image) out += render_image(*m.image);
     for (const auto& e : m.entries) out += render_entry(e);
     out += "digest sha256=" + sha256_hex(out) + "\n";
     return out;
@@ -751,6 +803,14 @@ Manifest parse_manifest(std::string_view text, const std::string& name) {
             m.config_sha256 = std::string(l.substr(14));
             continue;
         }
+        if (l.starts_with("image ")) {
+            if (i != 2 || !m.config_sha256) bad(lineno, "image line must come right after the config line");
+            std::string why;
+            m.image = parse_image_line(l, &why);
+            if (!m.image) bad(lineno, why);
+            continue;
+        }
+        if (m.image) bad(lineno, "an image manifest lists no entries");
         auto f = split(l, ' ');
         if (f.size() < 5) bad(lineno, "expected PATH TYPE MODE UID GID ...");
         Entry e;
@@ -829,7 +889,7 @@ Manifest parse_manifest(std::string_view text, const std::string& name) {
         m.entries.push_back(std::move(e));
     }
     if (!digest_seen) fail(name + ": truncated (no digest line)");
-    if (m.entries.empty()) fail(name + ": no entries");
+    if (m.entries.empty() && !m.image) fail(name + ": no entries");
     return m;
 }
 

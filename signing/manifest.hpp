@@ -20,6 +20,7 @@ inline constexpr const char* kEmbeddedDir = ".trustme";
 inline constexpr const char* kEmbeddedManifest = "manifest";
 inline constexpr const char* kBundleManifest = "trustme.manifest";
 inline constexpr const char* kSignatureSuffix = ".p7s";
+inline constexpr const char* kRootfsImage = "rootfs.img";  // what `sign --image` writes into the bundle
 
 struct Entry {
     std::string path;  // raw bytes, absolute within the rootfs: "/", "/bin", "/bin/sh"
@@ -55,8 +56,28 @@ inline constexpr size_t kStampMax = 256;
 size_t render_stamp(const Entry::statx_stamp& s, char (&buf)[kStampMax]);
 inline std::string tree_stamp(const struct statx& st) { return tree_stamp(stamp_of(st)); }
 
+// A rootfs that is an image file with a dm-verity hash tree (`trustme-sign sign --image`): the kernel
+// checks every block read against `root`, so the manifest lists no entries and a start walks nothing.
+// The hash tree is the image's own tail (from hash_offset), in dm-verity format 1 with SHA-256, no
+// superblock: every parameter comes from here, i.e. from the signed manifest.
+struct Image {
+    std::string file;               // a name in the bundle directory (no '/')
+    uint64_t size = 0;              // of the whole file: data, then the hash tree
+    std::string sha256;             // of the whole file (identifies it; a start does not read it)
+    std::string fstype;             // ext4, erofs or squashfs
+    uint64_t data_blocks = 0;       // of `block` bytes; the filesystem
+    uint64_t hash_offset = 0;       // where the hash tree starts (data_blocks * block)
+    uint32_t block = 4096;          // data and hash block size
+    std::string salt, root;         // hex
+};
+// "image FILE size=N sha256=HEX fstype=T data_blocks=N hash_offset=N block=N salt=HEX root=HEX\n"
+std::string render_image(const Image& im);
+// Its strict inverse: nullopt and *why for anything render_image would not have produced.
+std::optional<Image> parse_image_line(std::string_view line, std::string* why);
+
 struct Manifest {
     std::optional<std::string> config_sha256;  // hex; present when the bundle's config.json is signed
+    std::optional<Image> image;                 // the rootfs is this image (then there are no entries)
     std::vector<Entry> entries;                 // canonical order: bytewise by path
 };
 

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "base/fd.hpp"
 #include "base/files.hpp"
 #include "signing/fsverity.hpp"
+#include "signing/image.hpp"
 #include "signing/manifest.hpp"
 #include "signing/pki.hpp"
 #include "signing/verify.hpp"
@@ -41,10 +43,12 @@ Commands:
              issue DIR/NAME.{pem,key} (codeSigning) and DIR/NAME-chain.pem from the signing CA
   pki revoke --dir DIR --name NAME
              add DIR/NAME.pem to DIR/crl.pem
-  sign       (--dir DIR --name NAME | --key KEY --cert CERT [--chain CHAIN]) [--embedded] [--verity] BUNDLE
+  sign       (--dir DIR --name NAME | --key KEY --cert CERT [--chain CHAIN]) [--embedded] [--verity | --image] BUNDLE
              write BUNDLE/trustme.manifest and .p7s (covers config.json and the rootfs), or with
              --embedded ROOTFS/.trustme/manifest and .p7s (covers the rootfs only); with --verity
-             the manifest also carries each file's fs-verity digest and fs-verity is enabled on them
+             the manifest also carries each file's fs-verity digest and fs-verity is enabled on them;
+             with --image the rootfs becomes BUNDLE/rootfs.img, a read-only ext4 image with a
+             dm-verity hash tree whose root hash the manifest carries
   verify     [--policy FILE] [--no-cache] [--quiet] BUNDLE
              verify BUNDLE with the runtime's own code path (libtrustme-verify)
   inspect    BUNDLE | MANIFEST | SIGNATURE.p7s
@@ -64,6 +68,8 @@ Options:
                    not root: $XDG_CONFIG_HOME/trustme/policy.json)
   --verity         sign: record fs-verity digests and enable fs-verity on the rootfs's regular files
                    (irreversible: they become read-only; the filesystem must support it)
+  --image          sign: build BUNDLE/rootfs.img from the rootfs (mke2fs -d) with a dm-verity hash
+                   tree; the runtime then mounts it through dm-verity instead of the directory
   --no-cache       do not use the digest cache (cold measurement)
   --quiet          verify: print nothing on success
   -h, --help       this text
@@ -234,7 +240,7 @@ void enable_verity_all(const Bundle& b, const Manifest& m) {
 }
 
 int cmd_sign(int argc, char** argv) {
-    Args a = parse_args(argc, argv, 2, {"dir", "name", "key", "cert", "chain"}, {"embedded", "verity"});
+    Args a = parse_args(argc, argv, 2, {"dir", "name", "key", "cert", "chain"}, {"embedded", "verity", "image"});
     std::string key, cert, chain;
     if (a.has("key") || a.has("cert")) {
         if (a.has("dir") || a.has("name")) fail("use either --dir/--name or --key/--cert/--chain");
@@ -266,8 +272,20 @@ int cmd_sign(int argc, char** argv) {
     }
     // Everything is computed before anything is written: a failure leaves the bundle as it was.
     const bool verity = a.has("verity");
-    std::string manifest = build_manifest(b.fd.get(), b.rootfs.get(), !embedded, verity);
+    if (a.has("image") && (embedded || verity)) fail("--image: signs the bundle location only, without --embedded or --verity");
+    std::optional<PendingImage> image;
+    std::string manifest;
+    if (a.has("image")) {
+        image.emplace(build_image(b.fd.get(), b.path, b.rootfs_path, kRootfsImage));
+        Manifest m;
+        m.config_sha256 = sha256_hex(b.config);
+        m.image = image->image();
+        manifest = render(m);
+    } else {
+        manifest = build_manifest(b.fd.get(), b.rootfs.get(), !embedded, verity);
+    }
     std::string sig = cms_sign(manifest, key, cert, chain);
+    if (image) image->commit(b.path + "/" + kRootfsImage);
     // fs-verity last before writing: it cannot be undone (and the first file tells whether the
     // filesystem has it at all).
     if (verity) enable_verity_all(b, parse_manifest(manifest, where));
@@ -281,8 +299,13 @@ int cmd_sign(int argc, char** argv) {
     }
     size_t entries = 0;
     for (char c : manifest) entries += c == '\n';
-    std::cout << "signed " << b.path << ": " << where << " (" << entries - 2 - (embedded ? 0 : 1)
-              << " entries, sha256 " << sha256_hex(manifest) << ") + " << signame << "\n";
+    if (image)
+        std::cout << "signed " << b.path << ": " << b.path << "/" << kRootfsImage << " (" << image->image().size
+                  << " bytes, dm-verity root " << image->image().root << "), " << where << " (sha256 "
+                  << sha256_hex(manifest) << ") + " << signame << "\n";
+    else
+        std::cout << "signed " << b.path << ": " << where << " (" << entries - 2 - (embedded ? 0 : 1)
+                  << " entries, sha256 " << sha256_hex(manifest) << ") + " << signame << "\n";
     if (embedded && path_exists(b.path + "/" + kBundleManifest))
         std::cerr << "trustme-sign: note: " << b.path << "/" << kBundleManifest
                   << " exists and takes precedence over the embedded manifest\n";

@@ -10,7 +10,7 @@
 extern "C" {
 #endif
 
-#define TRUSTME_VERIFY_ABI 1
+#define TRUSTME_VERIFY_ABI 2
 
 struct trustme_verify_request {
     int abi;                 /* TRUSTME_VERIFY_ABI */
@@ -29,6 +29,8 @@ struct trustme_verify_result {
     char signer_subject[512]; /* RFC 2253 subject of the signer certificate */
     char error[1024];         /* one line naming the file or field and the reason, when refused */
     char warning[1024];       /* set in mode "warn" when verification failed but the bundle may run */
+    char image[1024];         /* the signed manifest's image line (trustme-manifest(5)) when the rootfs is a
+                                 dm-verity image the runtime must mount instead of the directory, else "" */
 };
 
 /* 0: verified (or allowed in warn mode); non-zero: refused, reason in result->error. */

@@ -22,8 +22,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "container.hpp"
+#include "image_root.hpp"
 #include "hooks/hooks.hpp"
 #include "lifecycle.hpp"
 #include "oci/config.hpp"
@@ -43,6 +45,7 @@
 #include "runtime/security/security.hpp"
 #include "runtime/state/state.hpp"
 #include "runtime/volume/volume_plugin.h"
+#include "signing/manifest.hpp"
 #include "signing/policy.hpp"
 #include "signing/verify_plugin.h"
 
@@ -314,6 +317,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
         fail(origin + ": annotations org.trustme.volume.*: TPM-sealed volumes need root of the host "
              "(device-mapper, loop devices); a rootless container cannot have them");
     }
+    std::optional<signing::Image> image;  // the signed rootfs is a dm-verity image (image_root.hpp)
     if (pol.signature != policy::SignatureMode::Off) {
         trustme_verify_request req{TRUSTME_VERIFY_ABI, pol.path.c_str(), c.bundle.c_str(), bundle_fd.get(),
                                    c.rootfs_fd.get(), text.data(), text.size()};
@@ -322,6 +326,14 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
             cfg.annotations["org.trustme.verified.manifest"] = res.manifest_digest;
             cfg.annotations["org.trustme.verified.config"] = res.config_digest;
             cfg.annotations["org.trustme.verified.signer"] = res.signer_subject;
+        }
+        if (res.image[0]) {
+            std::string why;
+            image = signing::parse_image_line(res.image, &why);
+            if (!image) fail(c.bundle + "/" + signing::kBundleManifest + ": " + why);
+            const char* need = !mntns ? "a mount namespace" : rootless(g) ? "root of the host" : nullptr;
+            if (need) fail(origin + ": the rootfs is the dm-verity image " + image->file + ", which needs " + need);
+            plugins::require_loadable();  // the volume plugin opens it, after side effects
         }
     }
     if (pol.attestation) {
@@ -340,7 +352,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     // Unprivileged (rootless), the clone is made by the init in its own mount namespace instead, and
     // checked there to be this same directory (rootfs::Plan::rootfs_is_dir): we may not clone here.
     const bool parent_clones = ::geteuid() == 0 && g.rootless != "true";
-    if (parent_clones) c.rootfs_tree = rootfs::clone_tree(c.rootfs_fd.get(), c.rootfs, cfg.linux_.rootfs_propagation);
+    if (parent_clones && !image) c.rootfs_tree = rootfs::clone_tree(c.rootfs_fd.get(), c.rootfs, cfg.linux_.rootfs_propagation);
 
     // 2. State directory, cgroup, volumes: each undone by the guard if a later step fails.
     // The cgroup manager touches nothing on disk yet; it comes first so that the record, with its cgroup,
@@ -419,6 +431,12 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
         }
     }
 
+    if (image) {
+        c.rec.volumes = true;  // close_volumes undoes the mapping with the volumes'
+        c.dir->write(c.rec);
+        c.rootfs_tree = open_image_root({&*image, bundle_fd.get(), c.bundle, o.id, c.dir->path(), cfg.root_readonly});
+    }
+
     // Idmapped binds are made here, where we are privileged over the filesystems (runtime/process/idmap.hpp).
     rootfs::prepare_idmapped_mounts(cfg, c.bundle, c.volume_mounts);
 
@@ -489,8 +507,9 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     }
     c.pid = pid;
     c.pidfd.reset(pidfd);
-    // The child holds the volume mounts now; ours would keep the filesystems busy at delete.
+    // The child holds the volume mounts and the rootfs tree now; ours would keep the filesystems busy at delete.
     c.volume_mounts.clear();
+    c.rootfs_tree.reset();
     joiner.restore();
     child_sock.reset();
     fifo.reset();  // only the child holds the fifo now: `start` can tell whether it is still waiting

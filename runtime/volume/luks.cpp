@@ -183,6 +183,35 @@ void activate(CryptDevice& cd, const std::string& name, const SecretBytes& key, 
     if (rc < 0) fail(with_cause(cd.path() + ": cannot activate dm-crypt mapping " + name, rc));
 }
 
+namespace {
+std::string unhex(const std::string& h) {
+    std::string out;
+    for (size_t i = 0; i + 1 < h.size(); i += 2) out += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
+    return out;
+}
+}  // namespace
+
+void activate_verity(const std::string& device, const std::string& name, const VerityParams& p) {
+    CryptDevice cd = CryptDevice::init(device);
+    const std::string salt = unhex(p.salt_hex), root = unhex(p.root_hex);
+    crypt_params_verity v{};
+    v.hash_name = "sha256";
+    v.data_device = device.c_str();
+    v.salt = salt.data();
+    v.salt_size = static_cast<uint32_t>(salt.size());
+    v.hash_type = 1;
+    v.data_block_size = v.hash_block_size = p.block;
+    v.data_size = p.data_blocks;
+    v.hash_area_offset = p.hash_offset;
+    v.flags = CRYPT_VERITY_NO_HEADER;  // no superblock: the parameters above are the signed ones
+    // Without CRYPT_VERITY_CREATE_HASH this only describes the device to the handle.
+    int rc = crypt_format(cd.get(), CRYPT_VERITY, nullptr, nullptr, nullptr, nullptr, 0, &v);
+    if (rc < 0) fail(with_cause(device + ": dm-verity parameters", rc));
+    // The "volume key" of a verity device is its root hash. The kernel checks it lazily, on reads.
+    rc = crypt_activate_by_volume_key(cd.get(), name.c_str(), root.data(), root.size(), CRYPT_ACTIVATE_READONLY);
+    if (rc < 0) fail(with_cause(device + ": cannot activate dm-verity mapping " + name, rc));
+}
+
 bool mapping_exists(const std::string& name) {
     if (!dm_available()) return false;
     install_log_callback();

@@ -74,6 +74,15 @@ std::vector<int> keyslots(CryptDevice& cd);
 
 // Activate dm-crypt under `name` with `key`. Needs device-mapper.
 void activate(CryptDevice& cd, const std::string& name, const SecretBytes& key, bool readonly);
+// dm-verity (format 1, SHA-256, no superblock) of `device` onto itself: data blocks first, the hash tree
+// from hash_offset. Every parameter comes from the caller (a signed manifest). Read-only; needs device-mapper.
+struct VerityParams {
+    std::string root_hex, salt_hex;
+    uint64_t data_blocks = 0, hash_offset = 0;
+    uint32_t block = 4096;
+};
+void activate_verity(const std::string& device, const std::string& name, const VerityParams& p);
+
 // True when a mapping of that name exists.
 bool mapping_exists(const std::string& name);
 // Remove the mapping; no-op when it does not exist. Throws when it is busy.

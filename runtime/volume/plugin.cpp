@@ -84,6 +84,35 @@ TRUSTME_EXPORT int trustme_volumes_open(const struct trustme_volume_request* req
     }
 }
 
+TRUSTME_EXPORT int trustme_verity_root_open(const struct trustme_verity_root* req, char* device, size_t devlen,
+                                            char* err, size_t errlen) {
+    try {
+        if (!req || !device || !req->container_id || !req->state_dir || !req->image_path || !req->root_hash ||
+            !req->salt)
+            trustme::fail("trustme_verity_root_open: null argument");
+        if (req->abi != TRUSTME_VOLUME_ABI)
+            trustme::fail("libtrustme-volume.so: ABI " + std::to_string(req->abi) + " requested, " +
+                          std::to_string(TRUSTME_VOLUME_ABI) + " provided");
+        trustme::volume::VerityParams p;
+        p.root_hex = req->root_hash;
+        p.salt_hex = req->salt;
+        p.data_blocks = req->data_blocks;
+        p.hash_offset = req->hash_offset;
+        p.block = req->block;
+        std::string dev = trustme::volume::open_verity_root(req->container_id, req->state_dir, req->image_fd,
+                                                           req->image_path, p);
+        if (dev.size() >= devlen) {
+            trustme::volume::close_volumes(req->container_id, req->state_dir);
+            trustme::fail(dev + ": name too long");
+        }
+        std::memcpy(device, dev.c_str(), dev.size() + 1);
+        return 0;
+    } catch (const std::exception& e) {
+        set_err(err, errlen, e.what());
+        return -1;
+    }
+}
+
 TRUSTME_EXPORT int trustme_volumes_close(const char* container_id, const char* state_dir, char* err, size_t errlen) {
     try {
         if (!container_id || !state_dir) trustme::fail("trustme_volumes_close: null argument");

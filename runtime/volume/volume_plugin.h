@@ -31,6 +31,25 @@ struct trustme_volume_mount {
 int trustme_volumes_open(const struct trustme_volume_request *req, struct trustme_volume_mount *mounts,
                          size_t max_mounts, size_t *count, char *err, size_t errlen);
 
+/* A rootfs that is a dm-verity image (trustme-sign sign --image): the parameters come from the signed
+ * manifest's image line (trustme-manifest(5)). */
+struct trustme_verity_root {
+    int abi;                      /* TRUSTME_VOLUME_ABI */
+    const char *container_id;
+    const char *state_dir;        /* recorded here with the volumes: trustme_volumes_close undoes it */
+    int image_fd;                 /* the image file, opened read-only by the runtime */
+    const char *image_path;       /* for messages and cleanup */
+    const char *root_hash;        /* hex, SHA-256 */
+    const char *salt;             /* hex */
+    unsigned long long data_blocks, hash_offset;
+    unsigned block;
+};
+
+/* Attach the image read-only, open its dm-verity mapping and check the first block against the root hash.
+ * On failure nothing stays attached. 0 ok, device set to /dev/mapper/... */
+int trustme_verity_root_open(const struct trustme_verity_root *req, char *device, size_t devlen, char *err,
+                             size_t errlen);
+
 /* Deactivate and detach everything recorded in state_dir for this container. Idempotent; safe after a crash
  * at any step (delete --force). */
 int trustme_volumes_close(const char *container_id, const char *state_dir, char *err, size_t errlen);

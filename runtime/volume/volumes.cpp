@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -264,20 +265,17 @@ std::vector<OpenedVolume> open_volumes(const std::string& container_id, const st
     return out;
 }
 
-void close_volumes(const std::string& container_id, const std::string& state_dir) {
-    UniqueFd dirfd(::open(state_dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
-    if (!dirfd) {
-        if (errno == ENOENT) return;
-        fail_errno(errno, "state directory " + state_dir);
-    }
+namespace {
+// What state_dir/volumes.json records; empty when there is no such file.
+std::vector<Record> load_records(int dirfd, const std::string& state_dir) {
     std::string text;
     {
-        UniqueFd f(::openat(dirfd.get(), kStateFile, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        UniqueFd f(::openat(dirfd, kStateFile, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
         if (!f) {
-            if (errno == ENOENT) return;
+            if (errno == ENOENT) return {};
             fail_errno(errno, state_dir + "/" + kStateFile);
         }
-        text = read_file_at(dirfd.get(), kStateFile);
+        text = read_file_at(dirfd, kStateFile);
     }
     std::vector<Record> recs;
     try {
@@ -296,6 +294,64 @@ void close_volumes(const std::string& container_id, const std::string& state_dir
     } catch (const nlohmann::json::exception& e) {
         fail(state_dir + "/" + kStateFile + ": corrupt: " + e.what());
     }
+    return recs;
+}
+}  // namespace
+
+std::string open_verity_root(const std::string& container_id, const std::string& state_dir, int image_fd,
+                             const std::string& image_path, const VerityParams& p) {
+    const std::string where = "rootfs image " + image_path + ": ";
+    if (!dm_available()) fail(where + "dm-verity needs device-mapper, which this kernel does not have");
+    UniqueFd dirfd(::open(state_dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+    if (!dirfd) fail_errno(errno, "state directory " + state_dir);
+    struct stat st {};
+    if (::fstat(image_fd, &st) != 0) fail_errno(errno, image_path);
+    if (!S_ISREG(st.st_mode)) fail(where + "not a regular file");
+    std::vector<Record> recs = load_records(dirfd.get(), state_dir);
+    Record r;
+    r.name = "rootfs";
+    r.source = image_path;
+    r.id = FileId{st.st_dev, st.st_ino};
+    // '.' is not allowed in volume names: no volume's mapping can be this one.
+    r.dm = mapping_name(container_id, "rootfs.verity");
+    if (mapping_exists(r.dm)) fail(where + "/dev/mapper/" + r.dm + " already exists (delete the old container first)");
+    recs.push_back(r);  // about to attach
+    save(dirfd.get(), container_id, recs);
+    try {
+        LoopDevice loop = LoopDevice::attach(image_fd, image_path, true);
+        recs.back().loop = loop.path();
+        save(dirfd.get(), container_id, recs);
+        activate_verity(loop.path(), r.dm, p);
+        loop.release();  // dm-verity holds it; autoclear detaches it when the mapping goes
+        // The first data block, through the mapping: the kernel checks the path from the signed root hash
+        // down to it, so a hash tree (or root hash) that does not match fails here instead of in the mount.
+        const std::string dev = "/dev/mapper/" + r.dm;
+        UniqueFd d(::open(dev.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!d) fail_errno(errno, dev);
+        std::vector<char> block(p.block);
+        if (::pread(d.get(), block.data(), block.size(), 0) != static_cast<ssize_t>(block.size()))
+            fail(where + "does not match the signed dm-verity root hash (" +
+                 std::string(errno == EIO ? "the first block fails verification" : strerror(errno)) + ")");
+        return dev;
+    } catch (...) {
+        try {
+            undo(recs.back());
+            recs.pop_back();
+            save(dirfd.get(), container_id, recs);
+        } catch (...) {
+        }
+        throw;
+    }
+}
+
+void close_volumes(const std::string& container_id, const std::string& state_dir) {
+    UniqueFd dirfd(::open(state_dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+    if (!dirfd) {
+        if (errno == ENOENT) return;
+        fail_errno(errno, "state directory " + state_dir);
+    }
+    std::vector<Record> recs = load_records(dirfd.get(), state_dir);
+    if (recs.empty() && ::faccessat(dirfd.get(), kStateFile, F_OK, AT_SYMLINK_NOFOLLOW) != 0) return;
     std::string first_error;
     for (auto it = recs.rbegin(); it != recs.rend(); ++it) {
         try {

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/volume/luks.hpp"
+
 namespace trustme::volume {
 
 inline constexpr const char* kAnnotationPrefix = "org.trustme.volume.";
@@ -36,6 +38,14 @@ std::string mapping_name(const std::string& container_id, const std::string& vol
 // taken, so close_volumes() can undo a crash at any step. On error everything opened is closed again.
 std::vector<OpenedVolume> open_volumes(const std::string& container_id, const std::vector<VolumeSpec>& specs,
                                        const std::string& tcti, const std::string& state_dir);
+
+// The container's rootfs image (a dm-verity image, `trustme-sign sign --image`): attach `image_fd` read-only
+// to a loop device and open the verity mapping "trustme-<id>-rootfs.verity" on it with the signed
+// parameters; recorded in state_dir/volumes.json next to the volumes (after them: open_volumes first), so
+// close_volumes() undoes it. Then reads its first block: an image whose hash tree does not lead to the
+// signed root hash fails there, with one line, and nothing stays behind. Returns /dev/mapper/NAME.
+std::string open_verity_root(const std::string& container_id, const std::string& state_dir, int image_fd,
+                             const std::string& image_path, const VerityParams& p);
 
 // Deactivate and detach what state_dir/volumes.json records, then remove it. Idempotent.
 void close_volumes(const std::string& container_id, const std::string& state_dir);

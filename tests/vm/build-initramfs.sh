@@ -41,9 +41,10 @@ command -v modprobe >/dev/null || { echo "build-initramfs.sh: modprobe missing (
 # Modules the guest loads. Why each: dm-* and the ciphers for LUKS2 (aes-xts-plain64, and authenc for
 # --integrity hmac-sha256), algif_* because libcryptsetup checks ciphers and decrypts keyslots through
 # AF_ALG, loop for image files, ext4 for the volumes' file system, virtio + 9p for the shared trees,
-# overlay to make those shares writable inside the guest only, virtio-rng so getrandom() never waits.
+# overlay to make those shares writable inside the guest only, virtio-rng so getrandom() never waits,
+# dm-verity for signed rootfs images.
 modules="dm-mod dm-crypt dm-integrity xts ecb aesni_intel sha512_generic authenc algif_skcipher algif_hash
-algif_aead loop ext4 virtio_pci virtio_rng 9p 9pnet_virtio overlay"
+algif_aead loop ext4 virtio_pci virtio_rng 9p 9pnet_virtio overlay dm-verity"
 
 policy=
 if [ -f /etc/selinux/config ]; then
