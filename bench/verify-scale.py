@@ -4,10 +4,11 @@
 rootfs sizes (the busybox rootfs plus generated small files), and plain SHA-256 over the same files.
 
     bench/verify-scale.py [--build DIR] [--work DIR] [--sizes 300,10000,50000] [--iterations N]
-                          [--cold-iterations N] [--mode stamps|verity-only] [--verity] [--out FILE]
+                          [--cold-iterations N] [--mode stamps|verity-only] [--verity|--image] [--out FILE]
 
 --mode picks the policy's verify_cache for the signed runs; --verity signs with `trustme-sign sign
---verity` (the filesystem of --work must have fs-verity: the test VM's ext4 made with -O verity).
+--verity` (the filesystem of --work must have fs-verity: the test VM's ext4 made with -O verity); --image
+with `sign --image` (starts need device-mapper: the test VM).
 Warm and unsigned runs are alternated in pairs (the order flips every pair), so both see the same machine.
 Prints one Markdown table; --out also writes it to FILE. Nothing is left behind but --work.
 """
@@ -138,8 +139,10 @@ class Bench:
                     nbytes += st.st_size
         if not os.path.exists(os.path.join(bundle, "trustme.manifest")):
             sh([self.tool("trustme-sign"), "sign", "--dir", self.pki, "--name", "bench"] +
-               (["--verity"] if a.verity else []) + [bundle])
+               (["--verity"] if a.verity else []) + (["--image"] if a.image else []) + [bundle])
             time.sleep(2.5)  # the racy margin: the caches remember only entries older than 2 s
+        if a.prepare_only:
+            return None
         plain = self.policy("plain", signature="off")
         warm = self.policy("warm", signature="required", verify_cache=a.mode)
         cold = self.policy("cold", signature="required", verify_cache="off")
@@ -179,6 +182,9 @@ def main():
     ap.add_argument("--cold-iterations", type=int, default=3)
     ap.add_argument("--mode", default="stamps", choices=["stamps", "verity-only"])
     ap.add_argument("--verity", action="store_true", help="sign with --verity (needs fs-verity)")
+    ap.add_argument("--image", action="store_true", help="sign with --image (a dm-verity image; starts need device-mapper)")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="make and sign the bundles, measure nothing (e.g. on the host, before running in the VM)")
     ap.add_argument("--out")
     a = ap.parse_args()
     b = Bench(a)
@@ -186,10 +192,15 @@ def main():
               "warm vs unsigned, CPU", "signed cold ms wall / CPU", "cold vs unsigned, wall", "trustme-sign verify --no-cache ms", "sha256sum ms"]
     rows = []
     for s in a.sizes.split(","):
-        rows.append(b.size(int(s)))
-        print("  ".join(rows[-1]), file=sys.stderr, flush=True)
+        row = b.size(int(s))
+        if row:
+            rows.append(row)
+            print("  ".join(row), file=sys.stderr, flush=True)
+    if a.prepare_only:
+        return
     out = ("`run` medians (%d pairs unsigned/warm, %d cold), verify_cache \"%s\"%s, %s\n\n" %
-           (a.iterations, a.cold_iterations, a.mode, ", signed --verity" if a.verity else "",
+           (a.iterations, a.cold_iterations, a.mode,
+            ", signed --verity" if a.verity else ", signed --image (unsigned: the directory)" if a.image else "",
             time.strftime("%Y-%m-%d", time.gmtime())))
     out += "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
     out += "".join("| " + " | ".join(r) + " |\n" for r in rows)
