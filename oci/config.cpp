@@ -254,7 +254,7 @@ Linux parse_linux(const Ctx& c, const json& j) {
     }
     if (auto* v = member(j, "seccomp")) l.seccomp = object(c, *v, "linux.seccomp");
     if (auto* v = member(j, "personality")) l.personality = object(c, *v, "linux.personality");
-    if (auto* v = member(j, "intelRdt"))
+    if (member(j, "intelRdt"))
         c.bad("linux.intelRdt", "Intel RDT is not supported by trustme-runtime");
     if (auto* v = member(j, "timeOffsets")) {
         object(c, *v, "linux.timeOffsets");

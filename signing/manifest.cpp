@@ -185,7 +185,7 @@ public:
         std::sort(sorted.begin(), sorted.end(), [](const Entry* a, const Entry* b) { return a->path < b->path; });
         std::vector<Entry> out;
         out.reserve(sorted.size());
-        for (Entry* e : sorted) out.push_back(std::move(*e));
+        for (Entry* p : sorted) out.push_back(std::move(*p));
         // Hard links: the first path in canonical order carries the content, later ones name it.
         std::map<std::pair<uint64_t, uint64_t>, std::string> first;
         for (auto& x : out) {

@@ -151,9 +151,8 @@ void apply_after_user_switch(const Capabilities& c) {
     for (cap_value_t v : c.ambient) {
         // runc and crun skip ambient capabilities that are not also inheritable and permitted (runc spec's
         // own default lists ambient caps without inheritable ones, and both run it with CapAmb 0).
-        bool inh = std::find(c.inheritable.begin(), c.inheritable.end(), v) != c.inheritable.end();
-        bool prm = std::find(c.permitted.begin(), c.permitted.end(), v) != c.permitted.end();
-        if (!inh || !prm) {
+        const uint64_t b = uint64_t{1} << v;
+        if (!(inh & b) || !(prm & b)) {
             log::debug("process.capabilities.ambient: " + cap_name(v) + " is not inheritable and permitted, skipped");
             continue;
         }

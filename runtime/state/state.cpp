@@ -310,7 +310,7 @@ std::string rfc3339_utc(const struct timespec& ts) {
     const long long mp = (5 * doy + 2) / 153;                                 // [0, 11]
     const long long day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
     const long long year = yoe + era * 400 + (month <= 2);
-    char buf[64];
+    char buf[80];  // room for the widest values the types allow (78 bytes), so nothing can be cut off
     std::snprintf(buf, sizeof buf, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%09ldZ", year, month, day, rem / 3600,
                   rem / 60 % 60, rem % 60, ts.tv_nsec);
     return buf;
