@@ -30,7 +30,9 @@ int mount_on(int dir, const char* source, const char* type, unsigned long flags,
     if (::fchdir(dir) < 0) return -1;
     int rc = ::mount(source, ".", type, flags, data);
     const int err = errno;
-    if (home) (void)::fchdir(home.get());
+    if (home && ::fchdir(home.get()) < 0) {
+        // cannot fail for an open directory fd; and the mount's own result is what the caller needs
+    }
     errno = err;
     return rc;
 }
