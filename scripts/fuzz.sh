@@ -1,0 +1,70 @@
+#!/bin/bash
+# Build the libFuzzer targets of tests/fuzz with clang (libraries instrumented: coverage, ASan, UBSan)
+# and run each for a bounded time from its seed corpus. docs/security.md, "Fuzzing and sanitizers".
+#
+#   scripts/fuzz.sh [--seconds N] [--build-dir DIR] [--build-only | --no-build] [TARGET...]
+#
+# --seconds N     how long each target runs (default 60)
+# --build-dir DIR where the fuzz build lives (default build/fuzz); the grown corpus is kept in
+#                 DIR/corpus/TARGET, crash inputs in DIR/artifacts/TARGET, libFuzzer's output in
+#                 DIR/fuzz_TARGET.log
+# TARGET          config seccomp resources state manifest policy sealed eventlog (default: all)
+# Exit status: 0 when no target found a crash, 1 otherwise; one summary line per target.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+seconds=60 build="$src/build/fuzz" do_build=1 do_run=1
+all=(config seccomp resources state manifest policy sealed eventlog)
+usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --seconds) seconds=${2:?}; shift 2 ;;
+    --build-dir) build=${2:?}; shift 2 ;;
+    --build-only) do_run=0; shift ;;
+    --no-build) do_build=0; shift ;;
+    -h|--help) usage ;;
+    -*) echo "fuzz.sh: unknown option $1" >&2; usage ;;
+    *) break ;;
+    esac
+done
+[[ $seconds =~ ^[0-9]+$ ]] || { echo "fuzz.sh: --seconds: not a number: $seconds" >&2; exit 2; }
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
+for t in "${targets[@]}"; do
+    [ -d "$src/tests/fuzz/corpus/$t" ] || { echo "fuzz.sh: unknown target $t (known: ${all[*]})" >&2; exit 2; }
+done
+
+if [ $do_build = 1 ]; then
+    cc=$(command -v clang-14 || command -v clang || true)
+    cxx=$(command -v clang++-14 || command -v clang++ || true)
+    [ -n "$cc" ] && [ -n "$cxx" ] || { echo "fuzz.sh: clang not found (Debian: clang-14 libclang-rt-14-dev)" >&2; exit 1; }
+    launcher=()
+    if command -v ccache >/dev/null; then
+        launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+    fi
+    cmake -S "$src" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" -DTRUSTME_FUZZ=ON -DTRUSTME_WERROR=OFF \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
+    cmake --build "$build" -j"${FUZZ_JOBS:-$(nproc)}" --target fuzz-targets
+fi
+[ $do_run = 1 ] || exit 0
+
+status=0
+for t in "${targets[@]}"; do
+    bin="$build/bin/fuzz_$t" log="$build/fuzz_$t.log"
+    [ -x "$bin" ] || { echo "fuzz.sh: $bin not built (run without --no-build)" >&2; exit 1; }
+    mkdir -p "$build/corpus/$t" "$build/artifacts/$t"
+    rc=0
+    # The first directory receives what the run finds; the seeds in the tree are only read.
+    "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$build/artifacts/$t/" "$build/corpus/$t" "$src/tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    size=$(find "$build/corpus/$t" -type f | wc -l)
+    if [ $rc = 0 ]; then
+        echo "fuzz $t: ${seconds}s, ${execs:-?} execs, corpus $size, no crash"
+    else
+        status=1
+        echo "fuzz $t: CRASH (exit $rc) after ${execs:-?} execs; input in $build/artifacts/$t/, log $log:"
+        grep -m1 -A40 -E '^==[0-9]+==ERROR|runtime error|uncaught exception|deadly signal|^terminate called' "$log" ||
+            tail -40 "$log"
+    fi
+done
+exit $status
