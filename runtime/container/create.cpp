@@ -523,9 +523,9 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
         procfs::write(std::to_string(pid) + "/oom_score_adj", std::to_string(*cfg.process->oom_score_adj));
     c.rec.st.pid = pid;
     // The init may be killed at any step: the error says so, not "sync: send: Broken pipe".
-    auto tell = [&](sync::Msg m, const std::string& text) {
+    auto tell = [&](sync::Msg m, const std::string& body) {
         try {
-            sync::send(parent_sock.get(), m, text);
+            sync::send(parent_sock.get(), m, body);
         } catch (const Error&) {
             fail("container init exited during setup");
         }

@@ -447,7 +447,7 @@ TEST(Container, ExecJoinsTheContainer) {
     ASSERT_EQ(b.rt({"run", "-d", "-b", b.dir, "x1", "--pid-file", b.dir + "/pid"}).status, 0);
     std::string pid = read_text(b.dir + "/pid");
     char mnt[128] = {0};
-    readlink(("/proc/" + pid + "/ns/mnt").c_str(), mnt, sizeof mnt - 1);
+    ASSERT_GT(readlink(("/proc/" + pid + "/ns/mnt").c_str(), mnt, sizeof mnt - 1), 0);
     Result r = b.rt({"exec", "-e", "EXTRA=1", "x1", "sh", "-c", "echo $FROM $EXTRA $$; readlink /proc/self/ns/mnt; exit 4"});
     EXPECT_EQ(r.status, 4) << r.err;
     EXPECT_EQ(r.out, std::string("config 1 ") + r.out.substr(9, r.out.find('\n') - 9) + "\n" + mnt + "\n");

@@ -207,12 +207,16 @@ TEST(Lifecycle, KilledCreateIsRemovedByDeleteForce) {
     kill(std::stoi(read_text(marker)), SIGKILL);
     const std::string cg = "/sys/fs/cgroup/pids/trustme-test-killed-create";
     const bool v1 = stat("/sys/fs/cgroup/pids", &sb) == 0;
-    if (v1) EXPECT_EQ(stat(cg.c_str(), &sb), 0) << "the killed create made no cgroup: nothing tested";
+    if (v1) {
+        EXPECT_EQ(stat(cg.c_str(), &sb), 0) << "the killed create made no cgroup: nothing tested";
+    }
     EXPECT_EQ(b.rt({"list", "-q"}).out, "kc\n");
     Result r = b.rt({"delete", "--force", "kc"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(b.rt({"list", "-q"}).out, "");
-    if (v1) EXPECT_NE(stat(cg.c_str(), &sb), 0) << cg << " left behind";
+    if (v1) {
+        EXPECT_NE(stat(cg.c_str(), &sb), 0) << cg << " left behind";
+    }
     EXPECT_NE(stat("/sys/fs/cgroup/unified/trustme-test-killed-create", &sb), 0);
 }
 

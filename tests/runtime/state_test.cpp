@@ -162,14 +162,16 @@ TEST(StateId, OneRuleForEveryCommand) {
         {"delete", "--force"},   {"pause"},            {"resume"},      {"ps"},    {"events", "--stats"},
         {"update", "--pids-limit", "10"},              {"exec"},
     };
-    for (const std::string& id : {"../victim", "..", ".", "a/b", "", "x y", "ok\n"}) {
+    for (const char* id : {"../victim", "..", ".", "a/b", "", "x y", "ok\n"}) {
         for (auto cmd : commands) {
             cmd.push_back(id);
             if (cmd[0] == "exec") cmd.push_back("true");
             SCOPED_TRACE(cmd[0] + " \"" + id + "\"");
             Result r = b.rt(cmd);
             EXPECT_NE(r.status, 0);
-            if (!id.empty()) EXPECT_NE(r.err.find("invalid container id"), std::string::npos) << r.err;
+            if (*id) {
+                EXPECT_NE(r.err.find("invalid container id"), std::string::npos) << r.err;
+            }
         }
     }
     EXPECT_EQ(read_text(victim + "/keep"), "mine\n");

@@ -984,7 +984,7 @@ TEST_F(Signing, FifoConfigIsOneLineNotAHang) {
     ASSERT_EQ(::mkfifo((bundle_ + "/config.json").c_str(), 0600), 0);
     const std::string rt = kBin + "/bin/trustme-runtime", root = dir_ + "/state", err = dir_ + "/err";
     const std::string line = bundle_ + "/config.json: not a regular file\n";
-    for (const std::string cmd : {"create -b " + bundle_ + " fifo1", "run -b " + bundle_ + " fifo2"}) {
+    for (const std::string& cmd : {"create -b " + bundle_ + " fifo1", "run -b " + bundle_ + " fifo2"}) {
         EXPECT_EQ(sh_bounded(rt + " --root " + root + " " + cmd + " < /dev/null > /dev/null 2> " + err), 1) << cmd;
         EXPECT_EQ(slurp(err), "trustme-runtime: " + line) << cmd;
     }
