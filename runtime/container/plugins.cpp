@@ -1,6 +1,5 @@
 #include "plugins.hpp"
 
-#include <dlfcn.h>
 #include <elf.h>
 #include <limits.h>
 #include <link.h>
@@ -17,6 +16,12 @@
 #include "runtime/base/procfs.hpp"
 
 namespace trustme::plugins {
+
+// dlopen and dlsym, defined only in the dynamically linked twin (runtime/cli/dynload.cpp). The static
+// trustme-runtime never loads a plugin (require_loadable hands the command to the twin first) and must not
+// refer to dlopen at all: glibc warns at link time that a static dlopen needs the shared libc of the very
+// version it was linked with. A weak declaration is null where no definition was linked.
+[[gnu::weak]] void* load_symbol(const std::string& path, const char* sym);
 
 const std::string& exe_dir() {
     static const std::string dir = [] {
@@ -62,11 +67,8 @@ void require_loadable() {
 void* symbol(const char* library, const char* sym) {
     require_loadable();
     std::string path = exe_dir() + "/../lib/trustme/" + library;
-    void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!h) fail(std::string("load plugin ") + path + ": " + ::dlerror());
-    void* s = ::dlsym(h, sym);
-    if (!s) fail(std::string("plugin ") + path + ": missing symbol " + sym);
-    return s;
+    if (!load_symbol) fail("load plugin " + path + ": this binary cannot load plugins");
+    return load_symbol(path, sym);
 }
 
 void use_systemd() {

@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -80,6 +79,29 @@ void check_cgroup(const nlohmann::json& cg) {
     }
 }
 
+// The name /etc/passwd gives a uid (decimal text), else the uid itself. The file is read directly, as runc
+// does (moby/sys/user), not through getpwuid: NSS in the static runtime would dlopen libnss_*.so, which
+// needs a shared libc of the very version it was linked with.
+std::string user_name(const std::string& uid) {
+    std::string text;
+    try {
+        text = read_file("/etc/passwd", 1 << 20);
+    } catch (const Error&) {
+        return uid;
+    }
+    std::string_view rest(text);
+    while (!rest.empty()) {
+        const size_t nl = rest.find('\n');
+        const std::string_view line = rest.substr(0, nl);  // name:password:uid:gid:gecos:home:shell
+        rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+        const size_t c1 = line.find(':'), c2 = c1 == std::string_view::npos ? c1 : line.find(':', c1 + 1);
+        if (c2 == std::string_view::npos || c1 == 0) continue;
+        const size_t c3 = line.find(':', c2 + 1);
+        if (line.substr(c2 + 1, c3 == std::string_view::npos ? c3 : c3 - c2 - 1) == uid) return std::string(line.substr(0, c1));
+    }
+    return uid;
+}
+
 // nlohmann's get<> throws type_error on a wrong type; values are checked by check_record.
 void parse_record(const nlohmann::json& j, Record& r) {
     const std::string id = r.st.id;
@@ -93,9 +115,7 @@ void parse_record(const nlohmann::json& j, Record& r) {
     r.st.created = j.value("created", "");
     r.st.owner = j.value("owner", "");
     // Stored as a uid; the name is looked up here, off the start path.
-    if (!r.st.owner.empty() && std::isdigit(static_cast<unsigned char>(r.st.owner[0]))) {
-        if (struct passwd* pw = ::getpwuid(static_cast<uid_t>(std::stoul(r.st.owner)))) r.st.owner = pw->pw_name;
-    }
+    if (!r.st.owner.empty() && std::isdigit(static_cast<unsigned char>(r.st.owner[0]))) r.st.owner = user_name(r.st.owner);
     if (j.contains("annotations")) r.st.annotations = j["annotations"].get<std::map<std::string, std::string>>();
     r.pid_start = j.value("pid_start", uint64_t{0});
     r.created = j.value("created_done", false);

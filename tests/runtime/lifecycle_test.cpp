@@ -46,6 +46,7 @@ TEST(Lifecycle, CreateStartStateKillDelete) {
     EXPECT_EQ(st["bundle"], b.dir);
     EXPECT_EQ(st["id"], "c1");
     EXPECT_TRUE(st.contains("ociVersion") && st.contains("created") && st.contains("rootfs") && st.contains("owner"));
+    EXPECT_EQ(st["owner"], "root");  // stored as the uid, named from /etc/passwd
     // The user program has not run yet: the init is still our binary.
     std::string comm = read_text("/proc/" + std::to_string(pid) + "/comm");
     EXPECT_EQ(comm.find("sleep"), std::string::npos) << comm;

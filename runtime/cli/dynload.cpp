@@ -1,0 +1,18 @@
+// Loading a trust plugin: linked into trustme-runtime-full only (runtime/container/plugins.cpp).
+#include <dlfcn.h>
+
+#include <string>
+
+#include "runtime/base/error.hpp"
+
+namespace trustme::plugins {
+
+void* load_symbol(const std::string& path, const char* sym) {
+    void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) fail("load plugin " + path + ": " + ::dlerror());
+    void* s = ::dlsym(h, sym);
+    if (!s) fail("plugin " + path + ": missing symbol " + sym);
+    return s;
+}
+
+}  // namespace trustme::plugins
