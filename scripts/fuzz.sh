@@ -2,23 +2,26 @@
 # Build the libFuzzer targets of tests/fuzz with clang (libraries instrumented: coverage, ASan, UBSan)
 # and run each for a bounded time from its seed corpus. docs/security.md, "Fuzzing and sanitizers".
 #
-#   scripts/fuzz.sh [--seconds N] [--build-dir DIR] [--build-only | --no-build] [TARGET...]
+#   scripts/fuzz.sh [--seconds N] [--build-dir DIR] [--out DIR] [--build-only | --no-build] [TARGET...]
 #
 # --seconds N     how long each target runs (default 60)
-# --build-dir DIR where the fuzz build lives (default build/fuzz); the grown corpus is kept in
+# --build-dir DIR where the fuzz build lives (default build/fuzz)
+# --out DIR       where runs keep what they make (default: the build dir): the grown corpus in
 #                 DIR/corpus/TARGET, crash inputs in DIR/artifacts/TARGET, libFuzzer's output in
-#                 DIR/fuzz_TARGET.log
+#                 DIR/TARGET.log
 # TARGET          config seccomp resources state manifest policy sealed eventlog (default: all)
+# FUZZ_JOBS       build jobs (default: nproc)
 # Exit status: 0 when no target found a crash, 1 otherwise; one summary line per target.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
-seconds=60 build="$src/build/fuzz" do_build=1 do_run=1
+seconds=60 build="$src/build/fuzz" out="" do_build=1 do_run=1
 all=(config seccomp resources state manifest policy sealed eventlog)
 usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --seconds) seconds=${2:?}; shift 2 ;;
     --build-dir) build=${2:?}; shift 2 ;;
+    --out) out=${2:?}; shift 2 ;;
     --build-only) do_run=0; shift ;;
     --no-build) do_build=0; shift ;;
     -h|--help) usage ;;
@@ -46,23 +49,24 @@ if [ $do_build = 1 ]; then
     cmake --build "$build" -j"${FUZZ_JOBS:-$(nproc)}" --target fuzz-targets
 fi
 [ $do_run = 1 ] || exit 0
+out=${out:-$build}
 
 status=0
 for t in "${targets[@]}"; do
-    bin="$build/bin/fuzz_$t" log="$build/fuzz_$t.log"
+    bin="$build/bin/fuzz_$t" log="$out/$t.log"
     [ -x "$bin" ] || { echo "fuzz.sh: $bin not built (run without --no-build)" >&2; exit 1; }
-    mkdir -p "$build/corpus/$t" "$build/artifacts/$t"
+    mkdir -p "$out/corpus/$t" "$out/artifacts/$t"
     rc=0
     # The first directory receives what the run finds; the seeds in the tree are only read.
     "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="$build/artifacts/$t/" "$build/corpus/$t" "$src/tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
+        -artifact_prefix="$out/artifacts/$t/" "$out/corpus/$t" "$src/tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    size=$(find "$build/corpus/$t" -type f | wc -l)
+    size=$(find "$out/corpus/$t" -type f | wc -l)
     if [ $rc = 0 ]; then
         echo "fuzz $t: ${seconds}s, ${execs:-?} execs, corpus $size, no crash"
     else
         status=1
-        echo "fuzz $t: CRASH (exit $rc) after ${execs:-?} execs; input in $build/artifacts/$t/, log $log:"
+        echo "fuzz $t: CRASH (exit $rc) after ${execs:-?} execs; input in $out/artifacts/$t/, log $log:"
         grep -m1 -A40 -E '^==[0-9]+==ERROR|runtime error|uncaught exception|deadly signal|^terminate called' "$log" ||
             tail -40 "$log"
     fi
