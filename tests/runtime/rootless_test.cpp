@@ -190,7 +190,7 @@ TEST_F(Rootless, UsersOwnPolicyIsEnforced) {
     auto policy = [&](nlohmann::json p) {
         p["trust_anchors"] = {pki + "/root-ca.pem"};
         write_text(dir + "/config/trustme/policy.json", p.dump());
-        ::chown((dir + "/config/trustme/policy.json").c_str(), user->uid, user->gid);
+        ASSERT_EQ(::chown((dir + "/config/trustme/policy.json").c_str(), user->uid, user->gid), 0);
     };
     policy(nlohmann::json::object());
     save({"sh", "-c", "echo signed-and-run"});
