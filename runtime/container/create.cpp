@@ -302,7 +302,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
         env.push_back("LISTEN_PID=1");
     }
 
-    // 1. Trust: verify before anything is mounted or cloned (DESIGN.md §2).
+    // 1. Trust: verify before anything is mounted or cloned (docs/signing.md).
     // org.trustme.verified.* are ours to set: a bundle author must not be able to forge them (the
     // attestation hook records them as verified).
     for (auto it = cfg.annotations.begin(); it != cfg.annotations.end();)

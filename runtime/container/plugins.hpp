@@ -1,5 +1,5 @@
 // Heavy trust libraries (OpenSSL, libcryptsetup, tpm2-tss) live in plugins that are dlopen()ed only when a
-// bundle needs them: the common start path never pays their load cost (DESIGN.md §5).
+// bundle needs them: the common start path never pays their load cost (docs/benchmark.md).
 #pragma once
 #include <string>
 

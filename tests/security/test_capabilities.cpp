@@ -129,7 +129,7 @@ TEST(Capabilities, InheritableOutsideTheBoundingSetIsNamed) {
 }
 
 TEST(Capabilities, CapabilityOutsideTheRuntimesBoundingSetFails) {
-    // This host's root lacks some capabilities (CAP_SYS_RESOURCE, docs/DESIGN.md §3); find one.
+    // This host's root lacks some capabilities (CAP_SYS_RESOURCE); find one.
     uint64_t bnd = status_hex(read_file("/proc/self/status"), "CapBnd");
     int missing = -1;
     for (int c = 0; c <= CAP_LAST_CAP; ++c)
