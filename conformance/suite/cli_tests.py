@@ -4,7 +4,7 @@ import os
 import subprocess
 import time
 
-from .harness import test, Fail, Skip, expect, first_line
+from .harness import test, Fail, Skip, expect, first_line, empty_stdin
 
 S = "runc CLI (engines)"
 
@@ -32,7 +32,9 @@ def run_signal(ctx):
     out_path = os.path.join(b.dir, "run.out")
     with open(out_path, "wb") as o:
         argv = ctx.rt.argv0 + ["--root", ctx.rt.root, "run", "--bundle", b.dir, cid]
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=o, stderr=subprocess.STDOUT)
+        stdin = empty_stdin()
+        p = subprocess.Popen(argv, stdin=stdin, stdout=o, stderr=subprocess.STDOUT)
+        os.close(stdin)
         ctx.pids.append(p)
     try:
         deadline = time.monotonic() + 10
@@ -253,7 +255,11 @@ def preserve_fds(ctx):
         os.set_inheritable(3, True)
         argv = ctx.rt.argv0 + ["--root", ctx.rt.root, "create", "--bundle", b.dir, "--preserve-fds", "1", c.id]
         with open(c.out_path, "ab") as o, open(c.err_path, "ab") as e:
-            p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=o, stderr=e, pass_fds=(3,), timeout=15)
+            stdin = empty_stdin()
+            try:
+                p = subprocess.run(argv, stdin=stdin, stdout=o, stderr=e, pass_fds=(3,), timeout=15)
+            finally:
+                os.close(stdin)
     finally:
         os.close(3)
     expect(p.returncode == 0, f"create failed: {first_line(c.stderr())}")

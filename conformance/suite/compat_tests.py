@@ -5,7 +5,7 @@ import select
 import subprocess
 import time
 
-from .harness import test, Fail, Skip, expect, first_line
+from .harness import test, Fail, Skip, expect, first_line, empty_stdin
 
 S = "runc behaviour (images, engines)"
 
@@ -51,8 +51,10 @@ def _create_piped(ctx, b, env=None, wrap=None, fds=()):
     argv = ctx.rt.argv0 + ["--root", ctx.rt.root, "create", "--bundle", b.dir, c.id]
     if wrap:
         argv = ["sh", "-c", wrap + ' exec "$@"', "sh"] + argv
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=w, stderr=w, env=env, pass_fds=fds,
+    stdin = empty_stdin()
+    p = subprocess.Popen(argv, stdin=stdin, stdout=w, stderr=w, env=env, pass_fds=fds,
                          start_new_session=True)
+    os.close(stdin)
     os.close(w)
     try:
         rc = p.wait(timeout=15)

@@ -20,6 +20,15 @@ CMD_TIMEOUT = 15.0      # seconds for one runtime command
 WAIT_TIMEOUT = 15.0     # seconds for a container to reach a state
 
 
+
+def empty_stdin():
+    """A pipe's read end with no writer (EOF at once, as /dev/null gives) for a runtime's stdin. Never the
+    host's /dev/null: a runtime that fchowns its stdio to the container's user (crun 1.8.1 does) would chown
+    the host's /dev/null. The caller closes it once the process is started."""
+    r, w = os.pipe()
+    os.close(w)
+    return r
+
 class Fail(Exception):
     """The runtime does not do what the spec sentence requires."""
 
@@ -186,9 +195,15 @@ class Runtime:
         argv = self.argv0 + (["--systemd-cgroup"] if SYSTEMD else []) + ["--root", self.root] + [str(a) for a in args]
         cap_out = stdout is None
         cap_err = stderr is None
-        p = subprocess.Popen(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                             stdout=subprocess.PIPE if cap_out else stdout,
-                             stderr=subprocess.PIPE if cap_err else stderr, start_new_session=True)
+        own_stdin = stdin is None
+        if own_stdin:
+            stdin = empty_stdin()
+        try:
+            p = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE if cap_out else stdout,
+                                 stderr=subprocess.PIPE if cap_err else stderr, start_new_session=True)
+        finally:
+            if own_stdin:
+                os.close(stdin)
         try:
             out, err = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
