@@ -28,8 +28,7 @@ constexpr const char* kSystemCacheDir = "/var/lib/trustme/verify-cache";
 // user or root of a user namespace (rootless podman runs us so). A user can run any runtime they like, so
 // the system policy cannot bind them, and the system's cache is not theirs to write.
 bool user_scope() {
-    static const bool user = ::geteuid() != 0 || !procfs::initial_user_ns();
-    return user;
+    return ::geteuid() != 0 || !procfs::initial_user_ns();
 }
 
 // $VAR if it is absolute (the XDG Base Directory Specification ignores relative values), else

@@ -189,14 +189,17 @@ void write(std::string_view path, std::string_view data) {
 }
 
 bool initial_user_ns() {
+    static int known = -1;  // read once per process; a clone inherits the answer with the memory
+    if (known >= 0) return known == 1;
     try {
         const std::string map = read("self/uid_map");
         unsigned long inside = 1, outside = 1, count = 0;
-        return std::sscanf(map.c_str(), "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 &&
-               outside == 0 && count == 4294967295UL;
+        known = std::sscanf(map.c_str(), "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 &&
+                outside == 0 && count == 4294967295UL;
     } catch (const Error&) {
-        return true;
+        known = 1;
     }
+    return known == 1;
 }
 
 }  // namespace trustme::procfs

@@ -49,7 +49,9 @@ void write(std::string_view path, std::string_view data);
 
 // Whether this process is in the initial user namespace, the one whose uid_map is the identity over all
 // ids ("0 0 4294967295", user_namespaces(7)). Root elsewhere (rootless podman runs us as root of the
-// user's namespace) has no privilege over the host. true when the map cannot be read.
+// user's namespace) has no privilege over the host. true when the map cannot be read. Read once per
+// process and inherited by clones: ask only in the user namespace the process started in (the init asks
+// only when the config names no user namespace, so it is still the runtime's).
 bool initial_user_ns();
 
 }  // namespace trustme::procfs
