@@ -7,6 +7,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "runtime/base/strings.hpp"
 #include "signing/policy.hpp"
 
 namespace trustme::attest::cli {
@@ -118,14 +119,9 @@ bool Args::flag(const std::string& k) const { return opts.count(k) > 0; }
 uint64_t Args::number(const std::string& k, uint64_t dflt, uint64_t max) const {
     auto v = get(k);
     if (!v) return dflt;
-    try {
-        size_t used = 0;
-        unsigned long long n = std::stoull(*v, &used);
-        if (used != v->size() || n > max || (*v)[0] == '-') throw std::out_of_range(*v);
-        return n;
-    } catch (const std::exception&) {
-        throw UsageError("--" + k + " " + *v + ": not a number 0.." + std::to_string(max));
-    }
+    auto n = parse_decimal<uint64_t>(*v);
+    if (!n || *n > max) throw UsageError("--" + k + " " + *v + ": not a number 0.." + std::to_string(max));
+    return *n;
 }
 
 Settings settings(const Args& a) {
@@ -134,14 +130,9 @@ Settings settings(const Args& a) {
     if (auto v = a.get("tcti")) s.tcti = *v;
     if (auto v = a.get("log")) s.log = *v;
     if (auto v = a.get("pcr")) {
-        try {
-            size_t used = 0;
-            unsigned long n = std::stoul(*v, &used);
-            if (used != v->size() || n > 23) throw std::out_of_range(*v);
-            s.pcr = static_cast<uint32_t>(n);
-        } catch (const std::exception&) {
-            throw UsageError("--pcr " + *v + ": not a PCR number 0..23");
-        }
+        auto n = parse_decimal<uint32_t>(*v);
+        if (!n || *n > 23) throw UsageError("--pcr " + *v + ": not a PCR number 0..23");
+        s.pcr = *n;
     }
     return s;
 }

@@ -11,6 +11,7 @@
 
 #include "attest/tpm.hpp"
 #include "runtime/base/error.hpp"
+#include "runtime/base/strings.hpp"
 
 namespace trustme::attest {
 
@@ -45,14 +46,9 @@ QuoteHeader QuoteHeader::from_json(const nlohmann::json& j, const std::string& n
     q.signature_der = from_hex(j["signature"]["der"].get<std::string>(), name + ": signature.der");
     if (!j.contains("pcrs") || !j["pcrs"].is_object() || j["pcrs"].empty()) bad("pcrs", "missing or empty");
     for (const auto& [k, v] : j["pcrs"].items()) {
-        unsigned long n = 0;
-        try {
-            size_t used = 0;
-            n = std::stoul(k, &used);
-            if (used != k.size() || n > 23) throw std::out_of_range(k);
-        } catch (const std::exception&) {
-            bad("pcrs." + k, "not a PCR number 0..23");
-        }
+        auto pcr = parse_decimal<uint32_t>(k);
+        if (!pcr || *pcr > 23) bad("pcrs." + k, "not a PCR number 0..23");
+        const uint32_t n = *pcr;
         if (!v.is_string()) bad("pcrs." + k, "not a string");
         q.pcrs[static_cast<uint32_t>(n)] = from_hex(v.get<std::string>(), name + ": pcrs." + k);
         if (q.pcrs[static_cast<uint32_t>(n)].size() != 32) bad("pcrs." + k, "not a sha256 value");
@@ -106,7 +102,9 @@ HostState HostState::from_json(const nlohmann::json& j, const std::string& name)
         for (const auto& [k, v] : j.at("pcrs").items()) {
             auto val = from_hex(v.get<std::string>(), name + ": pcrs." + k);
             if (val.size() != 32) fail(name + ": pcrs." + k + ": not a sha256 value");
-            h.pcrs[static_cast<uint32_t>(std::stoul(k))] = val;
+            auto pcr = parse_decimal<uint32_t>(k);
+            if (!pcr || *pcr > 23) fail(name + ": pcrs." + k + ": not a PCR number 0..23");
+            h.pcrs[*pcr] = val;
         }
         for (const auto& d : j.at("denied")) {
             EventVerdict v;

@@ -2,9 +2,13 @@
 # Build the libFuzzer targets of tests/fuzz with clang (libraries instrumented: coverage, ASan, UBSan)
 # and run each for a bounded time from its seed corpus. docs/security.md, "Fuzzing and sanitizers".
 #
-#   scripts/fuzz.sh [--seconds N] [--build-dir DIR] [--out DIR] [--build-only | --no-build] [TARGET...]
+#   scripts/fuzz.sh [--seconds N] [--seed N] [--build-dir DIR] [--out DIR] [--build-only | --no-build] [TARGET...]
 #
 # --seconds N     how long each target runs (default 60)
+# --seed N        libFuzzer's seed (default 0: a new one each run). With a fixed seed a run explores the
+#                 same inputs in the same order on every machine; a slower machine stops earlier in that
+#                 sequence, so whatever it finds, a faster one finds too. The test suite uses a fixed seed;
+#                 exploring runs by hand use the default.
 # --build-dir DIR where the fuzz build lives (default build/fuzz)
 # --out DIR       where runs keep what they make (default: the build dir): the grown corpus in
 #                 DIR/corpus/TARGET, crash inputs in DIR/artifacts/TARGET, libFuzzer's output in
@@ -14,12 +18,13 @@
 # Exit status: 0 when no target found a crash, 1 otherwise; one summary line per target.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
-seconds=60 build="$src/build/fuzz" out="" do_build=1 do_run=1
+seconds=60 seed=0 build="$src/build/fuzz" out="" do_build=1 do_run=1
 all=(config seccomp resources state manifest policy sealed eventlog)
 usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --seconds) seconds=${2:?}; shift 2 ;;
+    --seed) seed=${2:?}; shift 2 ;;
     --build-dir) build=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
     --build-only) do_run=0; shift ;;
@@ -30,6 +35,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [[ $seconds =~ ^[0-9]+$ ]] || { echo "fuzz.sh: --seconds: not a number: $seconds" >&2; exit 2; }
+[[ $seed =~ ^[0-9]+$ ]] || { echo "fuzz.sh: --seed: not a number: $seed" >&2; exit 2; }
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 for t in "${targets[@]}"; do
@@ -58,7 +64,7 @@ for t in "${targets[@]}"; do
     mkdir -p "$out/corpus/$t" "$out/artifacts/$t"
     rc=0
     # The first directory receives what the run finds; the seeds in the tree are only read.
-    "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    "$bin" -seed="$seed" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$out/artifacts/$t/" "$out/corpus/$t" "$src/tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     size=$(find "$out/corpus/$t" -type f | wc -l)

@@ -193,7 +193,8 @@ std::vector<pid_t> read_procs(const std::string& dir) {
     std::vector<pid_t> out;
     auto text = try_read(dir, "cgroup.procs");
     if (!text) return out;
-    for (const std::string& p : words(*text)) out.push_back(static_cast<pid_t>(std::stol(p)));
+    for (const std::string& p : words(*text))
+        if (auto pid = parse_decimal<pid_t>(p)) out.push_back(*pid);
     return out;
 }
 

@@ -2,6 +2,7 @@
 // only the kernel can judge (a cpuset outside the parent's, a limit below usage) fail in apply() with
 // the file and the value.
 #include "base/error.hpp"
+#include "base/strings.hpp"
 #include "cgroups/internal.hpp"
 
 namespace trustme::cgroups {
@@ -24,7 +25,9 @@ void check_list(const std::string& s, const std::string& path) {
         size_t start = i;
         while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
         if (i == start) fail(path + ": invalid list \"" + s + "\" (want e.g. \"0-3,5\")");
-        return std::stoul(s.substr(start, i - start));
+        auto n = parse_decimal<uint32_t>(std::string_view(s).substr(start, i - start));
+        if (!n) fail(path + ": number out of range in \"" + s + "\"");
+        return *n;
     };
     for (;;) {
         auto a = number();

@@ -18,6 +18,7 @@
 #include "runtime/base/files.hpp"
 #include "runtime/base/log.hpp"
 #include "runtime/base/procfs.hpp"
+#include "runtime/base/strings.hpp"
 #include "runtime/container/container.hpp"
 #include "runtime/base/pages.hpp"
 #include "runtime/container/plugins.hpp"
@@ -191,7 +192,11 @@ const std::vector<Command>& commands() {
              o.cwd = a.get("cwd");
              o.env = a.all("env");
              o.user = a.get("user");
-             for (auto& s : a.all("additional-gids")) o.additional_gids.push_back(static_cast<uint32_t>(std::stoul(s)));
+             for (auto& s : a.all("additional-gids")) {
+                 auto gid = parse_decimal<uint32_t>(s);
+                 if (!gid) fail("--additional-gids: not a group id \"" + s + "\"");
+                 o.additional_gids.push_back(*gid);
+             }
              o.caps = a.all("cap");
              o.no_new_privs = a.has("no-new-privs");
              o.detach = a.has("detach");

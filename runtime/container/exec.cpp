@@ -20,6 +20,7 @@
 #include "runtime/base/files.hpp"
 #include "runtime/base/log.hpp"
 #include "runtime/base/procfs.hpp"
+#include "runtime/base/strings.hpp"
 #include "runtime/container/plugins.hpp"
 #include "runtime/process/init.hpp"
 #include "runtime/process/sync.hpp"
@@ -74,12 +75,12 @@ oci::Process exec_process_spec(const ExecOpts& o, const oci::Config& cfg) {
     }
     if (!o.user.empty()) {
         auto colon = o.user.find(':');
-        try {
-            p.user.uid = static_cast<uint32_t>(std::stoul(o.user.substr(0, colon)));
-            if (colon != std::string::npos) p.user.gid = static_cast<uint32_t>(std::stoul(o.user.substr(colon + 1)));
-        } catch (const std::exception&) {
-            fail("exec: --user \"" + o.user + "\": want UID[:GID]");
-        }
+        std::string_view user(o.user);
+        auto uid = parse_decimal<uint32_t>(user.substr(0, colon));
+        auto gid = colon == std::string::npos ? std::optional<uint32_t>(p.user.gid) : parse_decimal<uint32_t>(user.substr(colon + 1));
+        if (!uid || !gid) fail("exec: --user \"" + o.user + "\": want UID[:GID]");
+        p.user.uid = *uid;
+        p.user.gid = *gid;
     }
     if (!o.additional_gids.empty()) p.user.additional_gids = o.additional_gids;
     if (o.no_new_privs) p.no_new_privileges = true;
@@ -174,7 +175,9 @@ int exec(const Globals& g, const ExecOpts& o) {
         if (!got) fail("exec: the process exited during setup");
         if (p.type == sync::Msg::Error) fail("exec: " + p.text);
         if (p.type != sync::Msg::Pid || !made) fail("exec: unexpected message from the process");
-        pid = static_cast<pid_t>(std::stol(p.text));
+        auto n = parse_decimal<pid_t>(p.text);
+        if (!n) fail("exec: the process sent a malformed pid");
+        pid = *n;
         child_pidfd = std::move(made);
     }
     auto kill_child = [&] {

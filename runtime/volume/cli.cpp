@@ -20,6 +20,7 @@
 #include "runtime/base/error.hpp"
 #include "runtime/base/fd.hpp"
 #include "runtime/base/files.hpp"
+#include "runtime/base/strings.hpp"
 #include "runtime/volume/loop.hpp"
 #include "runtime/volume/luks.hpp"
 #include "runtime/volume/token.hpp"
@@ -132,15 +133,16 @@ uint64_t parse_size(const std::string& s) {
     else if (suf == "G" || suf == "GiB") mul = 1ULL << 30;
     else if (suf == "T" || suf == "TiB") mul = 1ULL << 40;
     else fail("--size: unknown unit \"" + suf + "\" (K, M, G, T)");
+    if (v > UINT64_MAX / mul) fail("--size: too large: \"" + s + "\"");
     return v * mul;
 }
 
 unsigned parse_iterations(const Args& a) {
     std::string s = opt(a, "--pbkdf-iterations");
     if (s.empty()) return 0;
-    if (s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos || std::stoul(s) < 1000)
-        fail("--pbkdf-iterations: not a number >= 1000: \"" + s + "\"");
-    return static_cast<unsigned>(std::stoul(s));
+    auto n = s.size() > 9 ? std::nullopt : parse_decimal<unsigned>(s);
+    if (!n || *n < 1000) fail("--pbkdf-iterations: not a number >= 1000: \"" + s + "\"");
+    return *n;
 }
 
 // --pcrs (default 7). A key sealed to the PCR that attestation extends at every measured start would stop

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "runtime/base/error.hpp"
+#include "runtime/base/strings.hpp"
 
 namespace trustme::volume {
 namespace {
@@ -184,16 +185,22 @@ void activate(CryptDevice& cd, const std::string& name, const SecretBytes& key, 
 }
 
 namespace {
-std::string unhex(const std::string& h) {
+std::string unhex(const std::string& h, const char* what) {
     std::string out;
-    for (size_t i = 0; i + 1 < h.size(); i += 2) out += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
+    if (h.size() % 2) fail(std::string("dm-verity ") + what + ": odd number of hex digits");
+    for (size_t i = 0; i < h.size(); i += 2) {
+        unsigned v = 0;
+        auto [end, ec] = std::from_chars(h.data() + i, h.data() + i + 2, v, 16);
+        if (ec != std::errc() || end != h.data() + i + 2) fail(std::string("dm-verity ") + what + ": not hex");
+        out += static_cast<char>(v);
+    }
     return out;
 }
 }  // namespace
 
 void activate_verity(const std::string& device, const std::string& name, const VerityParams& p) {
     CryptDevice cd = CryptDevice::init(device);
-    const std::string salt = unhex(p.salt_hex), root = unhex(p.root_hex);
+    const std::string salt = unhex(p.salt_hex, "salt"), root = unhex(p.root_hex, "root hash");
     crypt_params_verity v{};
     v.hash_name = "sha256";
     v.data_device = device.c_str();

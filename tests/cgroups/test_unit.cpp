@@ -155,6 +155,11 @@ TEST(Validate, MessagesNameJsonPaths) {
               "linux.resources.cpu.shares: must not be negative, got -5");
     EXPECT_EQ(error_of([] { validate(json{{"cpu", {{"cpus", "0-"}}}}); }),
               "linux.resources.cpu.cpus: invalid list \"0-\" (want e.g. \"0-3,5\")");
+    // Found by fuzz.resources: a number past 2^64 was an uncaught std::out_of_range from std::stoul.
+    EXPECT_EQ(error_of([] { validate(json{{"cpu", {{"cpus", "0-99999999999999999999"}}}}); }),
+              "linux.resources.cpu.cpus: number out of range in \"0-99999999999999999999\"");
+    EXPECT_EQ(error_of([] { validate(json{{"cpu", {{"mems", "4294967296"}}}}); }),
+              "linux.resources.cpu.mems: number out of range in \"4294967296\"");
     EXPECT_EQ(error_of([] { validate(json{{"blockIO", {{"weight", 5}}}}); }),
               "linux.resources.blockIO.weight: 5 is out of range [10, 1000]");
     EXPECT_EQ(error_of([] { validate(json{{"hugepageLimits", {{{"pageSize", "2M"}, {"limit", 1}}}}}); }),
