@@ -24,8 +24,10 @@ Commands:
   ak enroll --ek-ca FILE... --out FILE [--remote ADDR [TLS]]
                                check the EK certificate chain and that the AK lives in the same TPM
                                (credential activation), then write the trusted AK (PEM)
-  quote --nonce HEX [--from N]  TPM2_Quote over the PCR with the AK, with this boot's event log from record N
-                               (default 0), as JSON on stdout
+  quote --nonce HEX [--from N] [--out-dir DIR]
+                               TPM2_Quote over the PCR with the AK, with this boot's event log from record N
+                               (default 0), as JSON on stdout; --out-dir also writes DIR/quote.msg,
+                               quote.sig, quote.pcrs and ak.pem for tpm2_checkquote (tpm2-tools)
   verify --ak FILE --allow FILE (--nonce HEX QUOTE.json | --remote ADDR [TLS]) [--pcr N]... [--bank sha256]
          [--state FILE]        check a quote with the trusted AK and print a verdict per event; the quote must
                                cover the PCRs named by --pcr (default: the policy's); --state keeps where
@@ -62,7 +64,8 @@ namespace {
 const std::set<std::string> kValueOpts = {"policy", "tcti",  "pcr",   "log",    "out",      "public",
                                           "ek-cert", "ek-ca", "nonce", "ak",     "allow",    "remote",
                                           "listen",  "from",  "state", "bank",   "deadline", "max-connections",
-                                          "max-per-client", "boot", "tls-cert", "tls-key", "tls-ca", "tls-allow"};
+                                          "max-per-client", "boot", "tls-cert", "tls-key", "tls-ca", "tls-allow",
+                                          "out-dir"};
 // Options without a value.
 const std::set<std::string> kFlagOpts = {"enroll", "any-address"};
 }  // namespace

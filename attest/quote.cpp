@@ -1,8 +1,15 @@
 #include "attest/quote.hpp"
 
+#include <endian.h>
 #include <fcntl.h>
+#include <string.h>
+#include <tss2/tss2_tpm2_types.h>
 #include <unistd.h>
 
+#include <iterator>
+
+#include "attest/credential.hpp"
+#include "attest/pcr.hpp"
 #include "attest/tpm.hpp"
 #include "runtime/base/error.hpp"
 #include "runtime/base/files.hpp"
@@ -63,6 +70,8 @@ QuoteReply take_quote(const QuoteRequest& req) {
     out.header.attest = std::move(q.attest);
     out.header.signature_der = std::move(q.signature_der);
     out.header.pcrs = std::move(q.pcr_values);
+    out.signature = std::move(q.signature);
+    out.ak_public = std::move(q.ak_public);
     return out;
 }
 
@@ -77,6 +86,57 @@ std::vector<Event> reply_records(const QuoteReply& r) {
         got += static_cast<size_t>(n);
     }
     return parse_log(text, "event log");
+}
+
+std::string tpm2_pcr_file(const std::map<uint32_t, std::vector<uint8_t>>& pcrs) {
+    std::vector<uint32_t> numbers;
+    for (const auto& [p, v] : pcrs) {
+        if (v.size() != TPM2_SHA256_DIGEST_SIZE) fail("PCR " + std::to_string(p) + ": not a sha256 value");
+        numbers.push_back(p);  // ascending: the map's order, the selection's bit order
+    }
+    if (numbers.empty()) fail("tpm2-tools PCR file: no PCR value");
+    // The file holds the structures' bytes, padding included: zeroed first, then set field by field.
+    const TPML_PCR_SELECTION chosen = tpm::pcr_selection(numbers);
+    TPML_PCR_SELECTION sel;
+    memset(&sel, 0, sizeof sel);
+    sel.count = htole32(chosen.count);
+    for (UINT32 i = 0; i < chosen.count; ++i) {
+        sel.pcrSelections[i].hash = htole16(chosen.pcrSelections[i].hash);
+        sel.pcrSelections[i].sizeofSelect = chosen.pcrSelections[i].sizeofSelect;
+        memcpy(sel.pcrSelections[i].pcrSelect, chosen.pcrSelections[i].pcrSelect, sizeof sel.pcrSelections[i].pcrSelect);
+    }
+    std::string out(reinterpret_cast<const char*>(&sel), sizeof sel);
+
+    std::vector<TPML_DIGEST> lists;
+    for (const auto& [p, v] : pcrs) {
+        if (lists.empty() || lists.back().count == std::size(lists.back().digests)) {
+            lists.emplace_back();
+            memset(&lists.back(), 0, sizeof(TPML_DIGEST));
+        }
+        TPM2B_DIGEST& d = lists.back().digests[lists.back().count++];
+        d.size = htole16(static_cast<UINT16>(v.size()));
+        memcpy(d.buffer, v.data(), v.size());
+    }
+    UINT32 n = htole32(static_cast<UINT32>(lists.size()));
+    out.append(reinterpret_cast<const char*>(&n), sizeof n);
+    for (auto& l : lists) {
+        l.count = htole32(l.count);
+        out.append(reinterpret_cast<const char*>(&l), sizeof l);
+    }
+    return out;
+}
+
+void write_tpm2_tools_files(const QuoteReply& r, int dir_fd) {
+    auto bytes = [](const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); };
+    // The AK's PEM from its public area, which must be of the AK's shape (credential.hpp).
+    std::string pem = parse_ak_public(r.ak_public).pem;
+    struct File {
+        const char* name;
+        std::string data;
+    };
+    for (const File& f : {File{"quote.msg", bytes(r.header.attest)}, File{"quote.sig", bytes(r.signature)},
+                          File{"quote.pcrs", tpm2_pcr_file(r.header.pcrs)}, File{"ak.pem", pem}})
+        write_file_atomic(dir_fd, f.name, f.data, 0644);
 }
 
 }  // namespace trustme::attest

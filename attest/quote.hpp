@@ -2,6 +2,7 @@
 // boot's log from the record it asks for, taken together under the log's shared lock.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,8 @@ struct QuoteRequest {
 // be streamed from them without holding the lock (and without blocking the measure hook).
 struct QuoteReply {
     QuoteHeader header;
+    std::vector<uint8_t> signature;  // the header's signature as the TPM returned it: TPMT_SIGNATURE, marshalled
+    std::vector<uint8_t> ak_public;  // TPM2B_PUBLIC of the AK that signed, marshalled
     UniqueFd log_fd;  // empty when this boot has no log yet
     uint64_t begin = 0, end = 0;
 };
@@ -48,6 +51,26 @@ QuoteReply take_quote(const QuoteRequest& req);
 
 // Records of a reply, parsed (for the one-document form of `quote`).
 std::vector<Event> reply_records(const QuoteReply& r);
+
+// The quote in the files tpm2-tools (5.x) reads, written into the directory `dir_fd`, so that, with no
+// conversion,
+//     tpm2_checkquote -u ak.pem -m quote.msg -s quote.sig -f quote.pcrs -g sha256 -q <nonce hex>
+// checks signature, nonce and PCR digest:
+//   quote.msg   the TPMS_ATTEST as the TPM marshalled it (what `tpm2_quote -m` writes);
+//   quote.sig   the TPMT_SIGNATURE, marshalled (`tpm2_quote -s`, its default format "tss");
+//   quote.pcrs  the quoted PCR values (`tpm2_quote -o`, its default format "serialized": tpm2_pcr_file);
+//   ak.pem      the public key of the AK that signed (SubjectPublicKeyInfo), as this host reports it.
+// Each file is replaced atomically (mode 0644). Nothing in them is secret.
+void write_tpm2_tools_files(const QuoteReply& r, int dir_fd);
+
+// tpm2-tools' "serialized" PCR file (lib/pcr.c pcr_fwrite_serialized, read back by tpm2_checkquote -f):
+// the C structures of tss2_tpm2_types.h copied byte for byte, integers little-endian, padding zero --
+//   TPML_PCR_SELECTION  (sizeof: 132 bytes) the sha256 bank, the quoted PCRs;
+//   UINT32              n, the number of TPML_DIGESTs that follow;
+//   n x TPML_DIGEST     (sizeof: 532 bytes each) the values in ascending PCR order, at most 8 a list
+//                       (as TPM2_PCR_Read returns them).
+// `pcrs`: PCR number -> sha256 value (32 bytes, else Error).
+std::string tpm2_pcr_file(const std::map<uint32_t, std::vector<uint8_t>>& pcrs);
 
 // Argument checks shared by `quote` and `serve`: Error naming `what` on a bad nonce or PCR.
 std::vector<uint8_t> parse_nonce(const std::string& hex, const std::string& what);

@@ -7,6 +7,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -129,7 +130,15 @@ int cmd_quote(const Args& a) {
     Settings s = settings(a);
     KeptAk ak(s.log);
     QuoteRequest req{s.tcti, s.log, parse_nonce(a.need("nonce"), "--nonce"), a.number("from", 0, UINT64_MAX), {s.pcr}, &ak};
+    // The directory first: a quote is not taken for files that cannot be written.
+    UniqueFd dir;
+    if (auto d = a.get("out-dir")) {
+        if (::mkdir(d->c_str(), 0755) != 0 && errno != EEXIST) fail_errno(errno, "--out-dir " + *d);
+        dir.reset(::open(d->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!dir) fail_errno(errno, "--out-dir " + *d);
+    }
     QuoteReply r = take_quote(req);
+    if (dir) write_tpm2_tools_files(r, dir.get());
     QuoteDoc doc;
     static_cast<QuoteHeader&>(doc) = r.header;
     doc.log = reply_records(r);

@@ -604,17 +604,21 @@ Quote Tpm::quote(const std::vector<uint8_t>& nonce, const std::vector<uint32_t>&
     if (pcrs.empty()) fail("quote: no PCRs selected");
     ESYS_CONTEXT* ctx = E(ctx_);
     Transient ak(ctx);
-    if (!kept || kept->empty() || !load_saved_ak(ctx, *kept, ak)) {
+    Quote out;
+    if (kept && !kept->empty() && load_saved_ak(ctx, *kept, ak)) {
+        out.ak_public = kept->public_area;  // what the TPM read back for the loaded object (load_saved_ak)
+    } else {
         TPM2B_PUBLIC* pub_raw = nullptr;
-        create_ak(ctx, ak, kept ? &pub_raw : nullptr, [this](TSS2_RC rc, const std::string& w) { fail_rc(rc, w); });
+        create_ak(ctx, ak, &pub_raw, [this](TSS2_RC rc, const std::string& w) { fail_rc(rc, w); });
         EsysPtr<TPM2B_PUBLIC> pub(pub_raw);
+        out.ak_public = marshal(*pub, Tss2_MU_TPM2B_PUBLIC_Marshal);
         if (kept) {
             TPMS_CONTEXT* c_raw = nullptr;
             TSS2_RC rc = Esys_ContextSave(ctx, ak.get(), &c_raw);
             EsysPtr<TPMS_CONTEXT> c(c_raw);
             if (rc != TSS2_RC_SUCCESS) fail_rc(rc, "ContextSave (attestation key)");
             kept->context = marshal(*c, Tss2_MU_TPMS_CONTEXT_Marshal);
-            kept->public_area = marshal(*pub, Tss2_MU_TPM2B_PUBLIC_Marshal);
+            kept->public_area = out.ak_public;
         }
     }
     TPM2B_DATA q{};
@@ -630,9 +634,9 @@ Quote Tpm::quote(const std::vector<uint8_t>& nonce, const std::vector<uint32_t>&
     EsysPtr<TPM2B_ATTEST> att(att_raw);
     EsysPtr<TPMT_SIGNATURE> sig(sig_raw);
     if (rc != TSS2_RC_SUCCESS) fail_rc(rc, "Quote");
-    Quote out;
     out.attest.assign(att->attestationData, att->attestationData + att->size);
     out.signature_der = ecdsa_der(sig->signature.ecdsa);
+    out.signature = marshal(*sig, Tss2_MU_TPMT_SIGNATURE_Marshal);
     // Read after quoting: the verifier checks these against the signed pcrDigest, so a PCR that moved in
     // between shows up as a mismatch rather than as a false value.
     out.pcr_values = pcr_read(pcrs);

@@ -15,7 +15,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
+#include <cstring>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -29,6 +32,7 @@
 #include "attest/credential.hpp"
 #include "attest/eventlog.hpp"
 #include "attest/measure.hpp"
+#include "attest/quote.hpp"
 #include "attest/tpm.hpp"
 #include "attest/verify.hpp"
 #include "swtpm_fixture.hpp"
@@ -513,6 +517,120 @@ TEST(AttestBinary, StartsWithoutLibcryptoOrEsapi) {
     EXPECT_EQ(r.out.find("libcrypto"), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find("libtss2-esys"), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find("libstdc++"), std::string::npos) << r.out;
+}
+
+// `quote --out-dir`: the files tpm2-tools reads. The real tpm2_checkquote verifies them as they are, and
+// refuses an altered message, another nonce and another PCR value.
+TEST_F(AttestHost, QuoteFilesVerifyWithTpm2Checkquote) {
+    if (system("command -v tpm2_checkquote >/dev/null 2>&1") != 0) GTEST_SKIP() << "tpm2-tools not installed";
+    ASSERT_EQ(measure("c1", make_bundle("b1", "one")).rc, 0);
+    std::string n = hex_nonce(), out = dir_.path + "/out";
+    auto q = run(cmd({"quote", "--nonce", n, "--out-dir", out}), dir_.path);
+    ASSERT_EQ(q.rc, 0) << q.err;
+    // What it prints is what it printed before: verify accepts it.
+    std::string qfile = dir_.path + "/quote.json";
+    spit(qfile, q.out);
+    EXPECT_EQ(verify(qfile, n, allow_all_measured()).rc, 0);
+    json doc = json::parse(q.out);
+
+    // The files are the printed quote: the attest bytes, the AK that `ak create` wrote, the PCR value.
+    std::string msg = slurp(out + "/quote.msg");
+    EXPECT_EQ(trustme::tpm::to_hex(reinterpret_cast<const uint8_t*>(msg.data()), msg.size()),
+              doc["attest"].get<std::string>());
+    EXPECT_EQ(slurp(out + "/ak.pem"), slurp(ak()));
+    // tpm2-tools' serialized PCR file: TPML_PCR_SELECTION, a UINT32 count, the TPML_DIGESTs.
+    std::string pcrs = slurp(out + "/quote.pcrs");
+    ASSERT_EQ(pcrs.size(), sizeof(TPML_PCR_SELECTION) + 4 + sizeof(TPML_DIGEST));
+    TPML_PCR_SELECTION sel;
+    uint32_t lists = 0;
+    TPML_DIGEST values;
+    memcpy(&sel, pcrs.data(), sizeof sel);
+    memcpy(&lists, pcrs.data() + sizeof sel, 4);
+    memcpy(&values, pcrs.data() + sizeof sel + 4, sizeof values);
+    EXPECT_EQ(sel.count, 1u);
+    EXPECT_EQ(sel.pcrSelections[0].hash, TPM2_ALG_SHA256);
+    EXPECT_EQ(sel.pcrSelections[0].pcrSelect[1], 1u << 3);  // PCR 11
+    EXPECT_EQ(lists, 1u);
+    ASSERT_EQ(values.count, 1u);
+    EXPECT_EQ(trustme::tpm::to_hex(values.digests[0].buffer, values.digests[0].size), doc["pcrs"]["11"].get<std::string>());
+    // Byte for byte what tpm2-tools itself writes for that PCR (tpm2_pcrread -F serialized, as tpm2_quote -o).
+    auto pr = run({"tpm2_pcrread", "-T", tpm_.tcti(), "-o", dir_.path + "/pcrread.pcrs", "-F", "serialized", "sha256:11"},
+                  dir_.path);
+    ASSERT_EQ(pr.rc, 0) << pr.err;
+    EXPECT_EQ(slurp(dir_.path + "/pcrread.pcrs"), pcrs);
+
+    auto check = [&](const std::string& msg_file, const std::string& nonce, const std::string& pcr_file,
+                     const std::string& key) {
+        return run({"tpm2_checkquote", "-u", key, "-m", msg_file, "-s", out + "/quote.sig", "-f", pcr_file, "-g", "sha256",
+                    "-q", nonce},
+                   dir_.path);
+    };
+    auto ok = check(out + "/quote.msg", n, out + "/quote.pcrs", out + "/ak.pem");
+    EXPECT_EQ(ok.rc, 0) << ok.out << ok.err;
+    // The verifier's own enrolled copy of the AK, as it would run it.
+    EXPECT_EQ(check(out + "/quote.msg", n, out + "/quote.pcrs", ak()).rc, 0);
+    // tpm2_checkquote prints the PCR values it hashed: the one trustme-attest reports.
+    std::string upper = doc["pcrs"]["11"].get<std::string>();
+    for (auto& c : upper) c = static_cast<char>(toupper(c));
+    EXPECT_NE(ok.out.find("11: 0x" + upper), std::string::npos) << ok.out;
+
+    // One byte of the signed message flipped.
+    msg[msg.size() / 2] = static_cast<char>(msg[msg.size() / 2] ^ 0x01);
+    spit(dir_.path + "/flipped.msg", msg);
+    auto bad = check(dir_.path + "/flipped.msg", n, out + "/quote.pcrs", out + "/ak.pem");
+    EXPECT_NE(bad.rc, 0) << bad.out;
+    EXPECT_NE(bad.err.find("Error validating signed message with public key provided"), std::string::npos) << bad.err;
+    // Another nonce.
+    bad = check(out + "/quote.msg", hex_nonce(), out + "/quote.pcrs", out + "/ak.pem");
+    EXPECT_NE(bad.rc, 0) << bad.out;
+    EXPECT_NE(bad.err.find("Error validating nonce from quote"), std::string::npos) << bad.err;
+    // Another PCR value.
+    std::string other = pcrs;
+    size_t first = sizeof(TPML_PCR_SELECTION) + 4 + 4 + 2;  // UINT32 lists, TPML_DIGEST.count, TPM2B size
+    other[first] = static_cast<char>(other[first] ^ 0x01);
+    spit(dir_.path + "/other.pcrs", other);
+    bad = check(out + "/quote.msg", n, dir_.path + "/other.pcrs", out + "/ak.pem");
+    EXPECT_NE(bad.rc, 0) << bad.out;
+    EXPECT_NE(bad.err.find("Error validating PCR composite against signed message"), std::string::npos) << bad.err;
+}
+
+// More than 8 PCRs take two TPML_DIGEST lists in the PCR file, as tpm2-tools splits them.
+TEST(AttestTpm2Tools, PcrFileOfTenPcrsIsTpm2PcrreadsByteForByte) {
+    if (system("command -v tpm2_pcrread >/dev/null 2>&1") != 0) GTEST_SKIP() << "tpm2-tools not installed";
+    Swtpm tpm;
+    TempDir d;
+    std::vector<uint32_t> ten{0, 1, 2, 3, 4, 5, 6, 7, 8, 11};
+    std::map<uint32_t, std::vector<uint8_t>> values;
+    {
+        trustme::tpm::Tpm t(tpm.tcti());
+        t.pcr_extend(11, std::vector<uint8_t>(32, 0xab));
+        values = t.pcr_read(ten);
+    }
+    std::string file = trustme::attest::tpm2_pcr_file(values);
+    EXPECT_EQ(file.size(), sizeof(TPML_PCR_SELECTION) + 4 + 2 * sizeof(TPML_DIGEST));
+    auto pr = run({"tpm2_pcrread", "-T", tpm.tcti(), "-o", d.path + "/pcrread.pcrs", "-F", "serialized",
+                   "sha256:0,1,2,3,4,5,6,7,8,11"},
+                  d.path);
+    ASSERT_EQ(pr.rc, 0) << pr.err;
+    EXPECT_EQ(slurp(d.path + "/pcrread.pcrs"), file);
+}
+
+// Every option that --help names is in the man page.
+TEST(AttestBinary, ManPageDocumentsEveryOptionOfHelp) {
+    TempDir d;
+    auto r = run({kAttest, "--help"}, d.path);
+    ASSERT_EQ(r.rc, 0);
+    std::string man = slurp(kSource + "/man/trustme-attest.8");
+    std::string unescaped;
+    for (size_t i = 0; i < man.size(); ++i)
+        if (!(man[i] == '\\' && i + 1 < man.size() && man[i + 1] == '-')) unescaped += man[i];
+    for (size_t i = r.out.find("--"); i != std::string::npos; i = r.out.find("--", i + 2)) {
+        size_t e = i + 2;
+        while (e < r.out.size() && (isalnum(static_cast<unsigned char>(r.out[e])) || r.out[e] == '-')) ++e;
+        std::string opt = r.out.substr(i, e - i);
+        EXPECT_NE(unescaped.find(opt), std::string::npos) << opt << " is not in man/trustme-attest.8";
+        i = e - 2;
+    }
 }
 
 TEST_F(AttestHost, AfterATpmResetOldEventsAreNotCovered) {
