@@ -147,7 +147,7 @@ std::string read_stdin(size_t max) {
         ssize_t n = ::read(0, buf, sizeof buf);
         if (n < 0) {
             if (errno == EINTR) continue;
-            fail_errno(errno, "stdin");
+            fail_errno("stdin");
         }
         if (n == 0) break;
         out.append(buf, static_cast<size_t>(n));

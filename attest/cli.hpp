@@ -16,10 +16,6 @@ namespace trustme::attest::cli {
 
 extern const char* const kUsage;
 
-struct UsageError : Error {
-    using Error::Error;
-};
-
 struct Args {
     std::vector<std::string> positional;
     std::map<std::string, std::vector<std::string>> opts;

@@ -121,7 +121,7 @@ void mkdir_parents(const std::string& path) {
     // Create missing parent directories of `path` (0700: the log says which containers ran).
     for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1)) {
         std::string dir = path.substr(0, slash);
-        if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) fail_errno(errno, "event log: mkdir " + dir);
+        if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) fail_errno("event log: mkdir " + dir);
     }
 }
 }  // namespace
@@ -135,17 +135,17 @@ LogFile::LogFile(const std::string& path, Mode mode) : path_(path) {
             mkdir_parents(path);
             fd_.reset(open_append());
         }
-        if (!fd_) fail_errno(errno, "event log " + path);
+        if (!fd_) fail_errno("event log " + path);
     } else {
         fd_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-        if (!fd_ && errno != ENOENT) fail_errno(errno, "event log " + path);
+        if (!fd_ && errno != ENOENT) fail_errno("event log " + path);
     }
 }
 
 void LogFile::lock(bool exclusive) {
     if (!fd_) return;
     while (::flock(fd_.get(), exclusive ? LOCK_EX : LOCK_SH) < 0) {
-        if (errno != EINTR) fail_errno(errno, "event log " + path_ + ": flock");
+        if (errno != EINTR) fail_errno("event log " + path_ + ": flock");
     }
 }
 
@@ -153,7 +153,7 @@ bool LogFile::try_lock(bool exclusive) {
     if (!fd_) return true;
     while (::flock(fd_.get(), (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
         if (errno == EWOULDBLOCK) return false;
-        if (errno != EINTR) fail_errno(errno, "event log " + path_ + ": flock");
+        if (errno != EINTR) fail_errno("event log " + path_ + ": flock");
     }
     return true;
 }
@@ -168,7 +168,7 @@ std::string LogFile::read_all() {
         ssize_t n = ::pread(fd_.get(), buf, sizeof buf, off);
         if (n < 0) {
             if (errno == EINTR) continue;
-            fail_errno(errno, "event log " + path_ + ": read");
+            fail_errno("event log " + path_ + ": read");
         }
         if (n == 0) break;
         text.append(buf, static_cast<size_t>(n));
@@ -201,7 +201,7 @@ size_t LogFile::append(const Event& e) {
     ssize_t n;
     do n = ::write(fd_.get(), rec.data(), rec.size());
     while (n < 0 && errno == EINTR);
-    if (n < 0) fail_errno(errno, "event log " + path_ + ": write");
+    if (n < 0) fail_errno("event log " + path_ + ": write");
     if (static_cast<size_t>(n) != rec.size()) fail("event log " + path_ + ": short write");
     check(::fdatasync(fd_.get()), "event log " + path_ + ": fdatasync");
     return rec.size();
@@ -311,11 +311,11 @@ void Checkpoint::store(const std::string& path) const {
     std::string text(body, kCkptBody);
     text += sha256_hex(text) + "\n";
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) fail_errno(errno, "checkpoint " + path);
+    if (!fd) fail_errno("checkpoint " + path);
     ssize_t w;
     do w = ::pwrite(fd.get(), text.data(), text.size(), 0);
     while (w < 0 && errno == EINTR);
-    if (w != static_cast<ssize_t>(text.size())) fail_errno(w < 0 ? errno : EIO, "checkpoint " + path + ": write");
+    if (w != static_cast<ssize_t>(text.size())) fail(w < 0 ? errno : EIO, "checkpoint " + path + ": write");
 }
 
 uint64_t LogFile::size() {
@@ -334,7 +334,7 @@ std::string pread_range(int fd, uint64_t off, size_t len, const std::string& wha
         ssize_t n = ::pread(fd, out.data() + got, len - got, static_cast<off_t>(off + got));
         if (n < 0) {
             if (errno == EINTR) continue;
-            fail_errno(errno, what + ": read");
+            fail_errno(what + ": read");
         }
         if (n == 0) break;
         got += static_cast<size_t>(n);

@@ -11,6 +11,7 @@
 
 #include "attest/cli.hpp"
 #include "attest/measure.hpp"
+#include "attest/tool_module.h"
 #include "runtime/base/error.hpp"
 
 using namespace trustme;
@@ -27,11 +28,17 @@ void* tool_symbol(const char* sym) {
     if (!handle) {
         char buf[PATH_MAX];
         ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-        if (n <= 0) fail_errno(errno, "readlink /proc/self/exe");
+        if (n <= 0) fail_errno("readlink /proc/self/exe");
         std::string self(buf, static_cast<size_t>(n));
         std::string path = self.substr(0, self.rfind('/')) + "/../lib/trustme/" + kToolModule;
-        handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-        if (!handle) fail(std::string("load ") + path + ": " + ::dlerror());
+        void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+        if (!h) fail(std::string("load ") + path + ": " + ::dlerror());
+        const auto* abi = static_cast<const int*>(::dlsym(h, "trustme_attest_tool_abi"));
+        const int have = abi ? *abi : 1;  // ABI 1 had no trustme_attest_tool_abi
+        if (have != TRUSTME_ATTEST_TOOL_ABI)
+            fail(std::string(kToolModule) + ": ABI " + std::to_string(TRUSTME_ATTEST_TOOL_ABI) + " requested, " +
+                 std::to_string(have) + " provided");
+        handle = h;
     }
     void* s = ::dlsym(handle, sym);
     if (!s) fail(std::string(kToolModule) + ": missing symbol " + sym);
@@ -39,10 +46,10 @@ void* tool_symbol(const char* sym) {
 }
 
 std::string module_manifest_sha256(int bundle_fd, int root_fd, bool bundle_form) {
-    using Fn = int (*)(int, int, int, char*, char*, size_t);
-    auto fn = reinterpret_cast<Fn>(tool_symbol("trustme_attest_manifest_sha256"));
-    char hex[65] = {}, err[1024] = {};
-    if (fn(bundle_fd, root_fd, bundle_form ? 1 : 0, hex, err, sizeof err) != 0) fail(err);
+    auto fn = reinterpret_cast<decltype(&trustme_attest_manifest_sha256)>(tool_symbol("trustme_attest_manifest_sha256"));
+    char hex[65] = {};
+    trustme_attest_error err{};
+    if (fn(bundle_fd, root_fd, bundle_form ? 1 : 0, hex, &err) != 0) throw Error(err.text, err.code);
     return hex;
 }
 
@@ -62,8 +69,7 @@ int main(int argc, char** argv) {
         Args a = parse_args(argc, argv);
         if (a.positional.empty()) throw UsageError("no command given");
         if (a.positional[0] == "hook") return cmd_hook(a);
-        using ToolMain = int (*)(int, char**);
-        return reinterpret_cast<ToolMain>(tool_symbol("trustme_attest_tool_main"))(argc, argv);
+        return reinterpret_cast<decltype(&trustme_attest_tool_main)>(tool_symbol("trustme_attest_tool_main"))(argc, argv);
     } catch (const std::exception& e) {
         return report(e);
     }

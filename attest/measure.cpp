@@ -77,7 +77,7 @@ BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotat
         fail("OCI state: bundle: missing or not a string");
     std::string bundle = state["bundle"].get<std::string>();
     UniqueFd bfd(::open(bundle.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!bfd) fail_errno(errno, "bundle " + bundle);
+    if (!bfd) fail_errno("bundle " + bundle);
     std::string config = read_file_at(bfd.get(), "config.json");
 
     BundleMeasurement m;
@@ -114,7 +114,7 @@ BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotat
     }
     m.source = "computed";
     UniqueFd rfd(::openat(bfd.get(), root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!rfd) fail_errno(errno, "bundle " + bundle + ": root.path " + root);
+    if (!rfd) fail_errno("bundle " + bundle + ": root.path " + root);
     // Which manifest form to build follows the signer's choice: the embedded manifest covers the rootfs
     // only (engine-generated configs), the bundle manifest covers config.json too.
     bool embedded = ::faccessat(bfd.get(), "trustme.manifest", F_OK, AT_SYMLINK_NOFOLLOW) != 0 &&

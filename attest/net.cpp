@@ -73,12 +73,12 @@ UniqueFd listen_on(const std::string& addr) {
     if (is_unix(addr, &path)) {
         sockaddr_un sa = unix_addr(path, addr);
         UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        if (!fd) fail_errno(errno, addr + ": socket");
+        if (!fd) fail_errno(addr + ": socket");
         struct stat st {};
         // Replace a stale socket left by a killed server, never any other kind of file.
         if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
-        if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) fail_errno(errno, addr + ": bind");
-        if (::listen(fd.get(), kBacklog) < 0) fail_errno(errno, addr + ": listen");
+        if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) fail_errno(addr + ": bind");
+        if (::listen(fd.get(), kBacklog) < 0) fail_errno(addr + ": listen");
         return fd;
     }
     AddrInfo ai;
@@ -92,7 +92,7 @@ UniqueFd listen_on(const std::string& addr) {
         if (::bind(fd.get(), p->ai_addr, p->ai_addrlen) == 0 && ::listen(fd.get(), kBacklog) == 0) return fd;
         err = errno;
     }
-    fail_errno(err ? err : EADDRNOTAVAIL, addr + ": listen");
+    fail(err ? err : EADDRNOTAVAIL, addr + ": listen");
 }
 
 UniqueFd connect_to(const std::string& addr) {
@@ -100,8 +100,8 @@ UniqueFd connect_to(const std::string& addr) {
     if (is_unix(addr, &path)) {
         sockaddr_un sa = unix_addr(path, addr);
         UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        if (!fd) fail_errno(errno, addr + ": socket");
-        if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) fail_errno(errno, addr + ": connect");
+        if (!fd) fail_errno(addr + ": socket");
+        if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) fail_errno(addr + ": connect");
         set_timeouts(fd.get(), 30);
         return fd;
     }
@@ -115,7 +115,7 @@ UniqueFd connect_to(const std::string& addr) {
         if (::connect(fd.get(), p->ai_addr, p->ai_addrlen) == 0) return fd;
         err = errno;
     }
-    fail_errno(err ? err : ECONNREFUSED, addr + ": connect");
+    fail(err ? err : ECONNREFUSED, addr + ": connect");
 }
 
 Channel::Channel(const std::string& addr, const tls::Context* tls) : addr_(addr), fd_(connect_to(addr)) {
@@ -132,7 +132,7 @@ void Channel::fail_io(const char* what, int ret) {
     if (e == SSL_ERROR_SYSCALL && (errno == ECONNRESET || errno == EPIPE))
         fail(addr_ + ": TLS: the server closed the connection after the handshake (it did not accept this "
              "client's certificate, see its log)");
-    if (e == SSL_ERROR_SYSCALL && errno) fail_errno(errno, addr_ + ": " + what);
+    if (e == SSL_ERROR_SYSCALL && errno) fail_errno(addr_ + ": " + what);
     fail(addr_ + ": TLS: " + tls::Context::failure(ssl_.get(), ret));
 }
 
@@ -148,7 +148,7 @@ size_t Channel::read(char* buf, size_t n) {
         }
         ssize_t r = ::read(fd_.get(), buf, n);
         if (r >= 0) return static_cast<size_t>(r);
-        if (errno != EINTR) fail_errno(errno, addr_ + ": read");
+        if (errno != EINTR) fail_errno(addr_ + ": read");
     }
 }
 
@@ -165,7 +165,7 @@ void Channel::write_all(std::string_view data) {
         ssize_t n = ::send(fd_.get(), data.data(), data.size(), MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
-            fail_errno(errno, addr_ + ": write");
+            fail_errno(addr_ + ": write");
         }
         data.remove_prefix(static_cast<size_t>(n));
     }

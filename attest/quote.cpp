@@ -63,7 +63,7 @@ QuoteReply take_quote(const QuoteRequest& req) {
         out.begin = log.offset_of(req.from, out.end);
         // A descriptor of its own (not a dup, which would share the lock and keep it while streaming).
         out.log_fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-        if (!out.log_fd) fail_errno(errno, "event log " + path);
+        if (!out.log_fd) fail_errno("event log " + path);
     }
     tpm::Tpm t(req.tcti);
     auto q = req.ak ? req.ak->quote(t, req.nonce, req.pcrs) : t.quote(req.nonce, req.pcrs);
@@ -82,7 +82,7 @@ std::vector<Event> reply_records(const QuoteReply& r) {
     while (got < text.size()) {
         ssize_t n = ::pread(r.log_fd.get(), text.data() + got, text.size() - got, static_cast<off_t>(r.begin + got));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) fail_errno(n < 0 ? errno : EIO, "event log: read");
+        if (n <= 0) fail(n < 0 ? errno : EIO, "event log: read");
         got += static_cast<size_t>(n);
     }
     return parse_log(text, "event log");

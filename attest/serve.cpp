@@ -182,7 +182,7 @@ public:
         lfd_ = net::listen_on(o_.listen);
         set_nonblock(lfd_.get());
         efd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-        if (!efd_) fail_errno(errno, "eventfd");
+        if (!efd_) fail_errno("eventfd");
         for (size_t i = 0; i < std::max<size_t>(1, o_.workers); ++i) std::thread([this] { work(); }).detach();
         std::printf("listening on %s\n", o_.listen.c_str());
         std::fflush(stdout);
@@ -217,7 +217,7 @@ private:
             int timeout = static_cast<int>(
                 std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count() + 1);
             int n = ::poll(pfds.data(), pfds.size(), std::max(timeout, 0));
-            if (n < 0 && errno != EINTR) fail_errno(errno, "poll");
+            if (n < 0 && errno != EINTR) fail_errno("poll");
             if (n > 0) {
                 if (pfds[1].revents) collect();
                 for (size_t i = 0; i < ids.size(); ++i)
@@ -241,7 +241,7 @@ private:
                     return;
                 }
                 // Errors of one connection (ECONNABORTED, EPROTO, network errors passed on by accept(2)).
-                if (e == EBADF || e == EINVAL || e == ENOTSOCK || e == EOPNOTSUPP) fail_errno(e, o_.listen + ": accept");
+                if (e == EBADF || e == EINVAL || e == ENOTSOCK || e == EOPNOTSUPP) fail(e, o_.listen + ": accept");
                 continue;
             }
             std::string key = net::peer_key(c.get());

@@ -30,6 +30,7 @@
 #include "attest/net.hpp"
 #include "attest/quote.hpp"
 #include "attest/serve.hpp"
+#include "attest/tool_module.h"
 #include "attest/tls.hpp"
 #include "attest/tpm.hpp"
 #include "attest/verify.hpp"
@@ -47,7 +48,7 @@ namespace {
 
 void write_out(const std::string& path, const std::string& data, int mode = 0644) {
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-    if (!fd) fail_errno(errno, path);
+    if (!fd) fail_errno(path);
     size_t off = 0;
     while (off < data.size()) {
         ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
@@ -55,7 +56,7 @@ void write_out(const std::string& path, const std::string& data, int mode = 0644
         if (n < 0) {
             int e = errno;
             ::unlink(path.c_str());
-            fail_errno(e, path);
+            fail(e, path);
         }
         off += static_cast<size_t>(n);
     }
@@ -264,7 +265,7 @@ int cmd_verify(const Args& a) {
         next.ak_sha256 = sha256_hex(ak_pem);
         next.allow_sha256 = sha256_hex(allow_text);
         write_out(*state_path + ".tmp", next.to_json().dump() + "\n", 0600);
-        if (::rename((*state_path + ".tmp").c_str(), state_path->c_str()) != 0) fail_errno(errno, *state_path);
+        if (::rename((*state_path + ".tmp").c_str(), state_path->c_str()) != 0) fail_errno(*state_path);
     }
     if (!r.ok()) {
         std::cerr << "trustme-attest: verify: "
@@ -326,8 +327,9 @@ int cmd_log(const Args& a) {
 
 }  // namespace
 
-// The module's interface (attest/tool.map). C only: the module and trustme-attest each link their own
-// libstdc++, so no exception or C++ object crosses it.
+// The module's interface (attest/tool_module.h, exported by attest/tool.map).
+extern "C" const int trustme_attest_tool_abi = TRUSTME_ATTEST_TOOL_ABI;
+
 extern "C" __attribute__((visibility("default"))) int trustme_attest_tool_main(int argc, char** argv) {
     try {
         Args a = parse_args(argc, argv);
@@ -345,18 +347,17 @@ extern "C" __attribute__((visibility("default"))) int trustme_attest_tool_main(i
     }
 }
 
-// Hex SHA-256 (64 characters and a NUL into hex[65]) of the manifest built from the bundle; on failure
-// returns 1 with the message in err.
 extern "C" __attribute__((visibility("default"))) int trustme_attest_manifest_sha256(int bundle_fd, int root_fd,
                                                                                     int bundle_form, char* hex,
-                                                                                    char* err, size_t err_len) {
+                                                                                    trustme_attest_error* err) {
     try {
         std::string h = computed_manifest_sha256(bundle_fd, root_fd, bundle_form != 0);
         h.copy(hex, 64);
         hex[64] = '\0';
         return 0;
     } catch (const std::exception& e) {
-        std::snprintf(err, err_len, "%s", e.what());
+        err->code = error_code(e);
+        std::snprintf(err->text, sizeof err->text, "%s", e.what());
         return 1;
     }
 }

@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
         tpm::PcrTpm t(tcti);
         int64_t reset = t.reset_count();
         UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-        if (!fd) fail_errno(errno, path);
+        if (!fd) fail_errno(path);
         std::string buf;
         for (unsigned long n = 0; n < count; ++n) {
             attest::Event e;
@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
             buf += attest::serialize_record(e);
             t.pcr_extend(e.pcr, e.digest);
             if (buf.size() > (1 << 20) || n + 1 == count) {
-                if (::write(fd.get(), buf.data(), buf.size()) != static_cast<ssize_t>(buf.size())) fail_errno(errno, path);
+                if (::write(fd.get(), buf.data(), buf.size()) != static_cast<ssize_t>(buf.size())) fail_errno(path);
                 buf.clear();
             }
         }

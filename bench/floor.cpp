@@ -61,6 +61,7 @@ void mark(const char* phase) {
 }
 
 using trustme::check;
+using trustme::fail;
 using trustme::fail_errno;
 
 // Hierarchies found under /sys/fs/cgroup: {directory name, is cgroup2}.
@@ -72,7 +73,7 @@ struct Hierarchy {
 std::vector<Hierarchy> cgroup_hierarchies() {
     std::vector<Hierarchy> out;
     FILE* f = std::fopen("/proc/self/mountinfo", "re");
-    if (!f) fail_errno(errno, "open /proc/self/mountinfo");
+    if (!f) fail_errno("open /proc/self/mountinfo");
     char* line = nullptr;
     size_t cap = 0;
     while (getline(&line, &cap, f) > 0) {
@@ -96,20 +97,20 @@ std::vector<Hierarchy> cgroup_hierarchies() {
 
 void write_file(const std::string& path, const std::string& value) {
     int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) fail_errno(errno, "open " + path);
+    if (fd < 0) fail_errno("open " + path);
     ssize_t n = write(fd, value.data(), value.size());
     int err = errno;
     close(fd);
-    if (n != static_cast<ssize_t>(value.size())) fail_errno(err, "write " + path);
+    if (n != static_cast<ssize_t>(value.size())) fail(err, "write " + path);
 }
 
 std::string read_file(const std::string& path) {
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail_errno(errno, "open " + path);
+    if (fd < 0) fail_errno("open " + path);
     char buf[4096];
     ssize_t n = read(fd, buf, sizeof buf);
     close(fd);
-    if (n < 0) fail_errno(errno, "read " + path);
+    if (n < 0) fail_errno("read " + path);
     return std::string(buf, static_cast<size_t>(n));
 }
 
@@ -119,7 +120,7 @@ public:
     explicit Cgroups(const std::string& leaf) {
         for (auto& h : cgroup_hierarchies()) {
             std::string dir = "/sys/fs/cgroup/" + h.name + "/" + leaf;
-            if (mkdir(dir.c_str(), 0755) < 0) fail_errno(errno, "mkdir " + dir);
+            if (mkdir(dir.c_str(), 0755) < 0) fail_errno("mkdir " + dir);
             dirs_.push_back(dir);
             if (h.name == "cpuset") {
                 // A new cpuset cgroup is empty and refuses tasks until cpus and mems are copied in.
@@ -326,7 +327,7 @@ int main(int argc, char** argv) {
     }
     try {
         char rootfs[PATH_MAX];
-        if (!realpath(argv[i], rootfs)) trustme::fail_errno(errno, std::string("rootfs ") + argv[i]);
+        if (!realpath(argv[i], rootfs)) trustme::fail_errno(std::string("rootfs ") + argv[i]);
         static char true_path[] = "/bin/true";
         static char* default_args[] = {true_path, nullptr};
 
@@ -363,7 +364,7 @@ int main(int argc, char** argv) {
         close(sync[1]);
         int status = 0;
         while (waitpid(pid, &status, 0) < 0)
-            if (errno != EINTR) trustme::fail_errno(errno, "waitpid");
+            if (errno != EINTR) trustme::fail_errno("waitpid");
         mark("reaped (namespaces torn down)");
         if (WIFEXITED(status)) return WEXITSTATUS(status);
         return 128 + WTERMSIG(status);

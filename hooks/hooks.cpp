@@ -29,7 +29,7 @@ int64_t now_ms() {
 void run(const oci::Hook& hook, const std::string& state_json, const char* kind, char* const* inherit) {
     std::string what = std::string(kind) + " hook " + hook.path;
     int p[2];
-    if (::pipe2(p, O_CLOEXEC) < 0) fail_errno(errno, what + ": pipe");
+    if (::pipe2(p, O_CLOEXEC) < 0) fail_errno(what + ": pipe");
     UniqueFd rd(p[0]), wr(p[1]);
 
     std::vector<char*> argv, envp;
@@ -60,7 +60,7 @@ void run(const oci::Hook& hook, const std::string& state_json, const char* kind,
     int rc = posix_spawn(&pid, hook.path.c_str(), &fa, &attr, argv.data(), hook.has_env ? envp.data() : inherit ? inherit : environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
-    if (rc != 0) fail_errno(rc, what);
+    if (rc != 0) fail(rc, what);
     rd.reset();
 
     // The state goes on stdin; a hook that does not read it must not block us (EPIPE is fine).

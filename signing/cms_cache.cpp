@@ -72,11 +72,11 @@ TrustMaterial read_trust_material(const trustme::policy::Policy& pol) {
     TrustMaterial m;
     for (const auto& a : pol.trust_anchors) {
         struct stat st{};
-        if (::stat(a.c_str(), &st) < 0) fail(origin + ": trust_anchors: " + a + ": " + strerror(errno));
+        if (::stat(a.c_str(), &st) < 0) fail_errno(origin + ": trust_anchors: " + a);
         std::vector<std::string> files;
         if (S_ISDIR(st.st_mode)) {
             DIR* d = ::opendir(a.c_str());
-            if (!d) fail(origin + ": trust_anchors: " + a + ": " + strerror(errno));
+            if (!d) fail_errno(origin + ": trust_anchors: " + a);
             while (dirent* de = ::readdir(d)) {
                 std::string n = de->d_name;
                 if (n.ends_with(".pem") || n.ends_with(".crt")) files.push_back(a + "/" + n);
@@ -91,7 +91,7 @@ TrustMaterial read_trust_material(const trustme::policy::Policy& pol) {
             try {
                 m.anchors.push_back({f, read_file(f)});
             } catch (const Error& e) {
-                fail(origin + ": trust_anchors: " + e.what());
+                throw Error(origin + ": trust_anchors: " + e.what(), e.code());
             }
         }
     }
@@ -99,7 +99,7 @@ TrustMaterial read_trust_material(const trustme::policy::Policy& pol) {
         try {
             m.crls.push_back({f, read_file(f)});
         } catch (const Error& e) {
-            fail(origin + ": crls: " + e.what());
+            throw Error(origin + ": crls: " + e.what(), e.code());
         }
     }
     return m;

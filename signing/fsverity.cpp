@@ -128,7 +128,7 @@ void enable_verity(int fd, const std::string& what) {
         case ETXTBSY:
             fail(what + ": fs-verity: the file is open for writing");
         default:
-            fail_errno(errno, what + ": fs-verity: FS_IOC_ENABLE_VERITY");
+            fail_errno(what + ": fs-verity: FS_IOC_ENABLE_VERITY");
     }
 }
 

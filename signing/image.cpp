@@ -28,7 +28,7 @@ constexpr uint32_t kSaltBytes = 32;
 // the reason of the one-line error.
 void run_tool(const std::vector<std::string>& argv, const std::string& what) {
     int p[2];
-    if (::pipe2(p, O_CLOEXEC) < 0) fail_errno(errno, "pipe");
+    if (::pipe2(p, O_CLOEXEC) < 0) fail_errno("pipe");
     UniqueFd rd(p[0]), wr(p[1]);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -48,7 +48,7 @@ void run_tool(const std::vector<std::string>& argv, const std::string& what) {
     int rc = ::posix_spawn(&pid, path.c_str(), &fa, nullptr, args.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
     wr.reset();
-    if (rc != 0) fail_errno(rc, what + ": " + argv[0] + " (apt-get install e2fsprogs)");
+    if (rc != 0) fail(rc, what + ": " + argv[0] + " (apt-get install e2fsprogs)");
     std::string err;
     char buf[4096];
     for (ssize_t n; (n = ::read(rd.get(), buf, sizeof buf)) != 0;) {
@@ -95,7 +95,7 @@ PendingImage::~PendingImage() {
 }
 
 void PendingImage::commit(const std::string& display) {
-    if (::renameat(dir_, tmp_.c_str(), dir_, im_.file.c_str()) < 0) fail_errno(errno, display);
+    if (::renameat(dir_, tmp_.c_str(), dir_, im_.file.c_str()) < 0) fail_errno(display);
     tmp_.clear();
 }
 
@@ -134,7 +134,7 @@ PendingImage build_image(int bundle_fd, const std::string& bundle_path, const st
     const std::string tmp_path = bundle_path + "/" + tmp;
     {
         UniqueFd f(::openat(bundle_fd, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-        if (!f) fail_errno(errno, tmp_path);
+        if (!f) fail_errno(tmp_path);
     }
     // No journal (nothing ever writes it), no reserved blocks, no resize inode; -d copies owners, modes,
     // xattrs, hard links, devices and symlinks of the directory as they are.
@@ -147,7 +147,7 @@ PendingImage build_image(int bundle_fd, const std::string& bundle_path, const st
     im.size = fs_bytes + hash_blocks(im.data_blocks) * kBlock;
     {
         UniqueFd f(::openat(bundle_fd, tmp.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
-        if (!f || ::ftruncate(f.get(), static_cast<off_t>(im.size)) < 0) fail_errno(errno, tmp_path);
+        if (!f || ::ftruncate(f.get(), static_cast<off_t>(im.size)) < 0) fail_errno(tmp_path);
     }
 
     // The hash tree, appended (hash_area_offset = the data's end), with a random salt; the "volume key"
@@ -182,7 +182,7 @@ PendingImage build_image(int bundle_fd, const std::string& bundle_path, const st
 
     // The whole file's SHA-256: what the image is, for inventories and attestation (a start reads none of it).
     UniqueFd f(::openat(bundle_fd, tmp.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!f) fail_errno(errno, tmp_path);
+    if (!f) fail_errno(tmp_path);
     struct stat st {};
     if (::fstat(f.get(), &st) < 0 || static_cast<uint64_t>(st.st_size) != im.size)
         fail(display + ": the hash tree did not end where expected");
@@ -191,7 +191,7 @@ PendingImage build_image(int bundle_fd, const std::string& bundle_path, const st
     for (ssize_t n; (n = ::read(f.get(), buf.data(), buf.size())) != 0;) {
         if (n < 0) {
             if (errno == EINTR) continue;
-            fail_errno(errno, tmp_path);
+            fail_errno(tmp_path);
         }
         h.update(buf.data(), static_cast<size_t>(n));
     }

@@ -75,7 +75,7 @@ std::vector<std::pair<std::string, std::string>> read_xattrs(int fd, bool opath,
         ssize_t n = list(nullptr, 0);
         if (n < 0) {
             if (errno == ENOTSUP || errno == EOPNOTSUPP) return out;
-            fail_errno(errno, "listxattr " + what);
+            fail_errno("listxattr " + what);
         }
         if (n == 0) return out;
         names.resize(static_cast<size_t>(n));
@@ -84,7 +84,7 @@ std::vector<std::pair<std::string, std::string>> read_xattrs(int fd, bool opath,
             names.resize(static_cast<size_t>(n));
             break;
         }
-        if (errno != ERANGE || tries > 8) fail_errno(errno, "listxattr " + what);
+        if (errno != ERANGE || tries > 8) fail_errno("listxattr " + what);
     }
     for (size_t p = 0; p < names.size();) {
         std::string name(names.c_str() + p);
@@ -95,7 +95,7 @@ std::vector<std::pair<std::string, std::string>> read_xattrs(int fd, bool opath,
             ssize_t n = get(name.c_str(), nullptr, 0);
             if (n < 0) {
                 if (errno == ENODATA) goto next;  // removed meanwhile
-                fail_errno(errno, "getxattr " + name + " " + what);
+                fail_errno("getxattr " + name + " " + what);
             }
             val.resize(static_cast<size_t>(n));
             n = get(name.c_str(), val.data(), val.size());
@@ -103,7 +103,7 @@ std::vector<std::pair<std::string, std::string>> read_xattrs(int fd, bool opath,
                 val.resize(static_cast<size_t>(n));
                 break;
             }
-            if (errno != ERANGE || tries > 8) fail_errno(errno, "getxattr " + name + " " + what);
+            if (errno != ERANGE || tries > 8) fail_errno("getxattr " + name + " " + what);
         }
         out.emplace_back(std::move(name), std::move(val));
     next:;
@@ -163,17 +163,18 @@ public:
           max_threads_(opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency())) {}
     ~Walker() { finish(); }
 
-    std::vector<Entry> run(int rootfs_fd) {
+    std::optional<std::vector<Entry>> run(int rootfs_fd) {
         // Reopen: the caller's fd may be O_PATH, which neither getdents nor flistxattr accept.
         UniqueFd root(::openat(rootfs_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (!root) fail_errno(errno, "rootfs");
+        if (!root) fail_errno("rootfs");
         Entry& e = entries_.emplace_back();
         e.path = "/";
         fill_meta(e, statx_fd(root.get(), "rootfs"));
         e.xattrs = read_xattrs(root.get(), false, "rootfs/");
-        walk_dir(root.get(), "/", 0);
+        const bool decided = walk_dir(root.get(), "/", 0);
         finish();
         if (!error_.empty()) fail(error_);
+        if (!decided) return std::nullopt;
 
         // Sorted through pointers: each Entry (strings, xattrs, stamps) is moved once, not per swap.
         std::vector<Entry*> sorted;
@@ -198,17 +199,18 @@ public:
     }
 
 private:
-    void walk_dir(int dirfd, const std::string& path, int depth) {
+    // False when cache_only and a file's digest is not known without reading it: the walk stops there.
+    bool walk_dir(int dirfd, const std::string& path, int depth) {
         if (depth > kMaxDepth) fail("rootfs" + path + ": directories nested deeper than " + std::to_string(kMaxDepth));
         std::vector<std::string> names;
         {
             int dupfd = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-            if (dupfd < 0) fail_errno(errno, "rootfs" + path);
+            if (dupfd < 0) fail_errno("rootfs" + path);
             DIR* d = ::fdopendir(dupfd);
             if (!d) {
                 int e = errno;
                 ::close(dupfd);
-                fail_errno(e, "rootfs" + path);
+                fail(e, "rootfs" + path);
             }
             errno = 0;
             while (struct dirent* de = ::readdir(d)) {
@@ -217,7 +219,7 @@ private:
             }
             int e = errno;
             ::closedir(d);
-            if (e) fail_errno(e, "readdir rootfs" + path);
+            if (e) fail(e, "readdir rootfs" + path);
         }
         for (const auto& name : names) {
             std::string child = path == "/" ? "/" + name : path + "/" + name;
@@ -233,12 +235,12 @@ private:
                 continue;
             if (type == S_IFDIR) {
                 UniqueFd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-                if (!fd) fail_errno(errno, what);
+                if (!fd) fail_errno(what);
                 Entry& e = entries_.emplace_back();
                 e.path = child;
                 fill_meta(e, statx_fd(fd.get(), what));
                 e.xattrs = read_xattrs(fd.get(), false, what);
-                walk_dir(fd.get(), child, depth + 1);
+                if (!walk_dir(fd.get(), child, depth + 1)) return false;
             } else if (type == S_IFREG) {
                 // A cache hit costs this one statx: the key (mount, inode, ctime, mtime, size) moves with any
                 // change of content or xattrs, and the metadata comes from the same atomic statx.
@@ -256,13 +258,13 @@ private:
                     }
                 }
                 const Entry* want = signed_verity(child);
-                if (opt_.cache_only && !want) throw CacheMiss{};
+                if (opt_.cache_only && !want) return false;
                 // O_NONBLOCK|O_NOCTTY: should the entry have become a fifo or a tty since statx, open
                 // neither blocks nor adopts it; the fstat below then notices the change of type.
                 int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
                 int fd = ::openat(dirfd, name.c_str(), flags | O_NOATIME);
                 if (fd < 0 && errno == EPERM) fd = ::openat(dirfd, name.c_str(), flags);  // O_NOATIME needs ownership or CAP_FOWNER
-                if (fd < 0) fail_errno(errno, what);
+                if (fd < 0) fail_errno(what);
                 UniqueFd owned(fd);
                 struct statx fst = statx_fd(fd, what);
                 if ((fst.stx_mode & S_IFMT) != S_IFREG) fail(what + ": changed type during the walk");
@@ -283,7 +285,7 @@ private:
                         e.fsverity = std::move(*d);
                         continue;
                     }
-                    if (opt_.cache_only) throw CacheMiss{};
+                    if (opt_.cache_only) return false;
                 }
                 submit({owned.release(), &e, fst});
             } else if (type == S_IFLNK) {
@@ -295,7 +297,7 @@ private:
                 } else {
                     target.assign(PATH_MAX, '\0');
                     ssize_t n = ::readlinkat(dirfd, name.c_str(), target.data(), target.size());
-                    if (n < 0) fail_errno(errno, "readlink " + what);
+                    if (n < 0) fail_errno("readlink " + what);
                     target.resize(static_cast<size_t>(n));
                     // A length other than statx's means the link was replaced in between: not remembered.
                     if (opt_.cache && target.size() == st.stx_size) opt_.cache->insert_link(st, target);
@@ -307,7 +309,7 @@ private:
                 e.target = std::move(target);
             } else {
                 UniqueFd fd(::openat(dirfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-                if (!fd) fail_errno(errno, what);
+                if (!fd) fail_errno(what);
                 Entry& e = entries_.emplace_back();
                 e.path = child;
                 fill_meta(e, statx_fd(fd.get(), what));
@@ -315,6 +317,7 @@ private:
                 e.xattrs = read_xattrs(fd.get(), true, what);
             }
         }
+        return true;
     }
 
     // The signed entry of `path` if it carries an fs-verity digest (WalkOptions::signed_entries).
@@ -396,7 +399,7 @@ private:
                 if (errno == EINTR) continue;
                 int e = errno;
                 h.hex();  // start over: `h` hashes the next file of this thread
-                fail_errno(e, "read " + what);
+                fail(e, "read " + what);
             }
             if (n == 0) break;
             h.update(buf.data(), static_cast<size_t>(n));
@@ -706,7 +709,7 @@ std::optional<Xattrs> parse_xattrs(std::string_view tokens) {
     return out;
 }
 
-std::vector<Entry> walk_rootfs(int rootfs_fd, const WalkOptions& opt, WalkStats* stats) {
+std::optional<std::vector<Entry>> walk_rootfs(int rootfs_fd, const WalkOptions& opt, WalkStats* stats) {
     if (stats) *stats = {};
     Walker w(opt, stats);
     return w.run(rootfs_fd);
@@ -924,7 +927,7 @@ std::string build_manifest(int bundle_fd, int rootfs_fd, bool with_config, bool 
     WalkOptions opt;
     opt.exclude_embedded = !with_config;
     opt.fsverity = fsverity;
-    m.entries = walk_rootfs(rootfs_fd, opt);
+    m.entries = *walk_rootfs(rootfs_fd, opt);  // no cache_only: always decided
     return render(m);
 }
 

@@ -92,7 +92,7 @@ struct WalkOptions {
     bool exclude_embedded = false;  // leave out /.trustme/manifest and /.trustme/manifest.p7s
     HashCache* cache = nullptr;     // may be null
     unsigned threads = 0;           // hashing threads; 0: one per online CPU
-    bool cache_only = false;        // a file not in the cache throws CacheMiss instead of being hashed
+    bool cache_only = false;        // a file not in the cache ends the walk (nullopt) instead of being hashed
     bool fsverity = false;          // also compute each regular file's fs-verity digest (signing with --verity)
     // Verification: a regular file whose signed entry (canonical order) carries an fs-verity digest and
     // which has fs-verity enabled is measured (FS_IOC_MEASURE_VERITY) instead of read: equal digests mean
@@ -100,11 +100,10 @@ struct WalkOptions {
     const std::vector<Entry>* signed_entries = nullptr;
 };
 
-// Thrown by walk_rootfs with cache_only (the warm path, warm.hpp, then hands over to a full verification).
-struct CacheMiss {};
-
-// Walk a rootfs once; entries come back in canonical order with hard links resolved.
-std::vector<Entry> walk_rootfs(int rootfs_fd, const WalkOptions& opt, WalkStats* stats = nullptr);
+// Walk a rootfs once; entries come back in canonical order with hard links resolved. nullopt only with
+// cache_only, when a file's digest is neither cached nor vouched for by fs-verity (the warm path, warm.hpp,
+// then hands over to a full verification).
+std::optional<std::vector<Entry>> walk_rootfs(int rootfs_fd, const WalkOptions& opt, WalkStats* stats = nullptr);
 
 // Canonical text, ending with "digest sha256=<hex of everything before that line>\n".
 std::string render(const Manifest& m);

@@ -42,12 +42,12 @@ Pkey generate_key(const KeySpec& k) {
 // Keys are written 0600 and never overwritten: losing a CA key to a typo is not recoverable.
 void write_new(const std::string& path, const std::string& data, mode_t mode) {
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
-    if (!fd) fail_errno(errno, path);
+    if (!fd) fail_errno(path);
     size_t off = 0;
     while (off < data.size()) {
         ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail_errno(errno, "write " + path);
+        if (n < 0) fail_errno("write " + path);
         off += static_cast<size_t>(n);
     }
 }
@@ -57,7 +57,7 @@ void replace_file(const std::string& path, const std::string& data) {
     std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
     std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
     UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!d) fail_errno(errno, dir);
+    if (!d) fail_errno(dir);
     write_file_atomic(d.get(), name, data, 0644);
 }
 
@@ -284,7 +284,7 @@ Store build_store(const trustme::policy::Policy& pol, const TrustMaterial& trust
         try {
             certs = load_certs_text(f.bytes, f.path);
         } catch (const Error& e) {
-            fail(origin + ": trust_anchors: " + e.what());
+            throw Error(origin + ": trust_anchors: " + e.what(), e.code());
         }
         for (auto& c : certs) X509_STORE_add_cert(store.get(), c.get());
     }
@@ -293,7 +293,7 @@ Store build_store(const trustme::policy::Policy& pol, const TrustMaterial& trust
         try {
             crls = load_crls_text(f.bytes, f.path);
         } catch (const Error& e) {
-            fail(origin + ": crls: " + e.what());
+            throw Error(origin + ": crls: " + e.what(), e.code());
         }
         for (auto& c : crls) X509_STORE_add_crl(store.get(), c.get());
     }
@@ -338,7 +338,7 @@ KeySpec parse_key_spec(const std::string& s) {
 }
 
 void pki_init(const std::string& dir, const KeySpec& k, int ca_days, const std::string& cn_prefix) {
-    if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) fail_errno(errno, dir);
+    if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) fail_errno(dir);
     for (const char* f : {"root-ca.key", "signing-ca.key"})
         if (path_exists(join(dir, f))) fail(join(dir, f) + ": exists (refusing to replace a CA key)");
     Validity v;

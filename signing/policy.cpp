@@ -209,14 +209,14 @@ Policy load(const std::string& explicit_path) {
         struct stat st;
         if (::stat(path.c_str(), &st) < 0) {
             if (errno == ENOENT) return Policy{};  // no policy: signature Off
-            fail_errno(errno, path);
+            fail_errno(path);
         }
     }
     std::string text;
     try {
         text = read_file(path);
     } catch (const Error& e) {
-        fail(std::string("policy ") + e.what());
+        throw Error(std::string("policy ") + e.what(), e.code());
     }
     return parse(text, path);
 }

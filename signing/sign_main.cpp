@@ -164,7 +164,7 @@ Bundle open_bundle(const std::string& path) {
     b.path = path;
     while (b.path.size() > 1 && b.path.back() == '/') b.path.pop_back();
     b.fd = UniqueFd(::open(b.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!b.fd) fail_errno(errno, b.path);
+    if (!b.fd) fail_errno(b.path);
     b.config = read_file_at(b.fd.get(), "config.json", b.path + "/config.json");
     auto cfg = nlohmann::json::parse(b.config, nullptr, false);
     if (cfg.is_discarded() || !cfg.is_object()) fail(b.path + "/config.json: invalid JSON");
@@ -176,7 +176,7 @@ Bundle open_bundle(const std::string& path) {
     }
     b.rootfs_path = root[0] == '/' ? root : b.path + "/" + root;
     b.rootfs = UniqueFd(::openat(b.fd.get(), root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!b.rootfs) fail_errno(errno, b.rootfs_path);
+    if (!b.rootfs) fail_errno(b.rootfs_path);
     return b;
 }
 
@@ -228,13 +228,13 @@ void enable_verity_all(const Bundle& b, const Manifest& m) {
         how.flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
         how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
         UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, b.rootfs.get(), e.path.c_str() + 1, &how, sizeof how)));
-        if (!fd) fail_errno(errno, what);
+        if (!fd) fail_errno(what);
         struct stat st{};
         if (::fstat(fd.get(), &st) < 0 || !S_ISREG(st.st_mode)) fail(what + ": not a regular file");
         enable_verity(fd.get(), what);
         int err = 0;
         auto d = measure_verity(fd.get(), &err);
-        if (!d) fail_errno(err, what + ": fs-verity: FS_IOC_MEASURE_VERITY");
+        if (!d) fail(err, what + ": fs-verity: FS_IOC_MEASURE_VERITY");
         if (*d != e.fsverity) fail(what + ": fs-verity digest " + *d + " differs from the manifest's " + e.fsverity);
     }
 }
@@ -260,9 +260,9 @@ int cmd_sign(int argc, char** argv) {
     std::string mname, where;
     if (embedded) {
         if (::mkdirat(b.rootfs.get(), kEmbeddedDir, 0755) < 0 && errno != EEXIST)
-            fail_errno(errno, b.rootfs_path + "/" + kEmbeddedDir);
+            fail_errno(b.rootfs_path + "/" + kEmbeddedDir);
         target = UniqueFd(::openat(b.rootfs.get(), kEmbeddedDir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        if (!target) fail_errno(errno, b.rootfs_path + "/" + kEmbeddedDir);
+        if (!target) fail_errno(b.rootfs_path + "/" + kEmbeddedDir);
         mname = kEmbeddedManifest;
         where = b.rootfs_path + "/" + kEmbeddedDir + "/" + mname;
     } else {
@@ -380,7 +380,7 @@ int cmd_inspect(int argc, char** argv) {
     Args a = parse_args(argc, argv, 2, {}, {});
     std::string p = one_positional(a, "BUNDLE, MANIFEST or SIGNATURE");
     struct stat st{};
-    if (::stat(p.c_str(), &st) < 0) fail_errno(errno, p);
+    if (::stat(p.c_str(), &st) < 0) fail_errno(p);
     if (!S_ISDIR(st.st_mode)) {
         std::string data = read_file_at(AT_FDCWD, p);  // a fifo or device: one line, no hang
         std::cout << p << ":\n";

@@ -6,6 +6,7 @@
 
 #include "signing/pki.hpp"
 #include "signing/policy.hpp"
+#include "runtime/base/error.hpp"
 #include "signing/verify_core.hpp"
 
 namespace trustme::signing {
@@ -13,12 +14,14 @@ namespace trustme::signing {
 int verify_bundle(const trustme_verify_request* req, trustme_verify_result* res, const VerifyOptions& opt,
                   WalkStats* stats) noexcept {
     if (!res) return 2;
-    std::memset(res, 0, sizeof *res);
-    put(res->location, "none");
     if (!req || req->abi != TRUSTME_VERIFY_ABI) {
+        // The caller's result may be of another ABI: only the fields every ABI has (they come first).
+        put(res->location, "none");
         put(res->error, "libtrustme-verify: ABI mismatch (runtime and plugin from different builds)");
         return 2;
     }
+    std::memset(res, 0, sizeof *res);
+    put(res->location, "none");
     // Before libcrypto initialises itself: no OPENSSL_cleanup at exit. The process is about to exec or
     // exit; freeing every table libcrypto built cost ~5% of a warm verification's instructions.
     OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr);
@@ -27,6 +30,7 @@ int verify_bundle(const trustme_verify_request* req, trustme_verify_result* res,
         pol = trustme::policy::load(req->policy_path ? req->policy_path : "");
     } catch (const std::exception& e) {
         put(res->error, e.what());  // a malformed policy is an error in every mode
+        res->error_code = error_code(e);
         return 1;
     }
     if (pol.signature == trustme::policy::SignatureMode::Off) return 0;
@@ -35,7 +39,7 @@ int verify_bundle(const trustme_verify_request* req, trustme_verify_result* res,
         core.use_cache = opt.use_cache;
         core.cms = &cms_verify;
         core.library = &libcrypto_path();
-        verify_run(*req, *res, pol, core, stats);
+        (void)verify_run(*req, *res, pol, core, stats);  // with cms: always decided
         return 0;
     } catch (const std::exception& e) {
         if (pol.signature == trustme::policy::SignatureMode::Warn) {
@@ -46,6 +50,7 @@ int verify_bundle(const trustme_verify_request* req, trustme_verify_result* res,
             return 0;
         }
         put(res->error, e.what());
+        res->error_code = error_code(e);
         return 1;
     } catch (...) {
         put(res->error, "libtrustme-verify: unexpected failure");

@@ -29,11 +29,11 @@ UniqueFd open_opt(int dirfd, const char* name, const std::string& display, int e
     int fd = ::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | extra);
     if (fd < 0) {
         if (errno == ENOENT) return UniqueFd();
-        fail_errno(errno, display);
+        fail_errno(display);
     }
     UniqueFd owned(fd);
     struct stat st{};
-    if (::fstat(fd, &st) < 0) fail_errno(errno, display);
+    if (::fstat(fd, &st) < 0) fail_errno(display);
     bool want_dir = extra & O_DIRECTORY;
     if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
         fail(display + (want_dir ? ": not a directory" : ": not a regular file"));
@@ -78,7 +78,7 @@ Found locate(const trustme_verify_request& req, const std::string& bundle, const
         if (!s) fail(f.signature_name + ": missing (the manifest is not signed)");
         f.signature = trustme::read_all(s.get(), f.signature_name, kMaxSignature);
         struct stat st{};
-        if (::fstat(m.get(), &st) < 0) fail_errno(errno, display);
+        if (::fstat(m.get(), &st) < 0) fail_errno(display);
         if (static_cast<uint64_t>(st.st_size) > kMaxManifest)
             fail(display + ": larger than " + std::to_string(kMaxManifest) + " bytes");
         f.manifest_fd = std::move(m);
@@ -101,7 +101,7 @@ Found locate(const trustme_verify_request& req, const std::string& bundle, const
 
 }  // namespace
 
-void verify_run(const trustme_verify_request& req, trustme_verify_result& res, const trustme::policy::Policy& pol,
+bool verify_run(const trustme_verify_request& req, trustme_verify_result& res, const trustme::policy::Policy& pol,
                 const VerifyCore& opt, WalkStats* stats) {
     const std::string bundle = req.bundle_path && *req.bundle_path ? req.bundle_path : "bundle";
     std::string_view config(req.config_json ? req.config_json : "", req.config_json ? req.config_len : 0);
@@ -140,7 +140,7 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     }
     const bool signature_cached = verdict.has_value();
     if (!verdict) {
-        if (!opt.cms) throw CacheMiss{};
+        if (!opt.cms) return false;
         verdict = opt.cms(f.signature, f.signature_name, pol, trust);
         if (store && opt.library) remember_verdict(store.get(), verdict_key, *verdict, *opt.library);
     }
@@ -171,7 +171,7 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
         tree_unchanged(store.get(), req.rootfs_fd, tree_key, verity_record)) {
         if (f.location != "bundle") judge_unsigned_config();
         if (stats) stats->signature_cached = signature_cached, stats->tree_cached = true;
-        return;
+        return true;
     }
 
     Manifest signed_m = parse_manifest(manifest, f.manifest_name);
@@ -193,7 +193,7 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
         UniqueFd img = open_opt(req.bundle_fd, im.file.c_str(), what);
         if (!img) fail(what + ": missing (the manifest names it as the rootfs image)");
         struct stat st{};
-        if (::fstat(img.get(), &st) < 0) fail_errno(errno, what);
+        if (::fstat(img.get(), &st) < 0) fail_errno(what);
         if (static_cast<uint64_t>(st.st_size) != im.size)
             fail(what + ": " + std::to_string(st.st_size) + " bytes, the manifest says " + std::to_string(im.size));
         std::string line = render_image(im);
@@ -201,7 +201,7 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
         if (line.size() >= sizeof res.image) fail(f.manifest_name + ": image line longer than " + std::to_string(sizeof res.image - 1) + " bytes");
         put(res.image, line);
         if (stats) stats->signature_cached = signature_cached;
-        return;
+        return true;
     }
 
     std::unique_ptr<HashCache> cache;
@@ -212,8 +212,8 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     wo.cache_only = !opt.cms;
     wo.signed_entries = &signed_m.entries;
     // Warm without the digest cache: only fs-verity can vouch for content ("verity-only").
-    if (wo.cache_only && !cache && pol.verify_cache != VerifyCache::VerityOnly) throw CacheMiss{};
-    std::vector<Entry> actual;
+    if (wo.cache_only && !cache && pol.verify_cache != VerifyCache::VerityOnly) return false;
+    std::optional<std::vector<Entry>> actual;
     const time_t walk_start = ::time(nullptr);
     try {
         actual = walk_rootfs(req.rootfs_fd, wo, stats);
@@ -221,13 +221,15 @@ void verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
         // Walk errors name "rootfs/PATH"; give the real rootfs path.
         std::string m = e.what();
         if (auto p = m.find("rootfs/"); p != std::string::npos) m.replace(p, 6, rootfs());
-        fail(m);
+        throw Error(m, e.code());
     }
+    if (!actual) return false;
     if (stats) stats->signature_cached = signature_cached;
     if (cache) cache->save();
-    if (auto d = compare_entries(signed_m.entries, actual); !d.empty()) fail(rootfs() + (d[0] == '/' ? "" : "/") + d);
+    if (auto d = compare_entries(signed_m.entries, *actual); !d.empty()) fail(rootfs() + (d[0] == '/' ? "" : "/") + d);
     if (trust_stamps || verity_record)
-        remember_tree(store.get(), req.rootfs_fd, tree_key, actual, walk_start, verity_record);
+        remember_tree(store.get(), req.rootfs_fd, tree_key, *actual, walk_start, verity_record);
+    return true;
 }
 
 

@@ -10,7 +10,9 @@
 extern "C" {
 #endif
 
-#define TRUSTME_VERIFY_ABI 2
+/* 3: trustme_verify_result gained error_code. Fields are only ever appended, so a plugin of another ABI can
+ * still fill `location` and `error` to refuse the request in one line. */
+#define TRUSTME_VERIFY_ABI 3
 
 struct trustme_verify_request {
     int abi;                 /* TRUSTME_VERIFY_ABI */
@@ -31,6 +33,7 @@ struct trustme_verify_result {
     char warning[1024];       /* set in mode "warn" when verification failed but the bundle may run */
     char image[1024];         /* the signed manifest's image line (trustme-manifest(5)) when the rootfs is a
                                  dm-verity image the runtime must mount instead of the directory, else "" */
+    int error_code;           /* the errno behind `error`, 0 when none */
 };
 
 /* 0: verified (or allowed in warn mode); non-zero: refused, reason in result->error. */

@@ -13,13 +13,12 @@ bool verify_warm(const trustme_verify_request& req, const trustme::policy::Polic
     std::memset(&res, 0, sizeof res);
     try {
         VerifyCore core;  // no cms: cache only
-        verify_run(req, res, pol, core, nullptr);
-        return true;
+        if (verify_run(req, res, pol, core, nullptr)) return true;
     } catch (...) {
-        // CacheMiss, or a refusal: the full verification decides and words the error.
-        std::memset(&res, 0, sizeof res);
-        return false;
+        // A refusal: the full verification decides and words the error.
     }
+    std::memset(&res, 0, sizeof res);
+    return false;
 }
 
 }  // namespace trustme::signing

@@ -23,7 +23,7 @@ std::string read_sized(int fd, size_t size, const std::string& what) {
         ssize_t n = ::read(fd, out.data() + len, out.size() - len);
         if (n < 0) {
             if (errno == EINTR) continue;
-            fail_errno(errno, "read " + what);
+            fail_errno("read " + what);
         }
         if (n == 0) break;
         len += static_cast<size_t>(n);
@@ -49,7 +49,7 @@ std::string read_all(int fd, const std::string& what, size_t max) {
         ssize_t n = ::read(fd, buf, sizeof buf);
         if (n < 0) {
             if (errno == EINTR) continue;
-            fail_errno(errno, "read " + what);
+            fail_errno("read " + what);
         }
         if (n == 0) break;
         out.append(buf, static_cast<size_t>(n));
@@ -66,16 +66,16 @@ void print(std::string_view text) {
 
 std::string read_file(const std::string& path, size_t max) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) fail_errno(errno, path);
+    if (!fd) fail_errno(path);
     return read_all(fd.get(), path, max);
 }
 
 std::string read_file_at(int dirfd, const std::string& name, const std::string& what, size_t max) {
     const std::string& w = what.empty() ? name : what;
     UniqueFd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
-    if (!fd) fail_errno(errno, w);
+    if (!fd) fail_errno(w);
     struct stat st;
-    if (::fstat(fd.get(), &st) < 0) fail_errno(errno, w);
+    if (::fstat(fd.get(), &st) < 0) fail_errno(w);
     if (!S_ISREG(st.st_mode)) fail(w + ": not a regular file");
     if (static_cast<uint64_t>(st.st_size) > max) fail(w + ": larger than " + std::to_string(max) + " bytes");
     // Also a file that fstat says is empty: read_all would read it to its end (as procfs files need).
@@ -85,7 +85,7 @@ std::string read_file_at(int dirfd, const std::string& name, const std::string& 
 void write_file_atomic(int dirfd, const std::string& name, std::string_view data, int mode) {
     std::string tmp = "." + name + ".tmp";
     UniqueFd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
-    if (!fd) fail_errno(errno, "create " + tmp);
+    if (!fd) fail_errno("create " + tmp);
     size_t off = 0;
     while (off < data.size()) {
         ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
@@ -93,22 +93,22 @@ void write_file_atomic(int dirfd, const std::string& name, std::string_view data
             if (errno == EINTR) continue;
             int e = errno;
             ::unlinkat(dirfd, tmp.c_str(), 0);
-            fail_errno(e, "write " + name);
+            fail(e, "write " + name);
         }
         off += static_cast<size_t>(n);
     }
     if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) < 0) {
         int e = errno;
         ::unlinkat(dirfd, tmp.c_str(), 0);
-        fail_errno(e, "rename " + name);
+        fail(e, "rename " + name);
     }
 }
 
 void write_file(const std::string& path, std::string_view data) {
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-    if (!fd) fail_errno(errno, "open " + path);
+    if (!fd) fail_errno("open " + path);
     ssize_t n = ::write(fd.get(), data.data(), data.size());
-    if (n < 0) fail_errno(errno, "write \"" + std::string(data) + "\" to " + path);
+    if (n < 0) fail_errno("write \"" + std::string(data) + "\" to " + path);
 }
 
 bool path_exists(const std::string& path) {

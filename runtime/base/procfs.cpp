@@ -174,17 +174,17 @@ bool exists(std::string_view path) {
 
 std::string read(std::string_view path) {
     UniqueFd fd(open(path, O_RDONLY));
-    if (!fd) fail_errno(errno, shown(path));
+    if (!fd) fail_errno(shown(path));
     return read_all(fd.get(), shown(path));
 }
 
 void write(std::string_view path, std::string_view data) {
     UniqueFd fd(open(path, O_WRONLY));
-    if (!fd) fail_errno(errno, "open " + shown(path));
+    if (!fd) fail_errno("open " + shown(path));
     ssize_t n;
     do n = ::write(fd.get(), data.data(), data.size());
     while (n < 0 && errno == EINTR);
-    if (n < 0) fail_errno(errno, "write \"" + std::string(data) + "\" to " + shown(path));
+    if (n < 0) fail_errno("write \"" + std::string(data) + "\" to " + shown(path));
     if (static_cast<size_t>(n) != data.size()) fail("short write of \"" + std::string(data) + "\" to " + shown(path));
 }
 

@@ -109,11 +109,11 @@ void attach_device_filter(const std::string& cgroup_dir, const std::vector<Devic
         for (auto& c : msg)
             if (c == '\n') c = ' ';
         if (msg.size() > 300) msg = msg.substr(msg.size() - 300);
-        fail_errno(err, "cgroups: load the device filter (BPF_PROG_LOAD)" + (msg.empty() ? "" : " [" + msg + "]"));
+        fail(err, "cgroups: load the device filter (BPF_PROG_LOAD)" + (msg.empty() ? "" : " [" + msg + "]"));
     }
 
     UniqueFd cg(::open(cgroup_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!cg) fail_errno(errno, "cgroups: open " + cgroup_dir);
+    if (!cg) fail_errno("cgroups: open " + cgroup_dir);
 
     // Programs attached before (a previous apply/update): replaced after the new one is in place,
     // so there is never a moment without a filter (runc devices/ebpf_linux.go does the same).
@@ -133,7 +133,7 @@ void attach_device_filter(const std::string& cgroup_dir, const std::vector<Devic
     attr.attach_bpf_fd = static_cast<uint32_t>(prog_fd.get());
     attr.attach_type = BPF_CGROUP_DEVICE;
     attr.attach_flags = BPF_F_ALLOW_MULTI;
-    if (sys_bpf(BPF_PROG_ATTACH, attr) < 0) fail_errno(errno, "cgroups: attach the device filter to " + cgroup_dir);
+    if (sys_bpf(BPF_PROG_ATTACH, attr) < 0) fail_errno("cgroups: attach the device filter to " + cgroup_dir);
 
     for (uint32_t id : old) {
         std::memset(&attr, 0, sizeof attr);
@@ -145,7 +145,7 @@ void attach_device_filter(const std::string& cgroup_dir, const std::vector<Devic
         attr.attach_bpf_fd = static_cast<uint32_t>(ofd.get());
         attr.attach_type = BPF_CGROUP_DEVICE;
         if (sys_bpf(BPF_PROG_DETACH, attr) < 0)
-            fail_errno(errno, "cgroups: detach the previous device filter from " + cgroup_dir);
+            fail_errno("cgroups: detach the previous device filter from " + cgroup_dir);
     }
 }
 

@@ -133,12 +133,12 @@ std::map<std::string, std::string> own_cgroups() {
 void write_value(const std::string& dir, std::string_view file, const std::string& value) {
     std::string path = path_join(dir, std::string(file));
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-    if (!fd) fail_errno(errno, "cgroups: open " + path + " to write \"" + value + "\"");
+    if (!fd) fail_errno("cgroups: open " + path + " to write \"" + value + "\"");
     ssize_t n;
     do {
         n = ::write(fd.get(), value.data(), value.size());
     } while (n < 0 && errno == EINTR);
-    if (n < 0) fail_errno(errno, "cgroups: write \"" + value + "\" to " + path);
+    if (n < 0) fail_errno("cgroups: write \"" + value + "\" to " + path);
 }
 
 std::optional<std::string> try_read(const std::string& dir, std::string_view file) {
@@ -162,7 +162,7 @@ std::optional<std::string> try_read(const std::string& dir, std::string_view fil
 
 std::string read_value(const std::string& dir, std::string_view file) {
     auto v = try_read(dir, file);
-    if (!v) fail_errno(errno, "cgroups: read " + path_join(dir, std::string(file)));
+    if (!v) fail_errno("cgroups: read " + path_join(dir, std::string(file)));
     return *v;
 }
 
@@ -202,12 +202,12 @@ void write_pid(const std::string& dir, pid_t pid) {
     std::string value = std::to_string(pid);
     std::string path = path_join(dir, "cgroup.procs");
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-    if (!fd) fail_errno(errno, "cgroups: open " + path + " to write \"" + value + "\"");
+    if (!fd) fail_errno("cgroups: open " + path + " to write \"" + value + "\"");
     for (int attempt = 0;; ++attempt) {
         if (::write(fd.get(), value.data(), value.size()) >= 0) return;
         int err = errno;
         // runc retries EINVAL (5 x 30 ms): the task may still be TASK_NEW right after clone.
-        if ((err != EINVAL && err != EINTR) || attempt >= 4) fail_errno(err, "cgroups: write \"" + value + "\" to " + path);
+        if ((err != EINVAL && err != EINTR) || attempt >= 4) fail(err, "cgroups: write \"" + value + "\" to " + path);
         std::this_thread::sleep_for(std::chrono::milliseconds(30));
     }
 }
@@ -222,7 +222,7 @@ void mkdir_p(const std::string& dir, std::vector<std::string>& made) {
     mkdir_p(dirname(dir), made);
     if (::mkdir(dir.c_str(), 0755) < 0) {
         if (errno == EEXIST) return;  // a concurrent creator (another container sharing a parent)
-        fail_errno(errno, "cgroups: mkdir " + dir);
+        fail_errno("cgroups: mkdir " + dir);
     }
     made.push_back(dir);
 }
@@ -233,7 +233,7 @@ void remove_cgroup_dir(const std::string& dir) {
     // own sub-tree is walked (directories only) and rmdir retried, bounded (runc does 5 tries with an
     // increasing delay; we allow ~1 s in total).
     if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return;
-    if (errno != EBUSY) fail_errno(errno, "cgroups: rmdir " + dir);
+    if (errno != EBUSY) fail_errno("cgroups: rmdir " + dir);
     if (DIR* d = ::opendir(dir.c_str())) {
         std::vector<std::string> children;
         while (dirent* e = ::readdir(d)) {
@@ -250,7 +250,7 @@ void remove_cgroup_dir(const std::string& dir) {
     int delay_ms = 10;
     for (int attempt = 0;; ++attempt) {
         if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return;
-        if (errno != EBUSY || attempt >= 7) fail_errno(errno, "cgroups: rmdir " + dir);
+        if (errno != EBUSY || attempt >= 7) fail_errno("cgroups: rmdir " + dir);
         std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
         delay_ms = std::min(delay_ms * 2, 320);
     }

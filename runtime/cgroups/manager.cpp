@@ -10,7 +10,7 @@ namespace trustme::cgroups {
 Mode detect() {
     // The kernel's own test (and runc's IsCgroup2UnifiedMode): /sys/fs/cgroup is a cgroup2 mount.
     struct statfs st;
-    if (::statfs(detail::kCgroupRoot, &st) < 0) fail_errno(errno, std::string("cgroups: statfs ") + detail::kCgroupRoot);
+    if (::statfs(detail::kCgroupRoot, &st) < 0) fail_errno(std::string("cgroups: statfs ") + detail::kCgroupRoot);
     return st.f_type == CGROUP2_SUPER_MAGIC ? Mode::Unified : Mode::Legacy;
 }
 

@@ -330,7 +330,7 @@ Properties annotation_properties(const std::map<std::string, std::string>& annot
         try {
             val = parse_variant(v);
         } catch (const Error& e) {
-            fail("annotations." + k + ": " + e.what());
+            throw Error("annotations." + k + ": " + e.what(), e.code());
         }
         std::string sig = val[0].get<std::string>();
         if (name.size() > 4 && ends_with(name, "Sec") && name[name.size() - 4] >= 'a' && name[name.size() - 4] <= 'z') {

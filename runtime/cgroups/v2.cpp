@@ -220,7 +220,7 @@ void UnifiedManager::set(const nlohmann::json& resources, bool creating) {
                 if (ctrl != "cgroup" && std::find(cs.begin(), cs.end(), ctrl) == cs.end())
                     fail(q + ": the " + ctrl + " controller is not available in " + path_join(dir_, "cgroup.controllers"));
             }
-            fail_errno(err, q + ": write \"" + value + "\" to " + path_join(dir_, k));
+            fail(err, q + ": write \"" + value + "\" to " + path_join(dir_, k));
         }
     }
 }

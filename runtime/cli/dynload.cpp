@@ -7,11 +7,11 @@
 
 namespace trustme::plugins {
 
-void* load_symbol(const std::string& path, const char* sym) {
+void* load_symbol(const std::string& path, const char* sym, bool required) {
     void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!h) fail("load plugin " + path + ": " + ::dlerror());
     void* s = ::dlsym(h, sym);
-    if (!s) fail("plugin " + path + ": missing symbol " + sym);
+    if (!s && required) fail("plugin " + path + ": missing symbol " + sym);
     return s;
 }
 

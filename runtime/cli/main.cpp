@@ -59,14 +59,14 @@ struct Command {
 // input again. Put what was read back there, as a memfd at offset 0, so the twin reads the same text.
 void put_back_stdin(const std::string& text) {
     UniqueFd mem(::memfd_create("trustme-resources", MFD_CLOEXEC));
-    if (!mem) fail_errno(errno, "--resources -: memfd_create");
+    if (!mem) fail_errno("--resources -: memfd_create");
     for (size_t off = 0; off < text.size();) {
         ssize_t n = ::write(mem.get(), text.data() + off, text.size() - off);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail_errno(errno, "--resources -: write memfd");
+        if (n < 0) fail_errno("--resources -: write memfd");
         off += static_cast<size_t>(n);
     }
-    if (::lseek(mem.get(), 0, SEEK_SET) != 0 || ::dup2(mem.get(), 0) < 0) fail_errno(errno, "--resources -: standard input");
+    if (::lseek(mem.get(), 0, SEEK_SET) != 0 || ::dup2(mem.get(), 0) < 0) fail_errno("--resources -: standard input");
 }
 
 std::string need_id(const Args& a, const char* cmd) {
@@ -296,7 +296,7 @@ const std::vector<Command>& commands() {
              std::string path = dir + "/config.json";
              if (path_exists(path)) fail("spec: " + path + " already exists");
              UniqueFd d(::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
-             if (!d) fail_errno(errno, "spec: " + dir);
+             if (!d) fail_errno("spec: " + dir);
              write_file_atomic(d.get(), "config.json", oci::default_spec(a.has("rootless")).dump(4) + "\n", 0644);
              return 0;
          }},
@@ -392,7 +392,7 @@ int main(int argc, char** argv) {
     try {
         if (name == "volume") {
             auto fn = reinterpret_cast<decltype(&trustme_volume_main)>(
-                plugins::symbol("libtrustme-volume.so", "trustme_volume_main"));
+                plugins::volume_symbol("trustme_volume_main"));
             // The volume commands take the TPM from the policy: pass the global --policy on.
             std::vector<char*> args(argv + i, argv + argc);
             std::string pol = g.policy;

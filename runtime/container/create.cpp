@@ -400,14 +400,14 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
         c.rec.volumes = true;
         c.dir->write(c.rec);
         auto open_fn = reinterpret_cast<decltype(&trustme_volumes_open)>(
-            plugins::symbol("libtrustme-volume.so", "trustme_volumes_open"));
+            plugins::volume_symbol("trustme_volumes_open"));
         std::string ann = nlohmann::json(cfg.annotations).dump();
         trustme_volume_request req{TRUSTME_VOLUME_ABI, o.id.c_str(), ann.c_str(), pol.path.c_str(),
                                    c.dir->path().c_str()};
         trustme_volume_mount mounts[16];
         size_t n = 0;
-        char err[1024] = {0};
-        if (open_fn(&req, mounts, 16, &n, err, sizeof err) != 0) fail(err[0] ? err : "volume open failed");
+        trustme_volume_error err{};
+        plugins::volume_check(open_fn(&req, mounts, 16, &n, &err), err, "volume open failed");
         for (size_t i = 0; i < n; ++i) {
             // Mounted here, in the runtime's namespaces, and only attached by the child: the container never
             // needs access to the dm device (its device cgroup would rightly refuse it).
@@ -535,7 +535,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     for (;;) {
         sync::Packet p;
         if (!sync::recv(parent_sock.get(), p)) fail("container init exited during setup");
-        UniqueFd pfd(p.fd);
+        UniqueFd pfd = std::move(p.fd);
         switch (p.type) {
             case sync::Msg::HooksRequest: {
                 oci::State st = c.rec.st;
@@ -561,7 +561,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
                 break;
             }
             case sync::Msg::Error:
-                fail(p.text);
+                throw Error(p.text, p.code);
             case sync::Msg::Ready:
                 goto ready;
             default:

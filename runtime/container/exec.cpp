@@ -169,11 +169,11 @@ int exec(const Globals& g, const ExecOpts& o) {
         // The first child's only message is the process it made (our child too: CLONE_PARENT), or why not.
         sync::Packet p;
         bool got = sync::recv(parent_sock.get(), p);
-        UniqueFd made(p.fd);
+        UniqueFd made = std::move(p.fd);
         while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
         }
         if (!got) fail("exec: the process exited during setup");
-        if (p.type == sync::Msg::Error) fail("exec: " + p.text);
+        if (p.type == sync::Msg::Error) throw Error("exec: " + p.text, p.code);
         if (p.type != sync::Msg::Pid || !made) fail("exec: unexpected message from the process");
         auto n = parse_decimal<pid_t>(p.text);
         if (!n) fail("exec: the process sent a malformed pid");
@@ -193,7 +193,7 @@ int exec(const Globals& g, const ExecOpts& o) {
         for (bool ready = false; !ready;) {
             sync::Packet p;
             if (!sync::recv(parent_sock.get(), p)) fail("exec: the process exited during setup");
-            UniqueFd pfd(p.fd);
+            UniqueFd pfd = std::move(p.fd);
             switch (p.type) {
                 case sync::Msg::ConsoleFd:
                     if (!o.console_socket.empty()) {
@@ -211,7 +211,7 @@ int exec(const Globals& g, const ExecOpts& o) {
                     break;
                 }
                 case sync::Msg::Error:
-                    fail("exec: " + p.text);
+                    throw Error("exec: " + p.text, p.code);
                 case sync::Msg::Ready:
                     ready = true;
                     break;

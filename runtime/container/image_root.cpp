@@ -22,14 +22,14 @@ namespace {
 UniqueFd fs_mount(const char* fstype, const std::string& what, const char* source, bool ro, unsigned attrs,
                   const std::vector<std::pair<const char*, std::string>>& options = {}) {
     UniqueFd fs(::fsopen(fstype, FSOPEN_CLOEXEC));
-    if (!fs) fail_errno(errno, what + ": fsopen " + fstype);
-    if (source && ::fsconfig(fs.get(), FSCONFIG_SET_STRING, "source", source, 0) < 0) fail_errno(errno, what + ": source");
-    if (ro && ::fsconfig(fs.get(), FSCONFIG_SET_FLAG, "ro", nullptr, 0) < 0) fail_errno(errno, what + ": ro");
+    if (!fs) fail_errno(what + ": fsopen " + fstype);
+    if (source && ::fsconfig(fs.get(), FSCONFIG_SET_STRING, "source", source, 0) < 0) fail_errno(what + ": source");
+    if (ro && ::fsconfig(fs.get(), FSCONFIG_SET_FLAG, "ro", nullptr, 0) < 0) fail_errno(what + ": ro");
     for (const auto& [k, v] : options)
-        if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, k, v.c_str(), 0) < 0) fail_errno(errno, what + ": " + k + "=" + v);
-    if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) fail_errno(errno, what + ": mount");
+        if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, k, v.c_str(), 0) < 0) fail_errno(what + ": " + k + "=" + v);
+    if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) fail_errno(what + ": mount");
     UniqueFd mnt(::fsmount(fs.get(), FSMOUNT_CLOEXEC, attrs));
-    if (!mnt) fail_errno(errno, what + ": fsmount");
+    if (!mnt) fail_errno(what + ": fsmount");
     return mnt;
 }
 
@@ -41,12 +41,12 @@ UniqueFd fs_mount(const char* fstype, const std::string& what, const char* sourc
 // mount; the layers live on in the overlay after the child is gone.
 UniqueFd writable_overlay(int lower, const std::string& scratch, const std::string& what) {
     int sp[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) fail_errno(errno, what + ": socketpair");
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) fail_errno(what + ": socketpair");
     UniqueFd mine(sp[0]), theirs(sp[1]);
     const std::string low = scratch + "/.l", up = scratch + "/.l/u";  // .l on the tmpfs, then the image on .l/l
     const std::string low_l = low + "/l", upper = up + "/upper", work = up + "/work";
     pid_t pid = ::fork();
-    if (pid < 0) fail_errno(errno, what + ": fork");
+    if (pid < 0) fail_errno(what + ": fork");
     if (pid == 0) {
         // Only system calls from here on (the strings above are built already).
         int err = 0;
@@ -106,9 +106,9 @@ UniqueFd writable_overlay(int lower, const std::string& scratch, const std::stri
     while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
     ::rmdir(low.c_str());  // only the private namespace had anything mounted on it
-    if (n != static_cast<ssize_t>(sizeof data)) fail_errno(n < 0 ? saved : EPROTO, what + ": overlay");
+    if (n != static_cast<ssize_t>(sizeof data)) fail(n < 0 ? saved : EPROTO, what + ": overlay");
     std::memcpy(&err, data, sizeof err);
-    if (err) fail_errno(err, what + ": overlay");
+    if (err) fail(err, what + ": overlay");
     struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
     if (!c || c->cmsg_type != SCM_RIGHTS) fail(what + ": overlay: no mount came back");
     int fd = -1;
@@ -122,13 +122,14 @@ UniqueFd open_image_root(const ImageRoot& r) {
     const signing::Image& im = *r.image;
     const std::string path = r.bundle + "/" + im.file;
     UniqueFd img(::openat(r.bundle_fd, im.file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
-    if (!img) fail_errno(errno, path);
+    if (!img) fail_errno(path);
     auto open_fn = reinterpret_cast<decltype(&trustme_verity_root_open)>(
-        plugins::symbol("libtrustme-volume.so", "trustme_verity_root_open"));
+        plugins::volume_symbol("trustme_verity_root_open"));
     trustme_verity_root req{TRUSTME_VOLUME_ABI, r.id.c_str(), r.state_dir.c_str(), img.get(), path.c_str(),
                             im.root.c_str(), im.salt.c_str(), im.data_blocks, im.hash_offset, im.block};
-    char dev[256] = {0}, err[1024] = {0};
-    if (open_fn(&req, dev, sizeof dev, err, sizeof err) != 0) fail(err[0] ? err : path + ": dm-verity failed");
+    char dev[256] = {0};
+    trustme_volume_error err{};
+    plugins::volume_check(open_fn(&req, dev, sizeof dev, &err), err, path + ": dm-verity failed");
     const std::string what = "rootfs image " + path + " (" + dev + ")";
     UniqueFd lower = fs_mount(im.fstype.c_str(), what, dev, true, MOUNT_ATTR_RDONLY);
     if (r.readonly) return lower;

@@ -41,7 +41,7 @@ socklen_t address(const std::string& path, sockaddr_un& sa, const std::string& w
 
 void setup_spec(oci::Config& cfg, const state::ContainerDir& dir) {
     if (!host_socket() || !cfg.process) return;
-    if (::mkdirat(dir.fd(), "notify", 0755) < 0 && errno != EEXIST) fail_errno(errno, "NOTIFY_SOCKET: mkdir " + dir.path() + "/notify");
+    if (::mkdirat(dir.fd(), "notify", 0755) < 0 && errno != EEXIST) fail_errno("NOTIFY_SOCKET: mkdir " + dir.path() + "/notify");
     oci::Mount m;
     m.destination = "/run/notify";
     m.type = "bind";
@@ -57,13 +57,13 @@ UniqueFd bind(const state::ContainerDir& dir) {
     if (::fstatat(dir.fd(), "notify", &st, 0) < 0) return UniqueFd();  // create ran without NOTIFY_SOCKET
     std::string path = dir.path() + "/notify/notify.sock";
     UniqueFd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    if (!s) fail_errno(errno, "NOTIFY_SOCKET: socket");
+    if (!s) fail_errno("NOTIFY_SOCKET: socket");
     sockaddr_un sa;
     socklen_t len = address(path, sa, "NOTIFY_SOCKET:");
     ::unlink(path.c_str());
-    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), len) < 0) fail_errno(errno, "NOTIFY_SOCKET: bind " + path);
+    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), len) < 0) fail_errno("NOTIFY_SOCKET: bind " + path);
     // Any user the container runs as may notify (runc makes it 0777 too).
-    if (::chmod(path.c_str(), 0777) < 0) fail_errno(errno, "NOTIFY_SOCKET: chmod " + path);
+    if (::chmod(path.c_str(), 0777) < 0) fail_errno("NOTIFY_SOCKET: chmod " + path);
     return s;
 }
 
@@ -82,7 +82,7 @@ void forward(int sock, pid_t pid, uint64_t pid_start) {
         pollfd p[2] = {{sock, POLLIN, 0}, {pidfd.get(), POLLIN, 0}};
         if (::poll(p, 2, -1) < 0) {
             if (errno == EINTR) continue;
-            fail_errno(errno, "NOTIFY_SOCKET: poll");
+            fail_errno("NOTIFY_SOCKET: poll");
         }
         if (p[0].revents & POLLIN) {
             char buf[4096];
@@ -98,12 +98,12 @@ void forward(int sock, pid_t pid, uint64_t pid_start) {
         if (p[1].revents) return;  // the init exited without notifying
     }
     UniqueFd out(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    if (!out) fail_errno(errno, "NOTIFY_SOCKET: socket");
+    if (!out) fail_errno("NOTIFY_SOCKET: socket");
     sockaddr_un sa;
     socklen_t len = address(host, sa, "NOTIFY_SOCKET");
     std::string msg = ready + "\nMAINPID=" + std::to_string(pid) + "\n";
     if (::sendto(out.get(), msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&sa), len) < 0)
-        fail_errno(errno, std::string("NOTIFY_SOCKET: send to ") + host);
+        fail_errno(std::string("NOTIFY_SOCKET: send to ") + host);
 }
 
 }  // namespace trustme::container::notify

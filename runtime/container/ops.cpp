@@ -95,9 +95,9 @@ bool is_frozen(const state::Record& r) {
 
 void close_volumes(const std::string& id, const std::string& state_dir) {
     auto fn = reinterpret_cast<decltype(&trustme_volumes_close)>(
-        plugins::symbol("libtrustme-volume.so", "trustme_volumes_close"));
-    char err[1024] = {0};
-    if (fn(id.c_str(), state_dir.c_str(), err, sizeof err) != 0) fail(err[0] ? err : "closing volumes failed");
+        plugins::volume_symbol("trustme_volumes_close"));
+    trustme_volume_error err{};
+    plugins::volume_check(fn(id.c_str(), state_dir.c_str(), &err), err, "closing volumes failed");
 }
 
 void destroy(state::ContainerDir& dir, state::Record& rec) {
@@ -153,7 +153,7 @@ int kill(const Globals& g, const std::string& id, const std::string& signal, boo
     if (status == "stopped" || status == "creating") fail("container \"" + id + "\" is not running");
     UniqueFd pfd(pidfd_for(rec));
     if (!pfd) fail("container \"" + id + "\" is not running");
-    if (::syscall(SYS_pidfd_send_signal, pfd.get(), sig, nullptr, 0) < 0) fail_errno(errno, "kill \"" + id + "\"");
+    if (::syscall(SYS_pidfd_send_signal, pfd.get(), sig, nullptr, 0) < 0) fail_errno("kill \"" + id + "\"");
     return 0;
 }
 
@@ -162,9 +162,9 @@ int remove(const Globals& g, const std::string& id, bool force) {
     std::unique_ptr<state::ContainerDir> dir;
     try {
         dir = std::make_unique<state::ContainerDir>(state::ContainerDir::open(g.root, id));
-    } catch (const Error&) {
-        // runc: delete --force of a container that does not exist succeeds.
-        if (force) return 0;
+    } catch (const Error& e) {
+        // runc: delete --force of a container that does not exist succeeds; an unreadable one is an error.
+        if (force && e.code() == ENOENT) return 0;
         throw;
     }
     auto rec = dir->read_any();
@@ -207,7 +207,8 @@ int list(const Globals& g, const std::string& format, bool quiet) {
             }
             rec.st.status = state::status_of(rec, dir, is_frozen);
             rows.push_back(rec.st);
-        } catch (const Error&) {  // gone meanwhile (a concurrent delete)
+        } catch (const Error& e) {
+            if (e.code() != ENOENT) throw;  // else gone meanwhile (a concurrent delete)
         }
     }
     if (quiet) {
@@ -309,7 +310,7 @@ int wait_foreground(pid_t pid, int pidfd, int master, int sigfd) {
         if (master_open) { mi = n; p[n++] = {master, POLLIN, 0}; }
         if (::poll(p, static_cast<nfds_t>(n), -1) < 0) {
             if (errno == EINTR) continue;
-            fail_errno(errno, "poll");
+            fail_errno("poll");
         }
         if (p[1].revents & POLLIN) {
             struct signalfd_siginfo si_info;
@@ -351,7 +352,7 @@ int run(const Globals& g, const CreateOpts& o) {
     sigfillset(&fwd);
     for (int s : {SIGKILL, SIGSTOP, SIGCHLD, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS}) sigdelset(&fwd, s);
     UniqueFd sigfd(::signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK));
-    if (!sigfd) fail_errno(errno, "signalfd");
+    if (!sigfd) fail_errno("signalfd");
 
     Created c;
     c.foreground = true;
@@ -387,12 +388,12 @@ int verify(const Globals& g, const std::string& bundle) {
     if (pol.path.empty()) fail("no policy file: give --policy FILE (or TRUSTME_POLICY) to verify against");
     std::string b = bundle.empty() ? "." : bundle;
     UniqueFd bfd(::open(b.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
-    if (!bfd) fail_errno(errno, "bundle " + b);
+    if (!bfd) fail_errno("bundle " + b);
     std::string text = read_file_at(bfd.get(), "config.json", b + "/config.json");  // as create reads it
     auto cfg = oci::parse_config(text, b + "/config.json");
     std::string rootfs = cfg.root_path[0] == '/' ? cfg.root_path : b + "/" + cfg.root_path;
     UniqueFd rfd(::open(rootfs.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
-    if (!rfd) fail_errno(errno, "root.path " + rootfs);
+    if (!rfd) fail_errno("root.path " + rootfs);
     trustme_verify_request req{TRUSTME_VERIFY_ABI, pol.path.c_str(), b.c_str(), bfd.get(), rfd.get(), text.data(),
                                text.size()};
     trustme_verify_result res = plugins::verify_bundle(pol, req);

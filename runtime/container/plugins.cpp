@@ -21,7 +21,7 @@ namespace trustme::plugins {
 // trustme-runtime never loads a plugin (require_loadable hands the command to the twin first) and must not
 // refer to dlopen at all: glibc warns at link time that a static dlopen needs the shared libc of the very
 // version it was linked with. A weak declaration is null where no definition was linked.
-[[gnu::weak]] void* load_symbol(const std::string& path, const char* sym);
+[[gnu::weak]] void* load_symbol(const std::string& path, const char* sym, bool required);
 
 const std::string& exe_dir() {
     static const std::string dir = [] {
@@ -61,14 +61,29 @@ void require_loadable() {
     const std::string twin = exe_dir() + "/../lib/trustme/trustme-runtime-full";
     ::setenv("_TRUSTME_EXE_DIR", exe_dir().c_str(), 1);  // the twin finds plugins and helpers from here
     ::execv(twin.c_str(), g_argv);
-    fail_errno(errno, "run " + twin + " (the runtime that loads trust plugins)");
+    fail_errno("run " + twin + " (the runtime that loads trust plugins)");
 }
 
-void* symbol(const char* library, const char* sym) {
+void* symbol(const char* library, const char* sym, bool required) {
     require_loadable();
     std::string path = exe_dir() + "/../lib/trustme/" + library;
     if (!load_symbol) fail("load plugin " + path + ": this binary cannot load plugins");
-    return load_symbol(path, sym);
+    return load_symbol(path, sym, required);
+}
+
+void* volume_symbol(const char* sym) {
+    static const int abi = [] {
+        const auto* v = static_cast<const int*>(symbol("libtrustme-volume.so", "trustme_volume_abi", false));
+        return v ? *v : 1;  // ABI 1 had no trustme_volume_abi
+    }();
+    if (abi != TRUSTME_VOLUME_ABI)
+        fail("libtrustme-volume.so: ABI " + std::to_string(TRUSTME_VOLUME_ABI) + " requested, " + std::to_string(abi) +
+             " provided");
+    return symbol("libtrustme-volume.so", sym);
+}
+
+void volume_check(int rc, const trustme_volume_error& err, const std::string& fallback) {
+    if (rc != 0) throw Error(err.text[0] ? err.text : fallback, err.code);
 }
 
 void use_systemd() {
@@ -84,7 +99,7 @@ trustme_verify_result verify_bundle(const policy::Policy& pol, const trustme_ver
     if (signing::verify_warm(req, pol, res)) return res;
     auto fn = reinterpret_cast<int (*)(const trustme_verify_request*, trustme_verify_result*)>(
         symbol("libtrustme-verify.so", "trustme_verify_bundle"));
-    if (fn(&req, &res) != 0) fail(res.error[0] ? res.error : "bundle verification failed");
+    if (fn(&req, &res) != 0) throw Error(res.error[0] ? res.error : "bundle verification failed", res.error_code);
     if (res.warning[0]) log::warn(res.warning);
     return res;
 }

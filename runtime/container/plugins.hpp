@@ -4,6 +4,7 @@
 #include <string>
 
 #include "signing/policy.hpp"
+#include "runtime/volume/volume_plugin.h"
 #include "signing/verify_plugin.h"
 
 namespace trustme::plugins {
@@ -17,8 +18,15 @@ void set_argv(char** argv);
 // says why). Call it before the command's first side effect.
 void require_loadable();
 // dlopen <exe_dir>/../lib/trustme/<name> and resolve `symbol` (require_loadable first); throws naming the
-// file and dlerror().
-void* symbol(const char* library, const char* sym);
+// file and dlerror(). A symbol that is not `required` comes back null when the library lacks it.
+void* symbol(const char* library, const char* sym, bool required = true);
+
+// A function of libtrustme-volume.so (volume_plugin.h), once its trustme_volume_abi is ours: a plugin of
+// another ABI is refused in one line before any of its functions is called.
+void* volume_symbol(const char* sym);
+// A volume call's result: throws the plugin's error (its text, or `fallback` when it gave none, and its
+// errno) when rc is not 0.
+void volume_check(int rc, const trustme_volume_error& err, const std::string& fallback);
 
 // The systemd cgroup driver: its D-Bus client libtrustme-systemd.so (sd-bus) is loaded when a unit is
 // started, changed or stopped. Calls require_loadable, so: before the command's first side effect.

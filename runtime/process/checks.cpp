@@ -28,8 +28,8 @@ bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 
 bool is_own_netns(const std::string& path) {
     struct stat a, b;
     UniqueFd self(procfs::open_link("self/ns/net", O_RDONLY));
-    if (!self || ::fstat(self.get(), &a) < 0) fail_errno(errno, "/proc/self/ns/net");
-    if (::stat(path.c_str(), &b) < 0) fail_errno(errno, "linux.namespaces network path " + path);
+    if (!self || ::fstat(self.get(), &a) < 0) fail_errno("/proc/self/ns/net");
+    if (::stat(path.c_str(), &b) < 0) fail_errno("linux.namespaces network path " + path);
     return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 

@@ -28,10 +28,10 @@ UniqueFd make_userns(const std::vector<oci::IdMapping>& uids, const std::vector<
     // CAP_SETUID/CAP_SETGID over the parent namespace (so setgroups need not be denied), then its namespace
     // is kept by an fd and the child is gone.
     int hold[2];
-    if (::pipe2(hold, O_CLOEXEC) < 0) fail_errno(errno, "idmapped mount: pipe");
+    if (::pipe2(hold, O_CLOEXEC) < 0) fail_errno("idmapped mount: pipe");
     UniqueFd rd(hold[0]), wr(hold[1]);
     pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
-    if (pid < 0) fail_errno(errno, "idmapped mount: new user namespace");
+    if (pid < 0) fail_errno("idmapped mount: new user namespace");
     if (pid == 0) {
         char c;
         ::close(hold[1]);
@@ -51,7 +51,7 @@ UniqueFd make_userns(const std::vector<oci::IdMapping>& uids, const std::vector<
     write_id_map(pid, "uid_map", uids);
     write_id_map(pid, "gid_map", gids);
     UniqueFd ns(procfs::open_link(proc + "ns/user", O_RDONLY));
-    if (!ns) fail_errno(errno, "idmapped mount: open /proc/" + proc + "ns/user");
+    if (!ns) fail_errno("idmapped mount: open /proc/" + proc + "ns/user");
     return ns;
 }
 
@@ -78,12 +78,12 @@ void prepare_idmapped_mounts(oci::Config& cfg, const std::string& bundle, std::v
         if (!src.empty() && src[0] != '/') src = bundle + "/" + src;
         const bool rec = (m.flags & MS_REC) != 0;
         UniqueFd tree(::open_tree(AT_FDCWD, src.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0)));
-        if (!tree) fail_errno(errno, what + ": bind " + src);
+        if (!tree) fail_errno(what + ": bind " + src);
         // A clone made here of a shared mount would share its peer group with the host: private first.
         struct mount_attr priv {};
         priv.propagation = MS_PRIVATE;
         if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &priv, sizeof priv) < 0)
-            fail_errno(errno, what + ": make the clone private");
+            fail_errno(what + ": make the clone private");
         // idmap maps the top mount only, ridmap every mount of an rbind (runtime-spec config.md, 1.2).
         struct mount_attr a {};
         a.attr_set = MOUNT_ATTR_IDMAP;
@@ -93,7 +93,7 @@ void prepare_idmapped_mounts(oci::Config& cfg, const std::string& bundle, std::v
             if (errno == EINVAL)
                 fail(what + ": source " + src + ": cannot be idmapped (its filesystem does not support idmapped "
                      "mounts, or it is already idmapped)");
-            fail_errno(errno, what + ": idmap " + src);
+            fail_errno(what + ": idmap " + src);
         }
         set_mount_attrs(tree.get(), m, what);
         m.detached_fd = tree.get();

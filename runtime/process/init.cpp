@@ -512,7 +512,7 @@ std::string resolve_executable(const oci::Process& proc) {
         ::_exit(0);
     } catch (const std::exception& e) {
         try {
-            sync::send(ic.sync_fd, sync::Msg::Error, e.what());
+            sync::send_error(ic.sync_fd, e);
         } catch (...) {
         }
     }
@@ -524,7 +524,7 @@ std::string resolve_executable(const oci::Process& proc) {
         run_exec(ic, container_pidfd, ns_flags);
     } catch (const std::exception& e) {
         try {
-            sync::send(ic.sync_fd, sync::Msg::Error, e.what());
+            sync::send_error(ic.sync_fd, e);
         } catch (...) {
         }
     }
@@ -536,7 +536,7 @@ std::string resolve_executable(const oci::Process& proc) {
         run(ic);
     } catch (const std::exception& e) {
         try {
-            sync::send(ic.sync_fd, sync::Msg::Error, e.what());
+            sync::send_error(ic.sync_fd, e);
         } catch (...) {
         }
     }

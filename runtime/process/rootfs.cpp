@@ -65,7 +65,7 @@ void set_attr(int fd, uint64_t set, uint64_t clr, uint64_t propagation, bool rec
     if (set & MOUNT_ATTR__ATIME) a.attr_clr |= MOUNT_ATTR__ATIME;
     a.propagation = propagation;
     if (::mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &a, sizeof a) < 0)
-        fail_errno(errno, what);
+        fail_errno(what);
 }
 
 // MS_* flags of a mount entry → MOUNT_ATTR_* for mount_setattr.
@@ -145,20 +145,20 @@ void refuse_proc_target(int fd, const std::string& destination, const std::strin
 
 void attach_tree(int tree, int dest, const std::string& what) {
     if (::move_mount(tree, "", dest, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-        fail_errno(errno, what);
+        fail_errno(what);
 }
 
 void bind_into(int root, const std::string& source, const std::string& dest, bool recursive, uint64_t set,
                uint64_t clr, uint64_t rset, uint64_t rclr, uint64_t propagation, const std::string& what) {
     struct stat st;
-    if (::stat(source.c_str(), &st) < 0) fail_errno(errno, what + ": source " + source);
+    if (::stat(source.c_str(), &st) < 0) fail_errno(what + ": source " + source);
     UniqueFd tree(::open_tree(AT_FDCWD, source.c_str(),
                               OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0)));
-    if (!tree) fail_errno(errno, what + ": bind " + source);
+    if (!tree) fail_errno(what + ": bind " + source);
     set_attr(tree.get(), set, clr, 0, false, what + ": set mount flags");
     set_attr(tree.get(), rset, rclr, 0, true, what + ": set recursive mount flags");
     UniqueFd target = open_in_root(root, dest, true, !S_ISDIR(st.st_mode));
-    if (!target) fail_errno(errno, what + ": destination");
+    if (!target) fail_errno(what + ": destination");
     refuse_proc_target(target.get(), dest, what);
     attach_tree(tree.get(), target.get(), what + ": attach");
     if (propagation) set_attr(tree.get(), 0, 0, propagation, recursive, what + ": propagation");
@@ -182,14 +182,14 @@ void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::s
         fail(what + ": no cgroup2 hierarchy mounted");
     }
     UniqueFd dest = open_in_root(root, m.destination, true, false);
-    if (!dest) fail_errno(errno, what + ": destination");
+    if (!dest) fail_errno(what + ": destination");
     refuse_proc_target(dest.get(), m.destination, what);
     if (mount_on(dest.get(), "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
-        fail_errno(errno, what + ": tmpfs");
+        fail_errno(what + ": tmpfs");
     // The tmpfs just mounted (dest still names the directory under it): ours alone, empty, so its
     // hierarchy directories are made and opened relative to it, without a lookup from the root each.
     UniqueFd tmp = open_in_root(root, m.destination, false, false);
-    if (!tmp) fail_errno(errno, what + ": tmpfs");
+    if (!tmp) fail_errno(what + ": tmpfs");
     for (auto& c : plan.cgroups) {
         if (c.controllers.empty()) continue;  // the hybrid "unified" tree: runc does not show it either
         std::string want = c.controllers;
@@ -208,12 +208,12 @@ void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::s
             std::string name = mi.mountpoint.substr(mi.mountpoint.find_last_of('/') + 1);
             const std::string sub = what + " (" + name + ")", source = mi.mountpoint + c.path;
             UniqueFd tree(::open_tree(AT_FDCWD, source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
-            if (!tree) fail_errno(errno, sub + ": bind " + source);
+            if (!tree) fail_errno(sub + ": bind " + source);
             set_attr(tree.get(), set | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, 0, false,
                      sub + ": set mount flags");
-            if (::mkdirat(tmp.get(), name.c_str(), 0755) < 0 && errno != EEXIST) fail_errno(errno, sub + ": destination");
+            if (::mkdirat(tmp.get(), name.c_str(), 0755) < 0 && errno != EEXIST) fail_errno(sub + ": destination");
             UniqueFd target(::openat(tmp.get(), name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-            if (!target) fail_errno(errno, sub + ": destination");
+            if (!target) fail_errno(sub + ": destination");
             attach_tree(tree.get(), target.get(), sub + ": attach");
             break;
         }
@@ -222,16 +222,16 @@ void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::s
         // Remount the tmpfs read-only last, once the bind targets exist.
         if (mount_on(tmp.get(), nullptr, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                      "mode=755") < 0)
-            fail_errno(errno, what + ": remount read-only");
+            fail_errno(what + ": remount read-only");
     }
 }
 
 void mount_one(const Plan& plan, int root, const oci::Mount& m, const std::string& what) {
     if (m.detached_fd >= 0) {
         struct stat st;
-        if (::fstat(m.detached_fd, &st) < 0) fail_errno(errno, what);
+        if (::fstat(m.detached_fd, &st) < 0) fail_errno(what);
         UniqueFd dest = open_in_root(root, m.destination, true, !S_ISDIR(st.st_mode));
-        if (!dest) fail_errno(errno, what + ": destination");
+        if (!dest) fail_errno(what + ": destination");
         refuse_proc_target(dest.get(), m.destination, what);
         attach_tree(m.detached_fd, dest.get(), what + ": attach");
         return;
@@ -248,7 +248,7 @@ void mount_one(const Plan& plan, int root, const oci::Mount& m, const std::strin
         return;
     }
     UniqueFd dest = open_in_root(root, m.destination, true, false);
-    if (!dest) fail_errno(errno, what + ": destination");
+    if (!dest) fail_errno(what + ": destination");
     refuse_proc_target(dest.get(), m.destination, what);
     std::string data = m.data;
     if (!plan.mount_label_opt.empty() && (m.type == "tmpfs" || m.type == "mqueue" || m.type == "devpts"))
@@ -257,7 +257,7 @@ void mount_one(const Plan& plan, int root, const oci::Mount& m, const std::strin
     if (m.destination == "/dev") flags &= ~MS_RDONLY;  // read-only once the devices exist (setup_dev), as runc
     if (mount_on(dest.get(), m.source.empty() ? m.type.c_str() : m.source.c_str(), m.type.c_str(), flags,
                  data.empty() ? nullptr : data.c_str()) < 0)
-        fail_errno(errno, what + ": mount " + m.type + (data.empty() ? "" : " (" + data + ")"));
+        fail_errno(what + ": mount " + m.type + (data.empty() ? "" : " (" + data + ")"));
     if (m.propagation || m.rec_attr_set || m.rec_attr_clr) {
         UniqueFd top = open_in_root(root, m.destination, false, false);
         set_attr(top.get(), m.rec_attr_set, m.rec_attr_clr, 0, true, what + ": recursive flags");
@@ -284,11 +284,11 @@ void make_device_at(int dirfd, const std::string& base, const std::string& what,
         ::unlinkat(dirfd, base.c_str(), 0);
         rc = ::mknodat(dirfd, base.c_str(), kind | (mode & 07777), dev);
     }
-    if (rc < 0) fail_errno(errno, what + ": mknod");
+    if (rc < 0) fail_errno(what + ": mknod");
     // mknod applies the umask; the spec's fileMode is exact.
-    if (!umask_clear && ::fchmodat(dirfd, base.c_str(), mode & 07777, 0) < 0) fail_errno(errno, what + ": chmod");
+    if (!umask_clear && ::fchmodat(dirfd, base.c_str(), mode & 07777, 0) < 0) fail_errno(what + ": chmod");
     if (set_owner && ::fchownat(dirfd, base.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
-        fail_errno(errno, what + ": chown");
+        fail_errno(what + ": chown");
 }
 
 void make_device(const Plan& plan, int root, const std::string& path, char type, int64_t major, int64_t minor,
@@ -301,9 +301,9 @@ void make_device(const Plan& plan, int root, const std::string& path, char type,
     }
     auto [dir, base] = split(path);
     UniqueFd parent = open_in_root(root, dir, true, false);
-    if (!parent) fail_errno(errno, what + ": parent directory");
+    if (!parent) fail_errno(what + ": parent directory");
     UniqueFd pdir(::openat(parent.get(), ".", O_DIRECTORY | O_CLOEXEC));
-    if (!pdir) fail_errno(errno, what);
+    if (!pdir) fail_errno(what);
     make_device_at(pdir.get(), base, what, type, major, minor, mode, uid, gid, set_owner, false);
 }
 
@@ -355,7 +355,7 @@ void setup_dev(const Plan& plan, int root) {
                 // runc (setupPtmx) replaces whatever the image has at /dev/ptmx by the link to pts/ptmx.
                 if (std::strcmp(l.name, "ptmx") == 0) ::unlinkat(devdir.get(), "ptmx", 0);
                 if (::symlinkat(l.target, devdir.get(), l.name) < 0 && errno != EEXIST)
-                    fail_errno(errno, std::string("symlink /dev/") + l.name);
+                    fail_errno(std::string("symlink /dev/") + l.name);
             }
         }
     }
@@ -365,7 +365,7 @@ void setup_dev(const Plan& plan, int root) {
     for (auto& m : cfg.mounts)
         if (m.destination == "/dev" && !m.bind && (m.flags & MS_RDONLY)) {
             UniqueFd dev = open_in_root(root, "/dev", false, false);
-            if (!dev) fail_errno(errno, "/dev: read-only");
+            if (!dev) fail_errno("/dev: read-only");
             set_attr(dev.get(), MOUNT_ATTR_RDONLY, 0, 0, false, "/dev: read-only");
         }
 }
@@ -436,7 +436,7 @@ std::vector<CgroupPath> read_self_cgroups() {
 
 UniqueFd clone_tree(int dir, const std::string& path, const std::string& rootfs_propagation) {
     UniqueFd tree(::open_tree(dir, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH));
-    if (!tree) fail_errno(errno, "rootfs " + path + ": clone mount");
+    if (!tree) fail_errno("rootfs " + path + ": clone mount");
     // A clone of a shared mount joins the source's peer group (fs/namespace.c clone_mnt() without
     // CL_PRIVATE; mount_namespaces(7) "MS_SHARED"): what the container mounts under its root (proc, dev,
     // sys, cgroups) would show on the host, and pivot_root(2) refuses a shared new root (EINVAL). Before it
@@ -446,7 +446,7 @@ UniqueFd clone_tree(int dir, const std::string& path, const std::string& rootfs_
     struct mount_attr a {};
     a.propagation = rootfs_propagation == "private" || rootfs_propagation == "rprivate" ? MS_PRIVATE : MS_SLAVE;
     if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0)
-        fail_errno(errno, "rootfs " + path + ": make the clone a slave");
+        fail_errno("rootfs " + path + ": make the clone a slave");
     return tree;
 }
 
@@ -457,7 +457,7 @@ UniqueFd prepare(const Plan& plan) {
     unsigned long prop = MS_SLAVE | MS_REC;
     if (cfg.linux_.rootfs_propagation == "private" || cfg.linux_.rootfs_propagation == "rprivate")
         prop = MS_PRIVATE | MS_REC;
-    if (::mount(nullptr, "/", nullptr, prop, nullptr) < 0) fail_errno(errno, "make / a slave mount");
+    if (::mount(nullptr, "/", nullptr, prop, nullptr) < 0) fail_errno("make / a slave mount");
 
     // Attach the detached clone of exactly the verified directory (made by the parent from the verified fd,
     // because open_tree(OPEN_TREE_CLONE) only clones mounts of the caller's own mount namespace).
@@ -466,17 +466,17 @@ UniqueFd prepare(const Plan& plan) {
         // Rootless: the parent could not clone in the host's mount namespace. Clone the path here, in our
         // own, and accept it only if it is the very directory that was verified.
         tree.reset(::open_tree(AT_FDCWD, plan.rootfs_path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
-        if (!tree) fail_errno(errno, "rootfs " + plan.rootfs_path + ": clone mount");
+        if (!tree) fail_errno("rootfs " + plan.rootfs_path + ": clone mount");
         struct stat a, b;
-        if (::fstat(tree.get(), &a) < 0 || ::fstat(plan.rootfs_fd, &b) < 0) fail_errno(errno, "rootfs " + plan.rootfs_path);
+        if (::fstat(tree.get(), &a) < 0 || ::fstat(plan.rootfs_fd, &b) < 0) fail_errno("rootfs " + plan.rootfs_path);
         if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)
             fail("rootfs " + plan.rootfs_path + ": replaced after it was verified");
     } else {
         tree.reset(::fcntl(plan.rootfs_fd, F_DUPFD_CLOEXEC, 3));
-        if (!tree) fail_errno(errno, "rootfs " + plan.rootfs_path);
+        if (!tree) fail_errno("rootfs " + plan.rootfs_path);
     }
     if (::move_mount(tree.get(), "", AT_FDCWD, plan.rootfs_path.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0)
-        fail_errno(errno, "rootfs " + plan.rootfs_path + ": attach");
+        fail_errno("rootfs " + plan.rootfs_path + ": attach");
     // The tree fd now names the mount's root: resolve everything from it.
     int root = tree.get();
 
@@ -505,18 +505,18 @@ UniqueFd prepare(const Plan& plan) {
 }
 
 void enter(int root, bool no_pivot) {
-    if (::fchdir(root) < 0) fail_errno(errno, "chdir to rootfs");
+    if (::fchdir(root) < 0) fail_errno("chdir to rootfs");
     if (no_pivot) {
-        if (::mount(".", "/", nullptr, MS_MOVE, nullptr) < 0) fail_errno(errno, "move rootfs to /");
-        if (::chroot(".") < 0) fail_errno(errno, "chroot");
+        if (::mount(".", "/", nullptr, MS_MOVE, nullptr) < 0) fail_errno("move rootfs to /");
+        if (::chroot(".") < 0) fail_errno("chroot");
     } else {
         // pivot_root(".", ".") stacks the old root on top of the new one; detach it (runc's trick, which needs
         // no directory for put_old inside the rootfs).
-        if (::syscall(SYS_pivot_root, ".", ".") < 0) fail_errno(errno, "pivot_root");
-        if (::mount(nullptr, ".", nullptr, MS_SLAVE | MS_REC, nullptr) < 0) fail_errno(errno, "make old root a slave");
-        if (::umount2(".", MNT_DETACH) < 0) fail_errno(errno, "detach old root");
+        if (::syscall(SYS_pivot_root, ".", ".") < 0) fail_errno("pivot_root");
+        if (::mount(nullptr, ".", nullptr, MS_SLAVE | MS_REC, nullptr) < 0) fail_errno("make old root a slave");
+        if (::umount2(".", MNT_DETACH) < 0) fail_errno("detach old root");
     }
-    if (::chdir("/") < 0) fail_errno(errno, "chdir /");
+    if (::chdir("/") < 0) fail_errno("chdir /");
 }
 
 namespace {
@@ -535,7 +535,7 @@ UniqueFd open_nofollow(const std::string& path) {
 
 [[noreturn]] void fail_target(int err, const std::string& what) {
     if (err == ELOOP) fail(what + ": is or passes through a symbolic link");
-    fail_errno(err, what);
+    fail(err, what);
 }
 
 // Files are masked with the null device the runtime cloned from its own /dev/null (clone_dev_null), never
@@ -554,25 +554,25 @@ void mask_paths(const Plan& plan) {
             fail_target(errno, what);
         }
         struct stat st;
-        if (::fstat(target.get(), &st) < 0) fail_errno(errno, what);
+        if (::fstat(target.get(), &st) < 0) fail_errno(what);
         UniqueFd mnt;
         if (S_ISDIR(st.st_mode)) {
             UniqueFd fs(::fsopen("tmpfs", FSOPEN_CLOEXEC));
             if (!fs || ::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0)
-                fail_errno(errno, what + ": tmpfs");
+                fail_errno(what + ": tmpfs");
             mnt.reset(::fsmount(fs.get(), FSMOUNT_CLOEXEC,
                                 MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
-            if (!mnt) fail_errno(errno, what + ": tmpfs");
+            if (!mnt) fail_errno(what + ": tmpfs");
         } else {
             if (null_src < 0) fail(what + ": no null device to mask it with");
             if (null_attached) {
                 mnt.reset(::open_tree(null_src, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
-                if (!mnt) fail_errno(errno, what + ": clone /dev/null");
+                if (!mnt) fail_errno(what + ": clone /dev/null");
             }
         }
         int src = mnt ? mnt.get() : null_src;
         if (::move_mount(src, "", target.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-            fail_errno(errno, what);
+            fail_errno(what);
         if (src == null_src) null_attached = true;  // now in our namespace: clonable
     }
 }
@@ -588,10 +588,10 @@ void protect_paths(const Plan& plan) {
             fail_target(errno, what);
         }
         UniqueFd t(::open_tree(target.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH));
-        if (!t) fail_errno(errno, what);
+        if (!t) fail_errno(what);
         set_attr(t.get(), MOUNT_ATTR_RDONLY, 0, 0, true, what);
         if (::move_mount(t.get(), "", target.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-            fail_errno(errno, what);
+            fail_errno(what);
     }
 }
 
@@ -601,10 +601,10 @@ UniqueFd clone_dev_null() {
     const char* what = "/dev/null (to mask linux.maskedPaths with)";
     UniqueFd fd(::open("/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC));
     struct stat st;
-    if (!fd || ::fstat(fd.get(), &st) < 0) fail_errno(errno, what);
+    if (!fd || ::fstat(fd.get(), &st) < 0) fail_errno(what);
     if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3)) fail(std::string(what) + ": not the null device (char 1:3)");
     UniqueFd tree(::open_tree(fd.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
-    if (!tree) fail_errno(errno, what);
+    if (!tree) fail_errno(what);
     set_attr(tree.get(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, 0, 0, false, what);
     return tree;
 }
@@ -617,7 +617,7 @@ void finish(const Plan& plan) {
         try {
             procfs::write(checks::sysctl_path(k), v);
         } catch (const Error& e) {
-            fail("linux.sysctl \"" + k + "\": " + e.what());
+            throw Error("linux.sysctl \"" + k + "\": " + e.what(), e.code());
         }
     }
     mask_paths(plan);
@@ -627,7 +627,7 @@ void finish(const Plan& plan) {
             // Keep flags the mount already had (nosuid/nodev...): locked flags make a plain remount fail in a userns.
             struct mount_attr a {};
             a.attr_set = MOUNT_ATTR_RDONLY;
-            if (::mount_setattr(AT_FDCWD, "/", 0, &a, sizeof a) < 0) fail_errno(errno, "root.readonly");
+            if (::mount_setattr(AT_FDCWD, "/", 0, &a, sizeof a) < 0) fail_errno("root.readonly");
         }
     }
     if (!cfg.linux_.rootfs_propagation.empty()) {
@@ -637,7 +637,7 @@ void finish(const Plan& plan) {
             {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE | MS_REC}};
         for (auto& [n, f] : kProp)
             if (cfg.linux_.rootfs_propagation == n && ::mount(nullptr, "/", nullptr, f, nullptr) < 0)
-                fail_errno(errno, "linux.rootfsPropagation " + cfg.linux_.rootfs_propagation);
+                fail_errno("linux.rootfsPropagation " + cfg.linux_.rootfs_propagation);
     }
 }
 

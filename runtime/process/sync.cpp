@@ -10,13 +10,14 @@ namespace trustme::sync {
 namespace {
 struct Header {
     uint32_t type;
+    int32_t code;  // Msg::Error: errno
 };
 constexpr size_t kMax = 4096;
 }  // namespace
 
-void send(int sock, Msg type, const std::string& text, int fd) {
+void send(int sock, Msg type, const std::string& text, int fd, int code) {
     char buf[kMax];
-    Header h{static_cast<uint32_t>(type)};
+    Header h{static_cast<uint32_t>(type), code};
     size_t n = std::min(text.size(), kMax - sizeof h);
     std::memcpy(buf, &h, sizeof h);
     std::memcpy(buf + sizeof h, text.data(), n);
@@ -36,9 +37,11 @@ void send(int sock, Msg type, const std::string& text, int fd) {
     }
     while (::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) {
         if (errno == EINTR) continue;
-        fail_errno(errno, "sync: send");
+        fail_errno("sync: send");
     }
 }
+
+void send_error(int sock, const std::exception& e) { send(sock, Msg::Error, e.what(), -1, error_code(e)); }
 
 bool recv(int sock, Packet& out) {
     char buf[kMax];
@@ -53,17 +56,22 @@ bool recv(int sock, Packet& out) {
     while ((n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0) {
         if (errno == EINTR) continue;
         if (errno == ECONNRESET) return false;
-        fail_errno(errno, "sync: receive");
+        fail_errno("sync: receive");
     }
     if (n == 0) return false;
     if (static_cast<size_t>(n) < sizeof(Header)) fail("sync: short message");
     Header h;
     std::memcpy(&h, buf, sizeof h);
     out.type = static_cast<Msg>(h.type);
+    out.code = h.code;
     out.text.assign(buf + sizeof h, static_cast<size_t>(n) - sizeof h);
-    out.fd = -1;
+    out.fd.reset();
     for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) std::memcpy(&out.fd, CMSG_DATA(c), sizeof(int));
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int fd;
+            std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+            out.fd.reset(fd);
+        }
     return true;
 }
 

@@ -2,7 +2,10 @@
 // optional fd (SCM_RIGHTS). EOF means the other side died.
 #pragma once
 #include <cstdint>
+#include <exception>
 #include <string>
+
+#include "runtime/base/fd.hpp"
 
 namespace trustme::sync {
 
@@ -11,7 +14,7 @@ enum class Msg : uint32_t {
     HooksRequest = 2,  // child → parent: mounts done; run prestart + createRuntime hooks now
     HooksDone = 3,     // parent → child
     Ready = 4,         // child → parent: set up, waiting for start
-    Error = 5,         // child → parent: text = one-line reason
+    Error = 5,         // child → parent: text = one-line reason, code = its errno (0 when none)
     SeccompFd = 6,     // child → parent: the seccomp notify listener fd
     ConsoleFd = 7,     // child → parent: the pty master
     Pid = 8,           // exec helper → parent: the process it made for us (text = pid, fd = its pidfd)
@@ -19,11 +22,14 @@ enum class Msg : uint32_t {
 
 struct Packet {
     Msg type{};
+    int code = 0;  // Msg::Error: the errno of the failure, 0 when none
     std::string text;
-    int fd = -1;  // received fd (caller owns it)
+    UniqueFd fd;  // the fd that came with it, if any
 };
 
-void send(int sock, Msg type, const std::string& text = {}, int fd = -1);
+void send(int sock, Msg type, const std::string& text = {}, int fd = -1, int code = 0);
+// Msg::Error with the exception's text and code (error_code): the parent rethrows it as the same Error.
+void send_error(int sock, const std::exception& e);
 // Returns false on EOF (peer gone).
 bool recv(int sock, Packet& out);
 

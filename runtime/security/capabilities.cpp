@@ -109,7 +109,7 @@ void apply_bounding(const Capabilities& c) {
         const int err = errno;
         if (err == EINVAL) break;
         if (err == EPERM && prctl(PR_CAPBSET_READ, v, 0, 0, 0) == 0) continue;  // without CAP_SETPCAP: already out
-        fail_errno(err, "process.capabilities.bounding: dropping " + cap_name(v));
+        fail(err, "process.capabilities.bounding: dropping " + cap_name(v));
     }
 }
 
@@ -143,11 +143,11 @@ void apply_after_user_switch(const Capabilities& c) {
                 reason = " (inheritable outside the bounding set)";
             if (reason) why += (why.empty() ? ": " : ", ") + cap_name(v) + reason;
         }
-        fail_errno(err, "process.capabilities: setting effective/permitted/inheritable" + why);
+        fail(err, "process.capabilities: setting effective/permitted/inheritable" + why);
     }
     // The ambient set only holds capabilities that are permitted and inheritable (capabilities(7)).
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-        fail_errno(errno, "clearing the ambient capability set");
+        fail_errno("clearing the ambient capability set");
     for (cap_value_t v : c.ambient) {
         // runc and crun skip ambient capabilities that are not also inheritable and permitted (runc spec's
         // own default lists ambient caps without inheritable ones, and both run it with CapAmb 0).
@@ -157,7 +157,7 @@ void apply_after_user_switch(const Capabilities& c) {
             continue;
         }
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, v, 0, 0) < 0)
-            fail_errno(errno, "process.capabilities.ambient: raising " + cap_name(v));
+            fail_errno("process.capabilities.ambient: raising " + cap_name(v));
     }
 }
 

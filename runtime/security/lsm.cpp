@@ -23,7 +23,7 @@ void write_attr(const char* path, const std::string& value, const std::string& w
     try {
         procfs::write(path, value);
     } catch (const Error& e) {
-        fail(what + ": " + e.what());
+        throw Error(what + ": " + e.what(), e.code());
     }
 }
 

@@ -165,20 +165,20 @@ void check_string(const json& obj, const char* k, const std::string& path) {
 void apply_personality(const json& personality) {
     if (personality.is_null()) return;
     unsigned long p = parse_personality(personality);
-    if (::personality(p) < 0) fail_errno(errno, "linux.personality: personality(" + std::to_string(p) + ")");
+    if (::personality(p) < 0) fail_errno("linux.personality: personality(" + std::to_string(p) + ")");
 }
 
 void apply_io_priority(const json& io_priority) {
     if (io_priority.is_null()) return;
     int value = parse_io_priority(io_priority);
     if (syscall(SYS_ioprio_set, kIoprioWhoProcess, 0, value) < 0)
-        fail_errno(errno, "process.ioPriority: ioprio_set");
+        fail_errno("process.ioPriority: ioprio_set");
 }
 
 void apply_scheduler(const json& scheduler) {
     if (scheduler.is_null()) return;
     SchedAttr a = parse_scheduler(scheduler);
-    if (syscall(SYS_sched_setattr, 0, &a, 0) < 0) fail_errno(errno, "process.scheduler: sched_setattr");
+    if (syscall(SYS_sched_setattr, 0, &a, 0) < 0) fail_errno("process.scheduler: sched_setattr");
 }
 
 void validate_process_extras(const json& process, const json& linux_) {

@@ -316,7 +316,7 @@ std::vector<sock_filter> enosys_stub(const std::map<uint32_t, int>& max_by_arch)
 std::vector<sock_filter> export_bpf(void* ctx) {
     // libseccomp 2.5 exports only to an fd (seccomp_export_bpf_mem arrived in 2.6).
     UniqueFd mem(static_cast<int>(check(memfd_create("trustme-seccomp", MFD_CLOEXEC), "memfd_create")));
-    if (int rc = seccomp_export_bpf(ctx, mem.get()); rc < 0) fail_errno(-rc, "linux.seccomp: exporting the BPF program");
+    if (int rc = seccomp_export_bpf(ctx, mem.get()); rc < 0) fail(-rc, "linux.seccomp: exporting the BPF program");
     struct stat st {};
     check(fstat(mem.get(), &st), "fstat");
     if (st.st_size % sizeof(sock_filter) != 0) fail("linux.seccomp: libseccomp exported a truncated program");
@@ -326,7 +326,7 @@ std::vector<sock_filter> export_bpf(void* ctx) {
     while (done < static_cast<size_t>(st.st_size)) {
         ssize_t n = pread(mem.get(), bytes + done, static_cast<size_t>(st.st_size) - done, static_cast<off_t>(done));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) fail_errno(n < 0 ? errno : EIO, "reading the exported seccomp program");
+        if (n <= 0) fail(n < 0 ? errno : EIO, "reading the exported seccomp program");
         done += static_cast<size_t>(n);
     }
     return prog;
@@ -358,7 +358,7 @@ SeccompProgram compile_seccomp(const json& seccomp) {
             if (rc == -EDOM)
                 fail(idx(path + ".architectures", i) + ": " + p_arch_name(seccomp, i) +
                      " has another byte order than this machine and cannot be in the same filter");
-            fail_errno(-rc, idx(path + ".architectures", i));
+            fail(-rc, idx(path + ".architectures", i));
         }
         arches.push_back(a);
     }
@@ -385,7 +385,7 @@ SeccompProgram compile_seccomp(const json& seccomp) {
             if (r.action == p.default_action) continue;
             auto add = [&](const scmp_arg_cmp* conds, unsigned n) {
                 int rc = seccomp_rule_add_array(ctx.get(), r.action, nr, n, conds);
-                if (rc < 0) fail_errno(-rc, r.path + ": adding the rule for " + name);
+                if (rc < 0) fail(-rc, r.path + ": adding the rule for " + name);
             };
             if (r.args.empty()) {
                 add(nullptr, 0);
@@ -465,8 +465,8 @@ int load_seccomp(const SeccompProgram& prog) {
     long rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, prog.flags, &fprog);
     if (rc < 0) {
         int e = errno;
-        if (e == EACCES) fail_errno(e, "loading the seccomp filter (needs no_new_privs or CAP_SYS_ADMIN)");
-        fail_errno(e, "loading the seccomp filter");
+        if (e == EACCES) fail(e, "loading the seccomp filter (needs no_new_privs or CAP_SYS_ADMIN)");
+        fail(e, "loading the seccomp filter");
     }
     // With NEW_LISTENER the kernel returns the listener fd, already O_CLOEXEC (seccomp_set_mode_filter).
     return prog.uses_notify ? static_cast<int>(rc) : -1;
@@ -490,7 +490,7 @@ void send_seccomp_listener(const SeccompProgram& prog, int notify_fd, const json
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, prog.listener_path.c_str(), prog.listener_path.size() + 1);
     if (connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0)
-        fail_errno(errno, "connecting to the seccomp listener " + prog.listener_path);
+        fail_errno("connecting to the seccomp listener " + prog.listener_path);
 
     iovec iov{const_cast<char*>(payload.data()), payload.size()};
     alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
@@ -507,13 +507,13 @@ void send_seccomp_listener(const SeccompProgram& prog, int notify_fd, const json
     ssize_t n;
     do n = sendmsg(sock.get(), &mh, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
-    if (n < 0) fail_errno(errno, "sending the seccomp fd to " + prog.listener_path);
+    if (n < 0) fail_errno("sending the seccomp fd to " + prog.listener_path);
     // A stream socket may take the message in pieces; the fd went with the first one.
     size_t sent = static_cast<size_t>(n);
     while (sent < payload.size()) {
         n = send(sock.get(), payload.data() + sent, payload.size() - sent, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail_errno(errno, "sending the container state to " + prog.listener_path);
+        if (n < 0) fail_errno("sending the container state to " + prog.listener_path);
         sent += static_cast<size_t>(n);
     }
 }

@@ -23,7 +23,7 @@ constexpr const char* kCreating = "state.creating.json";
 void lock_fd(int fd, const std::string& id) {
     while (::flock(fd, LOCK_EX) < 0) {
         if (errno == EINTR) continue;
-        fail_errno(errno, "lock container \"" + id + "\"");
+        fail_errno("lock container \"" + id + "\"");
     }
 }
 
@@ -32,7 +32,7 @@ void make_dirs(const std::string& path) {
     for (size_t pos = 1; pos <= path.size(); ++pos) {
         if (pos != path.size() && path[pos] != '/') continue;
         std::string part = path.substr(0, pos);
-        if (::mkdir(part.c_str(), 0711) < 0 && errno != EEXIST) fail_errno(errno, "create state root " + part);
+        if (::mkdir(part.c_str(), 0711) < 0 && errno != EEXIST) fail_errno("create state root " + part);
     }
 }
 
@@ -156,10 +156,10 @@ ContainerDir ContainerDir::create(const std::string& root, const std::string& id
     }
     if (rc < 0) {
         if (errno == EEXIST) fail("container \"" + id + "\" already exists");
-        fail_errno(errno, "create state directory " + d.path_);
+        fail_errno("create state directory " + d.path_);
     }
     d.fd_.reset(::open(d.path_.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!d.fd_) fail_errno(errno, d.path_);
+    if (!d.fd_) fail_errno(d.path_);
     lock_fd(d.fd_.get(), id);
     return d;
 }
@@ -170,8 +170,9 @@ ContainerDir ContainerDir::open(const std::string& root, const std::string& id, 
     d.path_ = root + "/" + id;
     d.fd_.reset(::open(d.path_.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!d.fd_) {
-        if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) fail("container \"" + id + "\" does not exist");
-        fail_errno(errno, d.path_);
+        if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
+            throw Error("container \"" + id + "\" does not exist", ENOENT);
+        fail_errno(d.path_);
     }
     if (lock) lock_fd(d.fd_.get(), id);
     return d;
@@ -258,7 +259,7 @@ void ContainerDir::remove() const {
         }
         ::closedir(dir);
     }
-    if (::rmdir(path_.c_str()) < 0 && errno != ENOENT) fail_errno(errno, "remove " + path_);
+    if (::rmdir(path_.c_str()) < 0 && errno != ENOENT) fail_errno("remove " + path_);
 }
 
 std::vector<std::string> list_ids(const std::string& root) {

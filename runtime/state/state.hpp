@@ -42,7 +42,8 @@ public:
     // mkdir <root>/<id> (EEXIST: "container \"id\" already exists"), making a missing root with its parents
     // (mode 0711, as runc); locked. Both refuse an id that fails oci::valid_id before forming a path.
     static ContainerDir create(const std::string& root, const std::string& id);
-    // Open an existing one (ENOENT: "container \"id\" does not exist"); locked when `lock`.
+    // Open an existing one (no such directory: "container \"id\" does not exist", code() ENOENT; any
+    // other failure carries its own errno); locked when `lock`.
     static ContainerDir open(const std::string& root, const std::string& id, bool lock = true);
 
     // The record, sound and ours; otherwise an error ("does not exist" for a directory not ours, the reason

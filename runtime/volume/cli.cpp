@@ -31,11 +31,6 @@ extern char** environ;
 namespace trustme::volume {
 namespace {
 
-class UsageError : public Error {
-public:
-    using Error::Error;
-};
-
 constexpr const char* kUsage =
     "Usage: trustme-runtime volume create IMAGE --size SIZE [--integrity] [--recovery-key FILE]\n"
     "                                  [--pcrs LIST] [--tcti TCTI] [--mkfs ext4|none] [--policy FILE]\n"
@@ -180,7 +175,7 @@ SecretBytes random_key(size_t n) {
         ssize_t r = ::getrandom(k.bytes.data() + off, n - off, 0);
         if (r < 0) {
             if (errno == EINTR) continue;
-            fail_errno(errno, "getrandom");
+            fail_errno("getrandom");
         }
         off += static_cast<size_t>(r);
     }
@@ -192,9 +187,9 @@ class NewFile {
 public:
     NewFile(const std::string& path, uint64_t size) : path_(path) {
         fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-        if (!fd_) fail_errno(errno, path);
+        if (!fd_) fail_errno(path);
         created_ = true;
-        if (::ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) fail_errno(errno, path + ": set size");
+        if (::ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) fail_errno(path + ": set size");
     }
     ~NewFile() {
         if (created_ && !committed_) ::unlink(path_.c_str());
@@ -218,10 +213,10 @@ int run_program(const std::vector<std::string>& argv) {
     pid_t pid;
     int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) fail_errno(rc, "cannot run " + argv[0]);
+    if (rc != 0) fail(rc, "cannot run " + argv[0]);
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) fail_errno(errno, "waitpid " + argv[0]);
+        if (errno != EINTR) fail_errno("waitpid " + argv[0]);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

@@ -17,20 +17,20 @@ namespace trustme::volume {
 
 LoopDevice LoopDevice::attach(int backing_fd, const std::string& backing_path, bool readonly) {
     UniqueFd ctl(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
-    if (!ctl) fail_errno(errno, "/dev/loop-control");
+    if (!ctl) fail_errno("/dev/loop-control");
     // Another process may configure the device between GET_FREE and CONFIGURE (EBUSY): take the next one.
     for (int attempt = 0; attempt < 64; ++attempt) {
         int n = ::ioctl(ctl.get(), LOOP_CTL_GET_FREE);
-        if (n < 0) fail_errno(errno, "/dev/loop-control: LOOP_CTL_GET_FREE");
+        if (n < 0) fail_errno("/dev/loop-control: LOOP_CTL_GET_FREE");
         std::string path = "/dev/loop" + std::to_string(n);
         UniqueFd dev(::open(path.c_str(), (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC));
-        if (!dev) fail_errno(errno, path);
+        if (!dev) fail_errno(path);
         loop_config cfg{};
         cfg.fd = static_cast<uint32_t>(backing_fd);
         cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR | (readonly ? LO_FLAGS_READ_ONLY : 0);
         std::strncpy(reinterpret_cast<char*>(cfg.info.lo_file_name), backing_path.c_str(), LO_NAME_SIZE - 1);
         if (::ioctl(dev.get(), LOOP_CONFIGURE, &cfg) == 0) return LoopDevice(path, std::move(dev));
-        if (errno != EBUSY) fail_errno(errno, path + ": LOOP_CONFIGURE " + backing_path);
+        if (errno != EBUSY) fail_errno(path + ": LOOP_CONFIGURE " + backing_path);
     }
     fail("cannot attach a loop device to " + backing_path + ": every free device was taken concurrently");
 }
@@ -100,7 +100,7 @@ void detach_if_backed_by(const std::string& loop_path, const FileId& id) {
     if (!fd || !backed_by(fd.get(), id)) return;
     std::string sysname = loop_path.substr(loop_path.rfind('/') + 1);
     if (!holders_of(sysname).empty()) fail(loop_path + " is still in use by " + holders_of(sysname).front());
-    if (::ioctl(fd.get(), LOOP_CLR_FD, 0) != 0 && errno != ENXIO) fail_errno(errno, loop_path + ": LOOP_CLR_FD");
+    if (::ioctl(fd.get(), LOOP_CLR_FD, 0) != 0 && errno != ENXIO) fail_errno(loop_path + ": LOOP_CLR_FD");
 }
 
 }  // namespace trustme::volume

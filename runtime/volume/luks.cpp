@@ -64,7 +64,7 @@ CryptDevice CryptDevice::init(const std::string& path) {
     install_log_callback();
     g_last_error.clear();
     struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) fail_errno(errno, path);
+    if (::stat(path.c_str(), &st) != 0) fail_errno(path);
     crypt_device* cd = nullptr;
     int rc = crypt_init(&cd, path.c_str());
     if (rc < 0) fail(with_cause(path, rc));

@@ -16,9 +16,10 @@
 
 namespace {
 
-void set_err(char* err, size_t errlen, const std::string& msg) {
-    if (!err || errlen == 0) return;
-    std::snprintf(err, errlen, "%s", msg.c_str());
+void set_err(trustme_volume_error* err, const std::exception& e) {
+    if (!err) return;
+    err->code = trustme::error_code(e);
+    std::snprintf(err->text, sizeof err->text, "%s", e.what());
 }
 
 template <size_t N>
@@ -31,8 +32,10 @@ void copy_field(char (&dst)[N], const std::string& src, const std::string& what)
 
 extern "C" {
 
+const int trustme_volume_abi = TRUSTME_VOLUME_ABI;
+
 TRUSTME_EXPORT int trustme_volumes_open(const struct trustme_volume_request* req, struct trustme_volume_mount* mounts,
-                                        size_t max_mounts, size_t* count, char* err, size_t errlen) {
+                                        size_t max_mounts, size_t* count, trustme_volume_error* err) {
     if (count) *count = 0;
     try {
         if (!req || !count) trustme::fail("trustme_volumes_open: null argument");
@@ -79,13 +82,13 @@ TRUSTME_EXPORT int trustme_volumes_open(const struct trustme_volume_request* req
         *count = opened.size();
         return 0;
     } catch (const std::exception& e) {
-        set_err(err, errlen, e.what());
+        set_err(err, e);
         return -1;
     }
 }
 
 TRUSTME_EXPORT int trustme_verity_root_open(const struct trustme_verity_root* req, char* device, size_t devlen,
-                                            char* err, size_t errlen) {
+                                            trustme_volume_error* err) {
     try {
         if (!req || !device || !req->container_id || !req->state_dir || !req->image_path || !req->root_hash ||
             !req->salt)
@@ -108,18 +111,18 @@ TRUSTME_EXPORT int trustme_verity_root_open(const struct trustme_verity_root* re
         std::memcpy(device, dev.c_str(), dev.size() + 1);
         return 0;
     } catch (const std::exception& e) {
-        set_err(err, errlen, e.what());
+        set_err(err, e);
         return -1;
     }
 }
 
-TRUSTME_EXPORT int trustme_volumes_close(const char* container_id, const char* state_dir, char* err, size_t errlen) {
+TRUSTME_EXPORT int trustme_volumes_close(const char* container_id, const char* state_dir, trustme_volume_error* err) {
     try {
         if (!container_id || !state_dir) trustme::fail("trustme_volumes_close: null argument");
         trustme::volume::close_volumes(container_id, state_dir);
         return 0;
     } catch (const std::exception& e) {
-        set_err(err, errlen, e.what());
+        set_err(err, e);
         return -1;
     }
 }

@@ -32,7 +32,7 @@ TpmToken parse_token(const std::string& path, int id, const std::string& json) {
     try {
         t.sealed = tpm::SealedObject::from_json(j["sealed"].dump());
     } catch (const Error& e) {
-        fail(where + ": sealed: " + e.what());
+        throw Error(where + ": sealed: " + e.what(), e.code());
     }
     if (j.contains("key_bits")) {
         if (!j["key_bits"].is_number_unsigned()) fail(where + ": key_bits: not a number");
@@ -61,7 +61,7 @@ SecretBytes unseal_volume_key(CryptDevice& cd, const std::string& tcti, std::str
     try {
         t.emplace(tcti);
     } catch (const Error& e) {
-        fail(cd.path() + ": " + e.what());
+        throw Error(cd.path() + ": " + e.what(), e.code());
     }
     std::string first_error;
     for (auto& tok : toks) {

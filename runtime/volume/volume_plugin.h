@@ -8,7 +8,19 @@
 extern "C" {
 #endif
 
-#define TRUSTME_VOLUME_ABI 1
+/* 2: the error out-parameter became struct trustme_volume_error (with the errno), and trustme_volume_abi
+ * appeared. The runtime reads trustme_volume_abi before calling anything else and refuses a plugin of another
+ * ABI, or one without it (ABI 1), in one line; the plugin refuses a request of another ABI. */
+#define TRUSTME_VOLUME_ABI 2
+
+/* The plugin's TRUSTME_VOLUME_ABI (exported: the plugin is built with hidden visibility). */
+extern __attribute__((visibility("default"))) const int trustme_volume_abi;
+
+/* Why a call failed. */
+struct trustme_volume_error {
+    int code;         /* the errno behind text, 0 when none */
+    char text[1024];  /* one line */
+};
 
 struct trustme_volume_request {
     int abi;                      /* TRUSTME_VOLUME_ABI */
@@ -29,7 +41,7 @@ struct trustme_volume_mount {
 /* Unseal, attach loop, activate dm-crypt for every volume annotation. On failure, everything opened so far
  * is closed again before returning. 0 ok; *count set to the number of mounts written. */
 int trustme_volumes_open(const struct trustme_volume_request *req, struct trustme_volume_mount *mounts,
-                         size_t max_mounts, size_t *count, char *err, size_t errlen);
+                         size_t max_mounts, size_t *count, struct trustme_volume_error *err);
 
 /* A rootfs that is a dm-verity image (trustme-sign sign --image): the parameters come from the signed
  * manifest's image line (trustme-manifest(5)). */
@@ -47,12 +59,12 @@ struct trustme_verity_root {
 
 /* Attach the image read-only, open its dm-verity mapping and check the first block against the root hash.
  * On failure nothing stays attached. 0 ok, device set to /dev/mapper/... */
-int trustme_verity_root_open(const struct trustme_verity_root *req, char *device, size_t devlen, char *err,
-                             size_t errlen);
+int trustme_verity_root_open(const struct trustme_verity_root *req, char *device, size_t devlen,
+                             struct trustme_volume_error *err);
 
 /* Deactivate and detach everything recorded in state_dir for this container. Idempotent; safe after a crash
  * at any step (delete --force). */
-int trustme_volumes_close(const char *container_id, const char *state_dir, char *err, size_t errlen);
+int trustme_volumes_close(const char *container_id, const char *state_dir, struct trustme_volume_error *err);
 
 /* `trustme-runtime volume create|enroll|inspect ...`: argv[0] is "volume". Returns the exit code. */
 int trustme_volume_main(int argc, char **argv);

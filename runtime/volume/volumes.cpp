@@ -78,7 +78,7 @@ UniqueFd lock_source(const std::string& source, bool must_exist) {
     }
     if (!fd) {
         if (!must_exist && errno == ENOENT) return fd;
-        fail_errno(errno, source);
+        fail_errno(source);
     }
     struct flock fl {};
     fl.l_type = type;
@@ -86,7 +86,7 @@ UniqueFd lock_source(const std::string& source, bool must_exist) {
     // Bounded: another runtime holds it only while it opens or closes this volume.
     for (int i = 0; i < 300; ++i) {
         if (::fcntl(fd.get(), F_OFD_SETLK, &fl) == 0) return fd;
-        if (errno != EAGAIN && errno != EACCES) fail_errno(errno, "lock " + source);
+        if (errno != EAGAIN && errno != EACCES) fail_errno("lock " + source);
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     fail(source + ": locked by another runtime for more than 30 s");
@@ -204,7 +204,7 @@ std::vector<OpenedVolume> open_volumes(const std::string& container_id, const st
     if (specs.empty()) return {};
     require_dm();
     UniqueFd dirfd(::open(state_dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
-    if (!dirfd) fail_errno(errno, "state directory " + state_dir);
+    if (!dirfd) fail_errno("state directory " + state_dir);
 
     std::vector<Record> recs;
     // Volumes already recorded (a previous attempt of this container) are closed first.
@@ -215,7 +215,7 @@ std::vector<OpenedVolume> open_volumes(const std::string& container_id, const st
             std::string where = "volume " + v.name + ": ";
             UniqueFd lock = lock_source(v.source, true);
             struct stat st {};
-            if (::fstat(lock.get(), &st) != 0) fail_errno(errno, v.source);
+            if (::fstat(lock.get(), &st) != 0) fail_errno(v.source);
             bool block = S_ISBLK(st.st_mode);
             if (!block && !S_ISREG(st.st_mode)) fail(where + v.source + ": neither a file nor a block device");
             FileId id{st.st_dev, st.st_ino};
@@ -242,7 +242,7 @@ std::vector<OpenedVolume> open_volumes(const std::string& container_id, const st
             std::optional<LoopDevice> loop;
             if (!block) {
                 UniqueFd backing(::open(v.source.c_str(), (v.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC));
-                if (!backing) fail_errno(errno, v.source);
+                if (!backing) fail_errno(v.source);
                 loop.emplace(LoopDevice::attach(backing.get(), v.source, v.readonly));
                 device = loop->path();
                 recs.back().loop = device;  // step 2: attached, now activating
@@ -273,7 +273,7 @@ std::vector<Record> load_records(int dirfd, const std::string& state_dir) {
         UniqueFd f(::openat(dirfd, kStateFile, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
         if (!f) {
             if (errno == ENOENT) return {};
-            fail_errno(errno, state_dir + "/" + kStateFile);
+            fail_errno(state_dir + "/" + kStateFile);
         }
         text = read_file_at(dirfd, kStateFile);
     }
@@ -303,9 +303,9 @@ std::string open_verity_root(const std::string& container_id, const std::string&
     const std::string where = "rootfs image " + image_path + ": ";
     if (!dm_available()) fail(where + "dm-verity needs device-mapper, which this kernel does not have");
     UniqueFd dirfd(::open(state_dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
-    if (!dirfd) fail_errno(errno, "state directory " + state_dir);
+    if (!dirfd) fail_errno("state directory " + state_dir);
     struct stat st {};
-    if (::fstat(image_fd, &st) != 0) fail_errno(errno, image_path);
+    if (::fstat(image_fd, &st) != 0) fail_errno(image_path);
     if (!S_ISREG(st.st_mode)) fail(where + "not a regular file");
     std::vector<Record> recs = load_records(dirfd.get(), state_dir);
     Record r;
@@ -327,7 +327,7 @@ std::string open_verity_root(const std::string& container_id, const std::string&
         // down to it, so a hash tree (or root hash) that does not match fails here instead of in the mount.
         const std::string dev = "/dev/mapper/" + r.dm;
         UniqueFd d(::open(dev.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!d) fail_errno(errno, dev);
+        if (!d) fail_errno(dev);
         std::vector<char> block(p.block);
         if (::pread(d.get(), block.data(), block.size(), 0) != static_cast<ssize_t>(block.size()))
             fail(where + "does not match the signed dm-verity root hash (" +
@@ -348,7 +348,7 @@ void close_volumes(const std::string& container_id, const std::string& state_dir
     UniqueFd dirfd(::open(state_dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
     if (!dirfd) {
         if (errno == ENOENT) return;
-        fail_errno(errno, "state directory " + state_dir);
+        fail_errno("state directory " + state_dir);
     }
     std::vector<Record> recs = load_records(dirfd.get(), state_dir);
     if (recs.empty() && ::faccessat(dirfd.get(), kStateFile, F_OK, AT_SYMLINK_NOFOLLOW) != 0) return;
@@ -361,7 +361,7 @@ void close_volumes(const std::string& container_id, const std::string& state_dir
         }
     }
     if (!first_error.empty()) fail(first_error);
-    if (::unlinkat(dirfd.get(), kStateFile, 0) != 0 && errno != ENOENT) fail_errno(errno, state_dir + "/" + kStateFile);
+    if (::unlinkat(dirfd.get(), kStateFile, 0) != 0 && errno != ENOENT) fail_errno(state_dir + "/" + kStateFile);
 }
 
 }  // namespace trustme::volume

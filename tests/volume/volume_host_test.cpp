@@ -328,8 +328,8 @@ TEST(VolumePlugin, ExportsOnlyTheAbi) {
     std::vector<std::string> names;
     while (std::getline(in, line)) names.push_back(line.substr(line.rfind(' ') + 1));
     std::sort(names.begin(), names.end());
-    EXPECT_EQ(names, (std::vector<std::string>{"trustme_verity_root_open", "trustme_volume_main", "trustme_volumes_close",
-                                               "trustme_volumes_open"}));
+    EXPECT_EQ(names, (std::vector<std::string>{"trustme_verity_root_open", "trustme_volume_abi", "trustme_volume_main",
+                                               "trustme_volumes_close", "trustme_volumes_open"}));
 }
 
 TEST(VolumePlugin, HelpListsEveryCommandAndOption) {
