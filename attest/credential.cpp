@@ -14,20 +14,17 @@
 #include <memory>
 
 #include "runtime/base/error.hpp"
+#include "runtime/base/owned.hpp"
 
 namespace trustme::attest {
 namespace {
 
-template <class T, void (*F)(T*)>
-struct Del {
-    void operator()(T* p) const { F(p); }
-};
-using X509Ptr = std::unique_ptr<X509, Del<X509, X509_free>>;
-using StorePtr = std::unique_ptr<X509_STORE, Del<X509_STORE, X509_STORE_free>>;
-using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Del<X509_STORE_CTX, X509_STORE_CTX_free>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Del<EVP_PKEY, EVP_PKEY_free>>;
-using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, Del<EVP_PKEY_CTX, EVP_PKEY_CTX_free>>;
-using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, Del<EVP_CIPHER_CTX, EVP_CIPHER_CTX_free>>;
+using X509Ptr = Owned<X509, X509_free>;
+using StorePtr = Owned<X509_STORE, X509_STORE_free>;
+using StoreCtxPtr = Owned<X509_STORE_CTX, X509_STORE_CTX_free>;
+using PkeyPtr = Owned<EVP_PKEY, EVP_PKEY_free>;
+using PkeyCtxPtr = Owned<EVP_PKEY_CTX, EVP_PKEY_CTX_free>;
+using CipherCtxPtr = Owned<EVP_CIPHER_CTX, EVP_CIPHER_CTX_free>;
 
 X509Ptr parse_der(const std::vector<uint8_t>& der) {
     const unsigned char* p = der.data();
@@ -108,7 +105,7 @@ tpm::AkPublic parse_ak_public(const std::vector<uint8_t>& public_area) {
         EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params) != 1)
         fail("AK public area: the point is not on P-256");
     PkeyPtr key(raw);
-    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+    Owned<BIO, BIO_free> bio(BIO_new(BIO_s_mem()));
     PEM_write_bio_PUBKEY(bio.get(), key.get());
     char* data = nullptr;
     long n = BIO_get_mem_data(bio.get(), &data);

@@ -15,6 +15,7 @@
 #include "security/sha256.hpp"
 #include "runtime/base/error.hpp"
 #include "runtime/base/files.hpp"
+#include "runtime/base/owned.hpp"
 
 namespace trustme::attest {
 
@@ -238,10 +239,10 @@ void prune_boot_logs(const std::string& base, const std::string& current_boot, s
     std::string prefix = (slash == std::string::npos ? base : base.substr(slash + 1)) + ".";
     UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dfd) return;
-    DIR* d = ::fdopendir(::dup(dfd.get()));
+    UniqueDir d = open_dir(dfd.get());
     if (!d) return;
     std::vector<std::pair<int64_t, std::string>> boots;  // (mtime ns, boot id)
-    while (dirent* de = ::readdir(d)) {
+    while (dirent* de = ::readdir(d.get())) {
         std::string_view n = de->d_name;
         if (n.size() != prefix.size() + 36 || n.substr(0, prefix.size()) != prefix) continue;
         std::string id(n.substr(prefix.size()));
@@ -250,7 +251,7 @@ void prune_boot_logs(const std::string& base, const std::string& current_boot, s
         if (::fstatat(dfd.get(), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
         boots.emplace_back(int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, id);
     }
-    ::closedir(d);
+    d.reset();
     if (boots.size() <= keep) return;
     std::sort(boots.begin(), boots.end(), std::greater<>());
     for (size_t i = keep; i < boots.size(); ++i) {

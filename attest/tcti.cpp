@@ -15,6 +15,7 @@
 #include <string>
 
 #include "attest/tpm.hpp"
+#include "runtime/base/fd.hpp"
 
 namespace trustme::tpm {
 namespace {
@@ -26,7 +27,7 @@ constexpr size_t kMaxResponse = 16384;  // well above a TPM's MAX_RESPONSE_SIZE 
 // Standard layout, the common part first: the context pointer tss2 passes around points at `common`.
 struct SwtpmSocket {
     TSS2_TCTI_CONTEXT_COMMON_V2 common;
-    int fd;
+    UniqueFd fd;  // closed by finalize (the TCTI contract), else when the context is deleted
     bool pending;     // a command was sent and its response not yet handed out
     size_t resp_len;  // the response is read whole before it is handed out (a caller may ask its size first)
     uint8_t resp[kMaxResponse];
@@ -58,9 +59,9 @@ TSS2_RC transmit(TSS2_TCTI_CONTEXT* c, size_t size, const uint8_t* cmd) {
     if (!s) return TSS2_TCTI_RC_BAD_CONTEXT;
     if (!cmd || size < kHeader || be32(cmd + 2) != size) return TSS2_TCTI_RC_BAD_VALUE;
     if (s->pending) return TSS2_TCTI_RC_BAD_SEQUENCE;
-    if (s->fd < 0) return TSS2_TCTI_RC_IO_ERROR;
+    if (!s->fd) return TSS2_TCTI_RC_IO_ERROR;
     for (size_t off = 0; off < size;) {
-        ssize_t n = ::send(s->fd, cmd + off, size - off, MSG_NOSIGNAL);
+        ssize_t n = ::send(s->fd.get(), cmd + off, size - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return TSS2_TCTI_RC_IO_ERROR;
         off += static_cast<size_t>(n);
@@ -77,7 +78,7 @@ TSS2_RC receive(TSS2_TCTI_CONTEXT* c, size_t* size, uint8_t* out, int32_t timeou
     if (!s->pending) return TSS2_TCTI_RC_BAD_SEQUENCE;
     if (s->resp_len == 0) {
         if (timeout != TSS2_TCTI_TIMEOUT_BLOCK) {
-            pollfd pfd{s->fd, POLLIN, 0};
+            pollfd pfd{s->fd.get(), POLLIN, 0};
             int r;
             do r = ::poll(&pfd, 1, timeout);
             while (r < 0 && errno == EINTR);
@@ -85,10 +86,10 @@ TSS2_RC receive(TSS2_TCTI_CONTEXT* c, size_t* size, uint8_t* out, int32_t timeou
             if (r < 0) return TSS2_TCTI_RC_IO_ERROR;
         }
         // The rest of a response follows its header at once: no timeout once it has begun.
-        if (!read_exact(s->fd, s->resp, kHeader)) return TSS2_TCTI_RC_IO_ERROR;
+        if (!read_exact(s->fd.get(), s->resp, kHeader)) return TSS2_TCTI_RC_IO_ERROR;
         uint32_t total = be32(s->resp + 2);
         if (total < kHeader || total > kMaxResponse) return TSS2_TCTI_RC_MALFORMED_RESPONSE;
-        if (!read_exact(s->fd, s->resp + kHeader, total - kHeader)) return TSS2_TCTI_RC_IO_ERROR;
+        if (!read_exact(s->fd.get(), s->resp + kHeader, total - kHeader)) return TSS2_TCTI_RC_IO_ERROR;
         s->resp_len = total;
     }
     size_t total = s->resp_len;
@@ -109,10 +110,7 @@ TSS2_RC receive(TSS2_TCTI_CONTEXT* c, size_t* size, uint8_t* out, int32_t timeou
 
 void finalize(TSS2_TCTI_CONTEXT* c) {
     SwtpmSocket* s = cast(c);
-    if (s && s->fd >= 0) {
-        ::close(s->fd);
-        s->fd = -1;
-    }
+    if (s) s->fd.reset();
 }
 
 TSS2_RC cancel(TSS2_TCTI_CONTEXT*) { return TSS2_TCTI_RC_NOT_IMPLEMENTED; }
@@ -123,7 +121,7 @@ TSS2_RC poll_handles(TSS2_TCTI_CONTEXT* c, TSS2_TCTI_POLL_HANDLE* handles, size_
     if (!n) return TSS2_TCTI_RC_BAD_REFERENCE;
     if (handles) {
         if (*n < 1) return TSS2_TCTI_RC_INSUFFICIENT_BUFFER;
-        handles[0] = pollfd{s->fd, POLLIN, 0};
+        handles[0] = pollfd{s->fd.get(), POLLIN, 0};
     }
     *n = 1;
     return TSS2_RC_SUCCESS;
@@ -158,18 +156,15 @@ Tcti::Tcti(const std::string& tcti) {
     if (path.size() >= sizeof sa.sun_path)
         throw TpmError(Cause::NoTpm, "TPM (" + tcti + "): socket path too long");
     path.copy(sa.sun_path, sizeof sa.sun_path - 1);
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw TpmError(Cause::NoTpm, "TPM (" + tcti + "): socket: " + strerror(errno));
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) throw TpmError(Cause::NoTpm, "TPM (" + tcti + "): socket: " + strerror(errno));
     int rc;
-    do rc = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    do rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
     while (rc < 0 && errno == EINTR);
-    if (rc < 0) {
-        int e = errno;
-        ::close(fd);
-        throw TpmError(Cause::NoTpm, "TPM (" + tcti + "): cannot connect to " + path + " (no swtpm there?): " + strerror(e));
-    }
+    if (rc < 0)
+        throw TpmError(Cause::NoTpm, "TPM (" + tcti + "): cannot connect to " + path + " (no swtpm there?): " + strerror(errno));
     auto* s = new SwtpmSocket{};
-    s->fd = fd;
+    s->fd = std::move(fd);
     auto& v1 = s->common.v1;
     v1.magic = kMagic;
     v1.version = 2;

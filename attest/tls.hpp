@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/base/owned.hpp"
+
 namespace trustme::attest::tls {
 
 struct Options {
@@ -24,10 +26,7 @@ struct Options {
     bool enabled() const { return !cert.empty() || !key.empty() || !ca.empty() || !allow.empty(); }
 };
 
-struct SslFree {
-    void operator()(SSL* s) const { SSL_free(s); }
-};
-using Ssl = std::unique_ptr<SSL, SslFree>;
+using Ssl = Owned<SSL, SSL_free>;
 
 class Context {
 public:

@@ -3,6 +3,7 @@
 
 #include "attest/pcr.hpp"
 #include "attest/tcti.hpp"
+#include "runtime/base/owned.hpp"
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -26,11 +27,8 @@ namespace {
 
 ESYS_CONTEXT* E(void* p) { return static_cast<ESYS_CONTEXT*>(p); }
 
-struct EsysFree {
-    void operator()(void* p) const { Esys_Free(p); }
-};
 template <class T>
-using EsysPtr = std::unique_ptr<T, EsysFree>;
+using EsysPtr = Owned<T, Esys_Free>;
 
 // A transient object or session, flushed when it goes out of scope.
 class Transient {

@@ -12,6 +12,7 @@
 #include "attest/tpm.hpp"
 #include "runtime/base/error.hpp"
 #include "runtime/base/strings.hpp"
+#include "runtime/base/owned.hpp"
 
 namespace trustme::attest {
 
@@ -154,12 +155,10 @@ bool VerifyResult::ok() const {
 namespace {
 
 bool signature_ok(const std::string& ak_pem, const std::vector<uint8_t>& msg, const std::vector<uint8_t>& sig) {
-    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(ak_pem.data(), static_cast<int>(ak_pem.size())),
-                                                  BIO_free);
-    std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr),
-                                                            EVP_PKEY_free);
+    Owned<BIO, BIO_free> bio(BIO_new_mem_buf(ak_pem.data(), static_cast<int>(ak_pem.size())));
+    Owned<EVP_PKEY, EVP_PKEY_free> key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
     if (!key) fail("trusted AK: not a PEM public key");
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    Owned<EVP_MD_CTX, EVP_MD_CTX_free> ctx(EVP_MD_CTX_new());
     if (EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1)
         fail("trusted AK: unusable key for ECDSA-SHA256");
     return EVP_DigestVerify(ctx.get(), sig.data(), sig.size(), msg.data(), msg.size()) == 1;

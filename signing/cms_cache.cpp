@@ -14,6 +14,7 @@
 #include "signing/cache.hpp"
 #include "signing/manifest.hpp"
 #include "signing/sha256.hpp"
+#include "runtime/base/owned.hpp"
 
 namespace trustme::signing {
 namespace {
@@ -75,13 +76,13 @@ TrustMaterial read_trust_material(const trustme::policy::Policy& pol) {
         if (::stat(a.c_str(), &st) < 0) fail_errno(origin + ": trust_anchors: " + a);
         std::vector<std::string> files;
         if (S_ISDIR(st.st_mode)) {
-            DIR* d = ::opendir(a.c_str());
+            UniqueDir d(::opendir(a.c_str()));
             if (!d) fail_errno(origin + ": trust_anchors: " + a);
-            while (dirent* de = ::readdir(d)) {
+            while (dirent* de = ::readdir(d.get())) {
                 std::string n = de->d_name;
                 if (n.ends_with(".pem") || n.ends_with(".crt")) files.push_back(a + "/" + n);
             }
-            ::closedir(d);
+            d.reset();
             std::sort(files.begin(), files.end());
             if (files.empty()) fail(origin + ": trust_anchors: " + a + ": no .pem or .crt files");
         } else {

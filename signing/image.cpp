@@ -15,6 +15,7 @@
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "signing/sha256.hpp"
+#include "runtime/base/owned.hpp"
 
 extern char** environ;
 
@@ -157,7 +158,7 @@ PendingImage build_image(int bundle_fd, const std::string& bundle_path, const st
     struct crypt_device* cd = nullptr;
     auto cause = [](int rc) { return last_crypt_error.empty() ? std::string(strerror(-rc)) : last_crypt_error; };
     if (int rc = crypt_init(&cd, tmp_path.c_str()); rc < 0) fail(display + ": dm-verity: " + cause(rc));
-    std::unique_ptr<struct crypt_device, void (*)(struct crypt_device*)> owned(cd, crypt_free);
+    Owned<struct crypt_device, crypt_free> owned(cd);
     struct crypt_params_verity p {};
     p.hash_name = "sha256";
     p.data_device = tmp_path.c_str();

@@ -25,6 +25,7 @@
 #include "signing/cache.hpp"
 #include "signing/fsverity.hpp"
 #include "signing/sha256.hpp"
+#include "runtime/base/owned.hpp"
 
 namespace trustme::signing {
 namespace {
@@ -149,7 +150,7 @@ bool same_stamp(const struct statx& a, const struct statx& b) {
 }
 
 struct HashJob {
-    int fd;
+    UniqueFd fd;
     Entry* entry;
     struct statx before;
 };
@@ -204,22 +205,14 @@ private:
         if (depth > kMaxDepth) fail("rootfs" + path + ": directories nested deeper than " + std::to_string(kMaxDepth));
         std::vector<std::string> names;
         {
-            int dupfd = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-            if (dupfd < 0) fail_errno("rootfs" + path);
-            DIR* d = ::fdopendir(dupfd);
-            if (!d) {
-                int e = errno;
-                ::close(dupfd);
-                fail(e, "rootfs" + path);
-            }
+            UniqueDir d = open_dir(dirfd);
+            if (!d) fail_errno("rootfs" + path);
             errno = 0;
-            while (struct dirent* de = ::readdir(d)) {
+            while (struct dirent* de = ::readdir(d.get())) {
                 if (std::strcmp(de->d_name, ".") && std::strcmp(de->d_name, "..")) names.emplace_back(de->d_name);
                 errno = 0;
             }
-            int e = errno;
-            ::closedir(d);
-            if (e) fail(e, "readdir rootfs" + path);
+            if (errno) fail_errno("readdir rootfs" + path);
         }
         for (const auto& name : names) {
             std::string child = path == "/" ? "/" + name : path + "/" + name;
@@ -287,7 +280,7 @@ private:
                     }
                     if (opt_.cache_only) return false;
                 }
-                submit({owned.release(), &e, fst});
+                submit({std::move(owned), &e, fst});
             } else if (type == S_IFLNK) {
                 // Like a cached file, a cached symlink costs the one statx above.
                 std::string target;
@@ -339,17 +332,16 @@ private:
         // Small trees are hashed right here: for a few MiB, starting threads costs more than it saves.
         if (threads_.empty() && job.before.stx_size <= inline_budget_) {
             inline_budget_ -= job.before.stx_size;
-            UniqueFd fd(job.fd);
             if (!inline_ctx_) inline_ctx_ = std::make_unique<Sha256>();
             if (inline_buf_.empty()) inline_buf_.resize(1 << 18);
-            hash_one(*inline_ctx_, fd.get(), job, inline_buf_);
+            hash_one(*inline_ctx_, job.fd.get(), job, inline_buf_);
             return;
         }
         if (threads_.empty())
             for (unsigned i = 0; i < max_threads_; ++i) threads_.emplace_back([this] { work(); });
         std::unique_lock lk(mu_);
         space_.wait(lk, [&] { return queue_.size() < kMaxPendingFds; });
-        queue_.push(job);
+        queue_.push(std::move(job));
         ready_.notify_one();
     }
 
@@ -368,14 +360,13 @@ private:
                 std::unique_lock lk(mu_);
                 ready_.wait(lk, [&] { return !queue_.empty() || done_; });
                 if (queue_.empty()) break;
-                job = queue_.front();
+                job = std::move(queue_.front());
                 queue_.pop();
                 space_.notify_one();
             }
-            UniqueFd fd(job.fd);
             if (!ctx) continue;  // error_ says why; the queue is drained so that the walker does not block
             try {
-                hash_one(*ctx, fd.get(), job, buf);
+                hash_one(*ctx, job.fd.get(), job, buf);
             } catch (const Error& e) {
                 std::lock_guard lk(mu_);
                 if (error_.empty()) error_ = e.what();
@@ -426,11 +417,8 @@ private:
         for (auto& t : threads_)
             if (t.joinable()) t.join();
         threads_.clear();
-        // Anything still queued (after an error in the walker) is closed here.
-        while (!queue_.empty()) {
-            ::close(queue_.front().fd);
-            queue_.pop();
-        }
+        // Anything still queued (after an error in the walker) is closed here: a job owns its fd.
+        while (!queue_.empty()) queue_.pop();
         if (stats_) stats_->bytes_hashed = bytes_;
     }
 

@@ -10,26 +10,22 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "runtime/base/owned.hpp"
+
 namespace trustme::signing::ossl {
 
-template <auto Fn>
-struct Deleter {
-    template <class T>
-    void operator()(T* p) const noexcept { Fn(p); }
-};
-
-using Bio = std::unique_ptr<BIO, Deleter<BIO_free_all>>;
-using Pkey = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
-using Cert = std::unique_ptr<X509, Deleter<X509_free>>;
-using Crl = std::unique_ptr<X509_CRL, Deleter<X509_CRL_free>>;
-using Store = std::unique_ptr<X509_STORE, Deleter<X509_STORE_free>>;
-using StoreCtx = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX_free>>;
-using Cms = std::unique_ptr<CMS_ContentInfo, Deleter<CMS_ContentInfo_free>>;
-using Name = std::unique_ptr<X509_NAME, Deleter<X509_NAME_free>>;
-using Revoked = std::unique_ptr<X509_REVOKED, Deleter<X509_REVOKED_free>>;
-using Int = std::unique_ptr<ASN1_INTEGER, Deleter<ASN1_INTEGER_free>>;
-using Time = std::unique_ptr<ASN1_TIME, Deleter<ASN1_TIME_free>>;
-using Bn = std::unique_ptr<BIGNUM, Deleter<BN_free>>;
+using Bio = Owned<BIO, BIO_free_all>;
+using Pkey = Owned<EVP_PKEY, EVP_PKEY_free>;
+using Cert = Owned<X509, X509_free>;
+using Crl = Owned<X509_CRL, X509_CRL_free>;
+using Store = Owned<X509_STORE, X509_STORE_free>;
+using StoreCtx = Owned<X509_STORE_CTX, X509_STORE_CTX_free>;
+using Cms = Owned<CMS_ContentInfo, CMS_ContentInfo_free>;
+using Name = Owned<X509_NAME, X509_NAME_free>;
+using Revoked = Owned<X509_REVOKED, X509_REVOKED_free>;
+using Int = Owned<ASN1_INTEGER, ASN1_INTEGER_free>;
+using Time = Owned<ASN1_TIME, ASN1_TIME_free>;
+using Bn = Owned<BIGNUM, BN_free>;
 
 struct CertStackFree {
     void operator()(STACK_OF(X509) * s) const noexcept { sk_X509_pop_free(s, X509_free); }

@@ -23,8 +23,8 @@ namespace {
 // PROC_ROOT_INO); no other procfs inode does.
 constexpr ino_t kProcRootIno = 1;
 
-int g_root = -1;          // -1: not opened yet; kClosed: closed for good
-constexpr int kClosed = -2;
+UniqueFd g_root;        // opened on first use
+bool g_closed = false;  // closed for good
 
 bool on_procfs(int fd) {
     struct statfs sf;
@@ -40,24 +40,23 @@ int open_root() {
     // The mount at /proc of the runtime's own mount namespace: cheap (~5 us; a fresh instance costs
     // 0.2-0.4 ms per command with its teardown) and out of the container's reach. What lies below it is
     // trusted only as far as openat2 without crossing a mount gets.
-    int fd = ::open("/proc", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0 && is_proc_root(fd)) return fd;
-    if (fd >= 0) ::close(fd);
+    UniqueFd fd(::open("/proc", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (fd && is_proc_root(fd.get())) return fd.release();
+    fd.reset();
     // No real procfs at /proc (a minimal chroot, something mounted over it): make our own instance.
-    int fs = ::fsopen("proc", FSOPEN_CLOEXEC);
-    if (fs < 0) return -1;
-    int mnt = -1;
-    if (::fsconfig(fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) == 0)
-        mnt = ::fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    UniqueFd fs(::fsopen("proc", FSOPEN_CLOEXEC));
+    if (!fs) return -1;
+    UniqueFd mnt;
+    if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) == 0)
+        mnt.reset(::fsmount(fs.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
     int e = errno;
-    ::close(fs);
-    if (mnt >= 0 && !is_proc_root(mnt)) {
-        ::close(mnt);
-        mnt = -1;
+    fs.reset();
+    if (mnt && !is_proc_root(mnt.get())) {
+        mnt.reset();
         e = EXDEV;
     }
     errno = e;
-    return mnt;
+    return mnt.release();
 }
 
 // Copies `path` into buf (NUL-terminated) with a leading "self" or "thread-self" replaced by the target
@@ -110,17 +109,17 @@ std::string shown(std::string_view path) {
 }  // namespace
 
 int root() {
-    if (g_root == kClosed) {
+    if (g_closed) {
         errno = EBADF;
         return -1;
     }
-    if (g_root < 0) g_root = open_root();
-    return g_root;
+    if (!g_root) g_root.reset(open_root());
+    return g_root.get();
 }
 
 void close() {
-    if (g_root >= 0) ::close(g_root);
-    g_root = kClosed;
+    g_root.reset();
+    g_closed = true;
 }
 
 int open(std::string_view path, int flags) {

@@ -17,6 +17,7 @@
 #include "base/strings.hpp"
 #include "cgroups/internal.hpp"
 #include "runtime/base/procfs.hpp"
+#include "runtime/base/owned.hpp"
 
 namespace trustme::cgroups::detail {
 
@@ -234,15 +235,15 @@ void remove_cgroup_dir(const std::string& dir) {
     // increasing delay; we allow ~1 s in total).
     if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return;
     if (errno != EBUSY) fail_errno("cgroups: rmdir " + dir);
-    if (DIR* d = ::opendir(dir.c_str())) {
+    if (UniqueDir d{::opendir(dir.c_str())}) {
         std::vector<std::string> children;
-        while (dirent* e = ::readdir(d)) {
+        while (dirent* e = ::readdir(d.get())) {
             if (e->d_type != DT_DIR) continue;
             std::string n = e->d_name;
             if (n == "." || n == "..") continue;
             children.push_back(path_join(dir, n));
         }
-        ::closedir(d);
+        d.reset();  // before descending: one open directory at a time
         for (auto& c : children) remove_cgroup_dir(c);
     } else if (errno == ENOENT) {
         return;

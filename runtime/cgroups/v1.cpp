@@ -13,6 +13,7 @@
 #include "base/error.hpp"
 #include "base/strings.hpp"
 #include "cgroups/internal.hpp"
+#include "runtime/base/owned.hpp"
 
 namespace trustme::cgroups::detail {
 namespace {
@@ -26,20 +27,18 @@ struct Hierarchy {
 // errno-returning write for the places where runc retries in another order.
 int try_write(const std::string& dir, const char* file, const std::string& value) {
     std::string path = path_join(dir, file);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return errno;
-    int err = ::write(fd, value.data(), value.size()) < 0 ? errno : 0;
-    ::close(fd);
-    return err;
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) return errno;
+    return ::write(fd.get(), value.data(), value.size()) < 0 ? errno : 0;
 }
 
 // Hugepage sizes the kernel supports, as hugetlb file names spell them ("2MB", "1GB"), from
 // /sys/kernel/mm/hugepages/hugepages-<N>kB (runc cgroups.HugePageSizes does the same).
 std::vector<std::string> hugepage_sizes() {
     std::vector<std::string> out;
-    DIR* d = ::opendir("/sys/kernel/mm/hugepages");
+    UniqueDir d(::opendir("/sys/kernel/mm/hugepages"));
     if (!d) return out;
-    while (dirent* e = ::readdir(d)) {
+    while (dirent* e = ::readdir(d.get())) {
         std::string n = e->d_name;
         if (n.rfind("hugepages-", 0) != 0) continue;
         uint64_t kb = parse_u64(n.substr(10));
@@ -51,21 +50,20 @@ std::vector<std::string> hugepage_sizes() {
         }
         out.push_back(std::to_string(kb) + units[u]);
     }
-    ::closedir(d);
     return out;
 }
 
 void collect_pids(const std::string& dir, std::vector<pid_t>& out, int depth = 0) {
     for (pid_t p : read_procs(dir)) out.push_back(p);
     if (depth > 32) return;
-    DIR* d = ::opendir(dir.c_str());
+    UniqueDir d(::opendir(dir.c_str()));
     if (!d) return;
     std::vector<std::string> subs;
-    while (dirent* e = ::readdir(d)) {
+    while (dirent* e = ::readdir(d.get())) {
         std::string n = e->d_name;
         if (e->d_type == DT_DIR && n != "." && n != "..") subs.push_back(path_join(dir, n));
     }
-    ::closedir(d);
+    d.reset();  // before descending: one open directory at a time
     for (auto& s : subs) collect_pids(s, out, depth + 1);
 }
 

@@ -14,30 +14,29 @@
 #include "base/strings.hpp"
 #include "cgroups/bpf_devices.hpp"
 #include "cgroups/internal.hpp"
+#include "runtime/base/owned.hpp"
 
 namespace trustme::cgroups::detail {
 namespace {
 
 int try_write(const std::string& dir, const std::string& file, const std::string& value) {
     std::string path = path_join(dir, file);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return errno;
-    int err = ::write(fd, value.data(), value.size()) < 0 ? errno : 0;
-    ::close(fd);
-    return err;
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) return errno;
+    return ::write(fd.get(), value.data(), value.size()) < 0 ? errno : 0;
 }
 
 void collect_pids(const std::string& dir, std::vector<pid_t>& out, int depth = 0) {
     for (pid_t p : read_procs(dir)) out.push_back(p);
     if (depth > 32) return;
-    DIR* d = ::opendir(dir.c_str());
+    UniqueDir d(::opendir(dir.c_str()));
     if (!d) return;
     std::vector<std::string> subs;
-    while (dirent* e = ::readdir(d)) {
+    while (dirent* e = ::readdir(d.get())) {
         std::string n = e->d_name;
         if (e->d_type == DT_DIR && n != "." && n != "..") subs.push_back(path_join(dir, n));
     }
-    ::closedir(d);
+    d.reset();  // before descending: one open directory at a time
     for (auto& s : subs) collect_pids(s, out, depth + 1);
 }
 
@@ -373,8 +372,8 @@ nlohmann::json UnifiedManager::stats() {
     }
     if (auto cs = controllers(); std::find(cs.begin(), cs.end(), "hugetlb") != cs.end()) {
         nlohmann::json hs = nlohmann::json::object();
-        if (DIR* d = ::opendir(dir_.c_str())) {
-            while (dirent* e = ::readdir(d)) {
+        if (UniqueDir d{::opendir(dir_.c_str())}) {
+            while (dirent* e = ::readdir(d.get())) {
                 std::string n = e->d_name;  // hugetlb.<size>.current
                 if (n.rfind("hugetlb.", 0) != 0 || n.size() < 16 || n.substr(n.size() - 8) != ".current") continue;
                 std::string size = n.substr(8, n.size() - 16);
@@ -383,7 +382,6 @@ nlohmann::json UnifiedManager::stats() {
                             {"max", 0},
                             {"failcnt", read_keyed(dir_, "hugetlb." + size + ".events")["max"]}};
             }
-            ::closedir(d);
         }
         s["hugetlb"] = hs;
     }

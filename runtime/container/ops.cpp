@@ -43,15 +43,12 @@ constexpr SigName kSignals[] = {
 };
 
 int pidfd_for(const state::Record& r) {
-    int fd = static_cast<int>(::syscall(SYS_pidfd_open, r.st.pid, 0));
-    if (fd < 0) return -1;
+    UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, r.st.pid, 0)));
+    if (!fd) return -1;
     // The pid may have been reused between reading state.json and pidfd_open: check the start time now
     // that the pidfd pins the process.
-    if (state::proc_info(r.st.pid).start != r.pid_start) {
-        ::close(fd);
-        return -1;
-    }
-    return fd;
+    if (state::proc_info(r.st.pid).start != r.pid_start) return -1;
+    return fd.release();
 }
 
 void wait_dead(int pidfd, int timeout_ms) {

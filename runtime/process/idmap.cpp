@@ -34,8 +34,8 @@ UniqueFd make_userns(const std::vector<oci::IdMapping>& uids, const std::vector<
     if (pid < 0) fail_errno("idmapped mount: new user namespace");
     if (pid == 0) {
         char c;
-        ::close(hold[1]);
-        (void)!::read(hold[0], &c, 1);  // EOF when the parent is done (or gone)
+        wr.reset();                              // the child's copy: the parent's end alone keeps the pipe open
+        (void)!::read(rd.get(), &c, 1);  // EOF when the parent is done (or gone)
         ::_exit(0);
     }
     rd.reset();

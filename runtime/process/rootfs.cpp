@@ -18,6 +18,7 @@
 #include "runtime/base/log.hpp"
 #include "runtime/base/procfs.hpp"
 #include "checks.hpp"
+#include "runtime/base/owned.hpp"
 
 namespace trustme::rootfs {
 namespace {
@@ -322,20 +323,14 @@ void setup_dev(const Plan& plan, int root) {
         UniqueFd devdir(dev ? ::openat(dev.get(), ".", O_DIRECTORY | O_CLOEXEC) : -1);
         if (!plan.userns && devdir) {
             // All in /dev, opened once, with the umask cleared for the duration (mode 0666 exactly).
-            const mode_t old = ::umask(0);
-            try {
-                for (auto& d : kDefaultDevices) {
-                    bool overridden = false;
-                    for (auto& u : cfg.linux_.devices) overridden |= u.path == d.path;
-                    if (!overridden)
-                        make_device_at(devdir.get(), d.path + 5, std::string("device ") + d.path, 'c', d.major,
-                                       d.minor, 0666, 0, 0, false, true);
-                }
-            } catch (...) {
-                ::umask(old);
-                throw;
+            ScopedUmask no_umask(0);
+            for (auto& d : kDefaultDevices) {
+                bool overridden = false;
+                for (auto& u : cfg.linux_.devices) overridden |= u.path == d.path;
+                if (!overridden)
+                    make_device_at(devdir.get(), d.path + 5, std::string("device ") + d.path, 'c', d.major,
+                                   d.minor, 0666, 0, 0, false, true);
             }
-            ::umask(old);
         } else {
             for (auto& d : kDefaultDevices) {
                 bool overridden = false;
@@ -385,9 +380,8 @@ UniqueFd open_in_root_depth(int root, const std::string& path, bool create, bool
     if (!parent) return parent;
     // mkdirat/openat on an O_PATH directory fd are fine as dirfd arguments.
     if (file) {
-        int f = ::openat(parent.get(), base.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (f >= 0) ::close(f);
-        else if (errno != EEXIST) return UniqueFd(-1);
+        UniqueFd f(::openat(parent.get(), base.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644));
+        if (!f && errno != EEXIST) return UniqueFd(-1);
     } else if (::mkdirat(parent.get(), base.c_str(), 0755) < 0 && errno != EEXIST) {
         return UniqueFd(-1);
     }

@@ -21,6 +21,7 @@
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/log.hpp"
+#include "base/owned.hpp"
 #include "security/json_util.hpp"
 #include "security/seccomp_internal.hpp"
 #include "security/security.hpp"
@@ -211,10 +212,7 @@ ParsedSeccomp parse_seccomp(const json& s, const std::string& path) {
 
 namespace {
 
-struct CtxDeleter {
-    void operator()(void* ctx) const { seccomp_release(ctx); }
-};
-using Ctx = std::unique_ptr<void, CtxDeleter>;
+using Ctx = Owned<void, seccomp_release>;
 
 // The kernel answers EFAULT for a NULL program once it has accepted the flags, EINVAL for flags it does
 // not know (the probe libseccomp uses too, src/system.c sys_chk_seccomp_flag_kernel).

@@ -22,6 +22,7 @@
 #include "security/json_util.hpp"
 #include "security/sha256.hpp"
 #include "security/security.hpp"
+#include "runtime/base/owned.hpp"
 
 namespace trustme::security {
 using nlohmann::json;
@@ -116,17 +117,12 @@ bool load_entry(int dirfd, const std::string& name, const std::array<uint8_t, 32
 constexpr size_t kMaxEntries = 256;
 
 void trim_cache(int dirfd) {
-    int dup = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-    if (dup < 0) return;
-    DIR* d = fdopendir(dup);
-    if (!d) {
-        close(dup);
-        return;
-    }
+    UniqueDir d = open_dir(dirfd);
+    if (!d) return;
     std::vector<std::string> names;
-    while (dirent* e = readdir(d))
+    while (dirent* e = readdir(d.get()))
         if (e->d_name[0] != '.') names.emplace_back(e->d_name);
-    closedir(d);
+    d.reset();
     if (names.size() < kMaxEntries) return;
     log::debug("seccomp cache: " + std::to_string(names.size()) + " entries, starting over");
     for (const auto& n : names) unlinkat(dirfd, n.c_str(), 0);

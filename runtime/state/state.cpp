@@ -14,6 +14,7 @@
 #include "runtime/base/error.hpp"
 #include "runtime/base/files.hpp"
 #include "runtime/base/procfs.hpp"
+#include "runtime/base/owned.hpp"
 
 namespace trustme::state {
 namespace {
@@ -252,24 +253,23 @@ void ContainerDir::write(const Record& r) const {
 
 void ContainerDir::remove() const {
     UniqueFd dfd(::openat(fd_.get(), ".", O_DIRECTORY | O_RDONLY | O_CLOEXEC));
-    if (DIR* dir = dfd ? ::fdopendir(dfd.release()) : nullptr) {
-        while (struct dirent* e = ::readdir(dir)) {
+    if (UniqueDir dir = dfd ? open_dir(dfd.get()) : nullptr) {
+        while (struct dirent* e = ::readdir(dir.get())) {
             if (!std::strcmp(e->d_name, ".") || !std::strcmp(e->d_name, "..")) continue;
             if (::unlinkat(fd_.get(), e->d_name, 0) < 0 && errno == EISDIR) ::unlinkat(fd_.get(), e->d_name, AT_REMOVEDIR);
         }
-        ::closedir(dir);
     }
     if (::rmdir(path_.c_str()) < 0 && errno != ENOENT) fail_errno("remove " + path_);
 }
 
 std::vector<std::string> list_ids(const std::string& root) {
     std::vector<std::string> ids;
-    DIR* dir = ::opendir(root.c_str());
+    UniqueDir dir(::opendir(root.c_str()));
     if (!dir) return ids;
-    while (struct dirent* e = ::readdir(dir)) {
+    while (struct dirent* e = ::readdir(dir.get())) {
         if ((e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) && oci::valid_id(e->d_name)) ids.emplace_back(e->d_name);
     }
-    ::closedir(dir);
+    dir.reset();
     std::sort(ids.begin(), ids.end());
     return ids;
 }
@@ -279,11 +279,11 @@ ProcInfo proc_info(pid_t pid) {
     if (pid <= 0) return pi;
     char path[32];
     std::snprintf(path, sizeof path, "%d/stat", pid);
-    int fd = procfs::open(path, O_RDONLY);
-    if (fd < 0) return pi;
+    UniqueFd fd(procfs::open(path, O_RDONLY));
+    if (!fd) return pi;
     char buf[1024];
-    ssize_t n = ::read(fd, buf, sizeof buf - 1);
-    ::close(fd);
+    ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+    fd.reset();
     if (n <= 0) return pi;
     buf[n] = 0;
     // comm may contain spaces and ')': fields restart after the last ')'. Field 3 is the state, 22 starttime.

@@ -81,10 +81,6 @@ CryptDevice CryptDevice::load(const std::string& path) {
     return d;
 }
 
-CryptDevice::~CryptDevice() {
-    if (cd_) crypt_free(cd_);
-}
-
 size_t volume_key_size(bool integrity) { return integrity ? 96 : 64; }
 
 namespace {

@@ -5,8 +5,10 @@
 #include <vector>
 
 #include "attest/tpm.hpp"
+#include "runtime/base/owned.hpp"
 
 struct crypt_device;
+extern "C" void crypt_free(struct crypt_device* cd);  // libcryptsetup.h
 
 namespace trustme::volume {
 
@@ -25,17 +27,16 @@ public:
     // crypt_init only, for crypt_format.
     static CryptDevice init(const std::string& path);
 
-    CryptDevice(CryptDevice&& o) noexcept : cd_(o.cd_), path_(std::move(o.path_)) { o.cd_ = nullptr; }
+    CryptDevice(CryptDevice&&) noexcept = default;
     CryptDevice& operator=(CryptDevice&&) = delete;
     CryptDevice(const CryptDevice&) = delete;
-    ~CryptDevice();
 
-    crypt_device* get() const noexcept { return cd_; }
+    crypt_device* get() const noexcept { return cd_.get(); }
     const std::string& path() const noexcept { return path_; }
 
 private:
     CryptDevice(crypt_device* cd, std::string path) : cd_(cd), path_(std::move(path)) {}
-    crypt_device* cd_ = nullptr;
+    Owned<crypt_device, crypt_free> cd_;
     std::string path_;
 };
 
