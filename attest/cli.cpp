@@ -7,7 +7,7 @@
 #include <set>
 #include <stdexcept>
 
-#include "runtime/base/strings.hpp"
+#include "base/strings.hpp"
 #include "signing/policy.hpp"
 
 namespace trustme::attest::cli {
@@ -128,7 +128,7 @@ uint64_t Args::number(const std::string& k, uint64_t dflt, uint64_t max) const {
 }
 
 Settings settings(const Args& a) {
-    policy::Policy p = policy::load(a.get("policy").value_or(""));
+    signing::policy::Policy p = signing::policy::load(a.get("policy").value_or(""));
     Settings s{p.tcti, p.pcr, p.event_log};
     if (auto v = a.get("tcti")) s.tcti = *v;
     if (auto v = a.get("log")) s.log = *v;

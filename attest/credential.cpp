@@ -13,8 +13,8 @@
 
 #include <memory>
 
-#include "runtime/base/error.hpp"
-#include "runtime/base/owned.hpp"
+#include "base/error.hpp"
+#include "base/owned.hpp"
 
 namespace trustme::attest {
 namespace {

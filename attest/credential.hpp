@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "attest/tpm.hpp"
+#include "tpm/tpm.hpp"
 
 namespace trustme::attest {
 

@@ -11,11 +11,11 @@
 #include <cstdio>
 #include <cstring>
 
-#include "attest/tpm.hpp"
-#include "security/sha256.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/files.hpp"
-#include "runtime/base/owned.hpp"
+#include "tpm/tpm.hpp"
+#include "base/sha256.hpp"
+#include "base/error.hpp"
+#include "base/files.hpp"
+#include "base/owned.hpp"
 
 namespace trustme::attest {
 
@@ -68,8 +68,8 @@ std::string canonical(const nlohmann::json& j) {
 }
 
 std::vector<uint8_t> content_digest(const nlohmann::json& content) {
-    // Our own SHA-256, not OpenSSL's: the measure hook does not load libcrypto (attest/pcr.hpp).
-    security::detail::Sha256 h;
+    // Our own SHA-256, not OpenSSL's: the measure hook does not load libcrypto (tpm/pcr.hpp).
+    Sha256 h;
     h.update(canonical(content));
     auto d = h.finish();
     return std::vector<uint8_t>(d.begin(), d.end());
@@ -108,7 +108,7 @@ std::vector<uint8_t> replay(const std::vector<Event>& events, uint32_t pcr, int6
     std::vector<uint8_t> v(32, 0);
     for (const auto& e : events) {
         if (e.pcr != pcr || e.reset_count() != reset_count) continue;
-        security::detail::Sha256 h;
+        Sha256 h;
         h.update(std::string_view(reinterpret_cast<const char*>(v.data()), v.size()));
         h.update(std::string_view(reinterpret_cast<const char*>(e.digest.data()), e.digest.size()));
         auto d = h.finish();
@@ -267,9 +267,9 @@ namespace {
 constexpr size_t kCkptBody = 19 + 2 + 21 + 3 + 65 + 21 + 21;
 
 std::string sha256_hex(std::string_view s) {
-    security::detail::Sha256 h;
+    Sha256 h;
     h.update(s);
-    return security::detail::Sha256::hex(h.finish());
+    return Sha256::hex(h.finish());
 }
 }  // namespace
 

@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/base/fd.hpp"
+#include "base/fd.hpp"
 
 namespace trustme::attest {
 

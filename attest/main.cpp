@@ -1,5 +1,5 @@
 // trustme-attest(8). This binary is the createRuntime hook on every measured container start, so it is
-// lean: `hook measure` runs here with tss2-sys and our own TCTI (attest/pcr.hpp, attest/tcti.hpp) and
+// lean: `hook measure` runs here with tss2-sys and our own TCTI (tpm/pcr.hpp, tpm/tcti.hpp) and
 // our own SHA-256, libstdc++ linked statically. Every other command, and the manifest computation the
 // hook needs only under runc or crun, live in the tool module (attest/tool.cpp), loaded when asked for.
 #include <dlfcn.h>
@@ -12,7 +12,7 @@
 #include "attest/cli.hpp"
 #include "attest/measure.hpp"
 #include "attest/tool_module.h"
-#include "runtime/base/error.hpp"
+#include "base/error.hpp"
 
 using namespace trustme;
 using namespace trustme::attest;

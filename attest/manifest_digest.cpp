@@ -1,15 +1,15 @@
-// The computed manifest digest with the signing room's manifest builder linked in: for the tool module
+// The computed manifest digest with signing/'s manifest builder linked in: for the tool module
 // and the tests. The lean hook binary reaches it through the module (attest/hook_main.cpp).
 #include "attest/measure.hpp"
-#include "security/sha256.hpp"
+#include "base/sha256.hpp"
 #include "signing/manifest.hpp"
 
 namespace trustme::attest {
 
 std::string computed_manifest_sha256(int bundle_fd, int root_fd, bool bundle_form) {
-    security::detail::Sha256 h;
+    Sha256 h;
     h.update(signing::build_manifest(bundle_fd, root_fd, bundle_form));
-    return security::detail::Sha256::hex(h.finish());
+    return Sha256::hex(h.finish());
 }
 
 BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotations) {

@@ -8,20 +8,20 @@
 #include <ctime>
 #include <optional>
 
-#include "attest/pcr.hpp"
-#include "attest/tpm.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/fd.hpp"
-#include "runtime/base/files.hpp"
-#include "security/sha256.hpp"
+#include "tpm/pcr.hpp"
+#include "tpm/tpm.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/files.hpp"
+#include "base/sha256.hpp"
 
 namespace trustme::attest {
 namespace {
 
 std::string sha256_hex(std::string_view data) {
-    security::detail::Sha256 h;
+    Sha256 h;
     h.update(data);
-    return security::detail::Sha256::hex(h.finish());
+    return Sha256::hex(h.finish());
 }
 
 bool is_hex_sha256(const std::string& s) {
@@ -126,7 +126,7 @@ BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotat
 namespace {
 
 std::vector<uint8_t> extend(const std::vector<uint8_t>& value, const std::vector<uint8_t>& digest) {
-    security::detail::Sha256 h;
+    Sha256 h;
     h.update(std::string_view(reinterpret_cast<const char*>(value.data()), value.size()));
     h.update(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
     auto d = h.finish();

@@ -12,7 +12,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "runtime/base/error.hpp"
+#include "base/error.hpp"
 
 namespace trustme::attest::net {
 namespace {

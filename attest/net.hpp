@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "attest/tls.hpp"
-#include "runtime/base/fd.hpp"
+#include "base/fd.hpp"
 
 namespace trustme::attest::net {
 

@@ -9,10 +9,10 @@
 #include <iterator>
 
 #include "attest/credential.hpp"
-#include "attest/pcr.hpp"
-#include "attest/tpm.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/files.hpp"
+#include "tpm/pcr.hpp"
+#include "tpm/tpm.hpp"
+#include "base/error.hpp"
+#include "base/files.hpp"
 
 namespace trustme::attest {
 

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "attest/tpm.hpp"
+#include "tpm/tpm.hpp"
 #include "attest/verify.hpp"
-#include "runtime/base/fd.hpp"
+#include "base/fd.hpp"
 
 namespace trustme::attest {
 

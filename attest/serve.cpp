@@ -20,9 +20,9 @@
 
 #include "attest/net.hpp"
 #include "attest/quote.hpp"
-#include "attest/tpm.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/fd.hpp"
+#include "tpm/tpm.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
 
 namespace trustme::attest {
 

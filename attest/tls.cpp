@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <set>
 
-#include "attest/tpm.hpp"
-#include "runtime/base/error.hpp"
+#include "tpm/tpm.hpp"
+#include "base/error.hpp"
 
 namespace trustme::attest::tls {
 

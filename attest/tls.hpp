@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/base/owned.hpp"
+#include "base/owned.hpp"
 
 namespace trustme::attest::tls {
 

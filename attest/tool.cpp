@@ -32,11 +32,11 @@
 #include "attest/serve.hpp"
 #include "attest/tool_module.h"
 #include "attest/tls.hpp"
-#include "attest/tpm.hpp"
+#include "tpm/tpm.hpp"
 #include "attest/verify.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/fd.hpp"
-#include "runtime/base/files.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/files.hpp"
 #include "signing/policy.hpp"
 
 using namespace trustme;

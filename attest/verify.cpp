@@ -9,10 +9,10 @@
 #include <cstring>
 #include <memory>
 
-#include "attest/tpm.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/strings.hpp"
-#include "runtime/base/owned.hpp"
+#include "tpm/tpm.hpp"
+#include "base/error.hpp"
+#include "base/strings.hpp"
+#include "base/owned.hpp"
 
 namespace trustme::attest {
 

@@ -10,9 +10,9 @@
 #include <string>
 
 #include "attest/eventlog.hpp"
-#include "attest/pcr.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/fd.hpp"
+#include "tpm/pcr.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
 
 using namespace trustme;
 

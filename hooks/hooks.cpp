@@ -1,4 +1,4 @@
-#include "hooks.hpp"
+#include "hooks/hooks.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -9,9 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/base/error.hpp"
-#include "runtime/base/fd.hpp"
-#include "runtime/base/log.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/log.hpp"
 
 extern char** environ;
 

@@ -1,4 +1,4 @@
-#include "config.hpp"
+#include "oci/config.hpp"
 
 #include <sched.h>
 #include <sys/mount.h>
@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "runtime/base/error.hpp"
+#include "base/error.hpp"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080

@@ -1,6 +1,6 @@
 // The OCI runtime-spec data model (config.json), parsed and validated once. Errors name the JSON path:
 // "config.json: process.args: must be a non-empty array of strings".
-// Subtrees owned by other rooms (linux.resources → cgroups, linux.seccomp / capabilities / personality /
+// Subtrees owned by other folders (linux.resources → cgroups, linux.seccomp / capabilities / personality /
 // ioPriority / scheduler → security) are kept as JSON here and validated by their owners.
 #pragma once
 #include <sys/types.h>

@@ -1,8 +1,8 @@
-#include "spec.hpp"
+#include "oci/spec.hpp"
 
 #include <unistd.h>
 
-#include "config.hpp"
+#include "oci/config.hpp"
 
 namespace trustme::oci {
 using nlohmann::json;

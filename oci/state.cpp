@@ -1,6 +1,6 @@
-#include "state.hpp"
+#include "oci/state.hpp"
 
-#include "config.hpp"
+#include "oci/config.hpp"
 
 namespace trustme::oci {
 

@@ -14,7 +14,7 @@
 #include "signing/cache.hpp"
 #include "signing/manifest.hpp"
 #include "signing/sha256.hpp"
-#include "runtime/base/owned.hpp"
+#include "base/owned.hpp"
 
 namespace trustme::signing {
 namespace {
@@ -67,7 +67,7 @@ std::vector<std::string_view> entries(const std::string& text) {
 
 }  // namespace
 
-TrustMaterial read_trust_material(const trustme::policy::Policy& pol) {
+TrustMaterial read_trust_material(const trustme::signing::policy::Policy& pol) {
     const std::string origin = pol.path.empty() ? "policy" : pol.path;
     if (pol.trust_anchors.empty()) fail(origin + ": trust_anchors: no trust anchors configured");
     TrustMaterial m;

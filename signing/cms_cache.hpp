@@ -41,7 +41,7 @@ struct TrustFile {
 struct TrustMaterial {
     std::vector<TrustFile> anchors, crls;
 };
-TrustMaterial read_trust_material(const trustme::policy::Policy& policy);
+TrustMaterial read_trust_material(const trustme::signing::policy::Policy& policy);
 
 // SHA-256 over everything the verdict depends on apart from the library: a version of the verification
 // logic, the signature's bytes (which carry the signed digest of the manifest), and each trust anchor and

@@ -7,7 +7,7 @@
 
 #include "base/error.hpp"
 
-namespace trustme::policy {
+namespace trustme::signing::policy {
 namespace {
 
 // Linux capability names up to CAP_CHECKPOINT_RESTORE (40, Linux 5.9; include/uapi/linux/capability.h).
@@ -270,4 +270,4 @@ void judge_config(const nlohmann::json& c, const nlohmann::json& config, const s
     }
 }
 
-}  // namespace trustme::policy
+}  // namespace trustme::signing::policy

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace trustme::policy {
+namespace trustme::signing::policy {
 
 // Check the schema of a "constraints" object; throws "ORIGIN: constraints.FIELD: reason".
 void validate_constraints(const nlohmann::json& constraints, const std::string& origin);
@@ -16,4 +16,4 @@ void validate_constraints(const nlohmann::json& constraints, const std::string& 
 void judge_config(const nlohmann::json& constraints, const nlohmann::json& config,
                   const std::string& config_name);
 
-}  // namespace trustme::policy
+}  // namespace trustme::signing::policy

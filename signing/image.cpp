@@ -15,7 +15,7 @@
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "signing/sha256.hpp"
-#include "runtime/base/owned.hpp"
+#include "base/owned.hpp"
 
 extern char** environ;
 

@@ -25,7 +25,7 @@
 #include "signing/cache.hpp"
 #include "signing/fsverity.hpp"
 #include "signing/sha256.hpp"
-#include "runtime/base/owned.hpp"
+#include "base/owned.hpp"
 
 namespace trustme::signing {
 namespace {

@@ -10,7 +10,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "runtime/base/owned.hpp"
+#include "base/owned.hpp"
 
 namespace trustme::signing::ossl {
 

@@ -276,7 +276,7 @@ Cms parse_cms(const std::string& sig, const std::string& sig_name) {
     return Cms(cms);
 }
 
-Store build_store(const trustme::policy::Policy& pol, const TrustMaterial& trust) {
+Store build_store(const trustme::signing::policy::Policy& pol, const TrustMaterial& trust) {
     const std::string origin = pol.path.empty() ? "policy" : pol.path;
     Store store(X509_STORE_new());
     for (const auto& f : trust.anchors) {
@@ -416,7 +416,7 @@ std::string cms_sign(const std::string& data, const std::string& key_path, const
     return bio_string(out.get());
 }
 
-Verdict cms_verify(const std::string& sig, const std::string& sig_name, const trustme::policy::Policy& policy,
+Verdict cms_verify(const std::string& sig, const std::string& sig_name, const trustme::signing::policy::Policy& policy,
                    const TrustMaterial& trust) {
     Store store = build_store(policy, trust);
     Cms cms = parse_cms(sig, sig_name);

@@ -47,7 +47,7 @@ const std::string& libcrypto_path();
 // revocation, the codeSigning EKU. The content itself is not needed: the verdict names the SHA-256 the
 // signer signed (messageDigest), which the caller compares with the manifest it reads afterwards, so an
 // unsigned manifest is refused before it is read. `sig_name` names the signature file in errors.
-Verdict cms_verify(const std::string& sig, const std::string& sig_name, const trustme::policy::Policy& policy,
+Verdict cms_verify(const std::string& sig, const std::string& sig_name, const trustme::signing::policy::Policy& policy,
                    const TrustMaterial& trust);
 
 // For `inspect`: the signer certificates in a CMS blob, without verifying anything.

@@ -18,7 +18,7 @@
 #include "base/files.hpp"
 #include "base/procfs.hpp"
 
-namespace trustme::policy {
+namespace trustme::signing::policy {
 namespace {
 
 constexpr const char* kSystemPath = "/etc/trustme/policy.json";
@@ -221,4 +221,4 @@ Policy load(const std::string& explicit_path) {
     return parse(text, path);
 }
 
-}  // namespace trustme::policy
+}  // namespace trustme::signing::policy

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace trustme::policy {
+namespace trustme::signing::policy {
 
 enum class SignatureMode { Off, Warn, Required };
 // What a verification may reuse between starts (docs/signing.md "The cache"). Stamps: cached verdicts,
@@ -42,4 +42,4 @@ Policy load(const std::string& explicit_path);
 // Parse policy text (for tests); `origin` names the file in errors and anchors relative paths.
 Policy parse(const std::string& text, const std::string& origin);
 
-}  // namespace trustme::policy
+}  // namespace trustme::signing::policy

@@ -4,7 +4,7 @@
 //    against the provider store on every EVP_DigestInit_ex/EVP_Digest (an implicit EVP_MD_fetch); on the
 //    warm start path that lookup cost more than hashing the strings themselves.
 //  - sha256_own.cpp (trustme_signing_lean, linked into trustme-runtime for the warm path, warm.hpp): our
-//    own implementation (runtime/security/sha256.hpp), so that a warm start loads no libcrypto.
+//    own implementation (base/sha256.hpp), so that a warm start loads no libcrypto.
 #pragma once
 #include <cstddef>
 #include <string>

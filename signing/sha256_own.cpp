@@ -1,12 +1,12 @@
-// The libcrypto-free back end of sha256.hpp (see there): runtime/security/sha256.hpp.
-#include "security/sha256.hpp"
+// The libcrypto-free back end of sha256.hpp (see there): base/sha256.hpp.
+#include "base/sha256.hpp"
 #include "signing/sha256.hpp"
 
 #include <algorithm>
 
 namespace trustme::signing {
 namespace {
-using Impl = trustme::security::detail::Sha256;
+using Impl = trustme::Sha256;
 Impl* impl(void* p) { return static_cast<Impl*>(p); }
 }  // namespace
 

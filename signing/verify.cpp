@@ -6,7 +6,7 @@
 
 #include "signing/pki.hpp"
 #include "signing/policy.hpp"
-#include "runtime/base/error.hpp"
+#include "base/error.hpp"
 #include "signing/verify_core.hpp"
 
 namespace trustme::signing {
@@ -25,15 +25,15 @@ int verify_bundle(const trustme_verify_request* req, trustme_verify_result* res,
     // Before libcrypto initialises itself: no OPENSSL_cleanup at exit. The process is about to exec or
     // exit; freeing every table libcrypto built cost ~5% of a warm verification's instructions.
     OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr);
-    trustme::policy::Policy pol;
+    trustme::signing::policy::Policy pol;
     try {
-        pol = trustme::policy::load(req->policy_path ? req->policy_path : "");
+        pol = trustme::signing::policy::load(req->policy_path ? req->policy_path : "");
     } catch (const std::exception& e) {
         put(res->error, e.what());  // a malformed policy is an error in every mode
         res->error_code = error_code(e);
         return 1;
     }
-    if (pol.signature == trustme::policy::SignatureMode::Off) return 0;
+    if (pol.signature == trustme::signing::policy::SignatureMode::Off) return 0;
     try {
         VerifyCore core;
         core.use_cache = opt.use_cache;
@@ -42,7 +42,7 @@ int verify_bundle(const trustme_verify_request* req, trustme_verify_result* res,
         (void)verify_run(*req, *res, pol, core, stats);  // with cms: always decided
         return 0;
     } catch (const std::exception& e) {
-        if (pol.signature == trustme::policy::SignatureMode::Warn) {
+        if (pol.signature == trustme::signing::policy::SignatureMode::Warn) {
             // Allowed to run, but nothing was verified: say so, so nobody measures it as signed.
             put(res->warning, e.what());
             put(res->location, "none");

@@ -101,7 +101,7 @@ Found locate(const trustme_verify_request& req, const std::string& bundle, const
 
 }  // namespace
 
-bool verify_run(const trustme_verify_request& req, trustme_verify_result& res, const trustme::policy::Policy& pol,
+bool verify_run(const trustme_verify_request& req, trustme_verify_result& res, const trustme::signing::policy::Policy& pol,
                 const VerifyCore& opt, WalkStats* stats) {
     const std::string bundle = req.bundle_path && *req.bundle_path ? req.bundle_path : "bundle";
     std::string_view config(req.config_json ? req.config_json : "", req.config_json ? req.config_len : 0);
@@ -119,7 +119,7 @@ bool verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
 
     // One store for both caches; none at all when the policy or the caller says no.
     UniqueFd store;
-    using trustme::policy::VerifyCache;
+    using trustme::signing::policy::VerifyCache;
     if (pol.verify_cache != VerifyCache::Off && opt.use_cache) store = open_cache_store(pol.verify_cache_dir, nullptr);
     // Stamps stand for content only in mode "stamps": the digest cache and the tree record key on them, and
     // a store into an already-dirty MAP_SHARED page changes content without moving mtime or ctime.
@@ -165,7 +165,7 @@ bool verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
     auto judge_unsigned_config = [&] {
         auto cfg = nlohmann::json::parse(config, nullptr, /*allow_exceptions=*/false);
         if (cfg.is_discarded()) fail(bundle + "/config.json: invalid JSON");
-        trustme::policy::judge_config(pol.constraints, cfg, bundle + "/config.json");
+        trustme::signing::policy::judge_config(pol.constraints, cfg, bundle + "/config.json");
     };
     if ((trust_stamps || verity_record) && !opt.cms &&
         tree_unchanged(store.get(), req.rootfs_fd, tree_key, verity_record)) {

@@ -10,7 +10,7 @@
 namespace trustme::signing {
 
 // True: verified, `res` filled as trustme_verify_bundle would fill it. False: ask the plugin.
-bool verify_warm(const trustme_verify_request& req, const trustme::policy::Policy& pol,
+bool verify_warm(const trustme_verify_request& req, const trustme::signing::policy::Policy& pol,
                  trustme_verify_result& res) noexcept;
 
 }  // namespace trustme::signing

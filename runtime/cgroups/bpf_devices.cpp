@@ -16,7 +16,7 @@
 
 #include "base/error.hpp"
 #include "base/fd.hpp"
-#include "cgroups/bpf_devices.hpp"
+#include "runtime/cgroups/bpf_devices.hpp"
 
 namespace trustme::cgroups::detail {
 namespace {

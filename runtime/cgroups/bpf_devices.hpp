@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "cgroups/internal.hpp"
+#include "runtime/cgroups/internal.hpp"
 
 namespace trustme::cgroups::detail {
 

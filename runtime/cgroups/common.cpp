@@ -15,9 +15,9 @@
 #include "base/fd.hpp"
 #include "base/files.hpp"
 #include "base/strings.hpp"
-#include "cgroups/internal.hpp"
-#include "runtime/base/procfs.hpp"
-#include "runtime/base/owned.hpp"
+#include "runtime/cgroups/internal.hpp"
+#include "base/procfs.hpp"
+#include "base/owned.hpp"
 
 namespace trustme::cgroups::detail {
 

@@ -2,7 +2,7 @@
 #include <cstdint>
 
 #include "base/error.hpp"
-#include "cgroups/internal.hpp"
+#include "runtime/cgroups/internal.hpp"
 
 namespace trustme::cgroups::detail {
 

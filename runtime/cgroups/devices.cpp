@@ -1,7 +1,7 @@
 // Device access rules: parsing, runc's default allowed devices, and the v1 semantics emulator used to
 // build the v2 eBPF filter.
 #include "base/error.hpp"
-#include "cgroups/internal.hpp"
+#include "runtime/cgroups/internal.hpp"
 
 namespace trustme::cgroups {
 

@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cgroups/cgroups.hpp"
+#include "runtime/cgroups/cgroups.hpp"
 
 namespace trustme::cgroups::detail {
 

@@ -3,7 +3,7 @@
 #include <sys/statfs.h>
 
 #include "base/error.hpp"
-#include "cgroups/internal.hpp"
+#include "runtime/cgroups/internal.hpp"
 
 namespace trustme::cgroups {
 

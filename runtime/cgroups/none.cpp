@@ -1,7 +1,7 @@
 // No cgroup at all: a rootless container whose caller was not delegated a cgroup (runc's rootless
 // cgroupfs manager ignores the same permission errors). Commands that need a cgroup say so in one line.
 #include "base/error.hpp"
-#include "cgroups/internal.hpp"
+#include "runtime/cgroups/internal.hpp"
 
 namespace trustme::cgroups {
 namespace {

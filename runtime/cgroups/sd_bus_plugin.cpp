@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "systemd_plugin.h"
+#include "runtime/cgroups/systemd_plugin.h"
 
 namespace {
 

@@ -3,7 +3,7 @@
 // libcontainer/cgroups/systemd: Apply starts the unit, Set sets unit properties and then the fs/fs2
 // files). The D-Bus calls are made by libtrustme-systemd.so (systemd_plugin.h): libsystemd is loaded
 // only when this driver is asked for.
-#include "cgroups/systemd.hpp"
+#include "runtime/cgroups/systemd.hpp"
 
 #include <sys/stat.h>
 
@@ -13,7 +13,7 @@
 
 #include "base/error.hpp"
 #include "base/strings.hpp"
-#include "cgroups/internal.hpp"
+#include "runtime/cgroups/internal.hpp"
 
 namespace trustme::cgroups {
 

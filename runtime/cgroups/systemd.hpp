@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cgroups/cgroups.hpp"
+#include "runtime/cgroups/cgroups.hpp"
 
 namespace trustme::cgroups::systemd {
 

@@ -12,8 +12,8 @@
 
 #include "base/error.hpp"
 #include "base/strings.hpp"
-#include "cgroups/internal.hpp"
-#include "runtime/base/owned.hpp"
+#include "runtime/cgroups/internal.hpp"
+#include "base/owned.hpp"
 
 namespace trustme::cgroups::detail {
 namespace {

@@ -12,9 +12,9 @@
 
 #include "base/error.hpp"
 #include "base/strings.hpp"
-#include "cgroups/bpf_devices.hpp"
-#include "cgroups/internal.hpp"
-#include "runtime/base/owned.hpp"
+#include "runtime/cgroups/bpf_devices.hpp"
+#include "runtime/cgroups/internal.hpp"
+#include "base/owned.hpp"
 
 namespace trustme::cgroups::detail {
 namespace {

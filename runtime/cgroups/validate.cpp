@@ -3,7 +3,7 @@
 // the file and the value.
 #include "base/error.hpp"
 #include "base/strings.hpp"
-#include "cgroups/internal.hpp"
+#include "runtime/cgroups/internal.hpp"
 
 namespace trustme::cgroups {
 namespace {

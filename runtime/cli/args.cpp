@@ -1,8 +1,8 @@
-#include "args.hpp"
+#include "runtime/cli/args.hpp"
 
 #include <cstring>
 
-#include "runtime/base/error.hpp"
+#include "base/error.hpp"
 
 namespace trustme::cli {
 

@@ -10,21 +10,21 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "args.hpp"
+#include "runtime/cli/args.hpp"
 #include "oci/config.hpp"
 #include "oci/spec.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/fd.hpp"
-#include "runtime/base/files.hpp"
-#include "runtime/base/log.hpp"
-#include "runtime/base/procfs.hpp"
-#include "runtime/base/strings.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/files.hpp"
+#include "base/log.hpp"
+#include "base/procfs.hpp"
+#include "base/strings.hpp"
 #include "runtime/container/container.hpp"
-#include "runtime/base/pages.hpp"
+#include "base/pages.hpp"
 #include "runtime/container/plugins.hpp"
 #include "runtime/security/security.hpp"
 #include "runtime/volume/volume_plugin.h"
-#include "selfexe.hpp"
+#include "runtime/cli/selfexe.hpp"
 
 namespace trustme::cli {
 namespace {
@@ -55,7 +55,7 @@ struct Command {
 // Every command that takes an id comes through here: the id is checked before any path is made of it
 // (state::ContainerDir checks again).
 // `update --resources -` of a systemd-driven container: the static runtime hands the command to its
-// dynamically linked twin (plugins::require_loadable), which parses the same arguments and reads standard
+// dynamically linked twin (container::plugins::require_loadable), which parses the same arguments and reads standard
 // input again. Put what was read back there, as a memfd at offset 0, so the twin reads the same text.
 void put_back_stdin(const std::string& text) {
     UniqueFd mem(::memfd_create("trustme-resources", MFD_CLOEXEC));
@@ -339,7 +339,7 @@ void print_command_help(const Command& c) {
 int main(int argc, char** argv) {
     using namespace trustme;
     using namespace trustme::cli;
-    plugins::set_argv(argv);
+    container::plugins::set_argv(argv);
     Globals g;
     Args ga;
     int i;
@@ -392,7 +392,7 @@ int main(int argc, char** argv) {
     try {
         if (name == "volume") {
             auto fn = reinterpret_cast<decltype(&trustme_volume_main)>(
-                plugins::volume_symbol("trustme_volume_main"));
+                container::plugins::volume_symbol("trustme_volume_main"));
             // The volume commands take the TPM from the policy: pass the global --policy on.
             std::vector<char*> args(argv + i, argv + argc);
             std::string pol = g.policy;

@@ -1,4 +1,4 @@
-#include "selfexe.hpp"
+#include "runtime/cli/selfexe.hpp"
 
 #include <elf.h>
 #include <fcntl.h>
@@ -22,12 +22,12 @@
 #include <string>
 #include <vector>
 
-#include "runtime/base/error.hpp"
-#include "runtime/base/fd.hpp"
-#include "runtime/base/pages.hpp"
-#include "runtime/base/log.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/pages.hpp"
+#include "base/log.hpp"
 #include "runtime/container/plugins.hpp"
-#include "runtime/base/procfs.hpp"
+#include "base/procfs.hpp"
 
 extern char** environ;
 
@@ -235,7 +235,7 @@ void seal_self_exe(char** argv) {
     if (::fstatvfs(self.get(), &sv) == 0 && (sv.f_flag & ST_RDONLY)) return;  // already sealed
     // Plugins and helper binaries are found next to the original path, which the sealed exe no longer shows:
     // resolve it now (exe_dir() caches it).
-    const std::string& dir = plugins::exe_dir();
+    const std::string& dir = container::plugins::exe_dir();
     std::string why = seal_through_mount(self.get(), argv, dir);
     if (why.empty()) return;
     log::debug("sealing the runtime binary through a read-only mount failed (" + why +

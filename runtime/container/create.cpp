@@ -24,21 +24,21 @@
 #include <memory>
 #include <optional>
 
-#include "container.hpp"
-#include "image_root.hpp"
+#include "runtime/container/container.hpp"
+#include "runtime/container/image_root.hpp"
 #include "hooks/hooks.hpp"
-#include "lifecycle.hpp"
+#include "runtime/container/lifecycle.hpp"
 #include "oci/config.hpp"
-#include "plugins.hpp"
-#include "runtime/base/pages.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/files.hpp"
-#include "runtime/base/log.hpp"
-#include "runtime/base/procfs.hpp"
+#include "runtime/container/plugins.hpp"
+#include "base/pages.hpp"
+#include "base/error.hpp"
+#include "base/files.hpp"
+#include "base/log.hpp"
+#include "base/procfs.hpp"
 #include "runtime/cgroups/cgroups.hpp"
 #include "runtime/process/idmap.hpp"
 #include "runtime/process/checks.hpp"
-#include "notify.hpp"
+#include "runtime/container/notify.hpp"
 #include "runtime/process/init.hpp"
 #include "runtime/process/rootfs.hpp"
 #include "runtime/process/sync.hpp"
@@ -143,13 +143,13 @@ void write_id_maps(pid_t pid, const oci::Linux& l) {
     auto own = [](const std::vector<oci::IdMapping>& m, uint32_t id) {
         return m.size() == 1 && m[0].host_id == id && m[0].size == 1;
     };
-    if (euid == 0 || own(l.uid_mappings, euid)) rootfs::write_id_map(pid, "uid_map", l.uid_mappings);
+    if (euid == 0 || own(l.uid_mappings, euid)) process::rootfs::write_id_map(pid, "uid_map", l.uid_mappings);
     else run_idmap_helper("newuidmap", pid, l.uid_mappings, "linux.uidMappings");
     if (euid == 0) {
-        rootfs::write_id_map(pid, "gid_map", l.gid_mappings);
+        process::rootfs::write_id_map(pid, "gid_map", l.gid_mappings);
     } else if (own(l.gid_mappings, egid)) {
         procfs::write(std::to_string(pid) + "/setgroups", "deny");
-        rootfs::write_id_map(pid, "gid_map", l.gid_mappings);
+        process::rootfs::write_id_map(pid, "gid_map", l.gid_mappings);
     } else {
         run_idmap_helper("newgidmap", pid, l.gid_mappings, "linux.gidMappings");
     }
@@ -270,8 +270,8 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     const std::string origin = c.bundle + "/config.json";
     try {
         cgroups::validate(cfg.linux_.resources);
-        checks::sysctls(cfg);
-        checks::proc_mounts(cfg);
+        process::checks::sysctls(cfg);
+        process::checks::proc_mounts(cfg);
         security::validate_process_extras(cfg.raw.value("process", nlohmann::json()),
                                           cfg.raw.value("linux", nlohmann::json()));
         c.caps = security::parse_capabilities(cfg.process->capabilities);
@@ -307,7 +307,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     // attestation hook records them as verified).
     for (auto it = cfg.annotations.begin(); it != cfg.annotations.end();)
         it = it->first.rfind("org.trustme.verified.", 0) == 0 ? cfg.annotations.erase(it) : std::next(it);
-    policy::Policy pol = policy::load(g.policy);
+    signing::policy::Policy pol = signing::policy::load(g.policy);
     // What needs root of the host is refused before anything is made: the system TPM (measuring) and
     // device-mapper with loop devices (volumes) are not a rootless container's to use.
     if ((pol.attestation || has_volumes(cfg)) && rootless(g)) {
@@ -318,7 +318,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
              "(device-mapper, loop devices); a rootless container cannot have them");
     }
     std::optional<signing::Image> image;  // the signed rootfs is a dm-verity image (image_root.hpp)
-    if (pol.signature != policy::SignatureMode::Off) {
+    if (pol.signature != signing::policy::SignatureMode::Off) {
         trustme_verify_request req{TRUSTME_VERIFY_ABI, pol.path.c_str(), c.bundle.c_str(), bundle_fd.get(),
                                    c.rootfs_fd.get(), text.data(), text.size()};
         trustme_verify_result res = plugins::verify_bundle(pol, req);
@@ -350,9 +350,9 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
 
     // What was verified is what gets mounted: a detached clone of the verified directory fd.
     // Unprivileged (rootless), the clone is made by the init in its own mount namespace instead, and
-    // checked there to be this same directory (rootfs::Plan::rootfs_is_dir): we may not clone here.
+    // checked there to be this same directory (process::rootfs::Plan::rootfs_is_dir): we may not clone here.
     const bool parent_clones = ::geteuid() == 0 && g.rootless != "true";
-    if (parent_clones && !image) c.rootfs_tree = rootfs::clone_tree(c.rootfs_fd.get(), c.rootfs, cfg.linux_.rootfs_propagation);
+    if (parent_clones && !image) c.rootfs_tree = process::rootfs::clone_tree(c.rootfs_fd.get(), c.rootfs, cfg.linux_.rootfs_propagation);
 
     // 2. State directory, cgroup, volumes: each undone by the guard if a later step fails.
     // The cgroup manager touches nothing on disk yet; it comes first so that the record, with its cgroup,
@@ -438,13 +438,13 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     }
 
     // Idmapped binds are made here, where we are privileged over the filesystems (runtime/process/idmap.hpp).
-    rootfs::prepare_idmapped_mounts(cfg, c.bundle, c.volume_mounts);
+    process::rootfs::prepare_idmapped_mounts(cfg, c.bundle, c.volume_mounts);
 
     // 3. Namespaces and the child. Before any namespace is joined: the procfs handle the init inherits
-    // (runtime/base/procfs.hpp) and the null device that masks files.
+    // (base/procfs.hpp) and the null device that masks files.
     if (procfs::root() < 0) fail_errno(errno, "open /proc (a procfs is needed)");
     UniqueFd dev_null;
-    if (!cfg.linux_.masked_paths.empty() && parent_clones) dev_null = rootfs::clone_dev_null();  // else the init does
+    if (!cfg.linux_.masked_paths.empty() && parent_clones) dev_null = process::rootfs::clone_dev_null();  // else the init does
     uint64_t flags = 0;
     int late = 0;
     NsJoiner joiner;
@@ -474,7 +474,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     ic.id = o.id;
     ic.bundle = c.bundle;
     ic.rootfs_path = c.rootfs;
-    // No mount namespace: chroot into the directory. Rootless: the init clones it (rootfs::Plan::rootfs_is_dir).
+    // No mount namespace: chroot into the directory. Rootless: the init clones it (process::rootfs::Plan::rootfs_is_dir).
     ic.rootfs_fd = mntns && c.rootfs_tree ? c.rootfs_tree.get() : c.rootfs_fd.get();
     ic.rootfs_is_dir = mntns && !c.rootfs_tree;
     ic.sync_fd = child_sock.get();
@@ -492,7 +492,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     ic.extra_mounts = std::move(volume_mounts);
 
     // fork does not copy the page table entries of file mappings: the child would fault again on every page
-    // of our text it runs. It maps the ones we have in one call per run instead (runtime/base/pages.hpp).
+    // of our text it runs. It maps the ones we have in one call per run instead (base/pages.hpp).
     const pages::Runs present = pages::present_exe_pages();
     int pidfd = -1;
     // Blocked before the clone so none is lost (the child clears its mask), and not earlier: nothing
@@ -523,21 +523,21 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
         procfs::write(std::to_string(pid) + "/oom_score_adj", std::to_string(*cfg.process->oom_score_adj));
     c.rec.st.pid = pid;
     // The init may be killed at any step: the error says so, not "sync: send: Broken pipe".
-    auto tell = [&](sync::Msg m, const std::string& body) {
+    auto tell = [&](process::sync::Msg m, const std::string& body) {
         try {
-            sync::send(parent_sock.get(), m, body);
+            process::sync::send(parent_sock.get(), m, body);
         } catch (const Error&) {
             fail("container init exited during setup");
         }
     };
-    tell(sync::Msg::Go, std::to_string(pid));
+    tell(process::sync::Msg::Go, std::to_string(pid));
 
     for (;;) {
-        sync::Packet p;
-        if (!sync::recv(parent_sock.get(), p)) fail("container init exited during setup");
+        process::sync::Packet p;
+        if (!process::sync::recv(parent_sock.get(), p)) fail("container init exited during setup");
         UniqueFd pfd = std::move(p.fd);
         switch (p.type) {
-            case sync::Msg::HooksRequest: {
+            case process::sync::Msg::HooksRequest: {
                 oci::State st = c.rec.st;
                 st.status = "creating";
                 st.annotations = cfg.annotations;
@@ -546,23 +546,23 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
                 // stops creation and the runtime deletes what it made.
                 hooks::run_all(cfg.hooks.prestart, sj, "prestart");
                 hooks::run_all(cfg.hooks.create_runtime, sj, "createRuntime");
-                tell(sync::Msg::HooksDone, "");
+                tell(process::sync::Msg::HooksDone, "");
                 break;
             }
-            case sync::Msg::ConsoleFd:
+            case process::sync::Msg::ConsoleFd:
                 if (!o.console_socket.empty()) send_console_fd(o.console_socket, pfd.get(), p.text);
                 else if (o.detach || !c.foreground) fail("process.terminal is true: --console-socket is required");
                 else c.console = std::move(pfd);
                 break;
-            case sync::Msg::SeccompFd: {
+            case process::sync::Msg::SeccompFd: {
                 oci::State st = c.rec.st;
                 st.status = "creating";
                 security::send_seccomp_listener(c.seccomp, pfd.get(), oci::hook_state(st));
                 break;
             }
-            case sync::Msg::Error:
+            case process::sync::Msg::Error:
                 throw Error(p.text, p.code);
-            case sync::Msg::Ready:
+            case process::sync::Msg::Ready:
                 goto ready;
             default:
                 fail("container init: unexpected message");

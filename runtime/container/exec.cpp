@@ -14,13 +14,13 @@
 #include <set>
 #include <thread>
 
-#include "container.hpp"
-#include "lifecycle.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/files.hpp"
-#include "runtime/base/log.hpp"
-#include "runtime/base/procfs.hpp"
-#include "runtime/base/strings.hpp"
+#include "runtime/container/container.hpp"
+#include "runtime/container/lifecycle.hpp"
+#include "base/error.hpp"
+#include "base/files.hpp"
+#include "base/log.hpp"
+#include "base/procfs.hpp"
+#include "base/strings.hpp"
 #include "runtime/container/plugins.hpp"
 #include "runtime/process/init.hpp"
 #include "runtime/process/sync.hpp"
@@ -128,7 +128,7 @@ int exec(const Globals& g, const ExecOpts& o) {
     ic.is_exec = true;
 
     // The procfs handle the child inherits: opened here, in the runtime's own mount namespace, so the
-    // child never looks at the container's /proc (runtime/base/procfs.hpp).
+    // child never looks at the container's /proc (base/procfs.hpp).
     if (procfs::root() < 0) fail_errno(errno, "exec: open /proc (a procfs is needed)");
     // Enter the container's pid namespace for our children only, clone, and come back.
     UniqueFd own_pidns, their_pidns;
@@ -167,14 +167,14 @@ int exec(const Globals& g, const ExecOpts& o) {
     child_sock.reset();
     if (from_inside) {
         // The first child's only message is the process it made (our child too: CLONE_PARENT), or why not.
-        sync::Packet p;
-        bool got = sync::recv(parent_sock.get(), p);
+        process::sync::Packet p;
+        bool got = process::sync::recv(parent_sock.get(), p);
         UniqueFd made = std::move(p.fd);
         while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
         }
         if (!got) fail("exec: the process exited during setup");
-        if (p.type == sync::Msg::Error) throw Error("exec: " + p.text, p.code);
-        if (p.type != sync::Msg::Pid || !made) fail("exec: unexpected message from the process");
+        if (p.type == process::sync::Msg::Error) throw Error("exec: " + p.text, p.code);
+        if (p.type != process::sync::Msg::Pid || !made) fail("exec: unexpected message from the process");
         auto n = parse_decimal<pid_t>(p.text);
         if (!n) fail("exec: the process sent a malformed pid");
         pid = *n;
@@ -189,13 +189,13 @@ int exec(const Globals& g, const ExecOpts& o) {
         if (!r.rec.cgroup.is_null()) cgroups::Manager::load(r.rec.cgroup)->add_process(pid);
         if (proc.oom_score_adj)
             procfs::write(std::to_string(pid) + "/oom_score_adj", std::to_string(*proc.oom_score_adj));
-        sync::send(parent_sock.get(), sync::Msg::Go, std::to_string(r.rec.st.pid));
+        process::sync::send(parent_sock.get(), process::sync::Msg::Go, std::to_string(r.rec.st.pid));
         for (bool ready = false; !ready;) {
-            sync::Packet p;
-            if (!sync::recv(parent_sock.get(), p)) fail("exec: the process exited during setup");
+            process::sync::Packet p;
+            if (!process::sync::recv(parent_sock.get(), p)) fail("exec: the process exited during setup");
             UniqueFd pfd = std::move(p.fd);
             switch (p.type) {
-                case sync::Msg::ConsoleFd:
+                case process::sync::Msg::ConsoleFd:
                     if (!o.console_socket.empty()) {
                         send_console_fd(o.console_socket, pfd.get(), p.text);
                     } else if (o.detach) {
@@ -204,15 +204,15 @@ int exec(const Globals& g, const ExecOpts& o) {
                         master = std::move(pfd);
                     }
                     break;
-                case sync::Msg::SeccompFd: {
+                case process::sync::Msg::SeccompFd: {
                     oci::State st = r.rec.st;
                     st.status = r.status;
                     security::send_seccomp_listener(seccomp, pfd.get(), oci::hook_state(st));
                     break;
                 }
-                case sync::Msg::Error:
+                case process::sync::Msg::Error:
                     throw Error("exec: " + p.text, p.code);
-                case sync::Msg::Ready:
+                case process::sync::Msg::Ready:
                     ready = true;
                     break;
                 default:

@@ -1,4 +1,4 @@
-#include "image_root.hpp"
+#include "runtime/container/image_root.hpp"
 
 #include <fcntl.h>
 #include <sys/mount.h>
@@ -12,8 +12,8 @@
 #include <utility>
 #include <vector>
 
-#include "plugins.hpp"
-#include "runtime/base/error.hpp"
+#include "runtime/container/plugins.hpp"
+#include "base/error.hpp"
 #include "runtime/volume/volume_plugin.h"
 
 namespace trustme::container {

@@ -6,7 +6,7 @@
 #pragma once
 #include <string>
 
-#include "runtime/base/fd.hpp"
+#include "base/fd.hpp"
 #include "signing/manifest.hpp"
 
 namespace trustme::container {

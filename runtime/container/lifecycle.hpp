@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "container.hpp"
+#include "runtime/container/container.hpp"
 #include "oci/config.hpp"
-#include "runtime/base/fd.hpp"
+#include "base/fd.hpp"
 #include "runtime/cgroups/cgroups.hpp"
 #include "runtime/security/security.hpp"
 #include "runtime/state/state.hpp"

@@ -1,4 +1,4 @@
-#include "notify.hpp"
+#include "runtime/container/notify.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -14,8 +14,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "runtime/base/error.hpp"
-#include "runtime/base/strings.hpp"
+#include "base/error.hpp"
+#include "base/strings.hpp"
 
 namespace trustme::container::notify {
 namespace {

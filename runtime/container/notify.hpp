@@ -8,7 +8,7 @@
 #include <string>
 
 #include "oci/config.hpp"
-#include "runtime/base/fd.hpp"
+#include "base/fd.hpp"
 #include "runtime/state/state.hpp"
 
 namespace trustme::container::notify {

@@ -13,14 +13,14 @@
 #include <cstdio>
 #include <cstring>
 
-#include "container.hpp"
+#include "runtime/container/container.hpp"
 #include "hooks/hooks.hpp"
-#include "lifecycle.hpp"
-#include "notify.hpp"
-#include "plugins.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/files.hpp"
-#include "runtime/base/log.hpp"
+#include "runtime/container/lifecycle.hpp"
+#include "runtime/container/notify.hpp"
+#include "runtime/container/plugins.hpp"
+#include "base/error.hpp"
+#include "base/files.hpp"
+#include "base/log.hpp"
 #include "runtime/volume/volume_plugin.h"
 #include "signing/policy.hpp"
 #include "signing/verify_plugin.h"
@@ -381,7 +381,7 @@ int run(const Globals& g, const CreateOpts& o) {
 }
 
 int verify(const Globals& g, const std::string& bundle) {
-    policy::Policy pol = policy::load(g.policy);
+    signing::policy::Policy pol = signing::policy::load(g.policy);
     if (pol.path.empty()) fail("no policy file: give --policy FILE (or TRUSTME_POLICY) to verify against");
     std::string b = bundle.empty() ? "." : bundle;
     UniqueFd bfd(::open(b.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));

@@ -1,4 +1,4 @@
-#include "plugins.hpp"
+#include "runtime/container/plugins.hpp"
 
 #include <elf.h>
 #include <limits.h>
@@ -9,15 +9,15 @@
 #include <cerrno>
 #include <cstdlib>
 
-#include "runtime/base/error.hpp"
+#include "base/error.hpp"
 #include "runtime/cgroups/cgroups.hpp"
-#include "runtime/base/log.hpp"
+#include "base/log.hpp"
 #include "signing/warm.hpp"
-#include "runtime/base/procfs.hpp"
+#include "base/procfs.hpp"
 
-namespace trustme::plugins {
+namespace trustme::container::plugins {
 
-// dlopen and dlsym, defined only in the dynamically linked twin (runtime/cli/dynload.cpp). The static
+// dlopen and dlsym, defined only in the dynamically linked twin (runtime/container/dynload.cpp). The static
 // trustme-runtime never loads a plugin (require_loadable hands the command to the twin first) and must not
 // refer to dlopen at all: glibc warns at link time that a static dlopen needs the shared libc of the very
 // version it was linked with. A weak declaration is null where no definition was linked.
@@ -94,7 +94,7 @@ void use_systemd() {
     });
 }
 
-trustme_verify_result verify_bundle(const policy::Policy& pol, const trustme_verify_request& req) {
+trustme_verify_result verify_bundle(const signing::policy::Policy& pol, const trustme_verify_request& req) {
     trustme_verify_result res{};
     if (signing::verify_warm(req, pol, res)) return res;
     auto fn = reinterpret_cast<int (*)(const trustme_verify_request*, trustme_verify_result*)>(
@@ -104,4 +104,4 @@ trustme_verify_result verify_bundle(const policy::Policy& pol, const trustme_ver
     return res;
 }
 
-}  // namespace trustme::plugins
+}  // namespace trustme::container::plugins

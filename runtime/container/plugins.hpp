@@ -7,7 +7,7 @@
 #include "runtime/volume/volume_plugin.h"
 #include "signing/verify_plugin.h"
 
-namespace trustme::plugins {
+namespace trustme::container::plugins {
 
 // Directory of the running binary (resolved before the CVE-2019-5736 seal, see cli/selfexe.cpp).
 const std::string& exe_dir();
@@ -35,6 +35,6 @@ void use_systemd();
 // Verify a bundle against the policy (signature != off): first in this process from the caches alone
 // (signing/warm.hpp: no libcrypto loaded), else through libtrustme-verify.so. Throws the one-line reason
 // when refused; logs the warning of mode "warn".
-trustme_verify_result verify_bundle(const policy::Policy& pol, const trustme_verify_request& req);
+trustme_verify_result verify_bundle(const signing::policy::Policy& pol, const trustme_verify_request& req);
 
-}  // namespace trustme::plugins
+}  // namespace trustme::container::plugins

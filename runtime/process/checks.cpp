@@ -1,4 +1,4 @@
-#include "checks.hpp"
+#include "runtime/process/checks.hpp"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -6,11 +6,11 @@
 #include <sys/vfs.h>
 #include <linux/magic.h>
 
-#include "runtime/base/error.hpp"
-#include "runtime/base/fd.hpp"
-#include "runtime/base/procfs.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/procfs.hpp"
 
-namespace trustme::checks {
+namespace trustme::process::checks {
 namespace {
 
 // sysctl.d(5): a key whose first separator is '/' uses '/' between components and '.' inside them.
@@ -131,4 +131,4 @@ void proc_mounts(const oci::Config& cfg) {
     }
 }
 
-}  // namespace trustme::checks
+}  // namespace trustme::process::checks

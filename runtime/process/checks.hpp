@@ -5,7 +5,7 @@
 
 #include "oci/config.hpp"
 
-namespace trustme::checks {
+namespace trustme::process::checks {
 
 // linux.sysctl: each key must live in a namespace the container has of its own (runc's rules):
 // ipc sysctls (kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*) need an ipc namespace, net.* a
@@ -25,4 +25,4 @@ void proc_mounts(const oci::Config& cfg);
 // true only for the destinations proc_mounts() lets through by name.
 bool proc_destination_allowed(const std::string& destination);
 
-}  // namespace trustme::checks
+}  // namespace trustme::process::checks

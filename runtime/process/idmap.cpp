@@ -1,4 +1,4 @@
-#include "idmap.hpp"
+#include "runtime/process/idmap.hpp"
 
 #include <fcntl.h>
 #include <linux/mount.h>
@@ -9,12 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "rootfs.hpp"
-#include "runtime/base/procfs.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/files.hpp"
+#include "runtime/process/rootfs.hpp"
+#include "base/procfs.hpp"
+#include "base/error.hpp"
+#include "base/files.hpp"
 
-namespace trustme::rootfs {
+namespace trustme::process::rootfs {
 
 void write_id_map(pid_t pid, const char* file, const std::vector<oci::IdMapping>& maps) {
     std::string text;
@@ -101,4 +101,4 @@ void prepare_idmapped_mounts(oci::Config& cfg, const std::string& bundle, std::v
     }
 }
 
-}  // namespace trustme::rootfs
+}  // namespace trustme::process::rootfs

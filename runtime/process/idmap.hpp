@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "oci/config.hpp"
-#include "runtime/base/fd.hpp"
+#include "base/fd.hpp"
 
-namespace trustme::rootfs {
+namespace trustme::process::rootfs {
 
 // Write `maps` ("containerID hostID size" lines) to /proc/<pid>/<file> (uid_map or gid_map), through the
 // runtime's procfs handle.
@@ -27,4 +27,4 @@ UniqueFd make_userns(const std::vector<oci::IdMapping>& uids, const std::vector<
 // `bundle`) with the mapping and the mount's flags applied, stored in m.detached_fd and owned by `held`.
 void prepare_idmapped_mounts(oci::Config& cfg, const std::string& bundle, std::vector<UniqueFd>& held);
 
-}  // namespace trustme::rootfs
+}  // namespace trustme::process::rootfs

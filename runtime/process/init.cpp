@@ -1,4 +1,4 @@
-#include "init.hpp"
+#include "runtime/process/init.hpp"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -24,12 +24,12 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "rootfs.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/files.hpp"
-#include "runtime/base/log.hpp"
-#include "runtime/base/procfs.hpp"
-#include "sync.hpp"
+#include "runtime/process/rootfs.hpp"
+#include "base/error.hpp"
+#include "base/files.hpp"
+#include "base/log.hpp"
+#include "base/procfs.hpp"
+#include "runtime/process/sync.hpp"
 #include "hooks/hooks.hpp"
 
 extern char** environ;

@@ -1,4 +1,4 @@
-#include "rootfs.hpp"
+#include "runtime/process/rootfs.hpp"
 
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -13,14 +13,14 @@
 #include <climits>
 #include <cstring>
 
-#include "runtime/base/error.hpp"
-#include "runtime/base/files.hpp"
-#include "runtime/base/log.hpp"
-#include "runtime/base/procfs.hpp"
-#include "checks.hpp"
-#include "runtime/base/owned.hpp"
+#include "base/error.hpp"
+#include "base/files.hpp"
+#include "base/log.hpp"
+#include "base/procfs.hpp"
+#include "runtime/process/checks.hpp"
+#include "base/owned.hpp"
 
-namespace trustme::rootfs {
+namespace trustme::process::rootfs {
 namespace {
 
 // mount(2) onto the directory that `dir` names: made the cwd, it is the target ".", so no
@@ -137,10 +137,10 @@ bool has_token(const std::string& csv, const std::string& tok) {
 }
 
 // A destination that resolved onto a procfs (an image symlink such as /myproc -> /proc) is held to the
-// same rule as one named inside /proc (checks::proc_mounts): a mount there could redirect procfs writes.
+// same rule as one named inside /proc (process::checks::proc_mounts): a mount there could redirect procfs writes.
 void refuse_proc_target(int fd, const std::string& destination, const std::string& what) {
     struct statfs sf;
-    if (::fstatfs(fd, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC && !checks::proc_destination_allowed(destination))
+    if (::fstatfs(fd, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC && !process::checks::proc_destination_allowed(destination))
         fail(what + ": the destination resolves inside /proc (refused: it could redirect the runtime's procfs writes)");
 }
 
@@ -609,7 +609,7 @@ void finish(const Plan& plan) {
     // runtime's procfs handle, not the container's /proc, where a mount could redirect them.
     for (auto& [k, v] : cfg.linux_.sysctl) {
         try {
-            procfs::write(checks::sysctl_path(k), v);
+            procfs::write(process::checks::sysctl_path(k), v);
         } catch (const Error& e) {
             throw Error("linux.sysctl \"" + k + "\": " + e.what(), e.code());
         }
@@ -635,4 +635,4 @@ void finish(const Plan& plan) {
     }
 }
 
-}  // namespace trustme::rootfs
+}  // namespace trustme::process::rootfs

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "oci/config.hpp"
-#include "runtime/base/fd.hpp"
+#include "base/fd.hpp"
 
-namespace trustme::rootfs {
+namespace trustme::process::rootfs {
 
 struct CgroupPath {
     std::string controllers;  // "memory", "name=systemd", "" for v2
@@ -62,4 +62,4 @@ void setup_devices(const Plan& plan, int root_fd);
 // empty file as the last component).
 UniqueFd open_in_root(int root_fd, const std::string& path, bool create, bool file);
 
-}  // namespace trustme::rootfs
+}  // namespace trustme::process::rootfs

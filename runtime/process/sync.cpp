@@ -1,12 +1,12 @@
-#include "sync.hpp"
+#include "runtime/process/sync.hpp"
 
 #include <sys/socket.h>
 
 #include <cstring>
 
-#include "runtime/base/error.hpp"
+#include "base/error.hpp"
 
-namespace trustme::sync {
+namespace trustme::process::sync {
 namespace {
 struct Header {
     uint32_t type;
@@ -75,4 +75,4 @@ bool recv(int sock, Packet& out) {
     return true;
 }
 
-}  // namespace trustme::sync
+}  // namespace trustme::process::sync

@@ -5,9 +5,9 @@
 #include <exception>
 #include <string>
 
-#include "runtime/base/fd.hpp"
+#include "base/fd.hpp"
 
-namespace trustme::sync {
+namespace trustme::process::sync {
 
 enum class Msg : uint32_t {
     Go = 1,            // parent → child: maps written, cgroup joined; text = child's pid in the runtime's pid ns
@@ -33,4 +33,4 @@ void send_error(int sock, const std::exception& e);
 // Returns false on EOF (peer gone).
 bool recv(int sock, Packet& out);
 
-}  // namespace trustme::sync
+}  // namespace trustme::process::sync

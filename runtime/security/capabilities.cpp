@@ -9,8 +9,8 @@
 #include <cctype>
 
 #include "base/log.hpp"
-#include "security/json_util.hpp"
-#include "security/security.hpp"
+#include "runtime/security/json_util.hpp"
+#include "runtime/security/security.hpp"
 
 namespace trustme::security {
 using nlohmann::json;

@@ -8,7 +8,7 @@
 #include "base/fd.hpp"
 #include "base/log.hpp"
 #include "base/procfs.hpp"
-#include "security/security.hpp"
+#include "runtime/security/security.hpp"
 
 namespace trustme::security {
 

@@ -1,5 +1,5 @@
 // linux.personality, process.ioPriority, process.scheduler, and the parse-time validation of everything in
-// this room.
+// this folder.
 #include <sched.h>
 #include <sys/personality.h>
 #include <sys/syscall.h>
@@ -9,9 +9,9 @@
 #include <cstring>
 
 #include "base/log.hpp"
-#include "security/json_util.hpp"
-#include "security/seccomp_internal.hpp"
-#include "security/security.hpp"
+#include "runtime/security/json_util.hpp"
+#include "runtime/security/seccomp_internal.hpp"
+#include "runtime/security/security.hpp"
 
 namespace trustme::security {
 namespace detail {

@@ -22,9 +22,9 @@
 #include "base/fd.hpp"
 #include "base/log.hpp"
 #include "base/owned.hpp"
-#include "security/json_util.hpp"
-#include "security/seccomp_internal.hpp"
-#include "security/security.hpp"
+#include "runtime/security/json_util.hpp"
+#include "runtime/security/seccomp_internal.hpp"
+#include "runtime/security/security.hpp"
 
 namespace trustme::security {
 using nlohmann::json;

@@ -19,10 +19,10 @@
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/log.hpp"
-#include "security/json_util.hpp"
-#include "security/sha256.hpp"
-#include "security/security.hpp"
-#include "runtime/base/owned.hpp"
+#include "runtime/security/json_util.hpp"
+#include "base/sha256.hpp"
+#include "runtime/security/security.hpp"
+#include "base/owned.hpp"
 
 namespace trustme::security {
 using nlohmann::json;

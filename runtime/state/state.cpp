@@ -1,4 +1,4 @@
-#include "state.hpp"
+#include "runtime/state/state.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -11,10 +11,10 @@
 #include <cstring>
 
 #include "oci/config.hpp"
-#include "runtime/base/error.hpp"
-#include "runtime/base/files.hpp"
-#include "runtime/base/procfs.hpp"
-#include "runtime/base/owned.hpp"
+#include "base/error.hpp"
+#include "base/files.hpp"
+#include "base/procfs.hpp"
+#include "base/owned.hpp"
 
 namespace trustme::state {
 namespace {

@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "oci/state.hpp"
-#include "runtime/base/fd.hpp"
+#include "base/fd.hpp"
 
 namespace trustme::state {
 

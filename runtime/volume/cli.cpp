@@ -17,10 +17,10 @@
 #include <libcryptsetup.h>
 #include <nlohmann/json.hpp>
 
-#include "runtime/base/error.hpp"
-#include "runtime/base/fd.hpp"
-#include "runtime/base/files.hpp"
-#include "runtime/base/strings.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/files.hpp"
+#include "base/strings.hpp"
 #include "runtime/volume/loop.hpp"
 #include "runtime/volume/luks.hpp"
 #include "runtime/volume/token.hpp"
@@ -145,7 +145,7 @@ unsigned parse_iterations(const Args& a) {
 std::vector<uint32_t> sealing_pcrs(const Args& a) {
     std::string text = opt(a, "--pcrs", "7");
     auto pcrs = text == "none" ? std::vector<uint32_t>{} : parse_pcrs(text, "--pcrs");
-    policy::Policy pol = policy::load(opt(a, "--policy"));
+    signing::policy::Policy pol = signing::policy::load(opt(a, "--policy"));
     for (uint32_t p : pcrs)
         if (pol.attestation && p == pol.pcr)
             fail("--pcrs: PCR " + std::to_string(p) + " is extended at every measured container start (" +
@@ -158,7 +158,7 @@ std::vector<uint32_t> sealing_pcrs(const Args& a) {
 std::string resolve_tcti(const Args& a) {
     std::string t = opt(a, "--tcti");
     if (!t.empty()) return t;
-    return policy::load(opt(a, "--policy")).tcti;
+    return signing::policy::load(opt(a, "--policy")).tcti;
 }
 
 std::string read_passphrase(const std::string& path) {

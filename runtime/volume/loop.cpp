@@ -10,8 +10,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "runtime/base/error.hpp"
-#include "runtime/base/files.hpp"
+#include "base/error.hpp"
+#include "base/files.hpp"
 
 namespace trustme::volume {
 

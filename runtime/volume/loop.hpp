@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/base/fd.hpp"
+#include "base/fd.hpp"
 
 namespace trustme::volume {
 

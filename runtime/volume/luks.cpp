@@ -8,8 +8,8 @@
 #include <mutex>
 #include <sstream>
 
-#include "runtime/base/error.hpp"
-#include "runtime/base/strings.hpp"
+#include "base/error.hpp"
+#include "base/strings.hpp"
 
 namespace trustme::volume {
 namespace {

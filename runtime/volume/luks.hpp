@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "attest/tpm.hpp"
-#include "runtime/base/owned.hpp"
+#include "tpm/tpm.hpp"
+#include "base/owned.hpp"
 
 struct crypt_device;
 extern "C" void crypt_free(struct crypt_device* cd);  // libcryptsetup.h

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/base/error.hpp"
+#include "base/error.hpp"
 #include "runtime/volume/cli.hpp"
 #include "runtime/volume/volumes.hpp"
 #include "signing/policy.hpp"
@@ -60,7 +60,7 @@ TRUSTME_EXPORT int trustme_volumes_open(const struct trustme_volume_request* req
         if (specs.empty()) return 0;
         std::string policy_path = req->policy_path ? req->policy_path : "";
         // "" means the runtime found no policy file: the defaults (device:/dev/tpmrm0) apply.
-        std::string tcti = policy_path.empty() ? trustme::policy::Policy{}.tcti : trustme::policy::load(policy_path).tcti;
+        std::string tcti = policy_path.empty() ? trustme::signing::policy::Policy{}.tcti : trustme::signing::policy::load(policy_path).tcti;
         auto opened = trustme::volume::open_volumes(id, specs, tcti, state_dir);
         try {
             for (size_t i = 0; i < opened.size(); ++i) {

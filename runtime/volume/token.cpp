@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "runtime/base/error.hpp"
+#include "base/error.hpp"
 
 namespace trustme::volume {
 

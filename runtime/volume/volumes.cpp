@@ -12,9 +12,9 @@
 #include <map>
 #include <thread>
 
-#include "runtime/base/error.hpp"
-#include "runtime/base/fd.hpp"
-#include "runtime/base/files.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/files.hpp"
 #include "runtime/volume/loop.hpp"
 #include "runtime/volume/luks.hpp"
 #include "runtime/volume/token.hpp"

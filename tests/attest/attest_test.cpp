@@ -33,9 +33,9 @@
 #include "attest/eventlog.hpp"
 #include "attest/measure.hpp"
 #include "attest/quote.hpp"
-#include "attest/tpm.hpp"
+#include "tpm/tpm.hpp"
 #include "attest/verify.hpp"
-#include "swtpm_fixture.hpp"
+#include "tests/attest/swtpm_fixture.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -477,7 +477,7 @@ TEST_F(AttestHost, ConcurrentHooksKeepLogAndPcrConsistent) {
     EXPECT_EQ(v.rc, 0) << v.out << v.err;
 }
 
-// One TPM connection per hook run (attest/tcti.hpp), seen from outside: strace counts the hook's
+// One TPM connection per hook run (tpm/tcti.hpp), seen from outside: strace counts the hook's
 // connect(2) calls to swtpm's sockets, on the first run (the TPM probe's connection is the one measuring)
 // and on later ones. tpm2-tss's own swtpm TCTI made 5 (one per command, one at init) plus the control channel.
 TEST_F(AttestHost, HookUsesOneTpmConnection) {

@@ -2,8 +2,8 @@
 #include <gtest/gtest.h>
 #include <openssl/sha.h>
 
-#include "attest/tpm.hpp"
-#include "swtpm_fixture.hpp"
+#include "tpm/tpm.hpp"
+#include "tests/attest/swtpm_fixture.hpp"
 
 using trustme::tpm::Cause;
 using trustme::tpm::SealedObject;

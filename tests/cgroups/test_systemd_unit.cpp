@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "base/error.hpp"
-#include "cgroups/systemd.hpp"
+#include "runtime/cgroups/systemd.hpp"
 
 using namespace trustme::cgroups;
 using nlohmann::json;

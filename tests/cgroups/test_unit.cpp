@@ -4,9 +4,9 @@
 #include <cmath>
 
 #include "base/error.hpp"
-#include "cgroups/bpf_devices.hpp"
-#include "cgroups/cgroups.hpp"
-#include "cgroups/internal.hpp"
+#include "runtime/cgroups/bpf_devices.hpp"
+#include "runtime/cgroups/cgroups.hpp"
+#include "runtime/cgroups/internal.hpp"
 
 using namespace trustme::cgroups;
 using nlohmann::json;

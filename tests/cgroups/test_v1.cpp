@@ -5,8 +5,8 @@
 #include <fstream>
 
 #include "base/error.hpp"
-#include "cgroups/cgroups.hpp"
-#include "helpers.hpp"
+#include "runtime/cgroups/cgroups.hpp"
+#include "tests/cgroups/helpers.hpp"
 
 using namespace trustme::cgroups;
 using nlohmann::json;

@@ -1,4 +1,4 @@
-#include "bundle.hpp"
+#include "tests/common/bundle.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -5,9 +5,9 @@
 #include <string_view>
 
 #include "base/error.hpp"
-#include "cgroups/cgroups.hpp"
+#include "runtime/cgroups/cgroups.hpp"
 #include "oci/config.hpp"
-#include "security/security.hpp"
+#include "runtime/security/security.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -5,8 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
-#include "cgroups/cgroups.hpp"
-#include "cgroups/internal.hpp"
+#include "runtime/cgroups/cgroups.hpp"
+#include "runtime/cgroups/internal.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto j = nlohmann::json::parse(data, data + size, nullptr, /*allow_exceptions=*/false);

@@ -1,9 +1,9 @@
-// A TPM-sealed object (the volume token's "sealed" member, attest/tpm.hpp): read from a LUKS2 header
+// A TPM-sealed object (the volume token's "sealed" member, tpm/tpm.hpp): read from a LUKS2 header
 // that anyone with the disk can rewrite, and unmarshalled (tss2-mu) before the TPM sees it.
 #include <cstdint>
 #include <string>
 
-#include "attest/tpm.hpp"
+#include "tpm/tpm.hpp"
 #include "base/error.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

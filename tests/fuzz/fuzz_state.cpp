@@ -10,7 +10,7 @@
 #include <string>
 
 #include "base/error.hpp"
-#include "state/state.hpp"
+#include "runtime/state/state.hpp"
 
 namespace {
 std::string g_root;

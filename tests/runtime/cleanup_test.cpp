@@ -17,7 +17,7 @@
 #include <sstream>
 #include <thread>
 
-#include "bundle.hpp"
+#include "tests/common/bundle.hpp"
 
 using namespace trustme::test;
 

@@ -18,7 +18,7 @@
 #include <cstddef>
 #include <thread>
 
-#include "bundle.hpp"
+#include "tests/common/bundle.hpp"
 
 using namespace trustme::test;
 

@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "bundle.hpp"
+#include "tests/common/bundle.hpp"
 
 using namespace trustme::test;
 

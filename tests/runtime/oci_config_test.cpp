@@ -4,7 +4,7 @@
 
 #include "oci/config.hpp"
 #include "oci/spec.hpp"
-#include "runtime/base/error.hpp"
+#include "base/error.hpp"
 
 using trustme::Error;
 using namespace trustme::oci;

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "bundle.hpp"
+#include "tests/common/bundle.hpp"
 
 using namespace trustme::test;
 

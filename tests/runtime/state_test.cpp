@@ -12,7 +12,7 @@
 #include <chrono>
 #include <thread>
 
-#include "bundle.hpp"
+#include "tests/common/bundle.hpp"
 
 using namespace trustme::test;
 

@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "runtime/base/strings.hpp"
+#include "base/strings.hpp"
 
 using trustme::parse_decimal;
 

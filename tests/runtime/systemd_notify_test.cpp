@@ -9,7 +9,7 @@
 
 #include <algorithm>
 
-#include "bundle.hpp"
+#include "tests/common/bundle.hpp"
 
 using namespace trustme::test;
 

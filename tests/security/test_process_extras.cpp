@@ -10,8 +10,8 @@
 #include <cstring>
 
 #include "base/error.hpp"
-#include "child.hpp"
-#include "security/security.hpp"
+#include "tests/security/child.hpp"
+#include "runtime/security/security.hpp"
 
 using nlohmann::json;
 using namespace trustme::security;

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <thread>
 
-#include "bundle.hpp"
+#include "tests/common/bundle.hpp"
 
 using trustme::test::Bundle;
 using trustme::test::read_text;

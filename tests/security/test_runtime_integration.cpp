@@ -19,7 +19,7 @@
 #include <sstream>
 
 #include "base/fd.hpp"
-#include "child.hpp"
+#include "tests/security/child.hpp"
 
 using nlohmann::json;
 namespace fs = std::filesystem;

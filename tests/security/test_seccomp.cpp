@@ -15,8 +15,8 @@
 
 #include "base/error.hpp"
 #include "base/fd.hpp"
-#include "child.hpp"
-#include "security/security.hpp"
+#include "tests/security/child.hpp"
+#include "runtime/security/security.hpp"
 
 using nlohmann::json;
 using trustme::UniqueFd;

@@ -5,8 +5,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "security/security.hpp"
-#include "security/sha256.hpp"
+#include "runtime/security/security.hpp"
+#include "base/sha256.hpp"
 
 using nlohmann::json;
 using namespace trustme::security;
@@ -43,7 +43,7 @@ std::vector<fs::path> entries(const fs::path& dir) {
 }  // namespace
 
 TEST(Sha256, KnownVectors) {
-    using trustme::security::detail::Sha256;
+    using trustme::Sha256;
     Sha256 a;
     a.update("abc");
     EXPECT_EQ(Sha256::hex(a.finish()), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
@@ -55,7 +55,7 @@ TEST(Sha256, KnownVectors) {
 }
 
 TEST(Sha256, MillionAsAndSplitUpdates) {
-    using trustme::security::detail::Sha256;
+    using trustme::Sha256;
     // FIPS 180-4 example: one million 'a'; fed in uneven pieces so that partial and whole blocks mix.
     std::string a(1000000, 'a');
     Sha256 h;
@@ -65,7 +65,7 @@ TEST(Sha256, MillionAsAndSplitUpdates) {
 }
 
 TEST(Sha256, ShaExtensionsMatchThePortableRounds) {
-    using trustme::security::detail::Sha256;
+    using trustme::Sha256;
     uint8_t probe[64] = {};
     uint32_t hp[8] = {};
     if (!Sha256::blocks_accelerated(hp, probe, 1)) GTEST_SKIP() << "this CPU has no SHA extensions";

@@ -12,8 +12,8 @@
 
 #include "base/error.hpp"
 #include "base/fd.hpp"
-#include "child.hpp"
-#include "security/security.hpp"
+#include "tests/security/child.hpp"
+#include "runtime/security/security.hpp"
 
 using namespace trustme::security;
 using namespace trustme::testing;

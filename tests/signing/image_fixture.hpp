@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "helpers.hpp"  // tests/volume: run(), slurp(), spit(), TempDir
+#include "tests/volume/helpers.hpp"  // tests/volume: run(), slurp(), spit(), TempDir
 #include "runtime/volume/loop.hpp"
 #include "runtime/volume/luks.hpp"
 #include "runtime/volume/volumes.hpp"

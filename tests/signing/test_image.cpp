@@ -1,7 +1,7 @@
 // `trustme-sign sign --image` on this host, which has no device-mapper: the image and its manifest are
 // made and cross-checked with cryptsetup's own veritysetup; a start refuses with one line and leaves
 // nothing behind. The VM runs the image (test_vm_image.cpp).
-#include "image_fixture.hpp"
+#include "tests/signing/image_fixture.hpp"
 
 using namespace imagetest;
 

@@ -12,7 +12,7 @@
 #include "signing/policy.hpp"
 
 using trustme::Error;
-using namespace trustme::policy;
+using namespace trustme::signing::policy;
 
 namespace {
 

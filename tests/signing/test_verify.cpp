@@ -200,7 +200,7 @@ protected:
     // hands over to the plugin.
     Outcome warm() {
         return call([&](const trustme_verify_request& req, trustme_verify_result& res) {
-            return verify_warm(req, trustme::policy::load(policy_), res) ? 1 : 0;
+            return verify_warm(req, trustme::signing::policy::load(policy_), res) ? 1 : 0;
         });
     }
 
@@ -717,7 +717,7 @@ TEST_F(Signing, WarmPathTreeRecord) {
         return call([&](const trustme_verify_request& req, trustme_verify_result& r) {
             VerifyCore core;  // as verify_warm: no CMS function
             try {
-                return verify_run(req, r, trustme::policy::load(policy_), core, &st) ? 1 : 0;
+                return verify_run(req, r, trustme::signing::policy::load(policy_), core, &st) ? 1 : 0;
             } catch (const std::exception& e) {
                 std::snprintf(r.error, sizeof r.error, "%s", e.what());
                 return -1;

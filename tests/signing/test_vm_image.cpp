@@ -6,8 +6,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "image_fixture.hpp"
-#include "runtime/base/fd.hpp"
+#include "tests/signing/image_fixture.hpp"
+#include "base/fd.hpp"
 
 using namespace imagetest;
 

@@ -112,7 +112,7 @@ protected:
         trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(), cfg.data(),
                                    cfg.size()};
         trustme_verify_result res{};
-        return verify_warm(req, trustme::policy::load(policy_), res);
+        return verify_warm(req, trustme::signing::policy::load(policy_), res);
     }
 
     // The warm path's body (verify_warm without its catch-all), for its statistics: true when it
@@ -125,7 +125,7 @@ protected:
                                    cfg.size()};
         trustme_verify_result res{};
         st = WalkStats{};
-        return verify_run(req, res, trustme::policy::load(policy_), VerifyCore{}, &st);
+        return verify_run(req, res, trustme::signing::policy::load(policy_), VerifyCore{}, &st);
     }
 
     std::string dir_, img_, mnt_, bundle_, rootfs_, pki_, sign_, policy_;

@@ -6,8 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "attest/tpm.hpp"
-#include "helpers.hpp"
+#include "tpm/tpm.hpp"
+#include "tests/volume/helpers.hpp"
 #include "runtime/volume/loop.hpp"
 #include "runtime/volume/luks.hpp"
 #include "runtime/volume/volumes.hpp"

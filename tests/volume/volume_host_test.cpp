@@ -6,12 +6,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "attest/tpm.hpp"
-#include "helpers.hpp"
+#include "tpm/tpm.hpp"
+#include "tests/volume/helpers.hpp"
 #include "runtime/volume/luks.hpp"
 #include "runtime/volume/token.hpp"
 #include "runtime/volume/volumes.hpp"
-#include "swtpm_fixture.hpp"
+#include "tests/attest/swtpm_fixture.hpp"
 
 using namespace voltest;
 namespace vol = trustme::volume;

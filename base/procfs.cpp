@@ -1,4 +1,4 @@
-#include "runtime/base/procfs.hpp"
+#include "base/procfs.hpp"
 
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -13,8 +13,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include "runtime/base/error.hpp"
-#include "runtime/base/files.hpp"
+#include "base/error.hpp"
+#include "base/files.hpp"
 
 namespace trustme::procfs {
 namespace {

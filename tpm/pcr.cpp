@@ -1,4 +1,4 @@
-#include "attest/pcr.hpp"
+#include "tpm/pcr.hpp"
 
 #include <string.h>
 #include <tss2/tss2_rc.h>
@@ -6,8 +6,8 @@
 
 #include <cstdlib>
 
-#include "attest/tcti.hpp"
-#include "attest/tpm.hpp"
+#include "tpm/tcti.hpp"
+#include "tpm/tpm.hpp"
 
 namespace trustme::tpm {
 namespace {

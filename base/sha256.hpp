@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace trustme::security::detail {
+namespace trustme {
 
 class Sha256 {
 public:
@@ -28,4 +28,4 @@ private:
     uint64_t total_ = 0;
 };
 
-}  // namespace trustme::security::detail
+}  // namespace trustme

@@ -1,4 +1,4 @@
-#include "security/sha256.hpp"
+#include "base/sha256.hpp"
 
 #include <cstring>
 
@@ -7,7 +7,7 @@
 #include <immintrin.h>
 #endif
 
-namespace trustme::security::detail {
+namespace trustme {
 
 namespace {
 constexpr uint32_t kK[64] = {
@@ -153,4 +153,4 @@ std::string Sha256::hex(const std::array<uint8_t, 32>& d) {
     return s;
 }
 
-}  // namespace trustme::security::detail
+}  // namespace trustme

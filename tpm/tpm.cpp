@@ -1,9 +1,9 @@
 // TPM 2.0 through tpm2-tss ESAPI. See tpm.hpp for the model (transient primaries, no persistent handles).
-#include "attest/tpm.hpp"
+#include "tpm/tpm.hpp"
 
-#include "attest/pcr.hpp"
-#include "attest/tcti.hpp"
-#include "runtime/base/owned.hpp"
+#include "tpm/pcr.hpp"
+#include "tpm/tcti.hpp"
+#include "base/owned.hpp"
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>

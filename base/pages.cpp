@@ -1,4 +1,4 @@
-#include "pages.hpp"
+#include "base/pages.hpp"
 
 #include <elf.h>
 #include <fcntl.h>
@@ -11,8 +11,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "fd.hpp"
-#include "procfs.hpp"
+#include "base/fd.hpp"
+#include "base/procfs.hpp"
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22

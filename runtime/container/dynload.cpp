@@ -3,9 +3,9 @@
 
 #include <string>
 
-#include "runtime/base/error.hpp"
+#include "base/error.hpp"
 
-namespace trustme::plugins {
+namespace trustme::container::plugins {
 
 void* load_symbol(const std::string& path, const char* sym, bool required) {
     void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -15,4 +15,4 @@ void* load_symbol(const std::string& path, const char* sym, bool required) {
     return s;
 }
 
-}  // namespace trustme::plugins
+}  // namespace trustme::container::plugins

@@ -1,7 +1,7 @@
 // See tcti.hpp. The swtpm server socket speaks the TPM command stream as is: a command, then its response
 // (TPM 2.0 Part 1, "Command/Response Structure": a 10-byte header whose size field covers the whole
 // response), for as many commands as the client sends on one connection.
-#include "attest/tcti.hpp"
+#include "tpm/tcti.hpp"
 
 #include <errno.h>
 #include <poll.h>
@@ -14,8 +14,8 @@
 
 #include <string>
 
-#include "attest/tpm.hpp"
-#include "runtime/base/fd.hpp"
+#include "tpm/tpm.hpp"
+#include "base/fd.hpp"
 
 namespace trustme::tpm {
 namespace {

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/base/error.hpp"
+#include "base/error.hpp"
 
 namespace trustme::tpm {
 
@@ -99,9 +99,9 @@ struct Credential {
     std::vector<uint8_t> encrypted_secret;  // TPM2B_ENCRYPTED_SECRET contents
 };
 
-class Tcti;  // attest/tcti.hpp
+class Tcti;  // tpm/tcti.hpp
 
-// One connection to the TPM, reused by every command (attest/tcti.hpp). Not thread-safe. Keep it
+// One connection to the TPM, reused by every command (tpm/tcti.hpp). Not thread-safe. Keep it
 // short-lived: swtpm serves one client connection at a time, so an open Tpm blocks every other user of
 // that swtpm (e.g. the measure hook) until destroyed.
 class Tpm {

@@ -1,7 +1,7 @@
 // The TPM commands of a measurement -- Startup (simulators), ReadClock, PCR_Read, PCR_Extend -- through
 // SAPI (tss2-sys). The measure hook runs on every container start; ESAPI would load libcrypto (and
 // libtss2-esys) for sessions and key handling these commands never use. A PcrTpm is one connection
-// (attest/tcti.hpp), like a Tpm, and the same rule holds: keep it short-lived.
+// (tpm/tcti.hpp), like a Tpm, and the same rule holds: keep it short-lived.
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -22,7 +22,7 @@
 #include <string>
 #include <string_view>
 
-#include "runtime/base/fd.hpp"
+#include "base/fd.hpp"
 
 namespace trustme::procfs {
 

@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <memory>
 
-#include "runtime/base/fd.hpp"
+#include "base/fd.hpp"
 
 namespace trustme {
 
