@@ -213,6 +213,30 @@ void write_pid(const std::string& dir, pid_t pid) {
     }
 }
 
+int try_write(const std::string& dir, std::string_view file, const std::string& value) {
+    std::string path = path_join(dir, std::string(file));
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) return errno;
+    return ::write(fd.get(), value.data(), value.size()) < 0 ? errno : 0;
+}
+
+bool child_cgroups(const std::string& dir, std::vector<std::string>& out) {
+    UniqueDir d(::opendir(dir.c_str()));
+    if (!d) return false;
+    while (dirent* e = ::readdir(d.get())) {
+        std::string n = e->d_name;
+        if (e->d_type == DT_DIR && n != "." && n != "..") out.push_back(path_join(dir, n));
+    }
+    return true;  // closed before the caller descends: one open directory at a time
+}
+
+void collect_pids(const std::string& dir, std::vector<pid_t>& out, int depth) {
+    for (pid_t p : read_procs(dir)) out.push_back(p);
+    std::vector<std::string> children;
+    if (depth > 32 || !child_cgroups(dir, children)) return;
+    for (auto& c : children) collect_pids(c, out, depth + 1);
+}
+
 void mkdir_p(const std::string& dir, std::vector<std::string>& made) {
     if (dir.empty() || dir == "/") return;
     struct stat st;
@@ -235,15 +259,7 @@ void remove_cgroup_dir(const std::string& dir) {
     // increasing delay; we allow ~1 s in total).
     if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return;
     if (errno != EBUSY) fail_errno("cgroups: rmdir " + dir);
-    if (UniqueDir d{::opendir(dir.c_str())}) {
-        std::vector<std::string> children;
-        while (dirent* e = ::readdir(d.get())) {
-            if (e->d_type != DT_DIR) continue;
-            std::string n = e->d_name;
-            if (n == "." || n == "..") continue;
-            children.push_back(path_join(dir, n));
-        }
-        d.reset();  // before descending: one open directory at a time
+    if (std::vector<std::string> children; child_cgroups(dir, children)) {
         for (auto& c : children) remove_cgroup_dir(c);
     } else if (errno == ENOENT) {
         return;

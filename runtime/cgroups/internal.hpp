@@ -48,6 +48,14 @@ std::vector<pid_t> read_procs(const std::string& dir);
 // Write a pid to dir/cgroup.procs, retrying EINVAL a few times (a task still in TASK_NEW; as runc).
 void write_pid(const std::string& dir, pid_t pid);
 
+// errno-returning write (0 when written), for the places where runc retries another way.
+int try_write(const std::string& dir, std::string_view file, const std::string& value);
+// The child cgroups (subdirectories) of dir, appended to `out` as paths; false (errno set) when dir cannot
+// be read.
+bool child_cgroups(const std::string& dir, std::vector<std::string>& out);
+// The pids of dir and of the cgroups below it (at most 32 levels down), appended to `out`.
+void collect_pids(const std::string& dir, std::vector<pid_t>& out, int depth = 0);
+
 // mkdir -p; appends each directory it created to `made` (outermost first).
 void mkdir_p(const std::string& dir, std::vector<std::string>& made);
 // Remove dir and any child cgroups (depth first), retrying EBUSY a bounded number of times.

@@ -24,14 +24,6 @@ struct Hierarchy {
     std::string dir;  // the container's directory in this hierarchy
 };
 
-// errno-returning write for the places where runc retries in another order.
-int try_write(const std::string& dir, const char* file, const std::string& value) {
-    std::string path = path_join(dir, file);
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-    if (!fd) return errno;
-    return ::write(fd.get(), value.data(), value.size()) < 0 ? errno : 0;
-}
-
 // Hugepage sizes the kernel supports, as hugetlb file names spell them ("2MB", "1GB"), from
 // /sys/kernel/mm/hugepages/hugepages-<N>kB (runc cgroups.HugePageSizes does the same).
 std::vector<std::string> hugepage_sizes() {
@@ -51,20 +43,6 @@ std::vector<std::string> hugepage_sizes() {
         out.push_back(std::to_string(kb) + units[u]);
     }
     return out;
-}
-
-void collect_pids(const std::string& dir, std::vector<pid_t>& out, int depth = 0) {
-    for (pid_t p : read_procs(dir)) out.push_back(p);
-    if (depth > 32) return;
-    UniqueDir d(::opendir(dir.c_str()));
-    if (!d) return;
-    std::vector<std::string> subs;
-    while (dirent* e = ::readdir(d.get())) {
-        std::string n = e->d_name;
-        if (e->d_type == DT_DIR && n != "." && n != "..") subs.push_back(path_join(dir, n));
-    }
-    d.reset();  // before descending: one open directory at a time
-    for (auto& s : subs) collect_pids(s, out, depth + 1);
 }
 
 class LegacyManager final : public Manager {

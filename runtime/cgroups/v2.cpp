@@ -19,27 +19,6 @@
 namespace trustme::cgroups::detail {
 namespace {
 
-int try_write(const std::string& dir, const std::string& file, const std::string& value) {
-    std::string path = path_join(dir, file);
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-    if (!fd) return errno;
-    return ::write(fd.get(), value.data(), value.size()) < 0 ? errno : 0;
-}
-
-void collect_pids(const std::string& dir, std::vector<pid_t>& out, int depth = 0) {
-    for (pid_t p : read_procs(dir)) out.push_back(p);
-    if (depth > 32) return;
-    UniqueDir d(::opendir(dir.c_str()));
-    if (!d) return;
-    std::vector<std::string> subs;
-    while (dirent* e = ::readdir(d.get())) {
-        std::string n = e->d_name;
-        if (e->d_type == DT_DIR && n != "." && n != "..") subs.push_back(path_join(dir, n));
-    }
-    d.reset();  // before descending: one open directory at a time
-    for (auto& s : subs) collect_pids(s, out, depth + 1);
-}
-
 std::string dev_key(const nlohmann::json& d) {
     return std::to_string(d.at("major").get<int64_t>()) + ":" + std::to_string(d.at("minor").get<int64_t>());
 }
