@@ -23,7 +23,9 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <span>
 
+#include "runtime/container/child.hpp"
 #include "runtime/container/container.hpp"
 #include "runtime/container/image_root.hpp"
 #include "hooks/hooks.hpp"
@@ -74,31 +76,6 @@ void write_pid_file_at(const std::string& path, pid_t pid) {
     UniqueFd dfd(::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
     if (!dfd) fail_errno(errno, "pid file directory " + dir);
     write_file_atomic(dfd.get(), name, std::to_string(pid), 0644);
-}
-
-void send_console_fd(const std::string& socket_path, int master, const std::string& name) {
-    UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!s) fail_errno(errno, "console socket");
-    struct sockaddr_un addr {};
-    addr.sun_family = AF_UNIX;
-    if (socket_path.size() >= sizeof addr.sun_path) fail("--console-socket: path too long");
-    std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
-    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
-        fail_errno(errno, "connect to console socket " + socket_path);
-    // runc's protocol (utils.SendFd): the pty name as data, the master as SCM_RIGHTS.
-    struct iovec iov = {const_cast<char*>(name.data()), name.size()};
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &master, sizeof master);
-    if (::sendmsg(s.get(), &msg, MSG_NOSIGNAL) < 0) fail_errno(errno, "send pty to console socket");
 }
 
 namespace {
@@ -188,15 +165,6 @@ private:
     std::vector<std::pair<int, UniqueFd>> saved_;
 };
 
-pid_t clone3_pidfd(uint64_t flags, int* pidfd) {
-    struct clone_args args {};
-    args.flags = flags | CLONE_PIDFD;
-    args.pidfd = reinterpret_cast<uint64_t>(pidfd);
-    args.exit_signal = SIGCHLD;
-    return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
-}
-
-
 bool has_volumes(const oci::Config& cfg) {
     for (auto& [k, v] : cfg.annotations)
         if (k.rfind("org.trustme.volume.", 0) == 0) return true;
@@ -245,7 +213,7 @@ int listen_fds() {
 
 }  // namespace
 
-Created::~Created() = default;
+Created::~Created() { abort(); }
 
 bool rootless(const Globals& g) {
     if (g.rootless == "true") return true;
@@ -256,18 +224,29 @@ bool rootless(const Globals& g) {
     return !procfs::initial_user_ns();
 }
 
-void do_create(const Globals& g, const CreateOpts& o, Created& c) {
-    if (!oci::valid_id(o.id)) oci::invalid_id(o.id);
-    if (g.systemd_cgroup) plugins::use_systemd();
+namespace {
+
+// What `create` takes from the bundle before anything is verified or made.
+struct Bundle {
+    UniqueFd fd;
+    std::string config_text;  // config.json as read: what a signature covers
+    std::string origin;       // "<bundle>/config.json", the start of errors about the config
+    bool mount_ns = false;    // linux.namespaces has "mount"
+    int listen_fds = 0;       // systemd socket activation fds passed on (listen_fds())
+};
+
+// 0. The config, parsed and checked; the process's security settings compiled; root.path opened.
+Bundle read_bundle(const Globals& g, const CreateOpts& o, Created& c) {
+    Bundle bundle;
     c.bundle = abs_path(o.bundle);
-    UniqueFd bundle_fd(::open(c.bundle.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
-    if (!bundle_fd) fail_errno(errno, "bundle " + c.bundle);
-    std::string text = read_file_at(bundle_fd.get(), "config.json", c.bundle + "/config.json", oci::kMaxConfigBytes);
-    c.cfg = std::make_unique<oci::Config>(oci::parse_config(text, c.bundle + "/config.json"));
+    bundle.fd.reset(::open(c.bundle.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+    if (!bundle.fd) fail_errno(errno, "bundle " + c.bundle);
+    bundle.origin = c.bundle + "/config.json";
+    bundle.config_text = read_file_at(bundle.fd.get(), "config.json", bundle.origin, oci::kMaxConfigBytes);
+    c.cfg = std::make_unique<oci::Config>(oci::parse_config(bundle.config_text, bundle.origin));
     oci::Config& cfg = *c.cfg;
-    if (!cfg.process) fail(c.bundle + "/config.json: process: required to create a container");
+    if (!cfg.process) fail(bundle.origin + ": process: required to create a container");
     if (has_volumes(cfg)) plugins::require_loadable();  // the volume plugin is needed after side effects
-    const std::string origin = c.bundle + "/config.json";
     try {
         cgroups::validate(cfg.linux_.resources);
         process::checks::sysctls(cfg);
@@ -279,7 +258,7 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
         // libseccomp takes 25-110 ms for an engine's default profile, a cache hit ~0.1 ms.
         c.seccomp = security::compile_seccomp_cached(cfg.linux_.seccomp, g.seccomp_cache());
     } catch (const Error& e) {
-        fail(origin + ": " + e.what());
+        fail(bundle.origin + ": " + e.what());
     }
     c.rootfs = cfg.root_path[0] == '/' ? cfg.root_path : c.bundle + "/" + cfg.root_path;
     // runc refuses a root.path with a symlink in it ("invalid rootfs: not an absolute path, or a symlink"),
@@ -287,40 +266,49 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     struct open_how how {};
     how.flags = O_DIRECTORY | O_RDONLY | O_CLOEXEC;
     how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-    c.rootfs_fd.reset(static_cast<int>(::syscall(SYS_openat2, cfg.root_path[0] == '/' ? AT_FDCWD : bundle_fd.get(),
+    c.rootfs_fd.reset(static_cast<int>(::syscall(SYS_openat2, cfg.root_path[0] == '/' ? AT_FDCWD : bundle.fd.get(),
                                                  cfg.root_path.c_str(), &how, sizeof how)));
     if (!c.rootfs_fd && errno == ELOOP)
-        fail(origin + ": root.path " + c.rootfs + ": invalid rootfs: not an absolute path, or a symlink");
-    if (!c.rootfs_fd) fail_errno(errno, origin + ": root.path " + c.rootfs);
-    const bool mntns = cfg.linux_.find(CLONE_NEWNS) != nullptr;
-    if (!mntns) check_without_mount_ns(cfg, origin);
-    const int nlisten = listen_fds();
-    if (nlisten) {
+        fail(bundle.origin + ": root.path " + c.rootfs + ": invalid rootfs: not an absolute path, or a symlink");
+    if (!c.rootfs_fd) fail_errno(errno, bundle.origin + ": root.path " + c.rootfs);
+    bundle.mount_ns = cfg.linux_.find(CLONE_NEWNS) != nullptr;
+    if (!bundle.mount_ns) check_without_mount_ns(cfg, bundle.origin);
+    bundle.listen_fds = listen_fds();
+    if (bundle.listen_fds) {
         auto& env = cfg.process->env;
         std::erase_if(env, [](const std::string& e) { return e.rfind("LISTEN_FDS=", 0) == 0 || e.rfind("LISTEN_PID=", 0) == 0; });
-        env.push_back("LISTEN_FDS=" + std::to_string(nlisten));
+        env.push_back("LISTEN_FDS=" + std::to_string(bundle.listen_fds));
         env.push_back("LISTEN_PID=1");
     }
+    return bundle;
+}
 
-    // 1. Trust: verify before anything is mounted or cloned (docs/signing.md).
+struct Trust {
+    signing::policy::Policy policy;
+    std::optional<signing::Image> image;  // the signed rootfs is a dm-verity image (image_root.hpp)
+};
+
+// 1. Trust: verify before anything is mounted or cloned (docs/signing.md).
+Trust verify_bundle(const Globals& g, Created& c, const Bundle& bundle) {
+    oci::Config& cfg = *c.cfg;
     // org.trustme.verified.* are ours to set: a bundle author must not be able to forge them (the
     // attestation hook records them as verified).
     for (auto it = cfg.annotations.begin(); it != cfg.annotations.end();)
         it = it->first.rfind("org.trustme.verified.", 0) == 0 ? cfg.annotations.erase(it) : std::next(it);
-    signing::policy::Policy pol = signing::policy::load(g.policy);
+    Trust trust{signing::policy::load(g.policy), std::nullopt};
+    const signing::policy::Policy& pol = trust.policy;
     // What needs root of the host is refused before anything is made: the system TPM (measuring) and
     // device-mapper with loop devices (volumes) are not a rootless container's to use.
     if ((pol.attestation || has_volumes(cfg)) && rootless(g)) {
         if (pol.attestation)
             fail("policy " + pol.path + ": attestation: measuring into the TPM needs root of the host; "
                  "a rootless container cannot be measured");
-        fail(origin + ": annotations org.trustme.volume.*: TPM-sealed volumes need root of the host "
+        fail(bundle.origin + ": annotations org.trustme.volume.*: TPM-sealed volumes need root of the host "
              "(device-mapper, loop devices); a rootless container cannot have them");
     }
-    std::optional<signing::Image> image;  // the signed rootfs is a dm-verity image (image_root.hpp)
     if (pol.signature != signing::policy::SignatureMode::Off) {
-        trustme_verify_request req{TRUSTME_VERIFY_ABI, pol.path.c_str(), c.bundle.c_str(), bundle_fd.get(),
-                                   c.rootfs_fd.get(), text.data(), text.size()};
+        trustme_verify_request req{TRUSTME_VERIFY_ABI, pol.path.c_str(), c.bundle.c_str(), bundle.fd.get(),
+                                   c.rootfs_fd.get(), bundle.config_text.data(), bundle.config_text.size()};
         trustme_verify_result res = plugins::verify_bundle(pol, req);
         if (std::strcmp(res.location, "none") != 0) {
             cfg.annotations["org.trustme.verified.manifest"] = res.manifest_digest;
@@ -329,10 +317,10 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
         }
         if (res.image[0]) {
             std::string why;
-            image = signing::parse_image_line(res.image, &why);
-            if (!image) fail(c.bundle + "/" + signing::kBundleManifest + ": " + why);
-            const char* need = !mntns ? "a mount namespace" : rootless(g) ? "root of the host" : nullptr;
-            if (need) fail(origin + ": the rootfs is the dm-verity image " + image->file + ", which needs " + need);
+            trust.image = signing::parse_image_line(res.image, &why);
+            if (!trust.image) fail(c.bundle + "/" + signing::kBundleManifest + ": " + why);
+            const char* need = !bundle.mount_ns ? "a mount namespace" : rootless(g) ? "root of the host" : nullptr;
+            if (need) fail(bundle.origin + ": the rootfs is the dm-verity image " + trust.image->file + ", which needs " + need);
             plugins::require_loadable();  // the volume plugin opens it, after side effects
         }
     }
@@ -347,17 +335,15 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
         }
         cfg.hooks.create_runtime.insert(cfg.hooks.create_runtime.begin(), h);
     }
+    return trust;
+}
 
-    // What was verified is what gets mounted: a detached clone of the verified directory fd.
-    // Unprivileged (rootless), the clone is made by the init in its own mount namespace instead, and
-    // checked there to be this same directory (process::rootfs::Plan::rootfs_is_dir): we may not clone here.
-    const bool parent_clones = ::geteuid() == 0 && g.rootless != "true";
-    if (parent_clones && !image) c.rootfs_tree = process::rootfs::clone_tree(c.rootfs_fd.get(), c.rootfs, cfg.linux_.rootfs_propagation);
-
-    // 2. State directory, cgroup, volumes: each undone by the guard if a later step fails.
-    // The cgroup manager touches nothing on disk yet; it comes first so that the record, with its cgroup,
-    // is in the state directory from the moment the directory exists: a directory without our record is
-    // never ours (another runtime sharing --root makes its directory before its state.json).
+// 2. State directory and cgroup, undone by Created::abort from here on.
+// The cgroup manager touches nothing on disk yet; it comes first so that the record, with its cgroup,
+// is in the state directory from the moment the directory exists: a directory without our record is
+// never ours (another runtime sharing --root makes its directory before its state.json).
+void make_state_and_cgroup(const Globals& g, const CreateOpts& o, Created& c, const std::string& origin) {
+    oci::Config& cfg = *c.cfg;
     c.cg = cgroups::Manager::create(cfg.linux_.cgroups_path, o.id,
                                     {g.systemd_cgroup, &cfg.annotations, g.systemd_cgroup && rootless(g)});
     c.dir = std::make_unique<state::ContainerDir>(state::ContainerDir::create(g.root, o.id));
@@ -386,110 +372,140 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     }
     c.cg->apply(cfg.linux_.resources);
     check_rt_budget(*cfg.process, *c.cg, origin);
+}
 
-    if (::mkfifoat(c.dir->fd(), "exec.fifo", 0600) < 0) fail_errno(errno, "create exec fifo");
-    UniqueFd fifo(::openat(c.dir->fd(), "exec.fifo", O_RDWR | O_CLOEXEC));
-    if (!fifo) fail_errno(errno, "open exec fifo");
-    // The init's way back to `start`: closed by its exec (EOF: the program runs), or the reason it will not.
-    if (::mkfifoat(c.dir->fd(), "exec.status", 0600) < 0) fail_errno(errno, "create exec status fifo");
-    UniqueFd status(::openat(c.dir->fd(), "exec.status", O_RDWR | O_CLOEXEC));
-    if (!status) fail_errno(errno, "open exec status fifo");
+// The init's ends of the two fifos in the state directory: `start` writes the exec fifo to release it;
+// the exec status fifo is its way back to `start`: closed by its exec (EOF: the program runs), or the
+// reason it will not.
+struct StartFifos {
+    UniqueFd start, status;
+};
 
+StartFifos make_start_fifos(const state::ContainerDir& dir) {
+    StartFifos fifos;
+    if (::mkfifoat(dir.fd(), "exec.fifo", 0600) < 0) fail_errno(errno, "create exec fifo");
+    fifos.start.reset(::openat(dir.fd(), "exec.fifo", O_RDWR | O_CLOEXEC));
+    if (!fifos.start) fail_errno(errno, "open exec fifo");
+    if (::mkfifoat(dir.fd(), "exec.status", 0600) < 0) fail_errno(errno, "create exec status fifo");
+    fifos.status.reset(::openat(dir.fd(), "exec.status", O_RDWR | O_CLOEXEC));
+    if (!fifos.status) fail_errno(errno, "open exec status fifo");
+    return fifos;
+}
+
+// The TPM-sealed volumes of the annotations, opened by the volume plugin and mounted here, in the
+// runtime's namespaces, as detached mounts (kept in c.volume_mounts) that only the child attaches: the
+// container never needs access to the dm device (its device cgroup would rightly refuse it).
+std::vector<oci::Mount> open_volumes(const CreateOpts& o, Created& c, const signing::policy::Policy& pol) {
     std::vector<oci::Mount> volume_mounts;
-    if (has_volumes(cfg)) {
-        c.rec.volumes = true;
-        c.dir->write(c.rec);
-        auto open_fn = reinterpret_cast<decltype(&trustme_volumes_open)>(
-            plugins::volume_symbol("trustme_volumes_open"));
-        std::string ann = nlohmann::json(cfg.annotations).dump();
-        trustme_volume_request req{TRUSTME_VOLUME_ABI, o.id.c_str(), ann.c_str(), pol.path.c_str(),
-                                   c.dir->path().c_str()};
-        trustme_volume_mount mounts[16];
-        size_t n = 0;
-        trustme_volume_error err{};
-        plugins::volume_check(open_fn(&req, mounts, 16, &n, &err), err, "volume open failed");
-        for (size_t i = 0; i < n; ++i) {
-            // Mounted here, in the runtime's namespaces, and only attached by the child: the container never
-            // needs access to the dm device (its device cgroup would rightly refuse it).
-            std::string what = std::string("volume ") + mounts[i].name + " (" + mounts[i].device + ")";
-            UniqueFd fs(::fsopen(mounts[i].fstype, FSOPEN_CLOEXEC));
-            if (!fs) fail_errno(errno, what + ": fsopen " + mounts[i].fstype);
-            if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, "source", mounts[i].device, 0) < 0 ||
-                (mounts[i].readonly && ::fsconfig(fs.get(), FSCONFIG_SET_FLAG, "ro", nullptr, 0) < 0) ||
-                ::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0)
-                fail_errno(errno, what + ": mount");
-            unsigned attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (mounts[i].readonly ? MOUNT_ATTR_RDONLY : 0);
-            UniqueFd mnt(::fsmount(fs.get(), FSMOUNT_CLOEXEC, attrs));
-            if (!mnt) fail_errno(errno, what + ": fsmount");
-            oci::Mount m;
-            m.destination = mounts[i].destination;
-            m.type = mounts[i].fstype;
-            m.source = mounts[i].device;
-            m.detached_fd = mnt.get();
-            c.volume_mounts.push_back(std::move(mnt));
-            volume_mounts.push_back(m);
-        }
+    c.rec.volumes = true;
+    c.dir->write(c.rec);
+    auto open_fn = reinterpret_cast<decltype(&trustme_volumes_open)>(plugins::volume_symbol("trustme_volumes_open"));
+    std::string ann = nlohmann::json(c.cfg->annotations).dump();
+    trustme_volume_request req{TRUSTME_VOLUME_ABI, o.id.c_str(), ann.c_str(), pol.path.c_str(), c.dir->path().c_str()};
+    trustme_volume_mount mounts[16];
+    size_t count = 0;
+    trustme_volume_error err{};
+    plugins::volume_check(open_fn(&req, mounts, 16, &count, &err), err, "volume open failed");
+    for (const trustme_volume_mount& volume : std::span(mounts, count)) {
+        std::string what = std::string("volume ") + volume.name + " (" + volume.device + ")";
+        UniqueFd fs(::fsopen(volume.fstype, FSOPEN_CLOEXEC));
+        if (!fs) fail_errno(errno, what + ": fsopen " + volume.fstype);
+        if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, "source", volume.device, 0) < 0 ||
+            (volume.readonly && ::fsconfig(fs.get(), FSCONFIG_SET_FLAG, "ro", nullptr, 0) < 0) ||
+            ::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0)
+            fail_errno(errno, what + ": mount");
+        unsigned attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (volume.readonly ? MOUNT_ATTR_RDONLY : 0);
+        UniqueFd mnt(::fsmount(fs.get(), FSMOUNT_CLOEXEC, attrs));
+        if (!mnt) fail_errno(errno, what + ": fsmount");
+        oci::Mount m;
+        m.destination = volume.destination;
+        m.type = volume.fstype;
+        m.source = volume.device;
+        m.detached_fd = mnt.get();
+        c.volume_mounts.push_back(std::move(mnt));
+        volume_mounts.push_back(m);
     }
+    return volume_mounts;
+}
 
-    if (image) {
-        c.rec.volumes = true;  // close_volumes undoes the mapping with the volumes'
-        c.dir->write(c.rec);
-        c.rootfs_tree = open_image_root({&*image, bundle_fd.get(), c.bundle, o.id, c.dir->path(), cfg.root_readonly});
-    }
+// linux.namespaces sorted by when each is made or joined.
+struct Namespaces {
+    uint64_t clone_flags = 0;  // made by clone3
+    int late = 0;              // made by the child: cgroup after the parent has put it in its cgroup, time before exec
+    UniqueFd userns;           // a user namespace joined by path: by the child, first thing after Go
+    NsJoiner joined;           // the others joined by path: by us, around clone3
+};
 
-    // Idmapped binds are made here, where we are privileged over the filesystems (runtime/process/idmap.hpp).
-    process::rootfs::prepare_idmapped_mounts(cfg, c.bundle, c.volume_mounts);
-
-    // 3. Namespaces and the child. Before any namespace is joined: the procfs handle the init inherits
-    // (base/procfs.hpp) and the null device that masks files.
-    if (procfs::root() < 0) fail_errno(errno, "open /proc (a procfs is needed)");
-    UniqueFd dev_null;
-    if (!cfg.linux_.masked_paths.empty() && parent_clones) dev_null = process::rootfs::clone_dev_null();  // else the init does
-    uint64_t flags = 0;
-    int late = 0;
-    NsJoiner joiner;
-    UniqueFd userns_fd;
-    for (auto& ns : cfg.linux_.namespaces) {
-        if (ns.flag == CLONE_NEWUSER && !ns.path.empty()) {
-            userns_fd.reset(::open(ns.path.c_str(), O_RDONLY | O_CLOEXEC));
-            if (!userns_fd) fail_errno(errno, "linux.namespaces user path " + ns.path);
-        } else if (!ns.path.empty()) {
-            joiner.join(ns.flag, ns.path);
-        } else if (ns.flag == CLONE_NEWCGROUP || ns.flag == CLONE_NEWTIME) {
-            late |= ns.flag;  // after the parent has put the child in its cgroup / before exec
+void enter_namespaces(const oci::Config& cfg, const std::string& origin, Namespaces& ns) {
+    for (auto& entry : cfg.linux_.namespaces) {
+        if (entry.flag == CLONE_NEWUSER && !entry.path.empty()) {
+            ns.userns.reset(::open(entry.path.c_str(), O_RDONLY | O_CLOEXEC));
+            if (!ns.userns) fail_errno(errno, "linux.namespaces user path " + entry.path);
+        } else if (!entry.path.empty()) {
+            ns.joined.join(entry.flag, entry.path);
+        } else if (entry.flag == CLONE_NEWCGROUP || entry.flag == CLONE_NEWTIME) {
+            ns.late |= entry.flag;
         } else {
-            flags |= static_cast<uint64_t>(ns.flag);
+            ns.clone_flags |= static_cast<uint64_t>(entry.flag);
         }
     }
-    if (userns_fd && (flags & CLONE_NEWPID))
+    if (ns.userns && (ns.clone_flags & CLONE_NEWPID))
         fail(origin + ": linux.namespaces: a new pid namespace with a user namespace joined by path is not supported");
+}
 
-    int sp[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) fail_errno(errno, "socketpair");
-    UniqueFd parent_sock(sp[0]), child_sock(sp[1]);
+// What the init is handed besides what `c` holds; the fds in it stay ours until the clone.
+struct InitInputs {
+    const Bundle& bundle;
+    StartFifos fifos;
+    std::vector<oci::Mount> volume_mounts;
+    bool parent_clones;  // ours to clone: the rootfs tree, the null device for maskedPaths (else the init's)
+};
 
+process::InitConfig init_config(const CreateOpts& o, Created& c, InitInputs& in, const Namespaces& ns, int dev_null,
+                                int sync_fd) {
     process::InitConfig ic;
-    ic.cfg = &cfg;
-    ic.proc = &*cfg.process;
+    ic.cfg = c.cfg.get();
+    ic.proc = &*c.cfg->process;
     ic.id = o.id;
     ic.bundle = c.bundle;
     ic.rootfs_path = c.rootfs;
     // No mount namespace: chroot into the directory. Rootless: the init clones it (process::rootfs::Plan::rootfs_is_dir).
-    ic.rootfs_fd = mntns && c.rootfs_tree ? c.rootfs_tree.get() : c.rootfs_fd.get();
-    ic.rootfs_is_dir = mntns && !c.rootfs_tree;
-    ic.sync_fd = child_sock.get();
-    ic.start_fd = fifo.get();
-    ic.status_fd = status.get();
+    ic.rootfs_fd = in.bundle.mount_ns && c.rootfs_tree ? c.rootfs_tree.get() : c.rootfs_fd.get();
+    ic.rootfs_is_dir = in.bundle.mount_ns && !c.rootfs_tree;
+    ic.sync_fd = sync_fd;
+    ic.start_fd = in.fifos.start.get();
+    ic.status_fd = in.fifos.status.get();
     ic.no_pivot = o.no_pivot;
     ic.no_new_keyring = o.no_new_keyring;
-    ic.preserve_fds = nlisten + o.preserve_fds;
-    ic.new_netns = (flags & CLONE_NEWNET) != 0;
-    ic.userns_fd = userns_fd.get();
-    ic.dev_null_fd = dev_null.get();
-    ic.new_ns_late = late;
+    ic.preserve_fds = in.bundle.listen_fds + o.preserve_fds;
+    ic.new_netns = (ns.clone_flags & CLONE_NEWNET) != 0;
+    ic.userns_fd = ns.userns.get();
+    ic.dev_null_fd = dev_null;
+    ic.new_ns_late = ns.late;
     ic.seccomp = &c.seccomp;
     ic.caps = c.caps;
-    ic.extra_mounts = std::move(volume_mounts);
+    ic.extra_mounts = std::move(in.volume_mounts);
+    return ic;
+}
+
+// The clone's child: it never returns here, and nothing unwinds from it into our cleanup.
+[[noreturn]] void become_init(const pages::Runs& present, SetupPeer& peer, process::InitConfig& ic) noexcept {
+    pages::populate(present);
+    peer.enter_child();
+    process::container_init(ic);
+}
+
+// 3. Namespaces and the child: returns once the init is in its namespaces and waits for Go.
+void clone_init(const CreateOpts& o, Created& c, InitInputs in, SetupPeer& peer) {
+    const oci::Config& cfg = *c.cfg;
+    // Before any namespace is joined: the procfs handle the init inherits (base/procfs.hpp) and
+    // the null device that masks files.
+    if (procfs::root() < 0) fail_errno(errno, "open /proc (a procfs is needed)");
+    UniqueFd dev_null;  // else the init clones it
+    if (!cfg.linux_.masked_paths.empty() && in.parent_clones) dev_null = process::rootfs::clone_dev_null();
+    Namespaces ns;
+    enter_namespaces(cfg, in.bundle.origin, ns);
+    process::InitConfig ic = init_config(o, c, in, ns, dev_null.get(), peer.child_end());
 
     // fork does not copy the page table entries of file mappings: the child would fault again on every page
     // of our text it runs. It maps the ones we have in one call per run instead (base/pages.hpp).
@@ -498,81 +514,96 @@ void do_create(const Globals& g, const CreateOpts& o, Created& c) {
     // Blocked before the clone so none is lost (the child clears its mask), and not earlier: nothing
     // before this point may run deaf to SIGTERM/SIGINT while it reads the bundle.
     if (c.block_at_clone) ::sigprocmask(SIG_BLOCK, c.block_at_clone, nullptr);
-    pid_t pid = clone3_pidfd(flags, &pidfd);
+    pid_t pid = process::clone_with_pidfd(ns.clone_flags, &pidfd);
     if (pid < 0) fail_errno(errno, "clone3");
-    if (pid == 0) {
-        pages::populate(present);
-        parent_sock.reset();
-        process::container_init(ic);
-    }
+    if (pid == 0) become_init(present, peer, ic);
     c.pid = pid;
     c.pidfd.reset(pidfd);
     // The child holds the volume mounts and the rootfs tree now; ours would keep the filesystems busy at delete.
     c.volume_mounts.clear();
     c.rootfs_tree.reset();
-    joiner.restore();
-    child_sock.reset();
-    fifo.reset();  // only the child holds the fifo now: `start` can tell whether it is still waiting
-    status.reset();
+    ns.joined.restore();
+    peer.close_child_end();
+    in.fifos = {};  // only the child holds the fifos now: `start` can tell whether it is still waiting
 
-    if (cfg.linux_.find(CLONE_NEWUSER) && !userns_fd) {
-        write_id_maps(pid, cfg.linux_);
-    }
+    if (cfg.linux_.find(CLONE_NEWUSER) && !ns.userns) write_id_maps(pid, cfg.linux_);
     c.cg->add_process(pid);
     if (cfg.process->oom_score_adj)
         procfs::write(std::to_string(pid) + "/oom_score_adj", std::to_string(*cfg.process->oom_score_adj));
     c.rec.st.pid = pid;
-    // The init may be killed at any step: the error says so, not "sync: send: Broken pipe".
-    auto tell = [&](process::sync::Msg m, const std::string& body) {
-        try {
-            process::sync::send(parent_sock.get(), m, body);
-        } catch (const Error&) {
-            fail("container init exited during setup");
-        }
-    };
-    tell(process::sync::Msg::Go, std::to_string(pid));
+}
 
-    for (;;) {
-        process::sync::Packet p;
-        if (!process::sync::recv(parent_sock.get(), p)) fail("container init exited during setup");
-        UniqueFd pfd = std::move(p.fd);
-        switch (p.type) {
-            case process::sync::Msg::HooksRequest: {
-                oci::State st = c.rec.st;
-                st.status = "creating";
+// 4. The init's setup, answered until it is ready: hooks in the runtime's namespaces, its pty, its
+// seccomp listener.
+void serve_init(const CreateOpts& o, Created& c, const SetupPeer& peer) {
+    const oci::Config& cfg = *c.cfg;
+    auto creating = [&] {
+        oci::State st = c.rec.st;
+        st.status = "creating";
+        return st;
+    };
+    peer.tell(process::sync::Msg::Go, std::to_string(c.pid));
+    peer.serve({
+        .hooks =
+            [&] {
+                oci::State st = creating();
                 st.annotations = cfg.annotations;
-                std::string sj = oci::hook_state(st).dump();
+                std::string state_json = oci::hook_state(st).dump();
                 // runtime.md: prestart (deprecated) and createRuntime run in the runtime namespace; a failure
                 // stops creation and the runtime deletes what it made.
-                hooks::run_all(cfg.hooks.prestart, sj, "prestart");
-                hooks::run_all(cfg.hooks.create_runtime, sj, "createRuntime");
-                tell(process::sync::Msg::HooksDone, "");
-                break;
-            }
-            case process::sync::Msg::ConsoleFd:
-                if (!o.console_socket.empty()) send_console_fd(o.console_socket, pfd.get(), p.text);
+                hooks::run_all(cfg.hooks.prestart, state_json, "prestart");
+                hooks::run_all(cfg.hooks.create_runtime, state_json, "createRuntime");
+            },
+        .console =
+            [&](UniqueFd master, const std::string& pty_name) {
+                if (!o.console_socket.empty()) send_console_fd(o.console_socket, master.get(), pty_name);
                 else if (o.detach || !c.foreground) fail("process.terminal is true: --console-socket is required");
-                else c.console = std::move(pfd);
-                break;
-            case process::sync::Msg::SeccompFd: {
-                oci::State st = c.rec.st;
-                st.status = "creating";
-                security::send_seccomp_listener(c.seccomp, pfd.get(), oci::hook_state(st));
-                break;
-            }
-            case process::sync::Msg::Error:
-                throw Error(p.text, p.code);
-            case process::sync::Msg::Ready:
-                goto ready;
-            default:
-                fail("container init: unexpected message");
-        }
+                else c.console = std::move(master);
+            },
+        .seccomp =
+            [&](UniqueFd listener) {
+                security::send_seccomp_listener(c.seccomp, listener.get(), oci::hook_state(creating()));
+            },
+    });
+}
+
+}  // namespace
+
+void do_create(const Globals& g, const CreateOpts& o, Created& c) {
+    if (!oci::valid_id(o.id)) oci::invalid_id(o.id);
+    if (g.systemd_cgroup) plugins::use_systemd();
+    Bundle bundle = read_bundle(g, o, c);
+    Trust trust = verify_bundle(g, c, bundle);
+    oci::Config& cfg = *c.cfg;
+
+    // What was verified is what gets mounted: a detached clone of the verified directory fd.
+    // Unprivileged (rootless), the clone is made by the init in its own mount namespace instead, and
+    // checked there to be this same directory (process::rootfs::Plan::rootfs_is_dir): we may not clone here.
+    const bool parent_clones = ::geteuid() == 0 && g.rootless != "true";
+    if (parent_clones && !trust.image)
+        c.rootfs_tree = process::rootfs::clone_tree(c.rootfs_fd.get(), c.rootfs, cfg.linux_.rootfs_propagation);
+
+    make_state_and_cgroup(g, o, c, bundle.origin);
+    StartFifos fifos = make_start_fifos(*c.dir);
+    std::vector<oci::Mount> volume_mounts;
+    if (has_volumes(cfg)) volume_mounts = open_volumes(o, c, trust.policy);
+    if (trust.image) {
+        c.rec.volumes = true;  // close_volumes undoes the mapping with the volumes'
+        c.dir->write(c.rec);
+        c.rootfs_tree =
+            open_image_root({&*trust.image, bundle.fd.get(), c.bundle, o.id, c.dir->path(), cfg.root_readonly});
     }
-ready:
-    c.rec.pid_start = state::proc_info(pid).start;
+    // Idmapped binds are made here, where we are privileged over the filesystems (runtime/process/idmap.hpp).
+    process::rootfs::prepare_idmapped_mounts(cfg, c.bundle, c.volume_mounts);
+
+    SetupPeer peer({"container init exited during setup", "", "container init: unexpected message"});
+    clone_init(o, c, {bundle, std::move(fifos), std::move(volume_mounts), parent_clones}, peer);
+    serve_init(o, c, peer);
+
+    c.rec.pid_start = state::proc_info(c.pid).start;
     c.rec.created = true;
     c.dir->write(c.rec);
-    if (!o.pid_file.empty()) write_pid_file_at(o.pid_file, pid);
+    if (!o.pid_file.empty()) write_pid_file_at(o.pid_file, c.pid);
 }
 
 void Created::abort() noexcept {
@@ -597,13 +628,8 @@ void Created::abort() noexcept {
 
 int create(const Globals& g, const CreateOpts& o) {
     Created c;
-    try {
-        do_create(g, o, c);
-    } catch (...) {
-        c.abort();
-        throw;
-    }
-    c.armed = false;
+    do_create(g, o, c);
+    c.armed = false;  // made: `start` or `delete` takes it from here
     return 0;
 }
 

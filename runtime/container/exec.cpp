@@ -13,7 +13,9 @@
 #include <cstring>
 #include <set>
 #include <thread>
+#include <utility>
 
+#include "runtime/container/child.hpp"
 #include "runtime/container/container.hpp"
 #include "runtime/container/lifecycle.hpp"
 #include "base/error.hpp"
@@ -94,139 +96,176 @@ oci::Process exec_process_spec(const ExecOpts& o, const oci::Config& cfg) {
     return p;
 }
 
+// What `exec` runs: the container's config as recorded, the process from the command line or --process.
+struct ExecSpec {
+    oci::Config cfg;
+    oci::Process proc;
+    security::Capabilities caps;
+    security::SeccompProgram seccomp;
+};
+
+ExecSpec read_exec_spec(const Globals& g, const ExecOpts& o, const Running& r) {
+    ExecSpec spec;
+    spec.cfg = oci::parse_config(r.rec.config.dump(), r.rec.st.bundle + "/config.json");
+    spec.proc = exec_process_spec(o, spec.cfg);
+    spec.caps = security::parse_capabilities(spec.proc.capabilities);
+    spec.seccomp = security::compile_seccomp_cached(spec.cfg.linux_.seccomp, g.seccomp_cache());
+    return spec;
+}
+
+process::InitConfig exec_config(const ExecOpts& o, const Running& r, ExecSpec& spec, int sync_fd) {
+    process::InitConfig ic;
+    ic.cfg = &spec.cfg;
+    ic.proc = &spec.proc;
+    ic.id = o.id;
+    ic.bundle = r.rec.st.bundle;
+    ic.sync_fd = sync_fd;
+    ic.preserve_fds = o.preserve_fds;
+    ic.seccomp = &spec.seccomp;
+    ic.caps = spec.caps;
+    ic.is_exec = true;
+    return ic;
+}
+
+// The container's pid namespace, entered for our children only (pid_for_children) around the clone. Rootless
+// it belongs to the container's user namespace, which we are not in: then a first child enters all of the
+// container's namespaces and makes the process (process::exec_init_from_inside).
+class PidNamespaceVisit {
+public:
+    PidNamespaceVisit(const oci::Config& cfg, pid_t init_pid) {
+        if (!cfg.linux_.find(CLONE_NEWPID)) return;
+        own_.reset(procfs::open_link("self/ns/pid", O_RDONLY));
+        UniqueFd theirs(procfs::open_link(std::to_string(init_pid) + "/ns/pid", O_RDONLY));
+        if (own_ && theirs && ::setns(theirs.get(), CLONE_NEWPID) == 0) return;
+        if (!(errno == EPERM && cfg.linux_.find(CLONE_NEWUSER))) fail_errno(errno, "exec: enter the container's pid namespace");
+        own_.reset();
+        from_inside_ = true;
+    }
+    ~PidNamespaceVisit() { leave(); }
+    bool from_inside() const { return from_inside_; }
+    void leave() noexcept {
+        if (own_) ::setns(own_.get(), CLONE_NEWPID);
+        own_.reset();
+    }
+
+private:
+    UniqueFd own_;  // set while we are visiting
+    bool from_inside_ = false;
+};
+
+// The process being set up: killed and reaped if `exec` fails before it is ready.
+struct ExecChild {
+    pid_t pid = -1;
+    UniqueFd pidfd;
+    bool armed = false;
+
+    ExecChild() = default;
+    ExecChild(ExecChild&& other) noexcept
+        : pid(other.pid), pidfd(std::move(other.pidfd)), armed(std::exchange(other.armed, false)) {}
+    ~ExecChild() {
+        if (!armed) return;
+        ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+        ::waitpid(pid, nullptr, 0);
+    }
+};
+
+// The clone's child: it never returns here, and nothing unwinds from it into our cleanup.
+[[noreturn]] void become_exec_child(SetupPeer& peer, process::InitConfig& ic, int container_pidfd, int ns_flags,
+                                    bool from_inside) noexcept {
+    peer.enter_child();
+    if (from_inside) process::exec_init_from_inside(ic, container_pidfd, ns_flags);
+    process::exec_init(ic, container_pidfd, ns_flags);
+}
+
+// The child that joins the container (container_pidfd) and becomes the process; it waits for Go.
+ExecChild clone_exec_child(const ExecOpts& o, const ExecSpec& spec, process::InitConfig& ic, int container_pidfd,
+                           pid_t init_pid, SetupPeer& peer) {
+    int ns_flags = 0;
+    for (auto& ns : spec.cfg.linux_.namespaces)
+        if (ns.flag != CLONE_NEWPID) ns_flags |= ns.flag;
+    // The procfs handle the child inherits: opened here, in the runtime's own mount namespace, so the
+    // child never looks at the container's /proc (base/procfs.hpp).
+    if (procfs::root() < 0) fail_errno(errno, "exec: open /proc (a procfs is needed)");
+    PidNamespaceVisit visit(spec.cfg, init_pid);
+    // Forwarded signals are blocked before the clone so none is lost; the child clears its mask.
+    if (!o.detach) {
+        const sigset_t forwarded = forwarded_signals();
+        ::sigprocmask(SIG_BLOCK, &forwarded, nullptr);
+    }
+    ExecChild child;
+    int pidfd = -1;
+    child.pid = process::clone_with_pidfd(0, &pidfd);
+    if (child.pid == 0) become_exec_child(peer, ic, container_pidfd, ns_flags, visit.from_inside());
+    const int clone_errno = errno;
+    visit.leave();
+    if (child.pid < 0) fail_errno(clone_errno, "exec: clone3");
+    child.pidfd.reset(pidfd);
+    peer.close_child_end();
+    if (visit.from_inside()) {
+        // The first child's only message is the process it made (our child too: CLONE_PARENT), or why not.
+        struct Reap {
+            pid_t pid;
+            ~Reap() {
+                while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+                }
+            }
+        } reap{child.pid};
+        process::sync::Packet made = peer.expect(process::sync::Msg::Pid);
+        auto pid = parse_decimal<pid_t>(made.text);
+        if (!made.fd) fail("exec: unexpected message from the process");
+        if (!pid) fail("exec: the process sent a malformed pid");
+        child.pid = *pid;
+        child.pidfd = std::move(made.fd);
+    }
+    child.armed = true;
+    return child;
+}
+
+// The process's setup, answered until it is ready; returns the pty master of a foreground `exec -t`.
+UniqueFd serve_exec(const ExecOpts& o, const Running& r, const ExecSpec& spec, const SetupPeer& peer, pid_t pid) {
+    if (!r.rec.cgroup.is_null()) cgroups::Manager::load(r.rec.cgroup)->add_process(pid);
+    if (spec.proc.oom_score_adj)
+        procfs::write(std::to_string(pid) + "/oom_score_adj", std::to_string(*spec.proc.oom_score_adj));
+    peer.tell(process::sync::Msg::Go, std::to_string(r.rec.st.pid));
+    UniqueFd master;
+    peer.serve({
+        .hooks = nullptr,
+        .console =
+            [&](UniqueFd pty, const std::string& pty_name) {
+                if (!o.console_socket.empty()) send_console_fd(o.console_socket, pty.get(), pty_name);
+                else if (o.detach) fail("exec: --tty with --detach needs --console-socket");
+                else master = std::move(pty);
+            },
+        .seccomp =
+            [&](UniqueFd listener) {
+                oci::State st = r.rec.st;
+                st.status = r.status;
+                security::send_seccomp_listener(spec.seccomp, listener.get(), oci::hook_state(st));
+            },
+    });
+    return master;
+}
+
 }  // namespace
 
 int exec(const Globals& g, const ExecOpts& o) {
     Running r = open_running(g, o.id, "exec");
     if (r.status == "paused") fail("exec: container \"" + o.id + "\" is paused");
-    oci::Config cfg = oci::parse_config(r.rec.config.dump(), r.rec.st.bundle + "/config.json");
-    oci::Process proc = exec_process_spec(o, cfg);
-    security::Capabilities caps = security::parse_capabilities(proc.capabilities);
-    security::SeccompProgram seccomp = security::compile_seccomp_cached(cfg.linux_.seccomp, g.seccomp_cache());
-
-    UniqueFd cpid(static_cast<int>(::syscall(SYS_pidfd_open, r.rec.st.pid, 0)));
-    if (!cpid || state::proc_info(r.rec.st.pid).start != r.rec.pid_start)
+    ExecSpec spec = read_exec_spec(g, o, r);
+    UniqueFd container_pidfd(static_cast<int>(::syscall(SYS_pidfd_open, r.rec.st.pid, 0)));
+    if (!container_pidfd || state::proc_info(r.rec.st.pid).start != r.rec.pid_start)
         fail("exec: container \"" + o.id + "\" is not running");
-    int ns_flags = 0;
-    for (auto& ns : cfg.linux_.namespaces)
-        if (ns.flag != CLONE_NEWPID) ns_flags |= ns.flag;
-    bool pidns = cfg.linux_.find(CLONE_NEWPID) != nullptr;
 
-    int sp[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) fail_errno(errno, "socketpair");
-    UniqueFd parent_sock(sp[0]), child_sock(sp[1]);
-
-    process::InitConfig ic;
-    ic.cfg = &cfg;
-    ic.proc = &proc;
-    ic.id = o.id;
-    ic.bundle = r.rec.st.bundle;
-    ic.sync_fd = child_sock.get();
-    ic.preserve_fds = o.preserve_fds;
-    ic.seccomp = &seccomp;
-    ic.caps = caps;
-    ic.is_exec = true;
-
-    // The procfs handle the child inherits: opened here, in the runtime's own mount namespace, so the
-    // child never looks at the container's /proc (base/procfs.hpp).
-    if (procfs::root() < 0) fail_errno(errno, "exec: open /proc (a procfs is needed)");
-    // Enter the container's pid namespace for our children only, clone, and come back.
-    UniqueFd own_pidns, their_pidns;
-    bool from_inside = false;  // rootless: a first child enters and makes the process (exec_init_from_inside)
-    if (pidns) {
-        own_pidns.reset(procfs::open_link("self/ns/pid", O_RDONLY));
-        their_pidns.reset(procfs::open_link(std::to_string(r.rec.st.pid) + "/ns/pid", O_RDONLY));
-        if (!own_pidns || !their_pidns || ::setns(their_pidns.get(), CLONE_NEWPID) < 0) {
-            // Its pid namespace belongs to the container's user namespace, which we are not in.
-            if (!(errno == EPERM && cfg.linux_.find(CLONE_NEWUSER)))
-                fail_errno(errno, "exec: enter the container's pid namespace");
-            from_inside = true;
-            pidns = false;
-        }
-    }
-    struct clone_args args {};
-    int pidfd = -1;
-    args.flags = CLONE_PIDFD;
-    args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
-    args.exit_signal = SIGCHLD;
-    // Forwarded signals are blocked before the clone so none is lost; the child clears its mask.
-    sigset_t fwd;
-    sigfillset(&fwd);
-    for (int s : {SIGKILL, SIGSTOP, SIGCHLD, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS}) sigdelset(&fwd, s);
-    if (!o.detach) ::sigprocmask(SIG_BLOCK, &fwd, nullptr);
-    pid_t pid = static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
-    if (pid == 0) {
-        parent_sock.reset();
-        if (from_inside) process::exec_init_from_inside(ic, cpid.get(), ns_flags);
-        process::exec_init(ic, cpid.get(), ns_flags);
-    }
-    int clone_errno = errno;
-    if (pidns) ::setns(own_pidns.get(), CLONE_NEWPID);
-    if (pid < 0) fail_errno(clone_errno, "exec: clone3");
-    UniqueFd child_pidfd(pidfd);
-    child_sock.reset();
-    if (from_inside) {
-        // The first child's only message is the process it made (our child too: CLONE_PARENT), or why not.
-        process::sync::Packet p;
-        bool got = process::sync::recv(parent_sock.get(), p);
-        UniqueFd made = std::move(p.fd);
-        while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-        }
-        if (!got) fail("exec: the process exited during setup");
-        if (p.type == process::sync::Msg::Error) throw Error("exec: " + p.text, p.code);
-        if (p.type != process::sync::Msg::Pid || !made) fail("exec: unexpected message from the process");
-        auto n = parse_decimal<pid_t>(p.text);
-        if (!n) fail("exec: the process sent a malformed pid");
-        pid = *n;
-        child_pidfd = std::move(made);
-    }
-    auto kill_child = [&] {
-        ::syscall(SYS_pidfd_send_signal, child_pidfd.get(), SIGKILL, nullptr, 0);
-        ::waitpid(pid, nullptr, 0);
-    };
-    UniqueFd master;
-    try {
-        if (!r.rec.cgroup.is_null()) cgroups::Manager::load(r.rec.cgroup)->add_process(pid);
-        if (proc.oom_score_adj)
-            procfs::write(std::to_string(pid) + "/oom_score_adj", std::to_string(*proc.oom_score_adj));
-        process::sync::send(parent_sock.get(), process::sync::Msg::Go, std::to_string(r.rec.st.pid));
-        for (bool ready = false; !ready;) {
-            process::sync::Packet p;
-            if (!process::sync::recv(parent_sock.get(), p)) fail("exec: the process exited during setup");
-            UniqueFd pfd = std::move(p.fd);
-            switch (p.type) {
-                case process::sync::Msg::ConsoleFd:
-                    if (!o.console_socket.empty()) {
-                        send_console_fd(o.console_socket, pfd.get(), p.text);
-                    } else if (o.detach) {
-                        fail("exec: --tty with --detach needs --console-socket");
-                    } else {
-                        master = std::move(pfd);
-                    }
-                    break;
-                case process::sync::Msg::SeccompFd: {
-                    oci::State st = r.rec.st;
-                    st.status = r.status;
-                    security::send_seccomp_listener(seccomp, pfd.get(), oci::hook_state(st));
-                    break;
-                }
-                case process::sync::Msg::Error:
-                    throw Error("exec: " + p.text, p.code);
-                case process::sync::Msg::Ready:
-                    ready = true;
-                    break;
-                default:
-                    fail("exec: unexpected message from the process");
-            }
-        }
-        if (!o.pid_file.empty()) write_pid_file_at(o.pid_file, pid);
-    } catch (...) {
-        kill_child();
-        throw;
-    }
+    SetupPeer peer({"exec: the process exited during setup", "exec: ", "exec: unexpected message from the process"});
+    process::InitConfig ic = exec_config(o, r, spec, peer.child_end());
+    ExecChild child = clone_exec_child(o, spec, ic, container_pidfd.get(), r.rec.st.pid, peer);
+    UniqueFd master = serve_exec(o, r, spec, peer, child.pid);
+    if (!o.pid_file.empty()) write_pid_file_at(o.pid_file, child.pid);
+    child.armed = false;
     if (o.detach) return 0;
-    UniqueFd sigfd(::signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK));
-    return wait_foreground(pid, child_pidfd.get(), master.get(), sigfd.get());
+    const sigset_t forwarded = forwarded_signals();
+    UniqueFd sigfd(::signalfd(-1, &forwarded, SFD_CLOEXEC | SFD_NONBLOCK));
+    return wait_foreground(child.pid, child.pidfd.get(), master.get(), sigfd.get());
 }
 
 int ps(const Globals& g, const std::string& id, const std::string& format, const std::vector<std::string>& ps_args) {

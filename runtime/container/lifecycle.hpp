@@ -16,11 +16,12 @@
 
 namespace trustme::container {
 
-// Everything `create` made; abort() undoes it (kill init, cgroup, volumes, state dir) while armed.
+// Everything `create` made, undone by abort() (kill init, cgroup, volumes, state dir) while armed: the
+// destructor aborts, so a command that throws leaves nothing behind. Not copied or moved: one owner.
 struct Created {
     Created() = default;
-    Created(Created&&) = default;
-    Created& operator=(Created&&) = default;
+    Created(const Created&) = delete;
+    Created& operator=(const Created&) = delete;
     ~Created();
     void abort() noexcept;
 
@@ -42,7 +43,8 @@ struct Created {
     std::vector<UniqueFd> volume_mounts;  // detached mounts (volumes, idmapped binds), attached by the child
 };
 
-// Fills `c` step by step, so the caller can abort() whatever was made when it throws.
+// Fills `c` step by step (arming it once there is something to undo); what was made is undone when it
+// throws and `c` goes out of scope.
 void do_create(const Globals& g, const CreateOpts& o, Created& c);
 // Writes the exec fifo; returns the read end of the exec status fifo for await_exec.
 UniqueFd release_init(const state::ContainerDir& dir, const std::string& id);
@@ -54,7 +56,10 @@ void destroy(state::ContainerDir& dir, state::Record& rec);
 void close_volumes(const std::string& id, const std::string& state_dir);
 bool is_frozen(const state::Record& r);
 void write_pid_file_at(const std::string& path, pid_t pid);
-void send_console_fd(const std::string& socket_path, int master, const std::string& name);
+// What a foreground `run` or `exec` passes on to the container's process (taken through a signalfd).
+sigset_t forwarded_signals();
+// A foreground process: copies between the terminal and the pty master (if any), passes signals from
+// sigfd on, and returns its exit code (128 + signal when killed).
 int wait_foreground(pid_t pid, int pidfd, int master, int sigfd);
 
 }  // namespace trustme::container

@@ -290,6 +290,14 @@ void resize_from_stdin(int master) {
 
 }  // namespace
 
+sigset_t forwarded_signals() {
+    // All but those that cannot be caught or forwarded and those that report our own faults.
+    sigset_t set;
+    sigfillset(&set);
+    for (int s : {SIGKILL, SIGSTOP, SIGCHLD, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS}) sigdelset(&set, s);
+    return set;
+}
+
 int wait_foreground(pid_t pid, int pidfd, int master, int sigfd) {
     RawTerminal raw;
     if (master >= 0) {
@@ -345,34 +353,24 @@ int run(const Globals& g, const CreateOpts& o) {
     // Forwarded signals are taken through a signalfd; the container init restores the mask before exec.
     // They are blocked only right before the clone (do_create): reading and verifying the bundle, which
     // an attacker may make slow (a fifo, a growing file), stays interruptible by SIGTERM and SIGINT.
-    sigset_t fwd;
-    sigfillset(&fwd);
-    for (int s : {SIGKILL, SIGSTOP, SIGCHLD, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS}) sigdelset(&fwd, s);
+    const sigset_t fwd = forwarded_signals();
     UniqueFd sigfd(::signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!sigfd) fail_errno("signalfd");
 
     Created c;
     c.foreground = true;
     c.block_at_clone = &fwd;
-    try {
-        do_create(g, o, c);
-    } catch (...) {
-        c.abort();
-        throw;
-    }
+    do_create(g, o, c);
     int code;
-    try {
+    {
         UniqueFd ready = notify::bind(*c.dir);
-        UniqueFd st = release_init(*c.dir, o.id);
+        UniqueFd status = release_init(*c.dir, o.id);
         c.dir->unlock();
-        await_exec(std::move(st), o.id);
+        await_exec(std::move(status), o.id);
         run_poststart(c.rec, "running");
         notify::forward(ready.get(), c.pid, c.rec.pid_start);
         code = wait_foreground(c.pid, c.pidfd.get(), c.console.get(), sigfd.get());
         c.dir->lock();
-    } catch (...) {
-        c.abort();
-        throw;
     }
     c.armed = false;
     c.pid = 0;

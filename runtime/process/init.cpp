@@ -497,50 +497,52 @@ std::string resolve_executable(const oci::Process& proc) {
     fail("exec: \"" + arg0 + "\": executable file not found in $PATH");
 }
 
-[[noreturn]] void exec_init_from_inside(InitConfig& ic, int container_pidfd, int ns_flags) {
+namespace {
+
+// The one way out of a child of clone: its work, and on any exception its reason to the parent.
+template <class Work>
+[[noreturn]] void run_child(int sync_fd, Work&& work) noexcept {
     try {
+        work();
+    } catch (const std::exception& e) {
+        sync::send_error(sync_fd, e);
+    } catch (...) {
+        sync::try_send(sync_fd, sync::Msg::Error, "unknown error");
+    }
+    ::_exit(1);
+}
+
+}  // namespace
+
+pid_t clone_with_pidfd(uint64_t flags, int* pidfd) {
+    struct clone_args args {};
+    args.flags = flags | CLONE_PIDFD;
+    args.pidfd = reinterpret_cast<uint64_t>(pidfd);
+    // With CLONE_PARENT the child signals our parent as we would, and clone3 refuses an exit signal
+    // (EINVAL: kernel/fork.c clone3_args_valid).
+    args.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
+    return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+}
+
+[[noreturn]] void exec_init_from_inside(InitConfig& ic, int container_pidfd, int ns_flags) noexcept {
+    run_child(ic.sync_fd, [&] {
         if (::setns(container_pidfd, ns_flags | CLONE_NEWPID) < 0) fail_errno(errno, "join the container's namespaces");
         ::close(container_pidfd);
-        struct clone_args args {};
         int pidfd = -1;
-        args.flags = CLONE_PARENT | CLONE_PIDFD;
-        args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
-        pid_t pid = static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+        pid_t pid = clone_with_pidfd(CLONE_PARENT, &pidfd);
         if (pid == 0) exec_init(ic, -1, 0);  // already inside: nothing more to join
         if (pid < 0) fail_errno(errno, "clone3 in the container's namespaces");
         sync::send(ic.sync_fd, sync::Msg::Pid, std::to_string(pid), pidfd);
         ::_exit(0);
-    } catch (const std::exception& e) {
-        try {
-            sync::send_error(ic.sync_fd, e);
-        } catch (...) {
-        }
-    }
-    ::_exit(1);
+    });
 }
 
-[[noreturn]] void exec_init(InitConfig& ic, int container_pidfd, int ns_flags) {
-    try {
-        run_exec(ic, container_pidfd, ns_flags);
-    } catch (const std::exception& e) {
-        try {
-            sync::send_error(ic.sync_fd, e);
-        } catch (...) {
-        }
-    }
-    ::_exit(1);
+[[noreturn]] void exec_init(InitConfig& ic, int container_pidfd, int ns_flags) noexcept {
+    run_child(ic.sync_fd, [&] { run_exec(ic, container_pidfd, ns_flags); });
 }
 
-[[noreturn]] void container_init(InitConfig& ic) {
-    try {
-        run(ic);
-    } catch (const std::exception& e) {
-        try {
-            sync::send_error(ic.sync_fd, e);
-        } catch (...) {
-        }
-    }
-    ::_exit(1);
+[[noreturn]] void container_init(InitConfig& ic) noexcept {
+    run_child(ic.sync_fd, [&] { run(ic); });
 }
 
 }  // namespace trustme::process

@@ -1,6 +1,9 @@
 // The container init: the child between clone and exec. Single-threaded (the parent is), so it may
 // allocate; everything it needs was parsed and compiled by the parent before clone.
 #pragma once
+#include <sys/types.h>
+
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -35,17 +38,25 @@ struct InitConfig {
     std::string home_env;   // "HOME=..." from the container's /etc/passwd when process.env has no HOME
 };
 
-// Never returns: execs the user program or _exit()s after reporting the error to the parent.
-[[noreturn]] void container_init(InitConfig& ic);
+// The entries below are what a child of clone runs: they never return and never throw (an exception must
+// not unwind into the cleanup of the parent it was cloned from); every error goes to the parent over
+// ic.sync_fd (Msg::Error) and the child _exit()s.
+
+// Execs the user program once `start` releases it.
+[[noreturn]] void container_init(InitConfig& ic) noexcept;
 
 // The `exec` child: joins the namespaces of the container behind container_pidfd (ns_flags), then sets up
 // the process exactly as the init does and execs it without waiting for a start.
-[[noreturn]] void exec_init(InitConfig& ic, int container_pidfd, int ns_flags);
+[[noreturn]] void exec_init(InitConfig& ic, int container_pidfd, int ns_flags) noexcept;
 
 // exec_init for a container whose pid namespace we may not enter from outside (rootless: it belongs to the
 // container's user namespace): this first child joins all of the container's namespaces, makes the real
 // exec child with CLONE_PARENT (so the runtime still waits for it), reports it (Msg::Pid) and exits.
-[[noreturn]] void exec_init_from_inside(InitConfig& ic, int container_pidfd, int ns_flags);
+[[noreturn]] void exec_init_from_inside(InitConfig& ic, int container_pidfd, int ns_flags) noexcept;
+
+// clone3 with CLONE_PIDFD (the pidfd stored in *pidfd) and SIGCHLD as the exit signal (none with
+// CLONE_PARENT): the child's pid, 0 in the child, -1 with errno.
+pid_t clone_with_pidfd(uint64_t flags, int* pidfd);
 
 // PATH lookup of args[0] inside the container (after pivot_root). Throws a one-line error
 // ("exec: \"foo\": executable file not found in $PATH"), as runc does at create.

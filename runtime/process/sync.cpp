@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/error.hpp"
@@ -15,17 +16,12 @@ struct Header {
 constexpr size_t kMax = 4096;
 }  // namespace
 
-void send(int sock, Msg type, const std::string& text, int fd, int code) {
-    char buf[kMax];
-    Header h{static_cast<uint32_t>(type), code};
-    size_t n = std::min(text.size(), kMax - sizeof h);
-    std::memcpy(buf, &h, sizeof h);
-    std::memcpy(buf + sizeof h, text.data(), n);
-    struct iovec iov = {buf, sizeof h + n};
+int send_with_fd(int sock, const void* data, size_t size, int fd) noexcept {
+    struct iovec iov = {const_cast<void*>(data), size};
     struct msghdr msg {};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
     if (fd >= 0) {
         msg.msg_control = cbuf;
         msg.msg_controllen = sizeof cbuf;
@@ -35,13 +31,25 @@ void send(int sock, Msg type, const std::string& text, int fd, int code) {
         c->cmsg_len = CMSG_LEN(sizeof(int));
         std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
     }
-    while (::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) {
-        if (errno == EINTR) continue;
-        fail_errno("sync: send");
-    }
+    while (::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0)
+        if (errno != EINTR) return errno;
+    return 0;
 }
 
-void send_error(int sock, const std::exception& e) { send(sock, Msg::Error, e.what(), -1, error_code(e)); }
+int try_send(int sock, Msg type, std::string_view text, int fd, int code) noexcept {
+    char buf[kMax];
+    Header h{static_cast<uint32_t>(type), code};
+    size_t n = std::min(text.size(), kMax - sizeof h);
+    std::memcpy(buf, &h, sizeof h);
+    std::memcpy(buf + sizeof h, text.data(), n);
+    return send_with_fd(sock, buf, sizeof h + n, fd);
+}
+
+void send(int sock, Msg type, std::string_view text, int fd, int code) {
+    if (int err = try_send(sock, type, text, fd, code)) fail(err, "sync: send");
+}
+
+void send_error(int sock, const std::exception& e) noexcept { try_send(sock, Msg::Error, e.what(), -1, error_code(e)); }
 
 bool recv(int sock, Packet& out) {
     char buf[kMax];
@@ -58,13 +66,6 @@ bool recv(int sock, Packet& out) {
         if (errno == ECONNRESET) return false;
         fail_errno("sync: receive");
     }
-    if (n == 0) return false;
-    if (static_cast<size_t>(n) < sizeof(Header)) fail("sync: short message");
-    Header h;
-    std::memcpy(&h, buf, sizeof h);
-    out.type = static_cast<Msg>(h.type);
-    out.code = h.code;
-    out.text.assign(buf + sizeof h, static_cast<size_t>(n) - sizeof h);
     out.fd.reset();
     for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
@@ -72,6 +73,13 @@ bool recv(int sock, Packet& out) {
             std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
             out.fd.reset(fd);
         }
+    if (n == 0) return false;
+    if (static_cast<size_t>(n) < sizeof(Header)) fail("sync: short message");
+    Header h;
+    std::memcpy(&h, buf, sizeof h);
+    out.type = static_cast<Msg>(h.type);
+    out.code = h.code;
+    out.text.assign(buf + sizeof h, static_cast<size_t>(n) - sizeof h);
     return true;
 }
 

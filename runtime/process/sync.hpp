@@ -1,9 +1,11 @@
 // Parent ↔ container-init handshake over a SOCK_SEQPACKET socketpair: one message per packet, with an
 // optional fd (SCM_RIGHTS). EOF means the other side died.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <string>
+#include <string_view>
 
 #include "base/fd.hpp"
 
@@ -27,10 +29,19 @@ struct Packet {
     UniqueFd fd;  // the fd that came with it, if any
 };
 
-void send(int sock, Msg type, const std::string& text = {}, int fd = -1, int code = 0);
-// Msg::Error with the exception's text and code (error_code): the parent rethrows it as the same Error.
-void send_error(int sock, const std::exception& e);
+void send(int sock, Msg type, std::string_view text = {}, int fd = -1, int code = 0);
+// send for a child that must not throw (one cloned from a process with cleanup of its own to unwind):
+// 0, or the errno of sendmsg.
+int try_send(int sock, Msg type, std::string_view text = {}, int fd = -1, int code = 0) noexcept;
+// Msg::Error with the exception's text and code (error_code), never throwing: the parent rethrows it as the
+// same Error.
+void send_error(int sock, const std::exception& e) noexcept;
 // Returns false on EOF (peer gone).
 bool recv(int sock, Packet& out);
+
+// One sendmsg of `size` bytes with `fd` (when >= 0) as SCM_RIGHTS, EINTR retried, never SIGPIPE: 0 or the
+// errno. The one place an fd is passed: the handshake above, the console socket (runc's utils.SendFd
+// protocol: the pty name as data).
+int send_with_fd(int sock, const void* data, size_t size, int fd) noexcept;
 
 }  // namespace trustme::process::sync
