@@ -149,20 +149,30 @@ void attach_tree(int tree, int dest, const std::string& what) {
         fail_errno(what);
 }
 
-void bind_into(int root, const std::string& source, const std::string& dest, bool recursive, uint64_t set,
-               uint64_t clr, uint64_t rset, uint64_t rclr, uint64_t propagation, const std::string& what) {
+// How bind_into binds: the whole tree under the source or its top mount only, and the mount flags.
+struct BindFlags {
+    bool recursive = false;                           // rbind
+    uint64_t set = 0, clear = 0;                      // MOUNT_ATTR_* of the top mount
+    uint64_t recursive_set = 0, recursive_clear = 0;  // MOUNT_ATTR_* of every mount in the tree
+    uint64_t propagation = 0;                         // MS_SHARED, MS_SLAVE, ... once attached
+};
+
+// A clone of `source` (a path in our mount namespace) attached at `dest` inside root.
+void bind_into(int root, const std::string& source, const std::string& dest, const BindFlags& flags,
+               const std::string& what) {
     struct stat st;
     if (::stat(source.c_str(), &st) < 0) fail_errno(what + ": source " + source);
     UniqueFd tree(::open_tree(AT_FDCWD, source.c_str(),
-                              OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0)));
+                              OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (flags.recursive ? AT_RECURSIVE : 0)));
     if (!tree) fail_errno(what + ": bind " + source);
-    set_attr(tree.get(), set, clr, 0, false, what + ": set mount flags");
-    set_attr(tree.get(), rset, rclr, 0, true, what + ": set recursive mount flags");
+    set_attr(tree.get(), flags.set, flags.clear, 0, false, what + ": set mount flags");
+    set_attr(tree.get(), flags.recursive_set, flags.recursive_clear, 0, true, what + ": set recursive mount flags");
     UniqueFd target = open_in_root(root, dest, true, !S_ISDIR(st.st_mode));
     if (!target) fail_errno(what + ": destination");
     refuse_proc_target(target.get(), dest, what);
     attach_tree(tree.get(), target.get(), what + ": attach");
-    if (propagation) set_attr(tree.get(), 0, 0, propagation, recursive, what + ": propagation");
+    if (flags.propagation)
+        set_attr(tree.get(), 0, 0, flags.propagation, flags.recursive, what + ": propagation");
 }
 
 void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::string& what) {
@@ -177,7 +187,7 @@ void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::s
         for (auto& mi : mounts)
             if (mi.fstype == "cgroup2") {
                 std::string path = plan.cgroups.empty() ? "/" : plan.cgroups[0].path;
-                bind_into(root, mi.mountpoint + path, m.destination, false, set, 0, 0, 0, 0, what);
+                bind_into(root, mi.mountpoint + path, m.destination, {.set = set}, what);
                 return;
             }
         fail(what + ": no cgroup2 hierarchy mounted");
@@ -244,8 +254,13 @@ void mount_one(const Plan& plan, int root, const oci::Mount& m, const std::strin
     if (m.bind) {
         std::string src = m.source;
         if (!src.empty() && src[0] != '/') src = plan.bundle + "/" + src;
-        bind_into(root, src, m.destination, (m.flags & MS_REC) != 0, attr_from_flags(m.flags), 0, m.rec_attr_set,
-                  m.rec_attr_clr, propagation_of(m.propagation), what);
+        bind_into(root, src, m.destination,
+                  {.recursive = (m.flags & MS_REC) != 0,
+                   .set = attr_from_flags(m.flags),
+                   .recursive_set = m.rec_attr_set,
+                   .recursive_clear = m.rec_attr_clr,
+                   .propagation = propagation_of(m.propagation)},
+                  what);
         return;
     }
     UniqueFd dest = open_in_root(root, m.destination, true, false);
@@ -274,38 +289,50 @@ struct DefaultDev {
 constexpr DefaultDev kDefaultDevices[] = {{"/dev/null", 1, 3},    {"/dev/zero", 1, 5}, {"/dev/full", 1, 7},
                                           {"/dev/random", 1, 8},  {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
 
-// A device node named `base` in the directory `dirfd`, replacing whatever non-directory is there.
-// umask_clear: the caller set the umask to 0, so mknod's mode is already exact.
-void make_device_at(int dirfd, const std::string& base, const std::string& what, char type, int64_t major,
-                    int64_t minor, uint32_t mode, uint32_t uid, uint32_t gid, bool set_owner, bool umask_clear) {
-    const mode_t kind = type == 'b' ? S_IFBLK : type == 'p' ? S_IFIFO : S_IFCHR;
-    const dev_t dev = makedev(static_cast<unsigned>(major), static_cast<unsigned>(minor));
-    int rc = ::mknodat(dirfd, base.c_str(), kind | (mode & 07777), dev);
+// The default devices that linux.devices does not name itself (it may give them another mode or owner).
+std::vector<oci::Device> default_devices(const oci::Config& cfg) {
+    std::vector<oci::Device> out;
+    for (auto& d : kDefaultDevices) {
+        bool overridden = false;
+        for (auto& u : cfg.linux_.devices) overridden |= u.path == d.path;
+        if (!overridden) out.push_back({.type = 'c', .path = d.path, .major = d.major, .minor = d.minor});
+    }
+    return out;
+}
+
+// The device node `node` named `base` in the directory `dirfd`, replacing whatever non-directory is there;
+// chowned to its uid and gid with set_owner. umask_clear: the caller set the umask to 0, so mknod's mode is
+// already exact.
+void make_device_at(int dirfd, const std::string& base, const oci::Device& node, bool set_owner, bool umask_clear) {
+    const std::string what = "device " + node.path;
+    const mode_t kind = node.type == 'b' ? S_IFBLK : node.type == 'p' ? S_IFIFO : S_IFCHR;  // 'c' and 'u'
+    const mode_t mode = node.file_mode & 07777;
+    const dev_t dev = makedev(static_cast<unsigned>(node.major), static_cast<unsigned>(node.minor));
+    int rc = ::mknodat(dirfd, base.c_str(), kind | mode, dev);
     if (rc < 0 && errno == EEXIST) {
         ::unlinkat(dirfd, base.c_str(), 0);
-        rc = ::mknodat(dirfd, base.c_str(), kind | (mode & 07777), dev);
+        rc = ::mknodat(dirfd, base.c_str(), kind | mode, dev);
     }
     if (rc < 0) fail_errno(what + ": mknod");
     // mknod applies the umask; the spec's fileMode is exact.
-    if (!umask_clear && ::fchmodat(dirfd, base.c_str(), mode & 07777, 0) < 0) fail_errno(what + ": chmod");
-    if (set_owner && ::fchownat(dirfd, base.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+    if (!umask_clear && ::fchmodat(dirfd, base.c_str(), mode, 0) < 0) fail_errno(what + ": chmod");
+    if (set_owner && ::fchownat(dirfd, base.c_str(), node.uid, node.gid, AT_SYMLINK_NOFOLLOW) < 0)
         fail_errno(what + ": chown");
 }
 
-void make_device(const Plan& plan, int root, const std::string& path, char type, int64_t major, int64_t minor,
-                 uint32_t mode, uint32_t uid, uint32_t gid, bool set_owner) {
-    std::string what = "device " + path;
+void make_device(const Plan& plan, int root, const oci::Device& node, bool set_owner) {
+    const std::string what = "device " + node.path;
     if (plan.userns) {
         // mknod is not allowed in a user namespace: bind the host's device node instead (as runc).
-        bind_into(root, path, path, false, 0, 0, 0, 0, 0, what);
+        bind_into(root, node.path, node.path, {}, what);
         return;
     }
-    auto [dir, base] = split(path);
+    auto [dir, base] = split(node.path);
     UniqueFd parent = open_in_root(root, dir, true, false);
     if (!parent) fail_errno(what + ": parent directory");
     UniqueFd pdir(::openat(parent.get(), ".", O_DIRECTORY | O_CLOEXEC));
     if (!pdir) fail_errno(what);
-    make_device_at(pdir.get(), base, what, type, major, minor, mode, uid, gid, set_owner, false);
+    make_device_at(pdir.get(), base, node, set_owner, false);
 }
 
 bool dev_is_bind(const oci::Config& cfg) {
@@ -324,19 +351,9 @@ void setup_dev(const Plan& plan, int root) {
         if (!plan.userns && devdir) {
             // All in /dev, opened once, with the umask cleared for the duration (mode 0666 exactly).
             ScopedUmask no_umask(0);
-            for (auto& d : kDefaultDevices) {
-                bool overridden = false;
-                for (auto& u : cfg.linux_.devices) overridden |= u.path == d.path;
-                if (!overridden)
-                    make_device_at(devdir.get(), d.path + 5, std::string("device ") + d.path, 'c', d.major,
-                                   d.minor, 0666, 0, 0, false, true);
-            }
+            for (auto& d : default_devices(cfg)) make_device_at(devdir.get(), d.path.substr(5), d, false, true);
         } else {
-            for (auto& d : kDefaultDevices) {
-                bool overridden = false;
-                for (auto& u : cfg.linux_.devices) overridden |= u.path == d.path;
-                if (!overridden) make_device(plan, root, d.path, 'c', d.major, d.minor, 0666, 0, 0, false);
-            }
+            for (auto& d : default_devices(cfg)) make_device(plan, root, d, false);
         }
         if (devdir) {
             // config-linux.md "Default Devices" symlinks; /dev/core as runc does when /proc/kcore exists.
@@ -354,9 +371,7 @@ void setup_dev(const Plan& plan, int root) {
             }
         }
     }
-    for (auto& d : cfg.linux_.devices)
-        make_device(plan, root, d.path, d.type == 'u' ? 'c' : d.type, d.major, d.minor, d.file_mode, d.uid, d.gid,
-                    true);
+    for (auto& d : cfg.linux_.devices) make_device(plan, root, d, true);
     for (auto& m : cfg.mounts)
         if (m.destination == "/dev" && !m.bind && (m.flags & MS_RDONLY)) {
             UniqueFd dev = open_in_root(root, "/dev", false, false);
