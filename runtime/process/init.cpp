@@ -23,12 +23,14 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "runtime/process/rootfs.hpp"
 #include "base/error.hpp"
 #include "base/files.hpp"
 #include "base/log.hpp"
 #include "base/procfs.hpp"
+#include "base/strings.hpp"
 #include "runtime/process/sync.hpp"
 #include "hooks/hooks.hpp"
 
@@ -85,9 +87,8 @@ void bind_console(int slave) {
         if (errno == ENOENT) return;
         fail_errno(errno, "/dev (for /dev/console)");
     }
-    int c = ::openat(dev.get(), "console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (c >= 0) ::close(c);
-    else if (errno != EEXIST) fail_errno(errno, "create /dev/console");
+    UniqueFd made(::openat(dev.get(), "console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!made && errno != EEXIST) fail_errno(errno, "create /dev/console");
     UniqueFd target(::openat(dev.get(), "console", O_PATH | O_NOFOLLOW | O_CLOEXEC));
     struct stat st;
     if (!target || ::fstat(target.get(), &st) < 0) fail_errno(errno, "/dev/console");
@@ -119,12 +120,7 @@ std::string passwd_home(uint32_t uid) {
     }
     // name:password:uid:gid:gecos:home:shell; the first entry with the uid wins (runc takes users[0]).
     const std::string want = std::to_string(uid);
-    size_t pos = 0;
-    while (pos < text.size()) {
-        size_t end = text.find('\n', pos);
-        if (end == std::string::npos) end = text.size();
-        std::string_view line(text.data() + pos, end - pos);
-        pos = end + 1;
+    for (std::string_view line : split(text, '\n')) {
         std::string_view field[7];
         size_t n = 0, s = 0;
         for (size_t i = 0; i <= line.size() && n < 7; ++i)
@@ -195,8 +191,8 @@ void setup_console(InitConfig& ic) {
     if (::ptsname_r(master.get(), name, sizeof name) != 0) fail("ptsname failed");
     // The slave from the master itself (TIOCGPTPEER, Linux 4.13), not by its name: no lookup in a tree
     // that container processes may be changing (`exec -t` runs beside them).
-    int slave = ::ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY);
-    if (slave < 0) fail_errno(errno, std::string("open ") + name);
+    UniqueFd slave(::ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY));
+    if (!slave) fail_errno(errno, std::string("open ") + name);
     if (ic.proc->console_height || ic.proc->console_width) {
         struct winsize ws {};
         ws.ws_row = static_cast<unsigned short>(ic.proc->console_height);
@@ -206,13 +202,13 @@ void setup_console(InitConfig& ic) {
     // `exec -t` mounts nothing: its process gets the pty as stdio and controlling terminal, and the
     // container's /dev/console stays the one create bound. Without a mount namespace nothing is mounted
     // (it would be the host's).
-    if (!ic.is_exec && ic.cfg->linux_.find(CLONE_NEWNS)) bind_console(slave);
+    if (!ic.is_exec && ic.cfg->linux_.find(CLONE_NEWNS)) bind_console(slave.get());
     sync::send(ic.sync_fd, sync::Msg::ConsoleFd, name, master.get());
     if (::setsid() < 0) fail_errno(errno, "setsid");
-    if (::ioctl(slave, TIOCSCTTY, 0) < 0) fail_errno(errno, "set controlling terminal");
+    if (::ioctl(slave.get(), TIOCSCTTY, 0) < 0) fail_errno(errno, "set controlling terminal");
     for (int fd = 0; fd < 3; ++fd)
-        if (::dup2(slave, fd) < 0) fail_errno(errno, "dup2 pty");
-    if (slave > 2) ::close(slave);
+        if (::dup2(slave.get(), fd) < 0) fail_errno(errno, "dup2 pty");
+    if (slave.get() <= 2) (void)slave.release();  // it is one of the stdio fds now
 }
 
 void switch_user(const oci::User& u) {
@@ -273,16 +269,16 @@ void finalize_process(InitConfig& ic) {
     chown_stdio(proc);
 
     security::apply_bounding(ic.caps);
-    int listener = -1;
+    UniqueFd listener;
     bool have_seccomp = ic.seccomp && !ic.seccomp->empty();
-    if (have_seccomp && !proc.no_new_privileges) listener = security::load_seccomp(*ic.seccomp);
+    if (have_seccomp && !proc.no_new_privileges) listener.reset(security::load_seccomp(*ic.seccomp));
     switch_user(proc.user);
     security::apply_after_user_switch(ic.caps);
     if (proc.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail_errno(errno, "no_new_privs");
-    if (have_seccomp && proc.no_new_privileges) listener = security::load_seccomp(*ic.seccomp);
-    if (listener >= 0) {
-        sync::send(ic.sync_fd, sync::Msg::SeccompFd, {}, listener);
-        ::close(listener);
+    if (have_seccomp && proc.no_new_privileges) listener.reset(security::load_seccomp(*ic.seccomp));
+    if (listener) {
+        sync::send(ic.sync_fd, sync::Msg::SeccompFd, {}, listener.get());
+        listener.reset();
     }
     if (proc.user.umask) ::umask(*proc.user.umask);
     else ::umask(022);
@@ -335,28 +331,32 @@ void finalize_process(InitConfig& ic) {
     fail_start(ic, "exec " + ic.exec_path + ": " + std::strerror(errno), 127);
 }
 
-[[noreturn]] void run(InitConfig& ic) {
-    close_all_except(init_fds(ic));
-    const oci::Config& cfg = *ic.cfg;
-    // `run` blocks forwarded signals in the parent; the container starts with an empty mask.
+// First thing in a child of clone: only the fds it needs, an empty signal mask (`run` blocks forwarded
+// signals in the parent), death with the runtime while it is set up (cleared once ready: the create process
+// then exits); then Go. Returns Go's text: the container init's pid in the runtime's pid namespace.
+std::string await_go(const InitConfig& ic, std::vector<int> keep) {
+    close_all_except(std::move(keep));
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    // Die with the runtime while we are being set up; cleared once ready (the create process then exits).
     ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    sync::Packet go;
+    if (!sync::recv(ic.sync_fd, go) || go.type != sync::Msg::Go) ::_exit(1);
+    return go.text;
+}
 
-    sync::Packet pkt;
-    if (!sync::recv(ic.sync_fd, pkt) || pkt.type != sync::Msg::Go) ::_exit(1);
-    std::string host_pid = pkt.text;
-
+void enter_user_namespace(const InitConfig& ic) {
     if (ic.userns_fd >= 0 && ::setns(ic.userns_fd, CLONE_NEWUSER) < 0) fail_errno(errno, "join user namespace");
-    if (cfg.linux_.find(CLONE_NEWUSER)) {
+    if (ic.cfg->linux_.find(CLONE_NEWUSER)) {
         // Become root of the new user namespace (mapped by the parent).
         if (::setresgid(0, 0, 0) < 0) fail_errno(errno, "setresgid 0 in user namespace");
         if (::setresuid(0, 0, 0) < 0) fail_errno(errno, "setresuid 0 in user namespace");
     }
-    if (ic.new_netns) loopback_up();
+}
 
+// What rootfs:: needs; reads /proc/self/cgroup, so before the cgroup namespace is made.
+rootfs::Plan rootfs_plan(const InitConfig& ic) {
+    const oci::Config& cfg = *ic.cfg;
     rootfs::Plan plan;
     plan.cfg = &cfg;
     plan.bundle = ic.bundle;
@@ -372,7 +372,13 @@ void finalize_process(InitConfig& ic) {
     plan.dev_null_fd = ic.dev_null_fd;
     if (!cfg.linux_.mount_label.empty()) plan.mount_label_opt = security::mount_label_option(cfg.linux_.mount_label);
     plan.cgroups = rootfs::read_self_cgroups();
+    return plan;
+}
 
+// The namespaces made after Go (cgroup: once the parent has put us in our cgroup; time: before exec),
+// and the UTS names.
+void enter_late_namespaces(const InitConfig& ic) {
+    const oci::Config& cfg = *ic.cfg;
     if ((ic.new_ns_late & CLONE_NEWCGROUP) && ::unshare(CLONE_NEWCGROUP) < 0) fail_errno(errno, "unshare cgroup namespace");
     if (ic.new_ns_late & CLONE_NEWTIME) {
         // A new time namespace applies to children and, through execve, to us: set offsets before exec.
@@ -383,25 +389,17 @@ void finalize_process(InitConfig& ic) {
         fail_errno(errno, "sethostname");
     if (!cfg.domainname.empty() && ::setdomainname(cfg.domainname.data(), cfg.domainname.size()) < 0)
         fail_errno(errno, "setdomainname");
+}
 
-    bool mntns = cfg.linux_.find(CLONE_NEWNS) != nullptr;
-    UniqueFd root;
-    UniqueFd own_null;
-    if (mntns && plan.dev_null_fd < 0 && !cfg.linux_.masked_paths.empty()) {
-        // Rootless: the parent may not clone the null device; clone it here, from our copy of the host's
-        // mount namespace, before anything of the container's is mounted in it.
-        own_null = rootfs::clone_dev_null();
-        plan.dev_null_fd = own_null.get();
-    }
-    if (mntns) root = rootfs::prepare(plan);
-
-    // prestart + createRuntime run in the runtime namespace (by the parent), createContainer here, in the
-    // container's namespaces before pivot_root (runtime.md lifecycle steps 4-6).
+// prestart + createRuntime run in the runtime namespace (by the parent), createContainer here, in the
+// container's namespaces before pivot_root (runtime.md lifecycle steps 4-6).
+void run_create_hooks(const InitConfig& ic, const std::string& host_pid) {
+    const oci::Config& cfg = *ic.cfg;
     // The round trip is skipped when there is nothing to run (the parent's copy of cfg is ours: clone).
     if (!cfg.hooks.prestart.empty() || !cfg.hooks.create_runtime.empty()) {
         sync::send(ic.sync_fd, sync::Msg::HooksRequest);
-        if (!sync::recv(ic.sync_fd, pkt)) ::_exit(1);
-        if (pkt.type != sync::Msg::HooksDone) ::_exit(1);
+        sync::Packet done;
+        if (!sync::recv(ic.sync_fd, done) || done.type != sync::Msg::HooksDone) ::_exit(1);
     }
     if (!cfg.hooks.create_container.empty()) {
         nlohmann::json s = {{"ociVersion", oci::kOciVersion}, {"id", ic.id}, {"status", "creating"},
@@ -409,7 +407,37 @@ void finalize_process(InitConfig& ic) {
         if (!cfg.annotations.empty()) s["annotations"] = cfg.annotations;
         hooks::run_all(cfg.hooks.create_container, s.dump(), "createContainer");
     }
+}
 
+// Block until `start` writes to the exec fifo (runtime.md: the user program runs only at start).
+void await_start(InitConfig& ic) {
+    UniqueFd start(std::exchange(ic.start_fd, -1));
+    char byte;
+    ssize_t n;
+    while ((n = ::read(start.get(), &byte, 1)) < 0 && errno == EINTR) {
+    }
+    if (n != 1) ::_exit(1);
+}
+
+[[noreturn]] void run(InitConfig& ic) {
+    const std::string host_pid = await_go(ic, init_fds(ic));
+    const oci::Config& cfg = *ic.cfg;
+    enter_user_namespace(ic);
+    if (ic.new_netns) loopback_up();
+    rootfs::Plan plan = rootfs_plan(ic);
+    enter_late_namespaces(ic);
+
+    const bool mntns = cfg.linux_.find(CLONE_NEWNS) != nullptr;
+    UniqueFd own_null;
+    if (mntns && plan.dev_null_fd < 0 && !cfg.linux_.masked_paths.empty()) {
+        // Rootless: the parent may not clone the null device; clone it here, from our copy of the host's
+        // mount namespace, before anything of the container's is mounted in it.
+        own_null = rootfs::clone_dev_null();
+        plan.dev_null_fd = own_null.get();
+    }
+    UniqueFd root;
+    if (mntns) root = rootfs::prepare(plan);
+    run_create_hooks(ic, host_pid);
     if (mntns) {
         rootfs::enter(root.get(), ic.no_pivot);
         root.reset();
@@ -423,49 +451,34 @@ void finalize_process(InitConfig& ic) {
             fail_errno(errno, "chroot into " + ic.rootfs_path);
         make_cwd(cfg.process->cwd);
     }
-
     finalize_process(ic);
-
-    // Block until `start` writes to the exec fifo (runtime.md: the user program runs only at start).
-    char b;
-    ssize_t n;
-    while ((n = ::read(ic.start_fd, &b, 1)) < 0 && errno == EINTR) {
-    }
-    if (n != 1) ::_exit(1);
-    ::close(ic.start_fd);
-    ic.start_fd = -1;
-
+    await_start(ic);
     exec_process(ic, host_pid);
 }
 
 [[noreturn]] void run_exec(InitConfig& ic, int container_pidfd, int ns_flags) {
-    auto keep = init_fds(ic);
-    keep.push_back(container_pidfd);
-    close_all_except(keep);
     // Until its exec (which makes it dumpable again), no process of the container may open this one's
     // fds through /proc/<pid>/fd: they include the runtime's procfs handle and the container's pidfd.
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    sync::Packet pkt;
-    if (!sync::recv(ic.sync_fd, pkt) || pkt.type != sync::Msg::Go) ::_exit(1);
+    UniqueFd container(container_pidfd);  // this child's copy: closed once the namespaces are joined
+    auto keep = init_fds(ic);
+    keep.push_back(container.get());
+    const std::string init_pid = await_go(ic, std::move(keep));
     // setns(pidfd, flags) joins all of the container's namespaces at once (Linux 5.8); the pid namespace
     // was entered by the parent (pid_for_children) before clone, so we already are inside it.
-    if (ns_flags && ::setns(container_pidfd, ns_flags) < 0) fail_errno(errno, "join the container's namespaces");
+    if (ns_flags && ::setns(container.get(), ns_flags) < 0) fail_errno(errno, "join the container's namespaces");
     if (!ic.cfg->linux_.find(CLONE_NEWNS)) {
         // No mount namespace to join: its root is the init's chroot (runc would leave us on the host's root).
-        UniqueFd r(::open(("/proc/" + pkt.text + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        UniqueFd r(::open(("/proc/" + init_pid + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
         if (!r || ::fchdir(r.get()) < 0 || ::chroot(".") < 0) fail_errno(errno, "enter the container's root");
     }
-    ::close(container_pidfd);
+    container.reset();
     if (ic.cfg->linux_.find(CLONE_NEWUSER)) {
         if (::setresgid(0, 0, 0) < 0 || ::setresuid(0, 0, 0) < 0) fail_errno(errno, "become root in user namespace");
     }
     ic.no_new_keyring = true;
     finalize_process(ic);
-    exec_process(ic, pkt.text);
+    exec_process(ic, init_pid);
 }
 
 }  // namespace
@@ -526,8 +539,9 @@ pid_t clone_with_pidfd(uint64_t flags, int* pidfd) {
 
 [[noreturn]] void exec_init_from_inside(InitConfig& ic, int container_pidfd, int ns_flags) noexcept {
     run_child(ic.sync_fd, [&] {
-        if (::setns(container_pidfd, ns_flags | CLONE_NEWPID) < 0) fail_errno(errno, "join the container's namespaces");
-        ::close(container_pidfd);
+        UniqueFd container(container_pidfd);  // this child's copy
+        if (::setns(container.get(), ns_flags | CLONE_NEWPID) < 0) fail_errno(errno, "join the container's namespaces");
+        container.reset();
         int pidfd = -1;
         pid_t pid = clone_with_pidfd(CLONE_PARENT, &pidfd);
         if (pid == 0) exec_init(ic, -1, 0);  // already inside: nothing more to join

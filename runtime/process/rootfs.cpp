@@ -17,6 +17,7 @@
 #include "base/files.hpp"
 #include "base/log.hpp"
 #include "base/procfs.hpp"
+#include "base/strings.hpp"
 #include "runtime/process/checks.hpp"
 #include "base/owned.hpp"
 
@@ -91,13 +92,8 @@ struct MountInfo {
 
 std::vector<MountInfo> cgroup_mounts() {
     std::vector<MountInfo> out;
-    std::string text = procfs::read("self/mountinfo");
-    size_t pos = 0;
-    while (pos < text.size()) {
-        size_t end = text.find('\n', pos);
-        if (end == std::string::npos) end = text.size();
-        std::string_view line(text.data() + pos, end - pos);
-        pos = end + 1;
+    for (const std::string& entry : trustme::split(procfs::read("self/mountinfo"), '\n')) {
+        std::string_view line(entry);
         auto sep = line.find(" - ");
         if (sep == std::string_view::npos) continue;
         std::string_view tail = line.substr(sep + 3);
@@ -428,13 +424,7 @@ void setup_devices(const Plan& plan, int root) { setup_dev(plan, root); }
 
 std::vector<CgroupPath> read_self_cgroups() {
     std::vector<CgroupPath> out;
-    std::string text = procfs::read("self/cgroup");
-    size_t pos = 0;
-    while (pos < text.size()) {
-        size_t end = text.find('\n', pos);
-        if (end == std::string::npos) end = text.size();
-        std::string line = text.substr(pos, end - pos);
-        pos = end + 1;
+    for (const std::string& line : trustme::split(procfs::read("self/cgroup"), '\n')) {
         auto a = line.find(':');
         auto b = line.find(':', a + 1);
         if (a == std::string::npos || b == std::string::npos) continue;
