@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -236,6 +237,17 @@ void make_cwd(const std::string& cwd) {
     if (root) rootfs::open_in_root(root.get(), cwd, true, false);  // a failure shows at chdir
 }
 
+// CVE-2024-21626 (GHSA-xr7r-f8xq-vfvv): a cwd entered through an fd ("/proc/self/fd/N", or an image's
+// symlink to it) may be a directory outside the container's root. getcwd(2) then prefixes "(unreachable)"
+// to the path instead of returning an absolute one; runc 1.1.12 (verifyCwd) refuses the same, and so does
+// any other failure to tell: this is the last check before the program runs in that directory.
+void verify_cwd(const std::string& cwd) {
+    char buf[PATH_MAX];
+    long n = ::syscall(SYS_getcwd, buf, sizeof buf);
+    if (n < 0) fail_errno(errno, "process.cwd " + cwd + ": cannot verify that it is inside the container's root");
+    if (buf[0] != '/') fail("process.cwd " + cwd + ": outside the container's root");
+}
+
 // Everything from the session keyring to "ready", shared by the container init and `exec`.
 void finalize_process(InitConfig& ic) {
     const oci::Config& cfg = *ic.cfg;
@@ -264,6 +276,7 @@ void finalize_process(InitConfig& ic) {
     procfs::close();
 
     if (::chdir(proc.cwd.c_str()) < 0) fail_errno(errno, "process.cwd " + proc.cwd);
+    verify_cwd(proc.cwd);
     ic.exec_path = resolve_executable(proc);
     if (env_lookup(proc.env, "HOME").empty()) ic.home_env = "HOME=" + passwd_home(proc.user.uid);
     chown_stdio(proc);
@@ -451,6 +464,9 @@ void await_start(InitConfig& ic) {
             fail_errno(errno, "chroot into " + ic.rootfs_path);
         make_cwd(cfg.process->cwd);
     }
+    // The root is entered: the fd of the verified directory (rootless: the host's directory itself, not a
+    // clone of it) must not outlive it, or process.cwd "/proc/self/fd/N" reaches the host (CVE-2024-21626).
+    UniqueFd(std::exchange(ic.rootfs_fd, -1)).reset();
     finalize_process(ic);
     await_start(ic);
     exec_process(ic, host_pid);
