@@ -9,7 +9,9 @@
 // with a cwd inside the container's root: a marker file next to the rootfs (the host directory right above
 // the container's root) must stay out of reach of every `..` walk. Each runs twice: as root, and with
 // `--rootless true`, where the init itself clones the rootfs from the verified directory, as an
-// unprivileged runtime does, and so holds an fd of that directory on the host.
+// unprivileged runtime does, and so holds an fd of that directory on the host. That fd was this class's
+// hole here: kept until the exec, it gave process.cwd "/proc/self/fd/N" the host's bundle directory and a
+// `..` walk to the host's root (runtime/process/init.cpp now closes it and checks the cwd).
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
