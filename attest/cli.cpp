@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "base/strings.hpp"
+#include "base/version.hpp"
 #include "signing/policy.hpp"
 
 namespace trustme::attest::cli {
@@ -91,7 +92,7 @@ Args parse_args(int argc, char** argv) {
             std::exit(0);
         }
         if (s == "--version") {
-            std::fputs("trustme-attest 0.1.0\n", stdout);
+            std::printf("trustme-attest %s\n", kVersion);
             std::exit(0);
         }
         if (s.rfind("--", 0) == 0) {

@@ -233,7 +233,7 @@ private:
             UniqueFd c(::accept4(lfd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
             if (!c) {
                 int e = errno;
-                if (e == EAGAIN || e == EWOULDBLOCK) return;
+                if (e == EAGAIN) return;  // Linux: EWOULDBLOCK is the same value (errno(3))
                 // Out of descriptors or memory: the pending connection stays queued; pause accepting
                 // (poll would report it again at once) and go on serving those we have.
                 if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {

@@ -96,7 +96,7 @@ for name, summary in cmds:
         continue
     h = subprocess.run([binary, name, "--help"], capture_output=True, text=True).stdout
     usage = re.search(r"^usage: (.*)$", h, re.M).group(1)
-    page = f""".TH TRUSTME-RUNTIME-{name.upper()} 8 "{DATE}" "trustme-runtime 0.1.0" "System Administration"
+    page = f""".TH TRUSTME-RUNTIME-{name.upper()} 8 "{DATE}" "trustme-runtime @PROJECT_VERSION@" "System Administration"
 .SH NAME
 trustme\\-runtime\\-{name} \\- {roff(summary)}
 .SH SYNOPSIS
@@ -114,7 +114,7 @@ with --log-format json); 2 for a usage error.{" run in the foreground exits with
     open(os.path.join(here, f"trustme-runtime-{name}.8"), "w").write(page)
 
 cmdlist = "\n".join(f".TP\n.BR trustme\\-runtime\\-{n} (8)\n{roff(s)}" for n, s in cmds)
-page = f""".TH TRUSTME-RUNTIME 8 "{DATE}" "trustme-runtime 0.1.0" "System Administration"
+page = f""".TH TRUSTME-RUNTIME 8 "{DATE}" "trustme-runtime @PROJECT_VERSION@" "System Administration"
 .SH NAME
 trustme\\-runtime \\- an OCI container runtime with signed bundles, TPM\\-sealed volumes and attestation
 .SH SYNOPSIS
@@ -165,8 +165,9 @@ default trust policy; when it does not exist, signatures are off. Rootless (an u
 user namespace): \\fI$XDG_CONFIG_HOME/trustme/policy.json\\fR (else \\fI~/.config/trustme/policy.json\\fR) instead; a
 policy with attestation, or a bundle with TPM volumes, is refused there in one line (both need root of the host).
 .TP
-.I /usr/local/lib/trustme/
-plugins loaded only when needed: libtrustme\\-verify.so (OpenSSL), libtrustme\\-volume.so (libcryptsetup, tpm2\\-tss),
+.I ../lib/trustme/
+(relative to the directory of the binary: /usr/lib/trustme/ from the Debian package, /usr/local/lib/trustme/
+from a source install) plugins loaded only when needed: libtrustme\\-verify.so (OpenSSL), libtrustme\\-volume.so (libcryptsetup, tpm2\\-tss),
 libtrustme\\-systemd.so (libsystemd, with \\-\\-systemd\\-cgroup).
 trustme\\-runtime\\-full: the same runtime linked dynamically; the static trustme\\-runtime hands it the commands that load a plugin.
 .SH SEE ALSO

@@ -484,6 +484,7 @@ Mount parse_mount_options(Mount m, const std::string& where) {
 // runtime-spec config.md (1.2) "idmap"/"ridmap": mappings on a mount make it idmapped; the options without
 // mappings take the container's user namespace mappings. As runc 1.2 (libcontainer/configs/validate
 // checkIDMapMount): bind mounts only, and both uid and gid mappings.
+namespace {
 void check_idmapped_mounts(const Ctx& c, Config& cfg) {
     for (size_t i = 0; i < cfg.mounts.size(); ++i) {
         Mount& m = cfg.mounts[i];
@@ -502,6 +503,7 @@ void check_idmapped_mounts(const Ctx& c, Config& cfg) {
                   "an idmapped mount needs both uidMappings and gidMappings");
     }
 }
+}  // namespace
 
 Config parse_config(std::string_view text, const std::string& origin) {
     Ctx c{origin};

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "base/version.hpp"
 #include "oci/config.hpp"
 
 namespace trustme::oci {
@@ -123,7 +124,7 @@ json features() {
           {"mountExtensions", {{"idmap", {{"enabled", true}}}}}}},
         {"annotations",
          {{"org.opencontainers.runc.version", "trustme-runtime compatible"},
-          {"org.trustme.runtime.version", "0.1.0"}}},
+          {"org.trustme.runtime.version", kVersion}}},
     };
 }
 

@@ -20,6 +20,7 @@
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/files.hpp"
+#include "base/version.hpp"
 #include "signing/fsverity.hpp"
 #include "signing/image.hpp"
 #include "signing/manifest.hpp"
@@ -428,7 +429,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (cmd == "-v" || cmd == "--version") {
-            std::cout << "trustme-sign 0.1.0\n";
+            std::cout << "trustme-sign " << kVersion << "\n";
             return 0;
         }
         for (int i = 2; i < argc; ++i)

@@ -18,6 +18,7 @@
 #include "base/files.hpp"
 #include "base/log.hpp"
 #include "base/procfs.hpp"
+#include "base/version.hpp"
 #include "base/strings.hpp"
 #include "runtime/container/container.hpp"
 #include "base/pages.hpp"
@@ -361,7 +362,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     if (ga.has("version")) {
-        print(std::string("trustme-runtime version 0.1.0\nspec: ") + oci::kOciVersion + "\n");
+        print(std::string("trustme-runtime version ") + kVersion + "\nspec: " + oci::kOciVersion + "\n");
         return 0;
     }
     if (i >= argc || ga.has("help")) {

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "base/error.hpp"
+#include "runtime/container/plugins.hpp"
 
 namespace trustme::container::plugins {
 

@@ -17,12 +17,6 @@
 
 namespace trustme::container::plugins {
 
-// dlopen and dlsym, defined only in the dynamically linked twin (runtime/container/dynload.cpp). The static
-// trustme-runtime never loads a plugin (require_loadable hands the command to the twin first) and must not
-// refer to dlopen at all: glibc warns at link time that a static dlopen needs the shared libc of the very
-// version it was linked with. A weak declaration is null where no definition was linked.
-[[gnu::weak]] void* load_symbol(const std::string& path, const char* sym, bool required);
-
 const std::string& exe_dir() {
     static const std::string dir = [] {
         // Set by the re-exec through a sealed read-only mount, where /proc/self/exe no longer names the file.

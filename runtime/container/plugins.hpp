@@ -20,6 +20,11 @@ void require_loadable();
 // dlopen <exe_dir>/../lib/trustme/<name> and resolve `symbol` (require_loadable first); throws naming the
 // file and dlerror(). A symbol that is not `required` comes back null when the library lacks it.
 void* symbol(const char* library, const char* sym, bool required = true);
+// dlopen and dlsym, defined only in the dynamically linked twin (runtime/container/dynload.cpp). The static
+// trustme-runtime never loads a plugin (require_loadable hands the command to the twin first) and must not
+// refer to dlopen at all: glibc warns at link time that a static dlopen needs the shared libc of the very
+// version it was linked with. A weak declaration is null where no definition was linked.
+[[gnu::weak]] void* load_symbol(const std::string& path, const char* sym, bool required);
 
 // A function of libtrustme-volume.so (volume_plugin.h), once its trustme_volume_abi is ours: a plugin of
 // another ABI is refused in one line before any of its functions is called.

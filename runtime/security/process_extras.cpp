@@ -14,9 +14,6 @@
 #include "runtime/security/security.hpp"
 
 namespace trustme::security {
-namespace detail {
-Capabilities parse_capabilities(const nlohmann::json& caps, bool warn);  // capabilities.cpp
-}
 using nlohmann::json;
 using namespace detail;
 

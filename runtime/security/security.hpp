@@ -75,6 +75,11 @@ struct Capabilities {
 // Unknown name → "process.capabilities.bounding[2]: unknown capability CAP_FOO". Names libcap knows but
 // this kernel does not (above /proc/sys/kernel/cap_last_cap) are skipped with a debug log, as runc does.
 Capabilities parse_capabilities(const nlohmann::json& caps);
+namespace detail {
+// The same, with the warnings for ignored names on or off (validate_process_extras checks quietly, so each
+// warning is printed once).
+Capabilities parse_capabilities(const nlohmann::json& caps, bool warn);
+}  // namespace detail
 // Every capability name known to libcap and this kernel ("CAP_CHOWN", ...): features.json linux.capabilities.
 std::vector<std::string> known_capabilities();
 void apply_bounding(const Capabilities&);           // before switching user (drops from the bounding set)

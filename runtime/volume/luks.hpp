@@ -1,14 +1,13 @@
 // LUKS2 through libcryptsetup: an owned crypt_device, format, keys, tokens, activation.
 #pragma once
+#include <libcryptsetup.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "tpm/tpm.hpp"
 #include "base/owned.hpp"
-
-struct crypt_device;
-extern "C" void crypt_free(struct crypt_device* cd);  // libcryptsetup.h
 
 namespace trustme::volume {
 

@@ -45,7 +45,7 @@ TEST(SelinuxGuest, Enabled) {
 
 // Runs set_exec_label(label) in a child that then execs cat /proc/self/attr/current; returns what cat saw,
 // or "" when the child failed (exit code in *code).
-std::string context_after_exec(const std::string& label, int* code) {
+static std::string context_after_exec(const std::string& label, int* code) {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) return {};
     trustme::UniqueFd rd(p[0]), wr(p[1]);
