@@ -314,6 +314,18 @@ std::optional<bool> get_bool(const nlohmann::json& obj, const char* key, const s
     return v->get<bool>();
 }
 
+CpuResources read_cpu(const nlohmann::json& cpu, const std::string& path) {
+    CpuResources r;
+    r.shares = get_u64(cpu, "shares", path);
+    r.quota = get_i64(cpu, "quota", path);
+    r.period = get_u64(cpu, "period", path);
+    r.burst = get_u64(cpu, "burst", path);
+    r.rt_runtime = get_i64(cpu, "realtimeRuntime", path);
+    r.rt_period = get_u64(cpu, "realtimePeriod", path);
+    r.idle = get_i64(cpu, "idle", path);
+    return r;
+}
+
 std::vector<std::string> rdma_lines(const nlohmann::json& rdma) {
     std::vector<std::string> out;
     if (!rdma.is_object()) return out;

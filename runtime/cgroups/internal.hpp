@@ -69,6 +69,13 @@ std::optional<uint64_t> get_u64(const nlohmann::json& obj, const char* key, cons
 std::optional<std::string> get_str(const nlohmann::json& obj, const char* key, const std::string& path);
 std::optional<bool> get_bool(const nlohmann::json& obj, const char* key, const std::string& path);
 
+// linux.resources.cpu as both managers read it (errors name the JSON path `path`).
+struct CpuResources {
+    std::optional<uint64_t> shares, period, burst, rt_period;
+    std::optional<int64_t> quota, rt_runtime, idle;
+};
+CpuResources read_cpu(const nlohmann::json& cpu, const std::string& path);
+
 // cgroup v1 "c 1:3 rwm" form of a rule ("a" for the type-a reset rules).
 std::string v1_rule_string(const DeviceRule& r);
 // The effective exception list after applying rules in order with the kernel's v1 semantics

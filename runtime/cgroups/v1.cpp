@@ -272,13 +272,7 @@ void LegacyManager::set(const nlohmann::json& resources, bool creating) {
 
 void LegacyManager::set_cpu(const nlohmann::json& c) {
     const std::string p = "linux.resources.cpu";
-    auto shares = get_u64(c, "shares", p);
-    auto quota = get_i64(c, "quota", p);
-    auto period = get_u64(c, "period", p);
-    auto burst = get_u64(c, "burst", p);
-    auto rt_runtime = get_i64(c, "realtimeRuntime", p);
-    auto rt_period = get_u64(c, "realtimePeriod", p);
-    auto idle = get_i64(c, "idle", p);
+    const auto [shares, period, burst, rt_period, quota, rt_runtime, idle] = read_cpu(c, p);
     bool any = (shares && *shares) || (quota && *quota) || (period && *period) || burst || (rt_runtime && *rt_runtime) ||
                (rt_period && *rt_period) || idle;
     if (!any) return;

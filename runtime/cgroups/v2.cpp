@@ -205,13 +205,7 @@ void UnifiedManager::set(const nlohmann::json& resources, bool creating) {
 
 void UnifiedManager::set_cpu(const nlohmann::json& c) {
     const std::string p = "linux.resources.cpu";
-    auto shares = get_u64(c, "shares", p);
-    auto quota = get_i64(c, "quota", p);
-    auto period = get_u64(c, "period", p);
-    auto burst = get_u64(c, "burst", p);
-    auto idle = get_i64(c, "idle", p);
-    auto rt_runtime = get_i64(c, "realtimeRuntime", p);
-    auto rt_period = get_u64(c, "realtimePeriod", p);
+    const auto [shares, period, burst, rt_period, quota, rt_runtime, idle] = read_cpu(c, p);
     // Real-time group scheduling has no cgroup v2 interface (cgroup-v2.rst: "the cpu controller
     // doesn't support realtime processes"... until RT_GROUP_SCHED is enabled in v2); crun errors too.
     if ((rt_runtime && *rt_runtime) || (rt_period && *rt_period))
