@@ -134,9 +134,9 @@ int cmd_quote(const Args& a) {
     // The directory first: a quote is not taken for files that cannot be written.
     UniqueFd dir;
     if (auto d = a.get("out-dir")) {
-        if (::mkdir(d->c_str(), 0755) != 0 && errno != EEXIST) fail_errno(errno, "--out-dir " + *d);
+        if (::mkdir(d->c_str(), 0755) != 0 && errno != EEXIST) fail_errno("--out-dir " + *d);
         dir.reset(::open(d->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (!dir) fail_errno(errno, "--out-dir " + *d);
+        if (!dir) fail_errno("--out-dir " + *d);
     }
     QuoteReply r = take_quote(req);
     if (dir) write_tpm2_tools_files(r, dir.get());

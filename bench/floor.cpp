@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/owned.hpp"
 
 namespace {
 
@@ -212,14 +213,15 @@ void mount_default_fs(const ChildArgs& a) {
 
     // Default devices (runc creates them with mknod outside a user namespace) and symlinks.
     // runc clears the umask around mknod so the nodes get exactly 0666.
-    mode_t old_umask = umask(0);
-    struct Dev { const char* path; unsigned maj, min; };
-    for (Dev d : {Dev{"dev/null", 1, 3}, {"dev/zero", 1, 5}, {"dev/full", 1, 7}, {"dev/random", 1, 8},
-                  {"dev/urandom", 1, 9}, {"dev/tty", 5, 0}}) {
-        must(mknod(d.path, S_IFCHR | 0666, makedev(d.maj, d.min)), d.path);
-        must(chown(d.path, 0, 0), "chown device");
+    {
+        trustme::ScopedUmask no_umask(0);
+        struct Dev { const char* path; unsigned maj, min; };
+        for (Dev d : {Dev{"dev/null", 1, 3}, {"dev/zero", 1, 5}, {"dev/full", 1, 7}, {"dev/random", 1, 8},
+                      {"dev/urandom", 1, 9}, {"dev/tty", 5, 0}}) {
+            must(mknod(d.path, S_IFCHR | 0666, makedev(d.maj, d.min)), d.path);
+            must(chown(d.path, 0, 0), "chown device");
+        }
     }
-    umask(old_umask);
     for (auto [target, link] : {std::pair{"/proc/self/fd", "dev/fd"}, {"/proc/self/fd/0", "dev/stdin"},
                                 {"/proc/self/fd/1", "dev/stdout"}, {"/proc/self/fd/2", "dev/stderr"},
                                 {"pts/ptmx", "dev/ptmx"}, {"/proc/kcore", "dev/core"}})

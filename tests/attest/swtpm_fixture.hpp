@@ -36,6 +36,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "base/fd.hpp"
 
 extern char** environ;
 
@@ -157,15 +158,13 @@ private:
     }
 
     bool answers() const {
-        int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0) return false;
+        trustme::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (!fd) return false;
         sockaddr_un sa{};
         sa.sun_family = AF_UNIX;
         std::string p = socket();
         p.copy(sa.sun_path, sizeof(sa.sun_path) - 1);
-        bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
-        ::close(fd);
-        return ok;
+        return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
     }
 
     void start() {

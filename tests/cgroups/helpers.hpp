@@ -15,6 +15,7 @@
 #include <string>
 
 #include "base/files.hpp"
+#include "base/owned.hpp"
 
 namespace cgtest {
 
@@ -42,40 +43,41 @@ public:
     explicit Child(const std::string& devdir) {
         int to[2], from[2];
         if (::pipe2(to, O_CLOEXEC) < 0 || ::pipe2(from, O_CLOEXEC) < 0) std::abort();
+        trustme::UniqueFd to_rd(to[0]), to_wr(to[1]), from_rd(from[0]), from_wr(from[1]);
         pid_ = ::fork();
         if (pid_ == 0) {
-            ::close(to[1]);
-            ::close(from[0]);
+            to_wr.reset();
+            from_rd.reset();
             std::string kmsg = devdir + "/kmsg", loop0 = devdir + "/loop0";
             for (;;) {
                 char c;
-                if (::read(to[0], &c, 1) != 1) ::_exit(0);
-                int r = 0, fd = -1;
+                if (::read(to_rd.get(), &c, 1) != 1) ::_exit(0);
+                int r = 0;
+                bool opens = true;
+                trustme::UniqueFd fd;
                 switch (c) {
-                    case 'n': fd = ::open("/dev/null", O_RDWR | O_CLOEXEC); break;
-                    case 'r': fd = ::open(kmsg.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC); break;
-                    case 'w': fd = ::open(kmsg.c_str(), O_WRONLY | O_CLOEXEC); break;
-                    case 'b': fd = ::open(loop0.c_str(), O_RDONLY | O_CLOEXEC); break;
+                    case 'n': fd.reset(::open("/dev/null", O_RDWR | O_CLOEXEC)); break;
+                    case 'r': fd.reset(::open(kmsg.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)); break;
+                    case 'w': fd.reset(::open(kmsg.c_str(), O_WRONLY | O_CLOEXEC)); break;
+                    case 'b': fd.reset(::open(loop0.c_str(), O_RDONLY | O_CLOEXEC)); break;
                     case 'f': {
                         pid_t p = ::fork();
                         if (p == 0) ::_exit(0);
                         if (p < 0) r = errno;
                         else ::waitpid(p, nullptr, 0);
-                        fd = -2;
+                        opens = false;
                         break;
                     }
-                    default: r = EINVAL; fd = -2;
+                    default: r = EINVAL; opens = false;
                 }
-                if (fd >= 0) ::close(fd);
-                else if (fd == -1) r = errno;
+                if (opens && !fd) r = errno;
+                fd.reset();
                 char out = static_cast<char>(r);
-                if (::write(from[1], &out, 1) != 1) ::_exit(1);
+                if (::write(from_wr.get(), &out, 1) != 1) ::_exit(1);
             }
         }
-        ::close(to[0]);
-        ::close(from[1]);
-        cmd_ = to[1];
-        reply_ = from[0];
+        cmd_ = std::move(to_wr);
+        reply_ = std::move(from_rd);
     }
     ~Child() { stop(); }
 
@@ -83,13 +85,13 @@ public:
 
     // Send a command; wait up to `timeout_ms` for the reply. -1 = no reply in time.
     void send(char c) {
-        if (::write(cmd_, &c, 1) != 1) std::abort();
+        if (::write(cmd_.get(), &c, 1) != 1) std::abort();
     }
     int reply(int timeout_ms = 10000) {
-        pollfd p{reply_, POLLIN, 0};
+        pollfd p{reply_.get(), POLLIN, 0};
         if (::poll(&p, 1, timeout_ms) != 1) return -1;
         char r;
-        if (::read(reply_, &r, 1) != 1) return -1;
+        if (::read(reply_.get(), &r, 1) != 1) return -1;
         return static_cast<unsigned char>(r);
     }
     int run(char c) {
@@ -103,23 +105,22 @@ public:
             ::waitpid(pid_, nullptr, 0);
             pid_ = -1;
         }
-        if (cmd_ >= 0) ::close(cmd_);
-        if (reply_ >= 0) ::close(reply_);
-        cmd_ = reply_ = -1;
+        cmd_.reset();
+        reply_.reset();
     }
 
 private:
     pid_t pid_ = -1;
-    int cmd_ = -1, reply_ = -1;
+    trustme::UniqueFd cmd_, reply_;
 };
 
 // "maj:min" of a whole-disk block device (for blkio/io throttling): a real disk if there is one,
 // else a loop device (the test VM has no disk); "" if none.
 inline std::string some_block_device(bool allow_loop = true) {
-    DIR* d = ::opendir("/sys/block");
+    trustme::UniqueDir d(::opendir("/sys/block"));
     if (!d) return "";
     std::string out;
-    while (dirent* e = ::readdir(d)) {
+    while (dirent* e = ::readdir(d.get())) {
         std::string n = e->d_name;
         if (n[0] == '.' || n.rfind("loop", 0) == 0 || n.rfind("ram", 0) == 0 || n.rfind("zram", 0) == 0) continue;
         try {
@@ -129,7 +130,7 @@ inline std::string some_block_device(bool allow_loop = true) {
         } catch (...) {
         }
     }
-    ::closedir(d);
+    d.reset();
     if (out.empty() && allow_loop) {
         try {
             out = trustme::read_file("/sys/block/loop0/dev");

@@ -10,21 +10,21 @@
 #include <string>
 
 #include "base/error.hpp"
+#include "base/fd.hpp"
 #include "runtime/state/state.hpp"
 
 namespace {
 std::string g_root;
 
 void write_all(const std::string& path, const uint8_t* data, size_t size) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) std::abort();
+    trustme::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd) std::abort();
     while (size > 0) {
-        ssize_t n = ::write(fd, data, size);
+        ssize_t n = ::write(fd.get(), data, size);
         if (n <= 0) std::abort();
         data += n;
         size -= static_cast<size_t>(n);
     }
-    ::close(fd);
 }
 }  // namespace
 

@@ -1011,14 +1011,14 @@ TEST_F(Signing, GrowingFileIsRefusedNotFollowed) {
     sign();
     // The writer starts when the verifier opens the file to hash it (inotify IN_OPEN), so the size the
     // verifier's statx sees is still about the signed one.
-    int in = ::inotify_init1(IN_CLOEXEC);
-    ASSERT_GE(in, 0);
-    ASSERT_GE(::inotify_add_watch(in, p.c_str(), IN_OPEN), 0);
+    UniqueFd in(::inotify_init1(IN_CLOEXEC));
+    ASSERT_TRUE(in);
+    ASSERT_GE(::inotify_add_watch(in.get(), p.c_str(), IN_OPEN), 0);
     pid_t grower = ::fork();
     ASSERT_GE(grower, 0);
     if (grower == 0) {
         char ev[256];
-        if (::read(in, ev, sizeof ev) <= 0) ::_exit(1);
+        if (::read(in.get(), ev, sizeof ev) <= 0) ::_exit(1);
         int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
         off_t size = off_t{256} << 20;
         for (int i = 0; i < 15000 && fd >= 0; ++i) {  // 30 s at most: 128 GB/s of apparent growth
@@ -1028,7 +1028,7 @@ TEST_F(Signing, GrowingFileIsRefusedNotFollowed) {
         }
         ::_exit(0);
     }
-    ::close(in);
+    in.reset();
     Outcome o = verify();
     int status = 0;
     const bool writer_still_running = ::waitpid(grower, &status, WNOHANG) == 0;
@@ -1157,10 +1157,10 @@ TEST_F(Signing, MapSharedStoreAfterPrimingAndVerityOnly) {
 
 // `sign --verity` where the filesystem has no fs-verity: one line, and nothing written or left behind.
 TEST_F(Signing, SignVerityWithoutFilesystemSupportIsOneLine) {
-    int probe = ::open(rootfs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    ASSERT_GE(probe, 0);
-    UniqueFd f(::openat(probe, "bin/busybox", O_RDONLY | O_CLOEXEC));
-    ::close(probe);
+    UniqueFd probe(::open(rootfs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(probe);
+    UniqueFd f(::openat(probe.get(), "bin/busybox", O_RDONLY | O_CLOEXEC));
+    probe.reset();
     ASSERT_TRUE(f);
     int err = 0;
     if (measure_verity(f.get(), &err) || err == ENODATA) GTEST_SKIP() << "this filesystem has fs-verity";
