@@ -23,14 +23,14 @@ namespace {
 UniqueFd fs_mount(const char* fstype, const std::string& what, const char* source, bool ro, unsigned attrs,
                   const std::vector<std::pair<const char*, std::string>>& options = {}) {
     UniqueFd fs(::fsopen(fstype, FSOPEN_CLOEXEC));
-    if (!fs) fail_errno(errno, what + ": fsopen " + fstype);
-    if (source && ::fsconfig(fs.get(), FSCONFIG_SET_STRING, "source", source, 0) < 0) fail_errno(errno, what + ": source");
-    if (ro && ::fsconfig(fs.get(), FSCONFIG_SET_FLAG, "ro", nullptr, 0) < 0) fail_errno(errno, what + ": ro");
+    if (!fs) fail_errno(what + ": fsopen " + fstype);
+    if (source && ::fsconfig(fs.get(), FSCONFIG_SET_STRING, "source", source, 0) < 0) fail_errno(what + ": source");
+    if (ro && ::fsconfig(fs.get(), FSCONFIG_SET_FLAG, "ro", nullptr, 0) < 0) fail_errno(what + ": ro");
     for (const auto& [k, v] : options)
-        if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, k, v.c_str(), 0) < 0) fail_errno(errno, what + ": " + k + "=" + v);
-    if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) fail_errno(errno, what + ": mount");
+        if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, k, v.c_str(), 0) < 0) fail_errno(what + ": " + k + "=" + v);
+    if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) fail_errno(what + ": mount");
     UniqueFd mnt(::fsmount(fs.get(), FSMOUNT_CLOEXEC, attrs));
-    if (!mnt) fail_errno(errno, what + ": fsmount");
+    if (!mnt) fail_errno(what + ": fsmount");
     return mnt;
 }
 
@@ -80,11 +80,11 @@ struct OverlayDirs {
 // mount; the layers live on in the overlay after the child is gone.
 UniqueFd writable_overlay(int lower, const std::string& scratch, const std::string& what) {
     int sp[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) fail_errno(errno, what + ": socketpair");
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) fail_errno(what + ": socketpair");
     UniqueFd mine(sp[0]), theirs(sp[1]);
     const OverlayDirs dirs{scratch + "/.l", scratch + "/.l/l", scratch + "/.l/u/upper", scratch + "/.l/u/work"};
     pid_t pid = ::fork();
-    if (pid < 0) fail_errno(errno, what + ": fork");
+    if (pid < 0) fail_errno(what + ": fork");
     if (pid == 0) overlay_child(theirs.get(), lower, dirs);
     theirs.reset();
     struct Reap {
@@ -109,7 +109,7 @@ UniqueFd open_image_root(const ImageRoot& r) {
     const signing::Image& im = *r.image;
     const std::string path = r.bundle + "/" + im.file;
     UniqueFd img(::openat(r.bundle_fd, im.file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
-    if (!img) fail_errno(errno, path);
+    if (!img) fail_errno(path);
     auto open_fn = reinterpret_cast<decltype(&trustme_verity_root_open)>(
         plugins::volume_symbol("trustme_verity_root_open"));
     trustme_verity_root req{TRUSTME_VOLUME_ABI, r.id.c_str(), r.state_dir.c_str(), img.get(), path.c_str(),
