@@ -6,8 +6,8 @@
 
 namespace trustme::cli {
 
-int parse(const std::vector<Flag>& flags, int argc, char** argv, int i, Args& out, bool stop_at_positional,
-          const std::string& context, int flags_until_positional) {
+int parse(const ParseSpec& spec, int argc, char** argv, int i, Args& out) {
+    const auto& [flags, context, stop_at_positional, flags_until_positional] = spec;
     bool only_positional = false;
     for (; i < argc; ++i) {
         std::string a = argv[i];

@@ -28,12 +28,20 @@ struct Args {
     }
 };
 
-// Parses argv[from..] until the first positional when stop_at_positional (global flags), or all of it.
-// Returns the index after the last consumed argument. Throws on an unknown flag or a missing value.
-// With flags_until_positional = N > 0, everything after the N-th positional is positional too (`exec ID
-// sh -c ...`: the command's own options are not ours, as in runc).
-int parse(const std::vector<Flag>& flags, int argc, char** argv, int from, Args& out, bool stop_at_positional,
-          const std::string& context, int flags_until_positional = 0);
+// What one parse call accepts: the flags, the prefix of its error messages ("trustme-runtime exec"), and
+// where flags stop. With stop_at_positional (global flags) parsing ends at the first positional; otherwise
+// all of argv is read. With flags_until_positional = N > 0, everything after the N-th positional is
+// positional too (`exec ID sh -c ...`: the command's own options are not ours, as in runc).
+struct ParseSpec {
+    const std::vector<Flag>& flags;
+    std::string context;
+    bool stop_at_positional = false;
+    int flags_until_positional = 0;
+};
+
+// Parses argv[from..] as spec says. Returns the index after the last consumed argument. Throws on an
+// unknown flag or a missing value.
+int parse(const ParseSpec& spec, int argc, char** argv, int from, Args& out);
 
 std::string format_flags(const std::vector<Flag>& flags);
 

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "runtime/cli/args.hpp"
 #include "oci/config.hpp"
@@ -147,173 +148,205 @@ std::vector<Flag> run_flags() {
     return f;
 }
 
+const std::vector<Flag> kExecFlags = {
+    {"process", 'p', "FILE", "process.json describing the process (runtime-spec process object)"},
+    {"tty", 't', nullptr, "allocate a pseudo-terminal"},
+    {"cwd", 0, "DIR", "working directory inside the container"},
+    {"env", 'e', "KEY=VALUE", "set an environment variable (repeatable)"},
+    {"user", 'u', "UID[:GID]", "user id (and group id) to run as"},
+    {"additional-gids", 'g', "GID", "additional group id (repeatable)"},
+    {"cap", 'c', "CAP", "add a capability (repeatable)"},
+    {"no-new-privs", 0, nullptr, "set no_new_privs for the process"},
+    {"detach", 'd', nullptr, "do not wait for the process to exit"},
+    {"pid-file", 0, "FILE", "write the process id to FILE"},
+    {"console-socket", 0, "PATH", "unix socket that receives the pty master with --tty"},
+    {"process-label", 0, "LABEL", "SELinux label of the process"},
+    {"apparmor", 0, "PROFILE", "AppArmor profile of the process"},
+    {"preserve-fds", 0, "N", "pass N extra file descriptors into the process"},
+};
+
+const std::vector<Flag> kUpdateFlags = {
+    {"resources", 'r', "FILE|-", "linux.resources JSON from FILE or standard input"},
+    {"memory", 0, "BYTES", "memory limit (a number with an optional k, m, g, t, p suffix; -1: unlimited)"},
+    {"memory-reservation", 0, "BYTES", "memory soft limit"},
+    {"memory-swap", 0, "BYTES", "memory + swap limit; -1: unlimited swap"},
+    {"cpu-share", 0, "N", "CPU shares (relative weight)"},
+    {"cpu-shares", 0, "N", "the same as --cpu-share"},
+    {"cpu-quota", 0, "USEC", "CPU CFS quota"},
+    {"cpu-period", 0, "USEC", "CPU CFS period"},
+    {"cpu-rt-runtime", 0, "USEC", "CPU realtime runtime"},
+    {"cpu-rt-period", 0, "USEC", "CPU realtime period"},
+    {"cpuset-cpus", 0, "LIST", "CPUs the container may use"},
+    {"cpuset-mems", 0, "LIST", "memory nodes the container may use"},
+    {"blkio-weight", 0, "N", "block I/O weight (10-1000)"},
+    {"pids-limit", 0, "N", "maximum number of processes"},
+    {"l3-cache-schema", 0, "SCHEMA", "Intel RDT/CAT L3 cache schema (not supported: an error)"},
+    {"mem-bw-schema", 0, "SCHEMA", "Intel RDT/MBA memory bandwidth schema (not supported: an error)"},
+    {"kernel-memory", 0, "BYTES", "ignored with a warning, as runc 1.1 does"},
+    {"kernel-memory-tcp", 0, "BYTES", "ignored with a warning, as runc 1.1 does"},
+};
+
+int cmd_create(const Globals& g, const Args& a) { return container::create(g, create_opts(a, "create")); }
+int cmd_start(const Globals& g, const Args& a) { return container::start(g, need_id(a, "start")); }
+int cmd_run(const Globals& g, const Args& a) { return container::run(g, create_opts(a, "run")); }
+int cmd_state(const Globals& g, const Args& a) { return container::state(g, need_id(a, "state")); }
+int cmd_pause(const Globals& g, const Args& a) { return container::pause(g, need_id(a, "pause")); }
+int cmd_resume(const Globals& g, const Args& a) { return container::resume(g, need_id(a, "resume")); }
+
+int cmd_kill(const Globals& g, const Args& a) {
+    return container::kill(g, need_id(a, "kill"), a.positional.size() > 1 ? a.positional[1] : "SIGTERM", a.has("all"));
+}
+
+int cmd_delete(const Globals& g, const Args& a) { return container::remove(g, need_id(a, "delete"), a.has("force")); }
+
+int cmd_list(const Globals& g, const Args& a) {
+    return container::list(g, a.get("format", "table"), a.has("quiet"));
+}
+
+int cmd_exec(const Globals& g, const Args& a) {
+    container::ExecOpts o;
+    o.id = need_id(a, "exec");
+    o.args.assign(a.positional.begin() + 1, a.positional.end());
+    o.process_file = a.get("process");
+    o.tty = a.has("tty");
+    o.cwd = a.get("cwd");
+    o.env = a.all("env");
+    o.user = a.get("user");
+    for (auto& s : a.all("additional-gids")) {
+        auto gid = parse_decimal<uint32_t>(s);
+        if (!gid) fail("--additional-gids: not a group id \"" + s + "\"");
+        o.additional_gids.push_back(*gid);
+    }
+    o.caps = a.all("cap");
+    o.no_new_privs = a.has("no-new-privs");
+    o.detach = a.has("detach");
+    o.pid_file = a.get("pid-file");
+    o.console_socket = a.get("console-socket");
+    o.process_label = a.get("process-label");
+    o.apparmor = a.get("apparmor");
+    o.preserve_fds = int_flag(a, "preserve-fds", 0);
+    return container::exec(g, o);
+}
+
+int cmd_ps(const Globals& g, const Args& a) {
+    std::vector<std::string> rest(a.positional.size() > 1 ? a.positional.begin() + 1 : a.positional.end(),
+                                  a.positional.end());
+    return container::ps(g, need_id(a, "ps"), a.get("format", "table"), rest);
+}
+
+int cmd_events(const Globals& g, const Args& a) {
+    std::string iv = a.get("interval", "5");
+    if (!iv.empty() && iv.back() == 's') iv.pop_back();
+    int n = std::atoi(iv.c_str());
+    if (n <= 0) fail("--interval: invalid value \"" + a.get("interval") + "\"");
+    return container::events(g, need_id(a, "events"), a.has("stats"), n);
+}
+
+// `update --resources FILE|-`: the linux.resources object as given.
+nlohmann::json resources_from_file(const std::string& f) {
+    std::string text = f == "-" ? read_all(0, "--resources -", oci::kMaxResourcesBytes)
+                                : read_file(f, oci::kMaxResourcesBytes);
+    if (f == "-") put_back_stdin(text);
+    nlohmann::json r = oci::parse_json(text, "--resources " + f, oci::kMaxResourcesDepth);
+    if (!r.is_object()) fail("--resources " + f + ": must be a JSON object (linux.resources)");
+    return r;
+}
+
+// `update` without --resources: the linux.resources object the single-value flags make.
+nlohmann::json resources_from_flags(const Args& a) {
+    nlohmann::json r = nlohmann::json::object();
+    struct M {
+        const char* flag;
+        const char* group;
+        const char* key;
+        bool bytes;
+    } map[] = {{"memory", "memory", "limit", true},
+               {"memory-reservation", "memory", "reservation", true},
+               {"memory-swap", "memory", "swap", true},
+               {"cpu-share", "cpu", "shares", false},
+               {"cpu-shares", "cpu", "shares", false},
+               {"cpu-quota", "cpu", "quota", false},
+               {"cpu-period", "cpu", "period", false},
+               {"cpu-rt-runtime", "cpu", "realtimeRuntime", false},
+               {"cpu-rt-period", "cpu", "realtimePeriod", false},
+               {"blkio-weight", "blockIO", "weight", false},
+               {"pids-limit", "pids", "limit", false}};
+    for (auto& m : map)
+        if (a.has(m.flag)) r[m.group][m.key] = m.bytes ? ram_in_bytes(a.get(m.flag), m.flag) : integer(a.get(m.flag), m.flag);
+    if (r.contains("memory") && r["memory"].value("limit", 0LL) == -1 && !r["memory"].contains("swap"))
+        r["memory"]["swap"] = -1;  // runc: unlimited memory without --memory-swap means unlimited swap too
+    if (a.has("cpuset-cpus")) r["cpu"]["cpus"] = a.get("cpuset-cpus");
+    if (a.has("cpuset-mems")) r["cpu"]["mems"] = a.get("cpuset-mems");
+    for (const char* f : {"kernel-memory", "kernel-memory-tcp"})
+        if (a.has(f)) log::warn(std::string("setting --") + f + " is ignored");
+    return r;
+}
+
+int cmd_update(const Globals& g, const Args& a) {
+    nlohmann::json r = a.has("resources") ? resources_from_file(a.get("resources")) : nlohmann::json::object();
+    // runc 1.1 (update.go): with --resources every other flag is ignored; memory sizes take units.
+    for (const char* f : {"l3-cache-schema", "mem-bw-schema"})
+        if (a.has(f)) fail(std::string("update: --") + f + ": Intel RDT is not supported");
+    if (!a.has("resources")) r = resources_from_flags(a);
+    return container::update(g, need_id(a, "update"), r.dump());
+}
+
+int cmd_spec(const Globals&, const Args& a) {
+    std::string dir = a.get("bundle", ".");
+    std::string path = dir + "/config.json";
+    if (path_exists(path)) fail("spec: " + path + " already exists");
+    UniqueFd d(::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+    if (!d) fail_errno("spec: " + dir);
+    write_file_atomic(d.get(), "config.json", oci::default_spec(a.has("rootless")).dump(4) + "\n", 0644);
+    return 0;
+}
+
+int cmd_features(const Globals&, const Args&) {
+    auto f = oci::features();
+    // What this machine's libseccomp and kernel support, probed rather than assumed.
+    f["linux"]["seccomp"] = security::seccomp_features();
+    f["linux"]["capabilities"] = security::known_capabilities();
+    print(f.dump(4) + "\n");
+    return 0;
+}
+
+int cmd_verify(const Globals& g, const Args& a) {
+    return container::verify(g, a.positional.empty() ? "." : a.positional[0]);
+}
+
+// The commands in the order --help lists them.
 const std::vector<Command>& commands() {
     static const std::vector<Command> cmds = {
         {"create", "<container-id>", "create a container: set it up and leave its process waiting for start", kCreateFlags,
-         [](const Globals& g, const Args& a) { return container::create(g, create_opts(a, "create")); }},
-        {"start", "<container-id>", "start the user program of a created container", {},
-         [](const Globals& g, const Args& a) { return container::start(g, need_id(a, "start")); }},
+         cmd_create},
+        {"start", "<container-id>", "start the user program of a created container", {}, cmd_start},
         {"run", "<container-id>", "create and start a container; in the foreground, exit with its status", run_flags(),
-         [](const Globals& g, const Args& a) { return container::run(g, create_opts(a, "run")); }},
-        {"state", "<container-id>", "print the state of a container as JSON", {},
-         [](const Globals& g, const Args& a) { return container::state(g, need_id(a, "state")); }},
+         cmd_run},
+        {"state", "<container-id>", "print the state of a container as JSON", {}, cmd_state},
         {"kill", "<container-id> [signal]", "send a signal (default SIGTERM) to the container process",
-         {{"all", 'a', nullptr, "send the signal to every process of the container"}},
-         [](const Globals& g, const Args& a) {
-             return container::kill(g, need_id(a, "kill"), a.positional.size() > 1 ? a.positional[1] : "SIGTERM",
-                                    a.has("all"));
-         }},
+         {{"all", 'a', nullptr, "send the signal to every process of the container"}}, cmd_kill},
         {"delete", "<container-id>", "delete a container and everything it holds",
-         {{"force", 'f', nullptr, "kill the container first if it is still running"}},
-         [](const Globals& g, const Args& a) { return container::remove(g, need_id(a, "delete"), a.has("force")); }},
+         {{"force", 'f', nullptr, "kill the container first if it is still running"}}, cmd_delete},
         {"list", "", "list containers",
          {{"format", 'f', "table|json", "output format (default table)"}, {"quiet", 'q', nullptr, "print only the ids"}},
-         [](const Globals& g, const Args& a) { return container::list(g, a.get("format", "table"), a.has("quiet")); }},
-        {"exec", "<container-id> [command args...]", "run a new process inside a running container",
-         {{"process", 'p', "FILE", "process.json describing the process (runtime-spec process object)"},
-          {"tty", 't', nullptr, "allocate a pseudo-terminal"},
-          {"cwd", 0, "DIR", "working directory inside the container"},
-          {"env", 'e', "KEY=VALUE", "set an environment variable (repeatable)"},
-          {"user", 'u', "UID[:GID]", "user id (and group id) to run as"},
-          {"additional-gids", 'g', "GID", "additional group id (repeatable)"},
-          {"cap", 'c', "CAP", "add a capability (repeatable)"},
-          {"no-new-privs", 0, nullptr, "set no_new_privs for the process"},
-          {"detach", 'd', nullptr, "do not wait for the process to exit"},
-          {"pid-file", 0, "FILE", "write the process id to FILE"},
-          {"console-socket", 0, "PATH", "unix socket that receives the pty master with --tty"},
-          {"process-label", 0, "LABEL", "SELinux label of the process"},
-          {"apparmor", 0, "PROFILE", "AppArmor profile of the process"},
-          {"preserve-fds", 0, "N", "pass N extra file descriptors into the process"}},
-         [](const Globals& g, const Args& a) {
-             container::ExecOpts o;
-             o.id = need_id(a, "exec");
-             o.args.assign(a.positional.begin() + 1, a.positional.end());
-             o.process_file = a.get("process");
-             o.tty = a.has("tty");
-             o.cwd = a.get("cwd");
-             o.env = a.all("env");
-             o.user = a.get("user");
-             for (auto& s : a.all("additional-gids")) {
-                 auto gid = parse_decimal<uint32_t>(s);
-                 if (!gid) fail("--additional-gids: not a group id \"" + s + "\"");
-                 o.additional_gids.push_back(*gid);
-             }
-             o.caps = a.all("cap");
-             o.no_new_privs = a.has("no-new-privs");
-             o.detach = a.has("detach");
-             o.pid_file = a.get("pid-file");
-             o.console_socket = a.get("console-socket");
-             o.process_label = a.get("process-label");
-             o.apparmor = a.get("apparmor");
-             o.preserve_fds = int_flag(a, "preserve-fds", 0);
-             return container::exec(g, o);
-         }},
+         cmd_list},
+        {"exec", "<container-id> [command args...]", "run a new process inside a running container", kExecFlags, cmd_exec},
         {"ps", "<container-id> [ps options]", "list the processes of a container",
-         {{"format", 'f', "table|json", "output format (default table)"}},
-         [](const Globals& g, const Args& a) {
-             std::vector<std::string> rest(a.positional.size() > 1 ? a.positional.begin() + 1 : a.positional.end(),
-                                           a.positional.end());
-             return container::ps(g, need_id(a, "ps"), a.get("format", "table"), rest);
-         }},
+         {{"format", 'f', "table|json", "output format (default table)"}}, cmd_ps},
         {"events", "<container-id>", "print container events and resource statistics as JSON lines",
          {{"stats", 0, nullptr, "print the statistics once and exit"},
           {"interval", 0, "SECONDS", "statistics interval (default 5)"}},
-         [](const Globals& g, const Args& a) {
-             std::string iv = a.get("interval", "5");
-             if (!iv.empty() && iv.back() == 's') iv.pop_back();
-             int n = std::atoi(iv.c_str());
-             if (n <= 0) fail("--interval: invalid value \"" + a.get("interval") + "\"");
-             return container::events(g, need_id(a, "events"), a.has("stats"), n);
-         }},
-        {"pause", "<container-id>", "freeze every process of a container", {},
-         [](const Globals& g, const Args& a) { return container::pause(g, need_id(a, "pause")); }},
-        {"resume", "<container-id>", "thaw a paused container", {},
-         [](const Globals& g, const Args& a) { return container::resume(g, need_id(a, "resume")); }},
-        {"update", "<container-id>", "change the resource limits of a running container",
-         {{"resources", 'r', "FILE|-", "linux.resources JSON from FILE or standard input"},
-          {"memory", 0, "BYTES", "memory limit (a number with an optional k, m, g, t, p suffix; -1: unlimited)"},
-          {"memory-reservation", 0, "BYTES", "memory soft limit"},
-          {"memory-swap", 0, "BYTES", "memory + swap limit; -1: unlimited swap"},
-          {"cpu-share", 0, "N", "CPU shares (relative weight)"},
-          {"cpu-shares", 0, "N", "the same as --cpu-share"},
-          {"cpu-quota", 0, "USEC", "CPU CFS quota"},
-          {"cpu-period", 0, "USEC", "CPU CFS period"},
-          {"cpu-rt-runtime", 0, "USEC", "CPU realtime runtime"},
-          {"cpu-rt-period", 0, "USEC", "CPU realtime period"},
-          {"cpuset-cpus", 0, "LIST", "CPUs the container may use"},
-          {"cpuset-mems", 0, "LIST", "memory nodes the container may use"},
-          {"blkio-weight", 0, "N", "block I/O weight (10-1000)"},
-          {"pids-limit", 0, "N", "maximum number of processes"},
-          {"l3-cache-schema", 0, "SCHEMA", "Intel RDT/CAT L3 cache schema (not supported: an error)"},
-          {"mem-bw-schema", 0, "SCHEMA", "Intel RDT/MBA memory bandwidth schema (not supported: an error)"},
-          {"kernel-memory", 0, "BYTES", "ignored with a warning, as runc 1.1 does"},
-          {"kernel-memory-tcp", 0, "BYTES", "ignored with a warning, as runc 1.1 does"}},
-         [](const Globals& g, const Args& a) {
-             nlohmann::json r = nlohmann::json::object();
-             if (a.has("resources")) {
-                 std::string f = a.get("resources");
-                 std::string text = f == "-" ? read_all(0, "--resources -", oci::kMaxResourcesBytes)
-                                             : read_file(f, oci::kMaxResourcesBytes);
-                 if (f == "-") put_back_stdin(text);
-                 r = oci::parse_json(text, "--resources " + f, oci::kMaxResourcesDepth);
-                 if (!r.is_object()) fail("--resources " + f + ": must be a JSON object (linux.resources)");
-             }
-             // runc 1.1 (update.go): with --resources every other flag is ignored; memory sizes take units.
-             for (const char* f : {"l3-cache-schema", "mem-bw-schema"})
-                 if (a.has(f)) fail(std::string("update: --") + f + ": Intel RDT is not supported");
-             if (!a.has("resources")) {
-                 struct M {
-                     const char* flag;
-                     const char* group;
-                     const char* key;
-                     bool bytes;
-                 } map[] = {{"memory", "memory", "limit", true},
-                            {"memory-reservation", "memory", "reservation", true},
-                            {"memory-swap", "memory", "swap", true},
-                            {"cpu-share", "cpu", "shares", false},
-                            {"cpu-shares", "cpu", "shares", false},
-                            {"cpu-quota", "cpu", "quota", false},
-                            {"cpu-period", "cpu", "period", false},
-                            {"cpu-rt-runtime", "cpu", "realtimeRuntime", false},
-                            {"cpu-rt-period", "cpu", "realtimePeriod", false},
-                            {"blkio-weight", "blockIO", "weight", false},
-                            {"pids-limit", "pids", "limit", false}};
-                 for (auto& m : map)
-                     if (a.has(m.flag)) r[m.group][m.key] = m.bytes ? ram_in_bytes(a.get(m.flag), m.flag) : integer(a.get(m.flag), m.flag);
-                 if (r.contains("memory") && r["memory"].value("limit", 0LL) == -1 && !r["memory"].contains("swap"))
-                     r["memory"]["swap"] = -1;  // runc: unlimited memory without --memory-swap means unlimited swap too
-                 if (a.has("cpuset-cpus")) r["cpu"]["cpus"] = a.get("cpuset-cpus");
-                 if (a.has("cpuset-mems")) r["cpu"]["mems"] = a.get("cpuset-mems");
-                 for (const char* f : {"kernel-memory", "kernel-memory-tcp"})
-                     if (a.has(f)) log::warn(std::string("setting --") + f + " is ignored");
-             }
-             return container::update(g, need_id(a, "update"), r.dump());
-         }},
+         cmd_events},
+        {"pause", "<container-id>", "freeze every process of a container", {}, cmd_pause},
+        {"resume", "<container-id>", "thaw a paused container", {}, cmd_resume},
+        {"update", "<container-id>", "change the resource limits of a running container", kUpdateFlags, cmd_update},
         {"spec", "", "write a default config.json (like runc spec)",
          {{"bundle", 'b', "DIR", "directory to write config.json into (default: current directory)"},
           {"rootless", 0, nullptr, "a config for a rootless container (user namespace)"}},
-         [](const Globals&, const Args& a) {
-             std::string dir = a.get("bundle", ".");
-             std::string path = dir + "/config.json";
-             if (path_exists(path)) fail("spec: " + path + " already exists");
-             UniqueFd d(::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
-             if (!d) fail_errno("spec: " + dir);
-             write_file_atomic(d.get(), "config.json", oci::default_spec(a.has("rootless")).dump(4) + "\n", 0644);
-             return 0;
-         }},
-        {"features", "", "print the runtime's features.json", {},
-         [](const Globals&, const Args&) {
-             auto f = oci::features();
-             // What this machine's libseccomp and kernel support, probed rather than assumed.
-             f["linux"]["seccomp"] = security::seccomp_features();
-             f["linux"]["capabilities"] = security::known_capabilities();
-             print(f.dump(4) + "\n");
-             return 0;
-         }},
+         cmd_spec},
+        {"features", "", "print the runtime's features.json", {}, cmd_features},
         {"verify", "<bundle>", "verify a bundle's signature and manifest against the policy, as create does", {},
-         [](const Globals& g, const Args& a) {
-             return container::verify(g, a.positional.empty() ? "." : a.positional[0]);
-         }},
+         cmd_verify},
     };
     return cmds;
 }
@@ -334,22 +367,8 @@ void print_command_help(const Command& c) {
     print("   --help, -h                     show help\n");
 }
 
-}  // namespace
-}  // namespace trustme::cli
-
-int main(int argc, char** argv) {
-    using namespace trustme;
-    using namespace trustme::cli;
-    container::plugins::set_argv(argv);
-    Globals g;
-    Args ga;
-    int i;
-    try {
-        i = parse(kGlobal, argc, argv, 1, ga, true, "trustme-runtime");
-    } catch (const Error& e) {
-        std::fprintf(stderr, "trustme-runtime: %s\n", e.what());
-        return 2;
-    }
+// Logging as the global options ask; an exit status when they are wrong.
+std::optional<int> setup_logging(const Args& ga) {
     std::string fmt = ga.get("log-format", "text");
     int log_errno = log::setup(ga.get("log"), fmt == "json" ? log::Format::Json : log::Format::Text, ga.has("debug"));
     if (fmt != "text" && fmt != "json") {
@@ -361,26 +380,28 @@ int main(int argc, char** argv) {
         log::error("--log " + ga.get("log") + ": " + std::strerror(log_errno));
         return 1;
     }
-    if (ga.has("version")) {
-        print(std::string("trustme-runtime version ") + kVersion + "\nspec: " + oci::kOciVersion + "\n");
-        return 0;
-    }
-    if (i >= argc || ga.has("help")) {
-        print_main_help();
-        return i >= argc && !ga.has("help") ? 2 : 0;
-    }
-    // Rootless, as runc: state under $XDG_RUNTIME_DIR (the user's own tmpfs), else /run/user/<uid>. Root of a
-    // user namespace (rootless podman runs us so, without --root) honours $XDG_RUNTIME_DIR too unless $USER
-    // is root; root of the host never does (runc main.go, shouldHonorXDGRuntimeDir).
+    return std::nullopt;
+}
+
+// Rootless, as runc: state under $XDG_RUNTIME_DIR (the user's own tmpfs), else /run/user/<uid>. Root of a
+// user namespace (rootless podman runs us so, without --root) honours $XDG_RUNTIME_DIR too unless $USER
+// is root; root of the host never does (runc main.go, shouldHonorXDGRuntimeDir).
+std::string state_root(const Args& ga, const std::string& def) {
+    std::string root = def;
     const char* xdg = std::getenv("XDG_RUNTIME_DIR");
     const bool has_xdg = xdg && *xdg == '/';
     if (::geteuid() != 0) {
-        g.root = (has_xdg ? std::string(xdg) : "/run/user/" + std::to_string(::geteuid())) + "/trustme-runtime";
+        root = (has_xdg ? std::string(xdg) : "/run/user/" + std::to_string(::geteuid())) + "/trustme-runtime";
     } else if (has_xdg && !ga.has("root")) {
         const char* user = std::getenv("USER");
-        if ((!user || std::strcmp(user, "root") != 0) && !procfs::initial_user_ns()) g.root = std::string(xdg) + "/trustme-runtime";
+        if ((!user || std::strcmp(user, "root") != 0) && !procfs::initial_user_ns()) root = std::string(xdg) + "/trustme-runtime";
     }
-    g.root = ga.get("root", g.root);
+    return ga.get("root", root);
+}
+
+// The global options into g; an exit status when one is invalid.
+std::optional<int> read_globals(const Args& ga, Globals& g) {
+    g.root = state_root(ga, g.root);
     g.rootless = ga.get("rootless", g.rootless);
     if (g.rootless != "true" && g.rootless != "false" && g.rootless != "auto") {
         log::error("--rootless: invalid value \"" + g.rootless + "\" (true, false or auto)");
@@ -389,38 +410,73 @@ int main(int argc, char** argv) {
     if (const char* c = std::getenv("TRUSTME_CACHE_DIR")) g.cache = c;
     g.policy = ga.get("policy");
     g.systemd_cgroup = ga.has("systemd-cgroup");
+    return std::nullopt;
+}
+
+// `volume ...` is the volume plugin's own command line (argv[i..]).
+int run_volume(const Globals& g, int argc, char** argv, int i) {
+    auto fn = reinterpret_cast<decltype(&trustme_volume_main)>(container::plugins::volume_symbol("trustme_volume_main"));
+    // The volume commands take the TPM from the policy: pass the global --policy on.
+    std::vector<char*> args(argv + i, argv + argc);
+    std::string pol = g.policy;
+    if (!pol.empty()) {
+        args.push_back(const_cast<char*>("--policy"));
+        args.push_back(pol.data());
+    }
+    args.push_back(nullptr);
+    return fn(static_cast<int>(args.size() - 1), args.data());
+}
+
+// Command c with its options from argv[i + 1..].
+int run_command(const Command& c, const Globals& g, int argc, char** argv, int i) {
+    const std::string name = c.name;
+    Args a;
+    auto flags = c.flags;
+    flags.push_back({"help", 'h', nullptr, "show help"});
+    bool command_follows = name == "exec" || name == "ps";
+    parse({flags, "trustme-runtime " + name, false, command_follows ? 1 : 0}, argc, argv, i + 1, a);
+    if (a.has("help")) {
+        print_command_help(c);
+        return 0;
+    }
+    if (name == "create" || name == "run" || name == "exec") {
+        seal_self_exe(argv);
+        pages::prefault_heap_and_stack();
+    }
+    return c.run(g, a);
+}
+
+}  // namespace
+}  // namespace trustme::cli
+
+int main(int argc, char** argv) {
+    using namespace trustme;
+    using namespace trustme::cli;
+    container::plugins::set_argv(argv);
+    Args ga;
+    int i;
+    try {
+        i = parse({kGlobal, "trustme-runtime", true}, argc, argv, 1, ga);
+    } catch (const Error& e) {
+        std::fprintf(stderr, "trustme-runtime: %s\n", e.what());
+        return 2;
+    }
+    if (auto status = setup_logging(ga)) return *status;
+    if (ga.has("version")) {
+        print(std::string("trustme-runtime version ") + kVersion + "\nspec: " + oci::kOciVersion + "\n");
+        return 0;
+    }
+    if (i >= argc || ga.has("help")) {
+        print_main_help();
+        return i >= argc && !ga.has("help") ? 2 : 0;
+    }
+    Globals g;
+    if (auto status = read_globals(ga, g)) return *status;
     std::string name = argv[i];
     try {
-        if (name == "volume") {
-            auto fn = reinterpret_cast<decltype(&trustme_volume_main)>(
-                container::plugins::volume_symbol("trustme_volume_main"));
-            // The volume commands take the TPM from the policy: pass the global --policy on.
-            std::vector<char*> args(argv + i, argv + argc);
-            std::string pol = g.policy;
-            if (!pol.empty()) {
-                args.push_back(const_cast<char*>("--policy"));
-                args.push_back(pol.data());
-            }
-            args.push_back(nullptr);
-            return fn(static_cast<int>(args.size() - 1), args.data());
-        }
-        for (auto& c : commands()) {
-            if (name != c.name) continue;
-            Args a;
-            auto flags = c.flags;
-            flags.push_back({"help", 'h', nullptr, "show help"});
-            bool command_follows = name == "exec" || name == "ps";
-            parse(flags, argc, argv, i + 1, a, false, std::string("trustme-runtime ") + c.name, command_follows ? 1 : 0);
-            if (a.has("help")) {
-                print_command_help(c);
-                return 0;
-            }
-            if (name == "create" || name == "run" || name == "exec") {
-                seal_self_exe(argv);
-                pages::prefault_heap_and_stack();
-            }
-            return c.run(g, a);
-        }
+        if (name == "volume") return run_volume(g, argc, argv, i);
+        for (auto& c : commands())
+            if (name == c.name) return run_command(c, g, argc, argv, i);
         if (name == "checkpoint" || name == "restore") fail(name + ": checkpoint/restore is not supported");
         fail("unknown command \"" + name + "\" (see --help)");
     } catch (const std::exception& e) {
