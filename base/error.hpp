@@ -44,9 +44,6 @@ inline int error_code(const std::exception& e) noexcept {
 // fail(errno, what): right after the call that set errno.
 [[noreturn]] inline void fail_errno(std::string_view what) { fail(errno, what); }
 
-// The same as fail(code, what).
-[[noreturn]] inline void fail_errno(int code, std::string_view what) { fail(code, what); }
-
 // Check a syscall-style return (-1 + errno).
 inline long check(long rc, std::string_view what) {
     if (rc < 0) fail_errno(what);

@@ -11,7 +11,7 @@ namespace trustme::container {
 
 SetupPeer::SetupPeer(ChildWords words) : words_(words) {
     int pair[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) fail_errno(errno, "socketpair");
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) fail_errno("socketpair");
     ours_.reset(pair[0]);
     child_.reset(pair[1]);
 }
@@ -63,16 +63,16 @@ void SetupPeer::serve(const SetupHandlers& handlers) const {
 
 void send_console_fd(const std::string& socket_path, int master, const std::string& name) {
     UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!sock) fail_errno(errno, "console socket");
+    if (!sock) fail_errno("console socket");
     struct sockaddr_un addr {};
     addr.sun_family = AF_UNIX;
     if (socket_path.size() >= sizeof addr.sun_path) fail("--console-socket: path too long");
     std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
     if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
-        fail_errno(errno, "connect to console socket " + socket_path);
+        fail_errno("connect to console socket " + socket_path);
     // runc's protocol (utils.SendFd): the pty name as data, the master as SCM_RIGHTS.
     if (int err = process::sync::send_with_fd(sock.get(), name.data(), name.size(), master))
-        fail_errno(err, "send pty to console socket");
+        fail(err, "send pty to console socket");
 }
 
 }  // namespace trustme::container

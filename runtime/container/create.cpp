@@ -60,7 +60,7 @@ namespace {
 
 std::string abs_path(const std::string& p) {
     char buf[PATH_MAX];
-    if (!::realpath(p.empty() ? "." : p.c_str(), buf)) fail_errno(errno, "bundle " + (p.empty() ? "." : p));
+    if (!::realpath(p.empty() ? "." : p.c_str(), buf)) fail_errno("bundle " + (p.empty() ? "." : p));
     return buf;
 }
 
@@ -74,7 +74,7 @@ void write_pid_file_at(const std::string& path, pid_t pid) {
         name = path.substr(pos + 1);
     }
     UniqueFd dfd(::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
-    if (!dfd) fail_errno(errno, "pid file directory " + dir);
+    if (!dfd) fail_errno("pid file directory " + dir);
     write_file_atomic(dfd.get(), name, std::to_string(pid), 0644);
 }
 
@@ -90,7 +90,7 @@ void run_idmap_helper(const char* helper, pid_t pid, const std::vector<oci::IdMa
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     int out[2];
-    if (::pipe2(out, O_CLOEXEC) < 0) fail_errno(errno, field);
+    if (::pipe2(out, O_CLOEXEC) < 0) fail_errno(field);
     UniqueFd rd(out[0]), wr(out[1]);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -98,7 +98,7 @@ void run_idmap_helper(const char* helper, pid_t pid, const std::vector<oci::IdMa
     pid_t child;
     int rc = ::posix_spawnp(&child, helper, &fa, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) fail_errno(rc, std::string(field) + ": " + helper + " (install the uidmap package)");
+    if (rc != 0) fail(rc, std::string(field) + ": " + helper + " (install the uidmap package)");
     wr.reset();
     std::string err = read_all(rd.get(), helper, 4096);
     int st = 0;
@@ -138,20 +138,20 @@ class NsJoiner {
 public:
     void join(int flag, const std::string& path) {
         UniqueFd target(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!target) fail_errno(errno, std::string("linux.namespaces ") + oci::namespace_proc_name(flag) + " path " + path);
+        if (!target) fail_errno(std::string("linux.namespaces ") + oci::namespace_proc_name(flag) + " path " + path);
         std::string self = std::string("self/ns/") + (flag == CLONE_NEWPID ? "pid_for_children"
                                                       : flag == CLONE_NEWTIME ? "time_for_children"
                                                                               : oci::namespace_proc_name(flag));
         UniqueFd orig(procfs::open_link(self, O_RDONLY));
-        if (!orig) fail_errno(errno, "/proc/" + self);
+        if (!orig) fail_errno("/proc/" + self);
         if (::setns(target.get(), flag) < 0)
-            fail_errno(errno, std::string("join ") + oci::namespace_proc_name(flag) + " namespace " + path);
+            fail_errno(std::string("join ") + oci::namespace_proc_name(flag) + " namespace " + path);
         saved_.emplace_back(flag, std::move(orig));
     }
     void restore() {
         for (auto it = saved_.rbegin(); it != saved_.rend(); ++it)
             if (::setns(it->second.get(), it->first) < 0)
-                fail_errno(errno, std::string("return to own ") + oci::namespace_proc_name(it->first) + " namespace");
+                fail_errno(std::string("return to own ") + oci::namespace_proc_name(it->first) + " namespace");
         saved_.clear();
     }
     ~NsJoiner() {
@@ -240,7 +240,7 @@ Bundle read_bundle(const Globals& g, const CreateOpts& o, Created& c) {
     Bundle bundle;
     c.bundle = abs_path(o.bundle);
     bundle.fd.reset(::open(c.bundle.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
-    if (!bundle.fd) fail_errno(errno, "bundle " + c.bundle);
+    if (!bundle.fd) fail_errno("bundle " + c.bundle);
     bundle.origin = c.bundle + "/config.json";
     bundle.config_text = read_file_at(bundle.fd.get(), "config.json", bundle.origin, oci::kMaxConfigBytes);
     c.cfg = std::make_unique<oci::Config>(oci::parse_config(bundle.config_text, bundle.origin));
@@ -270,7 +270,7 @@ Bundle read_bundle(const Globals& g, const CreateOpts& o, Created& c) {
                                                  cfg.root_path.c_str(), &how, sizeof how)));
     if (!c.rootfs_fd && errno == ELOOP)
         fail(bundle.origin + ": root.path " + c.rootfs + ": invalid rootfs: not an absolute path, or a symlink");
-    if (!c.rootfs_fd) fail_errno(errno, bundle.origin + ": root.path " + c.rootfs);
+    if (!c.rootfs_fd) fail_errno(bundle.origin + ": root.path " + c.rootfs);
     bundle.mount_ns = cfg.linux_.find(CLONE_NEWNS) != nullptr;
     if (!bundle.mount_ns) check_without_mount_ns(cfg, bundle.origin);
     bundle.listen_fds = listen_fds();
@@ -383,12 +383,12 @@ struct StartFifos {
 
 StartFifos make_start_fifos(const state::ContainerDir& dir) {
     StartFifos fifos;
-    if (::mkfifoat(dir.fd(), "exec.fifo", 0600) < 0) fail_errno(errno, "create exec fifo");
+    if (::mkfifoat(dir.fd(), "exec.fifo", 0600) < 0) fail_errno("create exec fifo");
     fifos.start.reset(::openat(dir.fd(), "exec.fifo", O_RDWR | O_CLOEXEC));
-    if (!fifos.start) fail_errno(errno, "open exec fifo");
-    if (::mkfifoat(dir.fd(), "exec.status", 0600) < 0) fail_errno(errno, "create exec status fifo");
+    if (!fifos.start) fail_errno("open exec fifo");
+    if (::mkfifoat(dir.fd(), "exec.status", 0600) < 0) fail_errno("create exec status fifo");
     fifos.status.reset(::openat(dir.fd(), "exec.status", O_RDWR | O_CLOEXEC));
-    if (!fifos.status) fail_errno(errno, "open exec status fifo");
+    if (!fifos.status) fail_errno("open exec status fifo");
     return fifos;
 }
 
@@ -409,14 +409,14 @@ std::vector<oci::Mount> open_volumes(const CreateOpts& o, Created& c, const sign
     for (const trustme_volume_mount& volume : std::span(mounts, count)) {
         std::string what = std::string("volume ") + volume.name + " (" + volume.device + ")";
         UniqueFd fs(::fsopen(volume.fstype, FSOPEN_CLOEXEC));
-        if (!fs) fail_errno(errno, what + ": fsopen " + volume.fstype);
+        if (!fs) fail_errno(what + ": fsopen " + volume.fstype);
         if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, "source", volume.device, 0) < 0 ||
             (volume.readonly && ::fsconfig(fs.get(), FSCONFIG_SET_FLAG, "ro", nullptr, 0) < 0) ||
             ::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0)
-            fail_errno(errno, what + ": mount");
+            fail_errno(what + ": mount");
         unsigned attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (volume.readonly ? MOUNT_ATTR_RDONLY : 0);
         UniqueFd mnt(::fsmount(fs.get(), FSMOUNT_CLOEXEC, attrs));
-        if (!mnt) fail_errno(errno, what + ": fsmount");
+        if (!mnt) fail_errno(what + ": fsmount");
         oci::Mount m;
         m.destination = volume.destination;
         m.type = volume.fstype;
@@ -440,7 +440,7 @@ void enter_namespaces(const oci::Config& cfg, const std::string& origin, Namespa
     for (auto& entry : cfg.linux_.namespaces) {
         if (entry.flag == CLONE_NEWUSER && !entry.path.empty()) {
             ns.userns.reset(::open(entry.path.c_str(), O_RDONLY | O_CLOEXEC));
-            if (!ns.userns) fail_errno(errno, "linux.namespaces user path " + entry.path);
+            if (!ns.userns) fail_errno("linux.namespaces user path " + entry.path);
         } else if (!entry.path.empty()) {
             ns.joined.join(entry.flag, entry.path);
         } else if (entry.flag == CLONE_NEWCGROUP || entry.flag == CLONE_NEWTIME) {
@@ -500,7 +500,7 @@ void clone_init(const CreateOpts& o, Created& c, InitInputs in, SetupPeer& peer)
     const oci::Config& cfg = *c.cfg;
     // Before any namespace is joined: the procfs handle the init inherits (base/procfs.hpp) and
     // the null device that masks files.
-    if (procfs::root() < 0) fail_errno(errno, "open /proc (a procfs is needed)");
+    if (procfs::root() < 0) fail_errno("open /proc (a procfs is needed)");
     UniqueFd dev_null;  // else the init clones it
     if (!cfg.linux_.masked_paths.empty() && in.parent_clones) dev_null = process::rootfs::clone_dev_null();
     Namespaces ns;
@@ -515,7 +515,7 @@ void clone_init(const CreateOpts& o, Created& c, InitInputs in, SetupPeer& peer)
     // before this point may run deaf to SIGTERM/SIGINT while it reads the bundle.
     if (c.block_at_clone) ::sigprocmask(SIG_BLOCK, c.block_at_clone, nullptr);
     pid_t pid = process::clone_with_pidfd(ns.clone_flags, &pidfd);
-    if (pid < 0) fail_errno(errno, "clone3");
+    if (pid < 0) fail_errno("clone3");
     if (pid == 0) become_init(present, peer, ic);
     c.pid = pid;
     c.pidfd.reset(pidfd);
@@ -640,9 +640,9 @@ UniqueFd release_init(const state::ContainerDir& dir, const std::string& id) {
     UniqueFd f(::openat(dir.fd(), "exec.fifo", O_WRONLY | O_NONBLOCK | O_CLOEXEC));
     if (!f) {
         if (errno == ENXIO) fail("container \"" + id + "\": init is no longer waiting to start");
-        fail_errno(errno, "open exec fifo of \"" + id + "\"");
+        fail_errno("open exec fifo of \"" + id + "\"");
     }
-    if (::write(f.get(), "0", 1) != 1) fail_errno(errno, "start \"" + id + "\"");
+    if (::write(f.get(), "0", 1) != 1) fail_errno("start \"" + id + "\"");
     ::unlinkat(dir.fd(), "exec.fifo", 0);
     ::unlinkat(dir.fd(), "exec.status", 0);
     return status;

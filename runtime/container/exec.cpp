@@ -137,7 +137,7 @@ public:
         own_.reset(procfs::open_link("self/ns/pid", O_RDONLY));
         UniqueFd theirs(procfs::open_link(std::to_string(init_pid) + "/ns/pid", O_RDONLY));
         if (own_ && theirs && ::setns(theirs.get(), CLONE_NEWPID) == 0) return;
-        if (!(errno == EPERM && cfg.linux_.find(CLONE_NEWUSER))) fail_errno(errno, "exec: enter the container's pid namespace");
+        if (!(errno == EPERM && cfg.linux_.find(CLONE_NEWUSER))) fail_errno("exec: enter the container's pid namespace");
         own_.reset();
         from_inside_ = true;
     }
@@ -185,7 +185,7 @@ ExecChild clone_exec_child(const ExecOpts& o, const ExecSpec& spec, process::Ini
         if (ns.flag != CLONE_NEWPID) ns_flags |= ns.flag;
     // The procfs handle the child inherits: opened here, in the runtime's own mount namespace, so the
     // child never looks at the container's /proc (base/procfs.hpp).
-    if (procfs::root() < 0) fail_errno(errno, "exec: open /proc (a procfs is needed)");
+    if (procfs::root() < 0) fail_errno("exec: open /proc (a procfs is needed)");
     PidNamespaceVisit visit(spec.cfg, init_pid);
     // Forwarded signals are blocked before the clone so none is lost; the child clears its mask.
     if (!o.detach) {
@@ -198,7 +198,7 @@ ExecChild clone_exec_child(const ExecOpts& o, const ExecSpec& spec, process::Ini
     if (child.pid == 0) become_exec_child(peer, ic, container_pidfd, ns_flags, visit.from_inside());
     const int clone_errno = errno;
     visit.leave();
-    if (child.pid < 0) fail_errno(clone_errno, "exec: clone3");
+    if (child.pid < 0) fail(clone_errno, "exec: clone3");
     child.pidfd.reset(pidfd);
     peer.close_child_end();
     if (visit.from_inside()) {
@@ -287,7 +287,7 @@ int ps(const Globals& g, const std::string& id, const std::string& format, const
         cmd += " " + a;
     }
     FILE* f = ::popen(cmd.c_str(), "r");
-    if (!f) fail_errno(errno, "ps: run ps");
+    if (!f) fail_errno("ps: run ps");
     char line[4096];
     int pid_col = -1;
     std::set<pid_t> want(pids.begin(), pids.end());

@@ -86,18 +86,18 @@ void bind_console(int slave) {
     UniqueFd dev(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, "/dev", &how, sizeof how)));
     if (!dev) {
         if (errno == ENOENT) return;
-        fail_errno(errno, "/dev (for /dev/console)");
+        fail_errno("/dev (for /dev/console)");
     }
     UniqueFd made(::openat(dev.get(), "console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (!made && errno != EEXIST) fail_errno(errno, "create /dev/console");
+    if (!made && errno != EEXIST) fail_errno("create /dev/console");
     UniqueFd target(::openat(dev.get(), "console", O_PATH | O_NOFOLLOW | O_CLOEXEC));
     struct stat st;
-    if (!target || ::fstat(target.get(), &st) < 0) fail_errno(errno, "/dev/console");
+    if (!target || ::fstat(target.get(), &st) < 0) fail_errno("/dev/console");
     if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) fail("/dev/console: not a file or character device");
     UniqueFd tree(::open_tree(slave, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
-    if (!tree) fail_errno(errno, "bind /dev/console: clone the pty");
+    if (!tree) fail_errno("bind /dev/console: clone the pty");
     if (::move_mount(tree.get(), "", target.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-        fail_errno(errno, "bind /dev/console");
+        fail_errno("bind /dev/console");
 }
 
 // runc (libcontainer/init_linux.go setupUser, user.GetExecUserPath): when the environment has no HOME, the
@@ -139,7 +139,7 @@ std::string passwd_home(uint32_t uid) {
 // RTM_NEWLINK setting IFF_UP, acknowledged.
 void loopback_up() {
     UniqueFd s(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-    if (!s) fail_errno(errno, "loopback: netlink socket");
+    if (!s) fail_errno("loopback: netlink socket");
     struct {
         struct nlmsghdr nh;
         struct ifinfomsg ifi;
@@ -152,7 +152,7 @@ void loopback_up() {
     req.ifi.ifi_index = 1;
     req.ifi.ifi_flags = IFF_UP;
     req.ifi.ifi_change = IFF_UP;
-    if (::send(s.get(), &req, sizeof req, 0) < 0) fail_errno(errno, "loopback: netlink send");
+    if (::send(s.get(), &req, sizeof req, 0) < 0) fail_errno("loopback: netlink send");
     struct {
         struct nlmsghdr nh;
         struct nlmsgerr err;
@@ -160,9 +160,9 @@ void loopback_up() {
     ssize_t n;
     while ((n = ::recv(s.get(), &ack, sizeof ack, 0)) < 0 && errno == EINTR) {
     }
-    if (n < 0) fail_errno(errno, "loopback: netlink receive");
+    if (n < 0) fail_errno("loopback: netlink receive");
     if (n < static_cast<ssize_t>(sizeof ack.nh) || ack.nh.nlmsg_type != NLMSG_ERROR) fail("loopback: no netlink ack");
-    if (ack.err.error) fail_errno(-ack.err.error, "bring loopback up");
+    if (ack.err.error) fail(-ack.err.error, "bring loopback up");
 }
 
 // runc (fixStdioPermissions) gives the init's stdio to the process user, so a non-root program can reopen
@@ -178,7 +178,7 @@ void chown_stdio(const oci::Process& proc) {
         if (!ours) continue;
         // EINVAL: the gid is not mapped in the user namespace; EPERM: the owner is not; EROFS (runc ignores all three).
         if (::fchown(fd, uid, static_cast<gid_t>(-1)) < 0 && errno != EINVAL && errno != EPERM && errno != EROFS)
-            fail_errno(errno, "chown stdio " + std::to_string(fd));
+            fail_errno("chown stdio " + std::to_string(fd));
     }
 }
 
@@ -186,14 +186,14 @@ void setup_console(InitConfig& ic) {
     // Open the pty inside the container's devpts instance (/dev/ptmx → pts/ptmx), so the slave's path
     // and ownership make sense inside the container; the master goes to the parent.
     UniqueFd master(::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
-    if (!master) fail_errno(errno, "open /dev/ptmx (terminal: true needs a devpts mount at /dev/pts)");
-    if (::unlockpt(master.get()) < 0) fail_errno(errno, "unlockpt");
+    if (!master) fail_errno("open /dev/ptmx (terminal: true needs a devpts mount at /dev/pts)");
+    if (::unlockpt(master.get()) < 0) fail_errno("unlockpt");
     char name[128];
     if (::ptsname_r(master.get(), name, sizeof name) != 0) fail("ptsname failed");
     // The slave from the master itself (TIOCGPTPEER, Linux 4.13), not by its name: no lookup in a tree
     // that container processes may be changing (`exec -t` runs beside them).
     UniqueFd slave(::ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY));
-    if (!slave) fail_errno(errno, std::string("open ") + name);
+    if (!slave) fail_errno(std::string("open ") + name);
     if (ic.proc->console_height || ic.proc->console_width) {
         struct winsize ws {};
         ws.ws_row = static_cast<unsigned short>(ic.proc->console_height);
@@ -205,22 +205,22 @@ void setup_console(InitConfig& ic) {
     // (it would be the host's).
     if (!ic.is_exec && ic.cfg->linux_.find(CLONE_NEWNS)) bind_console(slave.get());
     sync::send(ic.sync_fd, sync::Msg::ConsoleFd, name, master.get());
-    if (::setsid() < 0) fail_errno(errno, "setsid");
-    if (::ioctl(slave.get(), TIOCSCTTY, 0) < 0) fail_errno(errno, "set controlling terminal");
+    if (::setsid() < 0) fail_errno("setsid");
+    if (::ioctl(slave.get(), TIOCSCTTY, 0) < 0) fail_errno("set controlling terminal");
     for (int fd = 0; fd < 3; ++fd)
-        if (::dup2(slave.get(), fd) < 0) fail_errno(errno, "dup2 pty");
+        if (::dup2(slave.get(), fd) < 0) fail_errno("dup2 pty");
     if (slave.get() <= 2) (void)slave.release();  // it is one of the stdio fds now
 }
 
 void switch_user(const oci::User& u) {
     // Keep the permitted set across setresuid so apply_after_user_switch can set the configured caps.
-    if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail_errno(errno, "prctl(PR_SET_KEEPCAPS)");
+    if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail_errno("prctl(PR_SET_KEEPCAPS)");
     std::vector<gid_t> groups(u.additional_gids.begin(), u.additional_gids.end());
     // setgroups is denied in a user namespace whose setgroups file says "deny"; only complain if we must set some.
     if (::setgroups(groups.size(), groups.data()) < 0 && !(errno == EPERM && groups.empty()))
-        fail_errno(errno, "setgroups");
-    if (::setresgid(u.gid, u.gid, u.gid) < 0) fail_errno(errno, "setresgid " + std::to_string(u.gid));
-    if (::setresuid(u.uid, u.uid, u.uid) < 0) fail_errno(errno, "setresuid " + std::to_string(u.uid));
+        fail_errno("setgroups");
+    if (::setresgid(u.gid, u.gid, u.gid) < 0) fail_errno("setresgid " + std::to_string(u.gid));
+    if (::setresuid(u.uid, u.uid, u.uid) < 0) fail_errno("setresuid " + std::to_string(u.uid));
 }
 
 void write_time_offsets(const oci::Config& cfg) {
@@ -244,7 +244,7 @@ void make_cwd(const std::string& cwd) {
 void verify_cwd(const std::string& cwd) {
     char buf[PATH_MAX];
     long n = ::syscall(SYS_getcwd, buf, sizeof buf);
-    if (n < 0) fail_errno(errno, "process.cwd " + cwd + ": cannot verify that it is inside the container's root");
+    if (n < 0) fail_errno("process.cwd " + cwd + ": cannot verify that it is inside the container's root");
     if (buf[0] != '/') fail("process.cwd " + cwd + ": outside the container's root");
 }
 
@@ -260,11 +260,11 @@ void finalize_process(InitConfig& ic) {
     }
 
     if (proc.terminal) setup_console(ic);
-    else if (::setsid() < 0 && errno != EPERM) fail_errno(errno, "setsid");
+    else if (::setsid() < 0 && errno != EPERM) fail_errno("setsid");
 
     for (auto& rl : proc.rlimits) {
         struct rlimit r = {rl.soft, rl.hard};
-        if (::setrlimit(rl.resource, &r) < 0) fail_errno(errno, "process.rlimits " + rl.type);
+        if (::setrlimit(rl.resource, &r) < 0) fail_errno("process.rlimits " + rl.type);
     }
     security::apply_personality(cfg.linux_.personality);
     security::apply_io_priority(proc.io_priority);
@@ -275,7 +275,7 @@ void finalize_process(InitConfig& ic) {
     // the CVE-2024-21626 pattern) a procfs of the runtime's pid namespace.
     procfs::close();
 
-    if (::chdir(proc.cwd.c_str()) < 0) fail_errno(errno, "process.cwd " + proc.cwd);
+    if (::chdir(proc.cwd.c_str()) < 0) fail_errno("process.cwd " + proc.cwd);
     verify_cwd(proc.cwd);
     ic.exec_path = resolve_executable(proc);
     if (env_lookup(proc.env, "HOME").empty()) ic.home_env = "HOME=" + passwd_home(proc.user.uid);
@@ -287,7 +287,7 @@ void finalize_process(InitConfig& ic) {
     if (have_seccomp && !proc.no_new_privileges) listener.reset(security::load_seccomp(*ic.seccomp));
     switch_user(proc.user);
     security::apply_after_user_switch(ic.caps);
-    if (proc.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail_errno(errno, "no_new_privs");
+    if (proc.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail_errno("no_new_privs");
     if (have_seccomp && proc.no_new_privileges) listener.reset(security::load_seccomp(*ic.seccomp));
     if (listener) {
         sync::send(ic.sync_fd, sync::Msg::SeccompFd, {}, listener.get());
@@ -359,11 +359,11 @@ std::string await_go(const InitConfig& ic, std::vector<int> keep) {
 }
 
 void enter_user_namespace(const InitConfig& ic) {
-    if (ic.userns_fd >= 0 && ::setns(ic.userns_fd, CLONE_NEWUSER) < 0) fail_errno(errno, "join user namespace");
+    if (ic.userns_fd >= 0 && ::setns(ic.userns_fd, CLONE_NEWUSER) < 0) fail_errno("join user namespace");
     if (ic.cfg->linux_.find(CLONE_NEWUSER)) {
         // Become root of the new user namespace (mapped by the parent).
-        if (::setresgid(0, 0, 0) < 0) fail_errno(errno, "setresgid 0 in user namespace");
-        if (::setresuid(0, 0, 0) < 0) fail_errno(errno, "setresuid 0 in user namespace");
+        if (::setresgid(0, 0, 0) < 0) fail_errno("setresgid 0 in user namespace");
+        if (::setresuid(0, 0, 0) < 0) fail_errno("setresuid 0 in user namespace");
     }
 }
 
@@ -392,16 +392,16 @@ rootfs::Plan rootfs_plan(const InitConfig& ic) {
 // and the UTS names.
 void enter_late_namespaces(const InitConfig& ic) {
     const oci::Config& cfg = *ic.cfg;
-    if ((ic.new_ns_late & CLONE_NEWCGROUP) && ::unshare(CLONE_NEWCGROUP) < 0) fail_errno(errno, "unshare cgroup namespace");
+    if ((ic.new_ns_late & CLONE_NEWCGROUP) && ::unshare(CLONE_NEWCGROUP) < 0) fail_errno("unshare cgroup namespace");
     if (ic.new_ns_late & CLONE_NEWTIME) {
         // A new time namespace applies to children and, through execve, to us: set offsets before exec.
-        if (::unshare(CLONE_NEWTIME) < 0) fail_errno(errno, "unshare time namespace");
+        if (::unshare(CLONE_NEWTIME) < 0) fail_errno("unshare time namespace");
         write_time_offsets(cfg);
     }
     if (!cfg.hostname.empty() && ::sethostname(cfg.hostname.data(), cfg.hostname.size()) < 0)
-        fail_errno(errno, "sethostname");
+        fail_errno("sethostname");
     if (!cfg.domainname.empty() && ::setdomainname(cfg.domainname.data(), cfg.domainname.size()) < 0)
-        fail_errno(errno, "setdomainname");
+        fail_errno("setdomainname");
 }
 
 // prestart + createRuntime run in the runtime namespace (by the parent), createContainer here, in the
@@ -461,7 +461,7 @@ void await_start(InitConfig& ic) {
         // host): devices into the image's /dev as runc does, then chroot into the verified directory.
         if (!plan.userns) rootfs::setup_devices(plan, ic.rootfs_fd);
         if (::fchdir(ic.rootfs_fd) < 0 || ::chroot(".") < 0 || ::chdir("/") < 0)
-            fail_errno(errno, "chroot into " + ic.rootfs_path);
+            fail_errno("chroot into " + ic.rootfs_path);
         make_cwd(cfg.process->cwd);
     }
     // The root is entered: the fd of the verified directory (rootless: the host's directory itself, not a
@@ -482,15 +482,15 @@ void await_start(InitConfig& ic) {
     const std::string init_pid = await_go(ic, std::move(keep));
     // setns(pidfd, flags) joins all of the container's namespaces at once (Linux 5.8); the pid namespace
     // was entered by the parent (pid_for_children) before clone, so we already are inside it.
-    if (ns_flags && ::setns(container.get(), ns_flags) < 0) fail_errno(errno, "join the container's namespaces");
+    if (ns_flags && ::setns(container.get(), ns_flags) < 0) fail_errno("join the container's namespaces");
     if (!ic.cfg->linux_.find(CLONE_NEWNS)) {
         // No mount namespace to join: its root is the init's chroot (runc would leave us on the host's root).
         UniqueFd r(::open(("/proc/" + init_pid + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-        if (!r || ::fchdir(r.get()) < 0 || ::chroot(".") < 0) fail_errno(errno, "enter the container's root");
+        if (!r || ::fchdir(r.get()) < 0 || ::chroot(".") < 0) fail_errno("enter the container's root");
     }
     container.reset();
     if (ic.cfg->linux_.find(CLONE_NEWUSER)) {
-        if (::setresgid(0, 0, 0) < 0 || ::setresuid(0, 0, 0) < 0) fail_errno(errno, "become root in user namespace");
+        if (::setresgid(0, 0, 0) < 0 || ::setresuid(0, 0, 0) < 0) fail_errno("become root in user namespace");
     }
     ic.no_new_keyring = true;
     finalize_process(ic);
@@ -556,12 +556,12 @@ pid_t clone_with_pidfd(uint64_t flags, int* pidfd) {
 [[noreturn]] void exec_init_from_inside(InitConfig& ic, int container_pidfd, int ns_flags) noexcept {
     run_child(ic.sync_fd, [&] {
         UniqueFd container(container_pidfd);  // this child's copy
-        if (::setns(container.get(), ns_flags | CLONE_NEWPID) < 0) fail_errno(errno, "join the container's namespaces");
+        if (::setns(container.get(), ns_flags | CLONE_NEWPID) < 0) fail_errno("join the container's namespaces");
         container.reset();
         int pidfd = -1;
         pid_t pid = clone_with_pidfd(CLONE_PARENT, &pidfd);
         if (pid == 0) exec_init(ic, -1, 0);  // already inside: nothing more to join
-        if (pid < 0) fail_errno(errno, "clone3 in the container's namespaces");
+        if (pid < 0) fail_errno("clone3 in the container's namespaces");
         sync::send(ic.sync_fd, sync::Msg::Pid, std::to_string(pid), pidfd);
         ::_exit(0);
     });
