@@ -110,6 +110,61 @@ uint32_t parse_arch(const json& j, const std::string& path) {
     return token;
 }
 
+// linux.seccomp.syscalls[].args[k]: {index, value, valueTwo, op}.
+ParsedArg parse_arg(const json& a, const std::string& ap) {
+    expect_object(a, ap);
+    ParsedArg arg;
+    const json* index = field(a, "index");
+    if (!index) fail(ap + ".index: required");
+    uint64_t ix = as_u64(*index, ap + ".index");
+    if (ix > 5) fail(ap + ".index: " + std::to_string(ix) + " is not a syscall argument (0-5)");
+    arg.index = static_cast<unsigned>(ix);
+    const json* value = field(a, "value");
+    if (!value) fail(ap + ".value: required");
+    arg.value = as_u64(*value, ap + ".value");
+    if (const json* v2 = field(a, "valueTwo")) arg.value_two = as_u64(*v2, ap + ".valueTwo");
+    const json* op = field(a, "op");
+    if (!op) fail(ap + ".op: required");
+    std::string opname = as_string(*op, ap + ".op");
+    auto it = std::find_if(std::begin(kOperators), std::end(kOperators),
+                           [&](const auto& o) { return opname == o.first; });
+    if (it == std::end(kOperators)) fail(ap + ".op: unknown operator " + opname);
+    arg.op = it->second;
+    return arg;
+}
+
+// linux.seccomp.syscalls[i]: {names, action, errnoRet, args}.
+ParsedRule parse_rule(const json& r, const std::string& path) {
+    ParsedRule rule;
+    rule.path = path;
+    expect_object(r, rule.path);
+    const json* names = field(r, "names");
+    if (!names) fail(rule.path + ".names: required");
+    expect_array(*names, rule.path + ".names");
+    for (size_t n = 0; n < names->size(); ++n) {
+        std::string name = as_string((*names)[n], idx(rule.path + ".names", n));
+        if (name.empty()) fail(idx(rule.path + ".names", n) + ": empty syscall name");
+        rule.names.push_back(std::move(name));
+    }
+    const json* act = field(r, "action");
+    if (!act) fail(rule.path + ".action: required");
+    rule.action = parse_action(*act, rule.path + ".action", field(r, "errnoRet"), rule.path + ".errnoRet");
+    if (rule.action == SCMP_ACT_NOTIFY) {
+        // The child hands the listener fd to the runtime after loading the filter; a notified
+        // syscall on that path waits for a listener nobody holds yet. runc writes the fd number
+        // (so it refuses "write"); our init sends the fd with sendmsg (runtime/process/sync.cpp).
+        for (const char* handover : {"write", "sendmsg"})
+            if (std::find(rule.names.begin(), rule.names.end(), handover) != rule.names.end())
+                fail(rule.path + ".action: SCMP_ACT_NOTIFY cannot be used for the " + handover + " syscall");
+    }
+    if (const json* args = field(r, "args")) {
+        std::string argp = rule.path + ".args";
+        expect_array(*args, argp);
+        for (size_t k = 0; k < args->size(); ++k) rule.args.push_back(parse_arg((*args)[k], idx(argp, k)));
+    }
+    return rule;
+}
+
 }  // namespace
 
 namespace detail {
@@ -149,58 +204,8 @@ ParsedSeccomp parse_seccomp(const json& s, const std::string& path) {
         std::string sp = key(path, "syscalls");
         expect_array(*sc, sp);
         for (size_t i = 0; i < sc->size(); ++i) {
-            const json& r = (*sc)[i];
-            ParsedRule rule;
-            rule.path = idx(sp, i);
-            expect_object(r, rule.path);
-            const json* names = field(r, "names");
-            if (!names) fail(rule.path + ".names: required");
-            expect_array(*names, rule.path + ".names");
-            for (size_t n = 0; n < names->size(); ++n) {
-                std::string name = as_string((*names)[n], idx(rule.path + ".names", n));
-                if (name.empty()) fail(idx(rule.path + ".names", n) + ": empty syscall name");
-                rule.names.push_back(std::move(name));
-            }
-            const json* act = field(r, "action");
-            if (!act) fail(rule.path + ".action: required");
-            rule.action = parse_action(*act, rule.path + ".action", field(r, "errnoRet"), rule.path + ".errnoRet");
-            if (rule.action == SCMP_ACT_NOTIFY) {
-                p.uses_notify = true;
-                // The child hands the listener fd to the runtime after loading the filter; a notified
-                // syscall on that path waits for a listener nobody holds yet. runc writes the fd number
-                // (so it refuses "write"); our init sends the fd with sendmsg (runtime/process/sync.cpp).
-                for (const char* handover : {"write", "sendmsg"})
-                    if (std::find(rule.names.begin(), rule.names.end(), handover) != rule.names.end())
-                        fail(rule.path + ".action: SCMP_ACT_NOTIFY cannot be used for the " + handover + " syscall");
-            }
-            if (const json* args = field(r, "args")) {
-                std::string argp = rule.path + ".args";
-                expect_array(*args, argp);
-                for (size_t k = 0; k < args->size(); ++k) {
-                    const json& a = (*args)[k];
-                    std::string ap = idx(argp, k);
-                    expect_object(a, ap);
-                    ParsedArg arg;
-                    const json* index = field(a, "index");
-                    if (!index) fail(ap + ".index: required");
-                    uint64_t ix = as_u64(*index, ap + ".index");
-                    if (ix > 5) fail(ap + ".index: " + std::to_string(ix) + " is not a syscall argument (0-5)");
-                    arg.index = static_cast<unsigned>(ix);
-                    const json* value = field(a, "value");
-                    if (!value) fail(ap + ".value: required");
-                    arg.value = as_u64(*value, ap + ".value");
-                    if (const json* v2 = field(a, "valueTwo")) arg.value_two = as_u64(*v2, ap + ".valueTwo");
-                    const json* op = field(a, "op");
-                    if (!op) fail(ap + ".op: required");
-                    std::string opname = as_string(*op, ap + ".op");
-                    auto it = std::find_if(std::begin(kOperators), std::end(kOperators),
-                                           [&](const auto& o) { return opname == o.first; });
-                    if (it == std::end(kOperators)) fail(ap + ".op: unknown operator " + opname);
-                    arg.op = it->second;
-                    rule.args.push_back(arg);
-                }
-            }
-            p.rules.push_back(std::move(rule));
+            p.rules.push_back(parse_rule((*sc)[i], idx(sp, i)));
+            if (p.rules.back().action == SCMP_ACT_NOTIFY) p.uses_notify = true;
         }
     }
     if (p.uses_notify && p.listener_path.empty())
@@ -335,22 +340,14 @@ std::string p_arch_name(const json& seccomp, size_t i) {
     return a.is_string() ? a.get<std::string>() : std::string("?");
 }
 
-}  // namespace
-
-SeccompProgram compile_seccomp(const json& seccomp) {
-    SeccompProgram prog;
-    if (seccomp.is_null()) return prog;
-    const std::string path = "linux.seccomp";
-    ParsedSeccomp p = parse_seccomp(seccomp, path);
-
-    Ctx ctx(seccomp_init(p.default_action));
-    if (!ctx) fail(path + ".defaultAction: libseccomp refused the action (not supported by this kernel?)");
+// The native architecture and those the profile adds, each once, in that order.
+std::vector<uint32_t> add_arches(void* ctx, const ParsedSeccomp& p, const json& seccomp, const std::string& path) {
     const uint32_t native = seccomp_arch_native();
     std::vector<uint32_t> arches{native};
     for (size_t i = 0; i < p.arches.size(); ++i) {
         uint32_t a = p.arches[i];
         if (std::find(arches.begin(), arches.end(), a) != arches.end()) continue;
-        if (int rc = seccomp_arch_add(ctx.get(), a); rc < 0 && rc != -EEXIST) {
+        if (int rc = seccomp_arch_add(ctx, a); rc < 0 && rc != -EEXIST) {
             // libseccomp keeps one filter per byte order: a big-endian arch (s390x, mips, ppc64) cannot
             // join a little-endian native one (EDOM, src/db.c arch_filter_add).
             if (rc == -EDOM)
@@ -360,12 +357,37 @@ SeccompProgram compile_seccomp(const json& seccomp) {
         }
         arches.push_back(a);
     }
-    // libseccomp's binary-tree layout keeps long profiles fast at syscall time; runc enables it above 32
-    // syscalls (it counts one per name) because libseccomp <= 2.5.4 misbehaves with it on an empty rule set.
-    size_t names = 0;
-    for (const ParsedRule& r : p.rules) names += r.names.size();
-    if (names > 32) seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2);
+    return arches;
+}
 
+// Rule r for the syscall `name` (number nr), with its argument conditions.
+void add_rule(void* ctx, const ParsedRule& r, const std::string& name, int nr) {
+    auto add = [&](const scmp_arg_cmp* conds, unsigned n) {
+        int rc = seccomp_rule_add_array(ctx, r.action, nr, n, conds);
+        if (rc < 0) fail(-rc, r.path + ": adding the rule for " + name);
+    };
+    if (r.args.empty()) {
+        add(nullptr, 0);
+        return;
+    }
+    std::vector<scmp_arg_cmp> conds;
+    std::array<int, 6> per_index{};
+    for (const ParsedArg& a : r.args) {
+        conds.push_back(scmp_arg_cmp{a.index, a.op, a.value, a.value_two});
+        ++per_index[a.index];
+    }
+    // libseccomp cannot AND two conditions on the same argument; runc then adds one rule per
+    // condition (an OR), and so do we, to give the same filter for the same profile.
+    if (std::any_of(per_index.begin(), per_index.end(), [](int c) { return c > 1; })) {
+        for (const auto& c : conds) add(&c, 1);
+    } else {
+        add(conds.data(), static_cast<unsigned>(conds.size()));
+    }
+}
+
+// Every rule of p into ctx; returns the highest syscall number the profile names, per architecture
+// (for enosys_stub).
+std::map<uint32_t, int> add_rules(void* ctx, const ParsedSeccomp& p, const std::vector<uint32_t>& arches) {
     std::map<uint32_t, int> max_by_arch;
     for (const ParsedRule& r : p.rules) {
         for (const std::string& name : r.names) {
@@ -381,29 +403,49 @@ SeccompProgram compile_seccomp(const json& seccomp) {
             }
             // libseccomp refuses a rule whose action equals the default (EACCES); it is redundant anyway.
             if (r.action == p.default_action) continue;
-            auto add = [&](const scmp_arg_cmp* conds, unsigned n) {
-                int rc = seccomp_rule_add_array(ctx.get(), r.action, nr, n, conds);
-                if (rc < 0) fail(-rc, r.path + ": adding the rule for " + name);
-            };
-            if (r.args.empty()) {
-                add(nullptr, 0);
-                continue;
-            }
-            std::vector<scmp_arg_cmp> conds;
-            std::array<int, 6> per_index{};
-            for (const ParsedArg& a : r.args) {
-                conds.push_back(scmp_arg_cmp{a.index, a.op, a.value, a.value_two});
-                ++per_index[a.index];
-            }
-            // libseccomp cannot AND two conditions on the same argument; runc then adds one rule per
-            // condition (an OR), and so do we, to give the same filter for the same profile.
-            if (std::any_of(per_index.begin(), per_index.end(), [](int c) { return c > 1; })) {
-                for (const auto& c : conds) add(&c, 1);
-            } else {
-                add(conds.data(), static_cast<unsigned>(conds.size()));
-            }
+            add_rule(ctx, r, name, nr);
         }
     }
+    return max_by_arch;
+}
+
+// The seccomp(2) flags of the program: those the profile asks for, NEW_LISTENER with a notify rule;
+// each one checked against the running kernel.
+unsigned int filter_flags(const ParsedSeccomp& p, const std::string& path) {
+    unsigned int flags = p.flags;
+    if (p.uses_notify) flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    if ((flags & SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV) && !p.uses_notify) {
+        // The kernel refuses WAIT_KILLABLE_RECV without NEW_LISTENER (kernel/seccomp.c,
+        // seccomp_set_mode_filter); libseccomp 2.6 likewise sets it only when notify is used.
+        log::debug(path + ".flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ignored, no rule uses SCMP_ACT_NOTIFY");
+        flags &= ~static_cast<unsigned>(SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
+    }
+    for (unsigned int f : {SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV}) {
+        if (!(flags & f)) continue;
+        unsigned int probe = f == SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ? f | SECCOMP_FILTER_FLAG_NEW_LISTENER : f;
+        if (!kernel_has_flag(probe))
+            fail(path + ".flags: flag " + std::to_string(f) + " is not supported by this kernel");
+    }
+    return flags;
+}
+
+}  // namespace
+
+SeccompProgram compile_seccomp(const json& seccomp) {
+    SeccompProgram prog;
+    if (seccomp.is_null()) return prog;
+    const std::string path = "linux.seccomp";
+    ParsedSeccomp p = parse_seccomp(seccomp, path);
+
+    Ctx ctx(seccomp_init(p.default_action));
+    if (!ctx) fail(path + ".defaultAction: libseccomp refused the action (not supported by this kernel?)");
+    const std::vector<uint32_t> arches = add_arches(ctx.get(), p, seccomp, path);
+    // libseccomp's binary-tree layout keeps long profiles fast at syscall time; runc enables it above 32
+    // syscalls (it counts one per name) because libseccomp <= 2.5.4 misbehaves with it on an empty rule set.
+    size_t names = 0;
+    for (const ParsedRule& r : p.rules) names += r.names.size();
+    if (names > 32) seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2);
+    const std::map<uint32_t, int> max_by_arch = add_rules(ctx.get(), p, arches);
 
     std::vector<sock_filter> body = export_bpf(ctx.get());
     const uint32_t def = p.default_action & SECCOMP_RET_ACTION_FULL;
@@ -420,20 +462,7 @@ SeccompProgram compile_seccomp(const json& seccomp) {
     prog.uses_notify = p.uses_notify;
     prog.listener_path = p.listener_path;
     prog.listener_metadata = p.listener_metadata;
-    prog.flags = p.flags;
-    if (prog.uses_notify) prog.flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
-    if ((prog.flags & SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV) && !prog.uses_notify) {
-        // The kernel refuses WAIT_KILLABLE_RECV without NEW_LISTENER (kernel/seccomp.c,
-        // seccomp_set_mode_filter); libseccomp 2.6 likewise sets it only when notify is used.
-        log::debug(path + ".flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ignored, no rule uses SCMP_ACT_NOTIFY");
-        prog.flags &= ~static_cast<unsigned>(SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
-    }
-    for (unsigned int f : {SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV}) {
-        if (!(prog.flags & f)) continue;
-        unsigned int probe = f == SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ? f | SECCOMP_FILTER_FLAG_NEW_LISTENER : f;
-        if (!kernel_has_flag(probe))
-            fail(path + ".flags: flag " + std::to_string(f) + " is not supported by this kernel");
-    }
+    prog.flags = filter_flags(p, path);
     return prog;
 }
 
