@@ -350,8 +350,8 @@ int cmd_verify(int argc, char** argv) {
              static_cast<unsigned long long>(st.entries), static_cast<unsigned long long>(st.files),
              static_cast<unsigned long long>(st.cache_hits), static_cast<unsigned long long>(st.verity_files),
              static_cast<unsigned long long>(st.links),
-             static_cast<unsigned long long>(st.link_cache_hits), st.bytes_hashed / 1e6, secs,
-             secs > 0 ? st.bytes_hashed / 1e6 / secs : 0.0);
+             static_cast<unsigned long long>(st.link_cache_hits), static_cast<double>(st.bytes_hashed) / 1e6, secs,
+             secs > 0 ? static_cast<double>(st.bytes_hashed) / 1e6 / secs : 0.0);
     std::cout << "verified " << b.path << "\n"
               << "  location:  " << res.location << "\n"
               << "  signer:    " << res.signer_subject << "\n"

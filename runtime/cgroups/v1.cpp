@@ -437,8 +437,8 @@ nlohmann::json LegacyManager::stats() {
                         {"percpu", u64_list(h->dir, "cpuacct.usage_percpu")},
                         {"percpu_kernel", u64_list(h->dir, "cpuacct.usage_percpu_sys")},
                         {"percpu_user", u64_list(h->dir, "cpuacct.usage_percpu_user")},
-                        {"kernel", static_cast<uint64_t>(st["system"] * ns_per_tick)},
-                        {"user", static_cast<uint64_t>(st["user"] * ns_per_tick)}};
+                        {"kernel", static_cast<uint64_t>(static_cast<double>(st["system"]) * ns_per_tick)},
+                        {"user", static_cast<uint64_t>(static_cast<double>(st["user"]) * ns_per_tick)}};
     }
     if (auto* h = find("cpu")) {
         auto st = read_keyed(h->dir, "cpu.stat");

@@ -420,7 +420,9 @@ unsigned int filter_flags(const ParsedSeccomp& p, const std::string& path) {
         log::debug(path + ".flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ignored, no rule uses SCMP_ACT_NOTIFY");
         flags &= ~static_cast<unsigned>(SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
     }
-    for (unsigned int f : {SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV}) {
+    // The flags are unsigned long constants (linux/seccomp.h); listed as unsigned int, the type of the flags.
+    for (unsigned int f : std::initializer_list<unsigned int>{SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+                                                              SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV}) {
         if (!(flags & f)) continue;
         unsigned int probe = f == SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ? f | SECCOMP_FILTER_FLAG_NEW_LISTENER : f;
         if (!kernel_has_flag(probe))
