@@ -35,88 +35,92 @@ namespace trustme::cli {
 
 namespace {
 
-// Move every mapping of our own executable onto `fd` (the same inode, opened through the sealed mount), then
-// point mm->exe_file at it. Returns 0 or an errno.
-//
-// Why this works: prctl(PR_SET_MM_EXE_FILE) refuses while the old exe is still mapped (kernel/fork.c
-// replace_mm_exe_file compares each VMA's f_path with the old exe's, so the same inode reached through
-// another mount does not count). So first, from the program headers:
-//  - read-only and executable PT_LOADs are mapped again, MAP_FIXED, from `fd` at the same offsets: the same
-//    page-cache pages, so no memory is copied and the running text does not change under us;
-//  - the writable PT_LOAD (.data, the RELRO part already relocated by ld.so, .bss) holds private changes:
-//    it is copied into anonymous memory, which one mremap(MREMAP_FIXED) puts in its place atomically (there
-//    is no moment at which the GOT is missing), and the RELRO pages are made read-only again.
-// Then PR_SET_MM_MAP with exe_fd sets the exe link. (PR_SET_MM_EXE_FILE alone needs CAP_SYS_RESOURCE, which
-// some container hosts drop; PR_SET_MM_MAP needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN. Its other fields
-// are given the values they have, read from /proc/self/stat (proc(5), fields 26-28 and 45-51) and brk(0).)
-// Single-threaded, before anything else runs; any failure leaves the process as correct as before (the
-// remapped pages are identical), and the caller falls back to re-executing through the sealed mount.
-int reseat_exe(int fd) {
-    const auto* ph = reinterpret_cast<const ElfW(Phdr)*>(::getauxval(AT_PHDR));
-    const size_t n = ::getauxval(AT_PHNUM);
-    const uintptr_t page = ::getauxval(AT_PAGESZ);
-    if (!ph || !n || !page) return ENOEXEC;
-    uintptr_t bias = 0, relro_begin = 0, relro_end = 0;
-    if (!pages::load_bias(bias)) return ENOEXEC;
-    for (size_t i = 0; i < n; ++i) {
-        if (ph[i].p_type == PT_GNU_RELRO) {
-            relro_begin = ph[i].p_vaddr;
-            relro_end = ph[i].p_vaddr + ph[i].p_memsz;
+// Our own program as the kernel and ld.so loaded it: its program headers (from the auxiliary vector), the
+// page size, the load bias and its PT_GNU_RELRO range (0, 0 when it has none).
+struct Image {
+    const ElfW(Phdr)* ph = nullptr;
+    size_t n = 0;
+    uintptr_t page = 0, bias = 0, relro_begin = 0, relro_end = 0;
+    uintptr_t down(uintptr_t a) const { return a & ~(page - 1); }
+    uintptr_t up(uintptr_t a) const { return (a + page - 1) & ~(page - 1); }
+};
+
+bool read_image(Image& img) {
+    img.ph = reinterpret_cast<const ElfW(Phdr)*>(::getauxval(AT_PHDR));
+    img.n = ::getauxval(AT_PHNUM);
+    img.page = ::getauxval(AT_PAGESZ);
+    if (!img.ph || !img.n || !img.page) return false;
+    if (!pages::load_bias(img.bias)) return false;
+    for (size_t i = 0; i < img.n; ++i) {
+        if (img.ph[i].p_type == PT_GNU_RELRO) {
+            img.relro_begin = img.ph[i].p_vaddr;
+            img.relro_end = img.ph[i].p_vaddr + img.ph[i].p_memsz;
         }
     }
-    // The file must be the program that is mapped (not, say, ld.so run as `ld.so trustme-runtime`, where
-    // /proc/self/exe is ld.so): its program headers, read from the file, must be the ones in memory.
-    {
-        ElfW(Ehdr) eh;
-        if (::pread(fd, &eh, sizeof eh, 0) != static_cast<ssize_t>(sizeof eh) || eh.e_phnum != n ||
-            eh.e_phentsize != sizeof(ElfW(Phdr)))
-            return ENOEXEC;
-        std::vector<ElfW(Phdr)> file_ph(n);
-        const ssize_t want = static_cast<ssize_t>(n * sizeof(ElfW(Phdr)));
-        if (::pread(fd, file_ph.data(), static_cast<size_t>(want), static_cast<off_t>(eh.e_phoff)) != want ||
-            std::memcmp(file_ph.data(), ph, static_cast<size_t>(want)) != 0)
-            return ENOEXEC;
-    }
-    // The remap drops the page table entries of our text: map again, after it, the pages that were present.
-    const pages::Runs present = pages::present_exe_pages();
-    auto down = [page](uintptr_t a) { return a & ~(page - 1); };
-    auto up = [page](uintptr_t a) { return (a + page - 1) & ~(page - 1); };
-    // Segments that share a page cannot be remapped one by one: leave such a binary to the re-exec.
+    return true;
+}
+
+// The file must be the program that is mapped (not, say, ld.so run as `ld.so trustme-runtime`, where
+// /proc/self/exe is ld.so): its program headers, read from the file, must be the ones in memory.
+bool file_is_image(int fd, const Image& img) {
+    ElfW(Ehdr) eh;
+    if (::pread(fd, &eh, sizeof eh, 0) != static_cast<ssize_t>(sizeof eh) || eh.e_phnum != img.n ||
+        eh.e_phentsize != sizeof(ElfW(Phdr)))
+        return false;
+    std::vector<ElfW(Phdr)> file_ph(img.n);
+    const ssize_t want = static_cast<ssize_t>(img.n * sizeof(ElfW(Phdr)));
+    return ::pread(fd, file_ph.data(), static_cast<size_t>(want), static_cast<off_t>(eh.e_phoff)) == want &&
+           std::memcmp(file_ph.data(), img.ph, static_cast<size_t>(want)) == 0;
+}
+
+// Segments that share a page cannot be remapped one by one.
+bool segments_share_a_page(const Image& img) {
     uintptr_t last_end = 0;
-    for (size_t i = 0; i < n; ++i) {
-        if (ph[i].p_type != PT_LOAD) continue;
-        if (down(ph[i].p_vaddr) < last_end) return ENOEXEC;
-        last_end = up(ph[i].p_vaddr + ph[i].p_memsz);
+    for (size_t i = 0; i < img.n; ++i) {
+        if (img.ph[i].p_type != PT_LOAD) continue;
+        if (img.down(img.ph[i].p_vaddr) < last_end) return true;
+        last_end = img.up(img.ph[i].p_vaddr + img.ph[i].p_memsz);
     }
-    for (size_t i = 0; i < n; ++i) {
-        if (ph[i].p_type != PT_LOAD) continue;
-        const uintptr_t begin = bias + down(ph[i].p_vaddr);
-        if (ph[i].p_flags & PF_W) {
-            const uintptr_t end = bias + up(ph[i].p_vaddr + ph[i].p_memsz);
-            const size_t len = end - begin;
-            void* copy = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (copy == MAP_FAILED) return errno;
-            std::memcpy(copy, reinterpret_cast<void*>(begin), len);
-            if (::mremap(copy, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(begin)) !=
-                reinterpret_cast<void*>(begin)) {
-                int e = errno;
-                ::munmap(copy, len);
-                return e;
-            }
-            // ld.so's _dl_protect_relro rounds both ends of PT_GNU_RELRO down to a page.
-            const uintptr_t rb = bias + down(relro_begin), re = bias + down(relro_end);
-            if (relro_end && rb >= begin && re <= end && re > rb &&
-                ::mprotect(reinterpret_cast<void*>(rb), re - rb, PROT_READ) < 0)
-                return errno;
-        } else {
-            const uintptr_t end = bias + up(ph[i].p_vaddr + ph[i].p_filesz);
-            const int prot = ((ph[i].p_flags & PF_R) ? PROT_READ : 0) | ((ph[i].p_flags & PF_X) ? PROT_EXEC : 0);
-            if (::mmap(reinterpret_cast<void*>(begin), end - begin, prot, MAP_PRIVATE | MAP_FIXED, fd,
-                       static_cast<off_t>(down(ph[i].p_offset))) != reinterpret_cast<void*>(begin))
-                return errno;
-        }
+    return false;
+}
+
+// The writable PT_LOAD: copied into anonymous memory that one mremap puts in its place, then the RELRO
+// pages read-only again. Returns 0 or an errno.
+int replace_writable(const Image& img, const ElfW(Phdr)& seg) {
+    const uintptr_t begin = img.bias + img.down(seg.p_vaddr);
+    const uintptr_t end = img.bias + img.up(seg.p_vaddr + seg.p_memsz);
+    const size_t len = end - begin;
+    void* copy = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (copy == MAP_FAILED) return errno;
+    std::memcpy(copy, reinterpret_cast<void*>(begin), len);
+    if (::mremap(copy, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(begin)) !=
+        reinterpret_cast<void*>(begin)) {
+        int e = errno;
+        ::munmap(copy, len);
+        return e;
     }
-    pages::populate(present);
+    // ld.so's _dl_protect_relro rounds both ends of PT_GNU_RELRO down to a page.
+    const uintptr_t rb = img.bias + img.down(img.relro_begin), re = img.bias + img.down(img.relro_end);
+    if (img.relro_end && rb >= begin && re <= end && re > rb &&
+        ::mprotect(reinterpret_cast<void*>(rb), re - rb, PROT_READ) < 0)
+        return errno;
+    return 0;
+}
+
+// A read-only or executable PT_LOAD: mapped again, MAP_FIXED, from fd at the same offset. Returns 0 or an errno.
+int remap_from_file(const Image& img, const ElfW(Phdr)& seg, int fd) {
+    const uintptr_t begin = img.bias + img.down(seg.p_vaddr);
+    const uintptr_t end = img.bias + img.up(seg.p_vaddr + seg.p_filesz);
+    const int prot = ((seg.p_flags & PF_R) ? PROT_READ : 0) | ((seg.p_flags & PF_X) ? PROT_EXEC : 0);
+    if (::mmap(reinterpret_cast<void*>(begin), end - begin, prot, MAP_PRIVATE | MAP_FIXED, fd,
+               static_cast<off_t>(img.down(seg.p_offset))) != reinterpret_cast<void*>(begin))
+        return errno;
+    return 0;
+}
+
+// The fields of PR_SET_MM_MAP other than exe_fd and brk, as they are now: /proc/self/stat fields 26-28
+// and 45-51 (proc(5)). Returns 0 or an errno.
+int current_mm_map(prctl_mm_map& m) {
     // proc(5) stat fields 3.. follow the last ')' (the command name may contain spaces and parentheses).
     char stat[1024];
     UniqueFd sf(procfs::open("self/stat", O_RDONLY));
@@ -135,7 +139,6 @@ int reseat_exe(int fd) {
         while (*e && *e != ' ') ++e;
         p = e;
     }
-    struct prctl_mm_map m {};
     m.start_code = f[26];
     m.end_code = f[27];
     m.start_stack = f[28];
@@ -148,6 +151,39 @@ int reseat_exe(int fd) {
     m.env_end = f[51];
     m.auxv = nullptr;  // auxv_size 0: the saved auxv is left as it is
     m.auxv_size = 0;
+    return 0;
+}
+
+// Move every mapping of our own executable onto `fd` (the same inode, opened through the sealed mount), then
+// point mm->exe_file at it. Returns 0 or an errno.
+//
+// Why this works: prctl(PR_SET_MM_EXE_FILE) refuses while the old exe is still mapped (kernel/fork.c
+// replace_mm_exe_file compares each VMA's f_path with the old exe's, so the same inode reached through
+// another mount does not count). So first, from the program headers:
+//  - read-only and executable PT_LOADs are mapped again, MAP_FIXED, from `fd` at the same offsets: the same
+//    page-cache pages, so no memory is copied and the running text does not change under us;
+//  - the writable PT_LOAD (.data, the RELRO part already relocated by ld.so, .bss) holds private changes:
+//    it is copied into anonymous memory, which one mremap(MREMAP_FIXED) puts in its place atomically (there
+//    is no moment at which the GOT is missing), and the RELRO pages are made read-only again.
+// Then PR_SET_MM_MAP with exe_fd sets the exe link. (PR_SET_MM_EXE_FILE alone needs CAP_SYS_RESOURCE, which
+// some container hosts drop; PR_SET_MM_MAP needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN. Its other fields
+// are given the values they have, read from /proc/self/stat (proc(5), fields 26-28 and 45-51) and brk(0).)
+// Single-threaded, before anything else runs; any failure leaves the process as correct as before (the
+// remapped pages are identical), and the caller falls back to re-executing through the sealed mount.
+int reseat_exe(int fd) {
+    Image img;
+    if (!read_image(img) || !file_is_image(fd, img)) return ENOEXEC;
+    // The remap drops the page table entries of our text: map again, after it, the pages that were present.
+    const pages::Runs present = pages::present_exe_pages();
+    if (segments_share_a_page(img)) return ENOEXEC;  // left to the re-exec
+    for (size_t i = 0; i < img.n; ++i) {
+        if (img.ph[i].p_type != PT_LOAD) continue;
+        const int e = (img.ph[i].p_flags & PF_W) ? replace_writable(img, img.ph[i]) : remap_from_file(img, img.ph[i], fd);
+        if (e) return e;
+    }
+    pages::populate(present);
+    struct prctl_mm_map m {};
+    if (int e = current_mm_map(m)) return e;
     m.exe_fd = static_cast<__u32>(fd);
     m.brk = static_cast<__u64>(::syscall(SYS_brk, 0));  // last, with no allocation after it
     if (::prctl(PR_SET_MM, PR_SET_MM_MAP, &m, sizeof m, 0) < 0) return errno;
