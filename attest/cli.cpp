@@ -62,11 +62,12 @@ See trustme-attest(8) and trustme-eventlog(5).
 )";
 
 namespace {
-const std::set<std::string> kValueOpts = {"policy", "tcti",  "pcr",   "log",    "out",      "public",
-                                          "ek-cert", "ek-ca", "nonce", "ak",     "allow",    "remote",
-                                          "listen",  "from",  "state", "bank",   "deadline", "max-connections",
-                                          "max-per-client", "boot", "tls-cert", "tls-key", "tls-ca", "tls-allow",
-                                          "out-dir"};
+const std::set<std::string> kValueOpts = {
+    "policy",         "tcti",  "pcr",      "log",     "out",      "public",
+    "ek-cert",        "ek-ca", "nonce",    "ak",      "allow",    "remote",
+    "listen",         "from",  "state",    "bank",    "deadline", "max-connections",
+    "max-per-client", "boot",  "tls-cert", "tls-key", "tls-ca",   "tls-allow",
+    "out-dir"};
 // Options without a value.
 const std::set<std::string> kFlagOpts = {"enroll", "any-address"};
 }  // namespace

@@ -21,8 +21,8 @@ struct Args {
     std::map<std::string, std::vector<std::string>> opts;
 
     std::optional<std::string> get(const std::string& k) const;
-    std::string need(const std::string& k) const;  // UsageError when missing
-    bool flag(const std::string& k) const;         // an option without a value was given
+    std::string need(const std::string& k) const;                              // UsageError when missing
+    bool flag(const std::string& k) const;                                     // an option without a value was given
     uint64_t number(const std::string& k, uint64_t dflt, uint64_t max) const;  // UsageError when malformed
 };
 

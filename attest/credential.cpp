@@ -97,9 +97,9 @@ tpm::AkPublic parse_ak_public(const std::vector<uint8_t>& public_area) {
         point.insert(point.end(), c->buffer, c->buffer + c->size);
     }
     PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string("group", const_cast<char*>("prime256v1"), 0),
-        OSSL_PARAM_construct_octet_string("pub", point.data(), point.size()), OSSL_PARAM_construct_end()};
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("group", const_cast<char*>("prime256v1"), 0),
+                           OSSL_PARAM_construct_octet_string("pub", point.data(), point.size()),
+                           OSSL_PARAM_construct_end()};
     EVP_PKEY* raw = nullptr;
     if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
         EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params) != 1)

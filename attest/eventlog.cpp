@@ -130,7 +130,9 @@ void mkdir_parents(const std::string& path) {
 LogFile::LogFile(const std::string& path, Mode mode) : path_(path) {
     if (path.empty()) fail("event log: no path given");
     if (mode == Mode::Append) {
-        auto open_append = [&] { return ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640); };
+        auto open_append = [&] {
+            return ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+        };
         fd_.reset(open_append());
         if (!fd_ && errno == ENOENT) {  // only the first run creates the directories
             mkdir_parents(path);
@@ -381,7 +383,8 @@ uint64_t LogFile::offset_of(uint64_t recnum, uint64_t end) {
     auto record_from = [&](uint64_t pos, uint64_t limit, Rec* r) -> bool {
         size_t want = 4096;
         for (;;) {
-            std::string buf = pread_range(fd_.get(), pos, static_cast<size_t>(std::min<uint64_t>(want, end - pos)), what);
+            std::string buf =
+                pread_range(fd_.get(), pos, static_cast<size_t>(std::min<uint64_t>(want, end - pos)), what);
             auto s = buf.find('\x1e');
             if (s == std::string::npos) {
                 if (pos + buf.size() >= limit || buf.size() < want) return false;
@@ -417,10 +420,8 @@ uint64_t LogFile::offset_of(uint64_t recnum, uint64_t end) {
             lo = r.stop;
             continue;
         }
-        if (r.recnum < recnum)
-            lo = r.stop;
-        else
-            hi = r.start;
+        if (r.recnum < recnum) lo = r.stop;
+        else hi = r.start;
     }
     return lo;
 }

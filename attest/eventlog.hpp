@@ -61,11 +61,11 @@ inline constexpr size_t kKeptBoots = 4;
 // what was appended after it (normally nothing) instead of the whole log. It is a cache: a missing,
 // torn or inconsistent checkpoint is rebuilt from the log, and its value is checked against the TPM.
 struct Checkpoint {
-    int64_t reset_count = -1;             // TPM epoch of `value`
+    int64_t reset_count = -1;  // TPM epoch of `value`
     uint32_t pcr = 0;
-    std::vector<uint8_t> value;           // replay of the records of that epoch and PCR, 32 bytes
-    uint64_t records = 0;                 // next record number
-    uint64_t length = 0;                  // bytes of the log it covers (a record boundary)
+    std::vector<uint8_t> value;  // replay of the records of that epoch and PCR, 32 bytes
+    uint64_t records = 0;        // next record number
+    uint64_t length = 0;         // bytes of the log it covers (a record boundary)
 
     static std::string path_for(const std::string& log) { return log + ".ckpt"; }
     // False when absent, torn or malformed (its own SHA-256 does not match).
@@ -79,9 +79,9 @@ class LogFile {
 public:
     enum class Mode { Read, Append };
     LogFile(const std::string& path, Mode mode);  // Append creates the file (and its directory, 0700)
-    void lock(bool exclusive);                     // flock, blocking; released when destroyed
-    bool try_lock(bool exclusive);                 // flock, non-blocking: false when someone holds it
-    std::vector<Event> read();                     // whole file
+    void lock(bool exclusive);                    // flock, blocking; released when destroyed
+    bool try_lock(bool exclusive);                // flock, non-blocking: false when someone holds it
+    std::vector<Event> read();                    // whole file
     // Append mode, locked: one read of the whole file; a torn last record is truncated away (durably).
     std::vector<Event> read_dropping_torn_tail();
     // Records from byte `offset` (a record boundary) to the end; *good_len as for parse_log, relative to
@@ -95,7 +95,7 @@ public:
     // Offset of the first record whose recnum is >= `recnum` (or `end` when none), among the records in
     // [0, end): a binary search over the file (records are written in recnum order), a few reads.
     uint64_t offset_of(uint64_t recnum, uint64_t end);
-    size_t append(const Event& e);                 // one write(2), then fdatasync; returns its length
+    size_t append(const Event& e);  // one write(2), then fdatasync; returns its length
     int fd() const { return fd_.get(); }
     const std::string& path() const { return path_; }
     bool exists() const { return bool(fd_); }

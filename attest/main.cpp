@@ -46,7 +46,8 @@ void* tool_symbol(const char* sym) {
 }
 
 std::string module_manifest_sha256(int bundle_fd, int root_fd, bool bundle_form) {
-    auto fn = reinterpret_cast<decltype(&trustme_attest_manifest_sha256)>(tool_symbol("trustme_attest_manifest_sha256"));
+    auto fn =
+        reinterpret_cast<decltype(&trustme_attest_manifest_sha256)>(tool_symbol("trustme_attest_manifest_sha256"));
     char hex[65] = {};
     trustme_attest_error err{};
     if (fn(bundle_fd, root_fd, bundle_form ? 1 : 0, hex, &err) != 0) throw Error(err.text, err.code);
@@ -69,7 +70,8 @@ int main(int argc, char** argv) {
         Args a = parse_args(argc, argv);
         if (a.positional.empty()) throw UsageError("no command given");
         if (a.positional[0] == "hook") return cmd_hook(a);
-        return reinterpret_cast<decltype(&trustme_attest_tool_main)>(tool_symbol("trustme_attest_tool_main"))(argc, argv);
+        return reinterpret_cast<decltype(&trustme_attest_tool_main)>(tool_symbol("trustme_attest_tool_main"))(argc,
+                                                                                                              argv);
     } catch (const std::exception& e) {
         return report(e);
     }

@@ -107,7 +107,8 @@ BundleMeasurement measure_bundle(const nlohmann::json& state, bool trust_annotat
     std::string root = "rootfs";
     try {
         auto cj = nlohmann::json::parse(config);
-        if (cj.contains("root") && cj["root"].is_object() && cj["root"].contains("path") && cj["root"]["path"].is_string())
+        if (cj.contains("root") && cj["root"].is_object() && cj["root"].contains("path") &&
+            cj["root"]["path"].is_string())
             root = cj["root"]["path"].get<std::string>();
     } catch (const nlohmann::json::exception& e) {
         fail("bundle " + bundle + ": config.json: not JSON: " + e.what());

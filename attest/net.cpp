@@ -86,7 +86,10 @@ UniqueFd listen_on(const std::string& addr) {
     int err = 0;
     for (addrinfo* p = ai.ai; p; p = p->ai_next) {
         UniqueFd fd(::socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol));
-        if (!fd) { err = errno; continue; }
+        if (!fd) {
+            err = errno;
+            continue;
+        }
         int one = 1;
         setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         if (::bind(fd.get(), p->ai_addr, p->ai_addrlen) == 0 && ::listen(fd.get(), kBacklog) == 0) return fd;
@@ -110,7 +113,10 @@ UniqueFd connect_to(const std::string& addr) {
     int err = 0;
     for (addrinfo* p = ai.ai; p; p = p->ai_next) {
         UniqueFd fd(::socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol));
-        if (!fd) { err = errno; continue; }
+        if (!fd) {
+            err = errno;
+            continue;
+        }
         set_timeouts(fd.get(), 30);
         if (::connect(fd.get(), p->ai_addr, p->ai_addrlen) == 0) return fd;
         err = errno;
@@ -130,7 +136,8 @@ void Channel::fail_io(const char* what, int ret) {
     // A TLS 1.3 server judges the client's certificate after the client's side of the handshake is done:
     // its refusal arrives as an alert, or as a reset of the connection, at the next read or write.
     if (e == SSL_ERROR_SYSCALL && (errno == ECONNRESET || errno == EPIPE))
-        fail(addr_ + ": TLS: the server closed the connection after the handshake (it did not accept this "
+        fail(addr_ +
+             ": TLS: the server closed the connection after the handshake (it did not accept this "
              "client's certificate, see its log)");
     if (e == SSL_ERROR_SYSCALL && errno) fail_errno(addr_ + ": " + what);
     fail(addr_ + ": TLS: " + tls::Context::failure(ssl_.get(), ret));

@@ -1,6 +1,6 @@
 // The challenge/response transport of `serve` and `verify --remote`: one request line (JSON), one
-// response line (JSON) -- for a quote followed by the requested log records -- then the connection closes. Addresses: "unix:/path" or "/path" for a unix socket,
-// "HOST:PORT" for TCP (IPv4 or [IPv6]:PORT).
+// response line (JSON) -- for a quote followed by the requested log records -- then the connection closes. Addresses:
+// "unix:/path" or "/path" for a unix socket, "HOST:PORT" for TCP (IPv4 or [IPv6]:PORT).
 #pragma once
 #include <string>
 #include <string_view>

@@ -103,7 +103,8 @@ std::string tpm2_pcr_file(const std::map<uint32_t, std::vector<uint8_t>>& pcrs) 
     for (UINT32 i = 0; i < chosen.count; ++i) {
         sel.pcrSelections[i].hash = htole16(chosen.pcrSelections[i].hash);
         sel.pcrSelections[i].sizeofSelect = chosen.pcrSelections[i].sizeofSelect;
-        memcpy(sel.pcrSelections[i].pcrSelect, chosen.pcrSelections[i].pcrSelect, sizeof sel.pcrSelections[i].pcrSelect);
+        memcpy(sel.pcrSelections[i].pcrSelect, chosen.pcrSelections[i].pcrSelect,
+               sizeof sel.pcrSelections[i].pcrSelect);
     }
     std::string out(reinterpret_cast<const char*>(&sel), sizeof sel);
 

@@ -29,11 +29,11 @@ private:
 };
 
 struct QuoteRequest {
-    std::string tcti, log;        // the configured log path; this boot's file is derived from it
-    std::vector<uint8_t> nonce;   // 32..64 bytes
-    uint64_t from = 0;            // first record to return
-    std::vector<uint32_t> pcrs;   // sha256 bank, 0..23
-    KeptAk* ak = nullptr;         // the AK to use; none: created from the template for this quote
+    std::string tcti, log;       // the configured log path; this boot's file is derived from it
+    std::vector<uint8_t> nonce;  // 32..64 bytes
+    uint64_t from = 0;           // first record to return
+    std::vector<uint32_t> pcrs;  // sha256 bank, 0..23
+    KeptAk* ak = nullptr;        // the AK to use; none: created from the template for this quote
 };
 
 // The header, and the log bytes [begin, end) of `log_fd` that hold records from..last: the log is
@@ -43,7 +43,7 @@ struct QuoteReply {
     QuoteHeader header;
     std::vector<uint8_t> signature;  // the header's signature as the TPM returned it: TPMT_SIGNATURE, marshalled
     std::vector<uint8_t> ak_public;  // TPM2B_PUBLIC of the AK that signed, marshalled
-    UniqueFd log_fd;  // empty when this boot has no log yet
+    UniqueFd log_fd;                 // empty when this boot has no log yet
     uint64_t begin = 0, end = 0;
 };
 

@@ -104,17 +104,10 @@ void log_line(std::string msg) {
 // (c.wait tells which way, for TLS), -2 broken.
 ssize_t io_result(Conn& c, int r) {
     switch (SSL_get_error(c.ssl.get(), r)) {
-        case SSL_ERROR_WANT_READ:
-            c.wait = POLLIN;
-            return -1;
-        case SSL_ERROR_WANT_WRITE:
-            c.wait = POLLOUT;
-            return -1;
-        case SSL_ERROR_ZERO_RETURN:
-            return 0;
-        default:
-            ERR_clear_error();
-            return -2;
+        case SSL_ERROR_WANT_READ: c.wait = POLLIN; return -1;
+        case SSL_ERROR_WANT_WRITE: c.wait = POLLOUT; return -1;
+        case SSL_ERROR_ZERO_RETURN: return 0;
+        default: ERR_clear_error(); return -2;
     }
 }
 
@@ -214,8 +207,8 @@ private:
                 ids.push_back(id);
                 next = std::min(next, c.deadline);
             }
-            int timeout = static_cast<int>(
-                std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count() + 1);
+            int timeout =
+                static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count() + 1);
             int n = ::poll(pfds.data(), pfds.size(), std::max(timeout, 0));
             if (n < 0 && errno != EINTR) fail_errno("poll");
             if (n > 0) {
@@ -252,7 +245,8 @@ private:
             }
             if (per_client_[key] >= o_.max_per_client) {
                 if (!o_.tls)
-                    refuse_now(c.get(), "busy: " + std::to_string(o_.max_per_client) + " connections open from this client");
+                    refuse_now(c.get(),
+                               "busy: " + std::to_string(o_.max_per_client) + " connections open from this client");
                 continue;
             }
             tls::Ssl ssl;
@@ -457,8 +451,7 @@ private:
                     q.from = req.value("from", uint64_t{0});
                     if (req.contains("pcrs"))
                         for (const auto& p : req["pcrs"]) q.pcrs.push_back(p.get<uint32_t>());
-                    else
-                        q.pcrs = {o_.settings.pcr};
+                    else q.pcrs = {o_.settings.pcr};
                     QuoteReply r;
                     {
                         std::lock_guard<std::mutex> l(g_tpm);  // also guards ak_

@@ -21,8 +21,8 @@ namespace {
 
 std::string openssl_reason() {
     unsigned long e = ERR_get_error();
-    std::string why = e ? ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "error " + std::to_string(e)
-                        : "no reason given";
+    std::string why =
+        e ? ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "error " + std::to_string(e) : "no reason given";
     ERR_clear_error();
     return why;
 }

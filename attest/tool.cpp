@@ -130,7 +130,8 @@ int cmd_ak(const Args& a) {
 int cmd_quote(const Args& a) {
     Settings s = settings(a);
     KeptAk ak(s.log);
-    QuoteRequest req{s.tcti, s.log, parse_nonce(a.need("nonce"), "--nonce"), a.number("from", 0, UINT64_MAX), {s.pcr}, &ak};
+    QuoteRequest req{s.tcti,  s.log, parse_nonce(a.need("nonce"), "--nonce"), a.number("from", 0, UINT64_MAX),
+                     {s.pcr}, &ak};
     // The directory first: a quote is not taken for files that cannot be written.
     UniqueFd dir;
     if (auto d = a.get("out-dir")) {
@@ -299,7 +300,8 @@ int cmd_serve(const Args& a) {
     // mode) unless the operator says otherwise. With TLS, only the verifiers on the allow-list get past
     // the handshake.
     if (!tls && !a.flag("any-address") && !net::is_local(o.listen))
-        fail("--listen " + o.listen + ": not a loopback address (serve it with --tls-cert/--tls-key/--tls-ca/"
+        fail("--listen " + o.listen +
+             ": not a loopback address (serve it with --tls-cert/--tls-key/--tls-ca/"
              "--tls-allow, or to anyone who reaches it with --any-address)");
     std::string path = o.listen.rfind("unix:", 0) == 0 ? o.listen.substr(5) : (o.listen[0] == '/' ? o.listen : "");
     if (!path.empty() && path.size() < sizeof g_socket_path) {
@@ -348,8 +350,8 @@ extern "C" __attribute__((visibility("default"))) int trustme_attest_tool_main(i
 }
 
 extern "C" __attribute__((visibility("default"))) int trustme_attest_manifest_sha256(int bundle_fd, int root_fd,
-                                                                                    int bundle_form, char* hex,
-                                                                                    trustme_attest_error* err) {
+                                                                                     int bundle_form, char* hex,
+                                                                                     trustme_attest_error* err) {
     try {
         std::string h = computed_manifest_sha256(bundle_fd, root_fd, bundle_form != 0);
         h.copy(hex, 64);

@@ -19,17 +19,17 @@ extern __attribute__((visibility("default"))) const int trustme_attest_tool_abi;
 
 /* Why a call failed. */
 struct trustme_attest_error {
-    int code;         /* the errno behind text, 0 when none */
-    char text[1024];  /* one line */
+    int code;        /* the errno behind text, 0 when none */
+    char text[1024]; /* one line */
 };
 
 /* `trustme-attest ARGS...` for every command but `hook`: the exit code. */
-int trustme_attest_tool_main(int argc, char **argv);
+int trustme_attest_tool_main(int argc, char** argv);
 
 /* Hex SHA-256 (64 characters and a NUL into hex[65]) of the manifest built from the bundle; 0, or 1 with
  * the reason in err. */
-int trustme_attest_manifest_sha256(int bundle_fd, int root_fd, int bundle_form, char *hex,
-                                   struct trustme_attest_error *err);
+int trustme_attest_manifest_sha256(int bundle_fd, int root_fd, int bundle_form, char* hex,
+                                   struct trustme_attest_error* err);
 
 #ifdef __cplusplus
 }

@@ -83,11 +83,17 @@ nlohmann::json HostState::to_json() const {
     for (const auto& [k, v] : pcrs) p[std::to_string(k)] = to_hex(v);
     nlohmann::json d = nlohmann::json::array();
     for (const auto& v : denied)
-        d.push_back({{"recnum", v.recnum}, {"container_id", v.container_id}, {"manifest", v.manifest},
-                     {"signer", v.signer}});
-    return {{"version", 1},      {"type", "trustme-verifier-state"}, {"ak_sha256", ak_sha256},
-            {"allow_sha256", allow_sha256}, {"boot_id", boot_id},     {"tpm_reset_count", reset_count},
-            {"next", next},      {"pcrs", p},                         {"denied", d}};
+        d.push_back(
+            {{"recnum", v.recnum}, {"container_id", v.container_id}, {"manifest", v.manifest}, {"signer", v.signer}});
+    return {{"version", 1},
+            {"type", "trustme-verifier-state"},
+            {"ak_sha256", ak_sha256},
+            {"allow_sha256", allow_sha256},
+            {"boot_id", boot_id},
+            {"tpm_reset_count", reset_count},
+            {"next", next},
+            {"pcrs", p},
+            {"denied", d}};
 }
 
 HostState HostState::from_json(const nlohmann::json& j, const std::string& name) {
@@ -198,7 +204,8 @@ bool Verification::refuse(std::string why) {
 
 bool Verification::begin(const QuoteHeader& q) {
     q_ = q;
-    if (nonce_.size() < kMinNonce) return refuse("nonce: at least " + std::to_string(kMinNonce) + " bytes are required");
+    if (nonce_.size() < kMinNonce)
+        return refuse("nonce: at least " + std::to_string(kMinNonce) + " bytes are required");
     if (!signature_ok(ak_pem_, q.attest, q.signature_der))
         return refuse("quote signature does not verify with the trusted AK (signed by another key, or altered)");
     TPMS_ATTEST a{};
@@ -208,7 +215,8 @@ bool Verification::begin(const QuoteHeader& q) {
         return refuse("attest: not a TPMS_ATTEST structure");
     // TPM 2.0 Part 2, TPMS_ATTEST: magic TPM_GENERATED_VALUE marks data the TPM itself produced, so a
     // restricted key cannot have signed an external digest that merely looks like a quote.
-    if (a.magic != TPM2_GENERATED_VALUE || a.type != TPM2_ST_ATTEST_QUOTE) return refuse("attest: not a TPM-generated quote");
+    if (a.magic != TPM2_GENERATED_VALUE || a.type != TPM2_ST_ATTEST_QUOTE)
+        return refuse("attest: not a TPM-generated quote");
     if (std::vector<uint8_t>(a.extraData.buffer, a.extraData.buffer + a.extraData.size) != nonce_)
         return refuse("nonce does not match (stale or replayed quote)");
     const auto& sel = a.attested.quote.pcrSelect;
@@ -262,8 +270,9 @@ bool Verification::add(const Event& e) {
     if (!r_.refused.empty()) return false;
     uint64_t expected = last_recnum_ ? *last_recnum_ + 1 : q_.from;
     if (e.recnum != expected)
-        return refuse("event log: record " + std::to_string(r_.events.size()) + " has recnum " + std::to_string(e.recnum) +
-                      ", expected " + std::to_string(expected) + " (records removed or reordered)");
+        return refuse("event log: record " + std::to_string(r_.events.size()) + " has recnum " +
+                      std::to_string(e.recnum) + ", expected " + std::to_string(expected) +
+                      " (records removed or reordered)");
     last_recnum_ = e.recnum;
     if (e.content_type == kContentType && e.digest != content_digest(e.content))
         return refuse("event log: record " + std::to_string(e.recnum) + ": digest does not match its content (edited)");
@@ -371,19 +380,16 @@ std::string render(const VerifyResult& r) {
         out += "event " + std::to_string(e.recnum) + " DENIED earlier: container=" + e.container_id +
                " manifest=" + e.manifest + " signer=" + (e.signer.empty() ? "-" : e.signer) + "\n";
     for (const auto& e : r.events) {
-        const char* s = e.state == EventVerdict::State::Allowed  ? "allowed"
+        const char* s = e.state == EventVerdict::State::Allowed   ? "allowed"
                         : e.state == EventVerdict::State::Denied  ? "DENIED"
                         : e.state == EventVerdict::State::Pending ? "pending"
-                                                                   : "not-covered";
+                                                                  : "not-covered";
         out += "event " + std::to_string(e.recnum) + " " + s + ": container=" + e.container_id +
                " manifest=" + e.manifest + " signer=" + (e.signer.empty() ? "-" : e.signer) + " (" + e.reason + ")\n";
     }
-    if (!r.refused.empty())
-        out += "REFUSED: " + r.refused + "\n";
-    else if (!r.ok())
-        out += "REFUSED: a measured bundle is not on the allow-list\n";
-    else
-        out += "VERIFIED\n";
+    if (!r.refused.empty()) out += "REFUSED: " + r.refused + "\n";
+    else if (!r.ok()) out += "REFUSED: a measured bundle is not on the allow-list\n";
+    else out += "VERIFIED\n";
     return out;
 }
 

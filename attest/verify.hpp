@@ -74,7 +74,7 @@ struct VerifyResult {
     std::string refused;  // empty: quote, nonce and log are sound
     std::vector<EventVerdict> events;
     std::vector<EventVerdict> earlier_denied;  // from the host state
-    bool ok() const;      // sound, and no event denied
+    bool ok() const;                           // sound, and no event denied
 };
 
 // Minimum nonce length: 32 bytes, the security strength of the SHA-256/P-256 quote.

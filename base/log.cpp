@@ -61,7 +61,8 @@ int fd() { return g_fd; }
 void write(Level lvl, std::string_view msg) {
     // On stderr without --log-format json, a human reads it: print the bare message for errors.
     if (g_fd < 0 && g_fmt == Format::Text) {
-        std::string line = lvl == Level::Error ? "trustme-runtime: " : std::string("trustme-runtime: ") + name(lvl) + ": ";
+        std::string line =
+            lvl == Level::Error ? "trustme-runtime: " : std::string("trustme-runtime: ") + name(lvl) + ": ";
         line.append(msg);
         line += '\n';
         (void)!::write(2, line.data(), line.size());

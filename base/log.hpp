@@ -15,7 +15,9 @@ int setup(const std::string& path, Format fmt, bool debug);
 bool debug_enabled();
 void write(Level lvl, std::string_view msg);
 
-inline void debug(std::string_view m) { if (debug_enabled()) write(Level::Debug, m); }
+inline void debug(std::string_view m) {
+    if (debug_enabled()) write(Level::Debug, m);
+}
 inline void info(std::string_view m) { write(Level::Info, m); }
 inline void warn(std::string_view m) { write(Level::Warn, m); }
 inline void error(std::string_view m) { write(Level::Error, m); }

@@ -79,7 +79,7 @@ void prefault_heap_and_stack() {
         ::mallopt(M_MMAP_THRESHOLD, 1 << 20);  // the request below must come from the heap
         ::mallopt(M_TRIM_THRESHOLD, 1 << 20);
         ::mallopt(M_TOP_PAD, static_cast<int>(kStartHeap - mi.arena));
-        void* p = ::malloc(mi.keepcost + 64);  // more than the top chunk holds: the heap grows by the pad
+        void* p = ::malloc(mi.keepcost + 64);    // more than the top chunk holds: the heap grows by the pad
         asm volatile("" : : "r"(p) : "memory");  // not elided with the free below
         ::free(p);
         mi = ::mallinfo2();

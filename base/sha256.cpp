@@ -23,8 +23,7 @@ constexpr uint32_t kK[64] = {
 inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 }  // namespace
 
-Sha256::Sha256()
-    : h_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19} {}
+Sha256::Sha256() : h_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19} {}
 
 void Sha256::blocks_portable(uint32_t hs[8], const uint8_t* p, size_t n) {
     for (; n > 0; --n, p += 64) {
@@ -55,7 +54,7 @@ __attribute__((target("sha,sse4.1,ssse3"))) void blocks_sha_ni(uint32_t h[8], co
     const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
     __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(&h[0])), 0xB1);  // CDAB
     __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(&h[4])), 0x1B);   // EFGH
-    __m128i s0 = _mm_alignr_epi8(tmp, s1, 8);                                                        // ABEF
+    __m128i s0 = _mm_alignr_epi8(tmp, s1, 8);                                                         // ABEF
     s1 = _mm_blend_epi16(s1, tmp, 0xF0);                                                              // CDGH
     for (; n > 0; --n, p += 64) {
         const __m128i abef = s0, cdgh = s1;
@@ -76,10 +75,10 @@ __attribute__((target("sha,sse4.1,ssse3"))) void blocks_sha_ni(uint32_t h[8], co
         s0 = _mm_add_epi32(s0, abef);
         s1 = _mm_add_epi32(s1, cdgh);
     }
-    tmp = _mm_shuffle_epi32(s0, 0x1B);   // FEBA
-    s1 = _mm_shuffle_epi32(s1, 0xB1);    // DCHG
-    s0 = _mm_blend_epi16(tmp, s1, 0xF0); // DCBA (stored as A B C D)
-    s1 = _mm_alignr_epi8(s1, tmp, 8);    // HGFE (stored as E F G H)
+    tmp = _mm_shuffle_epi32(s0, 0x1B);    // FEBA
+    s1 = _mm_shuffle_epi32(s1, 0xB1);     // DCHG
+    s0 = _mm_blend_epi16(tmp, s1, 0xF0);  // DCBA (stored as A B C D)
+    s1 = _mm_alignr_epi8(s1, tmp, 8);     // HGFE (stored as E F G H)
     _mm_storeu_si128(reinterpret_cast<__m128i*>(&h[0]), s0);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(&h[4]), s1);
 }

@@ -131,9 +131,8 @@ public:
             if (h.name == "devices") {
                 // runc's default device rules: deny all, allow the default nodes (libcontainer/specconv).
                 write_file(dir + "/devices.deny", "a");
-                for (const char* rule : {"c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",
-                                         "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:2 rwm",
-                                         "c 136:* rwm", "c 10:200 rwm"})
+                for (const char* rule : {"c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
+                                         "c 1:9 rwm", "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"})
                     write_file(dir + "/devices.allow", rule);
             }
         }
@@ -179,11 +178,10 @@ void mount_default_fs(const ChildArgs& a) {
     must(mount("proc", "proc", "proc", 0, nullptr), "mount /proc");
     must(mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"), "mount /dev");
     mkdir("dev/pts", 0755);
-    must(mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-               "newinstance,ptmxmode=0666,mode=0620,gid=5"), "mount /dev/pts");
+    must(mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+         "mount /dev/pts");
     mkdir("dev/shm", 0755);
-    must(mount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=1777,size=65536k"),
-         "mount /dev/shm");
+    must(mount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=1777,size=65536k"), "mount /dev/shm");
     mkdir("dev/mqueue", 0755);
     must(mount("mqueue", "dev/mqueue", "mqueue", MS_NOSUID | MS_NOEXEC | MS_NODEV, nullptr), "mount /dev/mqueue");
     must(mount("sysfs", "sys", "sysfs", MS_NOSUID | MS_NOEXEC | MS_NODEV | MS_RDONLY, nullptr), "mount /sys");
@@ -204,27 +202,39 @@ void mount_default_fs(const ChildArgs& a) {
         } else {
             std::string src = "/sys/fs/cgroup/" + h.name + "/" + a.cgroup_leaf;
             must(mount(src.c_str(), dst.c_str(), nullptr, MS_BIND, nullptr), "bind cgroup");
-            must(mount(nullptr, dst.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV,
-                       nullptr), "remount cgroup ro");
+            must(mount(nullptr, dst.c_str(), nullptr,
+                       MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV, nullptr),
+                 "remount cgroup ro");
         }
     }
-    must(mount(nullptr, "sys/fs/cgroup", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV,
-               "mode=755"), "remount /sys/fs/cgroup ro");
+    must(
+        mount(nullptr, "sys/fs/cgroup", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=755"),
+        "remount /sys/fs/cgroup ro");
 
     // Default devices (runc creates them with mknod outside a user namespace) and symlinks.
     // runc clears the umask around mknod so the nodes get exactly 0666.
     {
         trustme::ScopedUmask no_umask(0);
-        struct Dev { const char* path; unsigned maj, min; };
-        for (Dev d : {Dev{"dev/null", 1, 3}, {"dev/zero", 1, 5}, {"dev/full", 1, 7}, {"dev/random", 1, 8},
-                      {"dev/urandom", 1, 9}, {"dev/tty", 5, 0}}) {
+        struct Dev {
+            const char* path;
+            unsigned maj, min;
+        };
+        for (Dev d : {Dev{"dev/null", 1, 3},
+                      {"dev/zero", 1, 5},
+                      {"dev/full", 1, 7},
+                      {"dev/random", 1, 8},
+                      {"dev/urandom", 1, 9},
+                      {"dev/tty", 5, 0}}) {
             must(mknod(d.path, S_IFCHR | 0666, makedev(d.maj, d.min)), d.path);
             must(chown(d.path, 0, 0), "chown device");
         }
     }
-    for (auto [target, link] : {std::pair{"/proc/self/fd", "dev/fd"}, {"/proc/self/fd/0", "dev/stdin"},
-                                {"/proc/self/fd/1", "dev/stdout"}, {"/proc/self/fd/2", "dev/stderr"},
-                                {"pts/ptmx", "dev/ptmx"}, {"/proc/kcore", "dev/core"}})
+    for (auto [target, link] : {std::pair{"/proc/self/fd", "dev/fd"},
+                                {"/proc/self/fd/0", "dev/stdin"},
+                                {"/proc/self/fd/1", "dev/stdout"},
+                                {"/proc/self/fd/2", "dev/stderr"},
+                                {"pts/ptmx", "dev/ptmx"},
+                                {"/proc/kcore", "dev/core"}})
         must(symlink(target, link), link);
 }
 
@@ -245,15 +255,13 @@ void pivot_into_rootfs() {
 }
 
 void mask_and_protect() {
-    for (const char* p : {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
-                          "/proc/scsi"}) {
+    for (const char* p :
+         {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+          "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"}) {
         struct stat st;
         if (stat(p, &st) < 0) continue;  // runc skips paths that do not exist
-        if (S_ISDIR(st.st_mode))
-            must(mount("tmpfs", p, "tmpfs", MS_RDONLY, nullptr), "mask dir");
-        else
-            must(mount("/dev/null", p, nullptr, MS_BIND, nullptr), "mask file");
+        if (S_ISDIR(st.st_mode)) must(mount("tmpfs", p, "tmpfs", MS_RDONLY, nullptr), "mask dir");
+        else must(mount("/dev/null", p, nullptr, MS_BIND, nullptr), "mask file");
     }
     for (const char* p : {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}) {
         if (mount(p, p, nullptr, MS_BIND | MS_REC, nullptr) < 0) {
@@ -275,7 +283,9 @@ void process_settings() {
     must(ioctl(s, SIOCSIFFLAGS, &ifr), "SIOCSIFFLAGS lo");
     close(s);
     must(sethostname("runc", 4), "sethostname");
-    struct rlimit rl {1024, 1024};
+    struct rlimit rl {
+        1024, 1024
+    };
     must(setrlimit(RLIMIT_NOFILE, &rl), "setrlimit");
     // Default capabilities: AUDIT_WRITE, KILL, NET_BIND_SERVICE in every set; drop the rest of the bounding set.
     const unsigned long keep = (1UL << CAP_AUDIT_WRITE) | (1UL << CAP_KILL) | (1UL << CAP_NET_BIND_SERVICE);
@@ -283,8 +293,10 @@ void process_settings() {
         if (!(keep & (1UL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
             die("PR_CAPBSET_DROP");
     must(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs");
-    struct __user_cap_header_struct hdr {_LINUX_CAPABILITY_VERSION_3, 0};
-    struct __user_cap_data_struct data[2] {};
+    struct __user_cap_header_struct hdr {
+        _LINUX_CAPABILITY_VERSION_3, 0
+    };
+    struct __user_cap_data_struct data[2]{};
     // No inheritable and so no ambient set: what runc and crun leave for `runc spec`'s config (they drop
     // the ambient list silently because inheritable is empty; checked with /proc/self/status).
     data[0].effective = data[0].permitted = static_cast<__u32>(keep);

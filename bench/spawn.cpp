@@ -85,8 +85,8 @@ int main(int argc, char** argv) {
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     long long ns = (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
-    long long cpu_ns = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
-                       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+    long long cpu_ns =
+        (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
     std::printf("%lld %d %ld %d %lld\n", ns, status, ru.ru_maxrss, timed_out, cpu_ns);
     return 0;
 }

@@ -5,7 +5,7 @@
 # changelog and examples/: a trust policy and the engine snippets of docs/dropin.md.
 # tests/package/deb.sh builds it, installs it into a scratch root and runs the demo from there.
 
-set(TRUSTME_PACKAGE_MAINTAINER "trustme-runtime maintainers <maintainers@users.noreply.r-seed-c8408509.example>"
+set(TRUSTME_PACKAGE_MAINTAINER "trustme-runtime developers <dev@trustme-runtime.invalid>"
     CACHE STRING "Maintainer field of the Debian package")
 
 file(GLOB trustme_docs ${CMAKE_SOURCE_DIR}/docs/*.md)

@@ -57,14 +57,18 @@ void run(const oci::Hook& hook, const std::string& state_json, const char* kind,
     pid_t pid;
     // A hook without "env" gets the runtime's environment (PATH among it), as runc and crun do: Go's exec.Cmd
     // with a nil Env inherits os.Environ(). An explicit "env": [] stays empty.
-    int rc = posix_spawn(&pid, hook.path.c_str(), &fa, &attr, argv.data(), hook.has_env ? envp.data() : inherit ? inherit : environ);
+    int rc = posix_spawn(&pid, hook.path.c_str(), &fa, &attr, argv.data(),
+                         hook.has_env ? envp.data()
+                         : inherit    ? inherit
+                                      : environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) fail(rc, what);
     rd.reset();
 
     // The state goes on stdin; a hook that does not read it must not block us (EPIPE is fine).
-    struct sigaction ign {}, old {};
+    struct sigaction ign {
+    }, old{};
     ign.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &ign, &old);
     size_t off = 0;

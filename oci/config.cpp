@@ -81,11 +81,11 @@ struct RlimitName {
     int resource;
 };
 constexpr RlimitName kRlimits[] = {
-    {"RLIMIT_AS", RLIMIT_AS},           {"RLIMIT_CORE", RLIMIT_CORE},       {"RLIMIT_CPU", RLIMIT_CPU},
-    {"RLIMIT_DATA", RLIMIT_DATA},       {"RLIMIT_FSIZE", RLIMIT_FSIZE},     {"RLIMIT_LOCKS", RLIMIT_LOCKS},
+    {"RLIMIT_AS", RLIMIT_AS},           {"RLIMIT_CORE", RLIMIT_CORE},         {"RLIMIT_CPU", RLIMIT_CPU},
+    {"RLIMIT_DATA", RLIMIT_DATA},       {"RLIMIT_FSIZE", RLIMIT_FSIZE},       {"RLIMIT_LOCKS", RLIMIT_LOCKS},
     {"RLIMIT_MEMLOCK", RLIMIT_MEMLOCK}, {"RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE}, {"RLIMIT_NICE", RLIMIT_NICE},
-    {"RLIMIT_NOFILE", RLIMIT_NOFILE},   {"RLIMIT_NPROC", RLIMIT_NPROC},     {"RLIMIT_RSS", RLIMIT_RSS},
-    {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},   {"RLIMIT_RTTIME", RLIMIT_RTTIME},   {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING},
+    {"RLIMIT_NOFILE", RLIMIT_NOFILE},   {"RLIMIT_NPROC", RLIMIT_NPROC},       {"RLIMIT_RSS", RLIMIT_RSS},
+    {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},   {"RLIMIT_RTTIME", RLIMIT_RTTIME},     {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING},
     {"RLIMIT_STACK", RLIMIT_STACK},
 };
 
@@ -96,32 +96,58 @@ struct Opt {
     unsigned long flag;
 };
 constexpr Opt kFlagOpts[] = {
-    {"async", true, MS_SYNCHRONOUS},  {"atime", true, MS_NOATIME},         {"bind", false, MS_BIND},
-    {"defaults", false, 0},           {"dev", true, MS_NODEV},             {"diratime", true, MS_NODIRATIME},
-    {"dirsync", false, MS_DIRSYNC},   {"exec", true, MS_NOEXEC},           {"iversion", false, MS_I_VERSION},
-    {"lazytime", false, MS_LAZYTIME}, {"loud", true, MS_SILENT},           {"mand", false, MS_MANDLOCK},
-    {"noatime", false, MS_NOATIME},   {"nodev", false, MS_NODEV},          {"nodiratime", false, MS_NODIRATIME},
-    {"noexec", false, MS_NOEXEC},     {"noiversion", true, MS_I_VERSION},  {"nolazytime", true, MS_LAZYTIME},
-    {"nomand", true, MS_MANDLOCK},    {"norelatime", true, MS_RELATIME},   {"nostrictatime", true, MS_STRICTATIME},
-    {"nosuid", false, MS_NOSUID},     {"rbind", false, MS_BIND | MS_REC},  {"relatime", false, MS_RELATIME},
-    {"remount", false, MS_REMOUNT},   {"ro", false, MS_RDONLY},            {"rw", true, MS_RDONLY},
-    {"silent", false, MS_SILENT},     {"strictatime", false, MS_STRICTATIME}, {"suid", true, MS_NOSUID},
+    {"async", true, MS_SYNCHRONOUS},
+    {"atime", true, MS_NOATIME},
+    {"bind", false, MS_BIND},
+    {"defaults", false, 0},
+    {"dev", true, MS_NODEV},
+    {"diratime", true, MS_NODIRATIME},
+    {"dirsync", false, MS_DIRSYNC},
+    {"exec", true, MS_NOEXEC},
+    {"iversion", false, MS_I_VERSION},
+    {"lazytime", false, MS_LAZYTIME},
+    {"loud", true, MS_SILENT},
+    {"mand", false, MS_MANDLOCK},
+    {"noatime", false, MS_NOATIME},
+    {"nodev", false, MS_NODEV},
+    {"nodiratime", false, MS_NODIRATIME},
+    {"noexec", false, MS_NOEXEC},
+    {"noiversion", true, MS_I_VERSION},
+    {"nolazytime", true, MS_LAZYTIME},
+    {"nomand", true, MS_MANDLOCK},
+    {"norelatime", true, MS_RELATIME},
+    {"nostrictatime", true, MS_STRICTATIME},
+    {"nosuid", false, MS_NOSUID},
+    {"rbind", false, MS_BIND | MS_REC},
+    {"relatime", false, MS_RELATIME},
+    {"remount", false, MS_REMOUNT},
+    {"ro", false, MS_RDONLY},
+    {"rw", true, MS_RDONLY},
+    {"silent", false, MS_SILENT},
+    {"strictatime", false, MS_STRICTATIME},
+    {"suid", true, MS_NOSUID},
     {"sync", false, MS_SYNCHRONOUS},
 };
 constexpr Opt kPropagation[] = {
-    {"private", false, MS_PRIVATE},        {"rprivate", false, MS_PRIVATE | MS_REC},
-    {"shared", false, MS_SHARED},          {"rshared", false, MS_SHARED | MS_REC},
-    {"slave", false, MS_SLAVE},            {"rslave", false, MS_SLAVE | MS_REC},
-    {"unbindable", false, MS_UNBINDABLE},  {"runbindable", false, MS_UNBINDABLE | MS_REC},
+    {"private", false, MS_PRIVATE},       {"rprivate", false, MS_PRIVATE | MS_REC},
+    {"shared", false, MS_SHARED},         {"rshared", false, MS_SHARED | MS_REC},
+    {"slave", false, MS_SLAVE},           {"rslave", false, MS_SLAVE | MS_REC},
+    {"unbindable", false, MS_UNBINDABLE}, {"runbindable", false, MS_UNBINDABLE | MS_REC},
 };
 // Recursive mount attributes (mount_setattr(2), AT_RECURSIVE), runc 1.1+ "rro", "rnosuid", ...
 constexpr Opt kRecAttr[] = {
-    {"rro", false, MOUNT_ATTR_RDONLY},         {"rrw", true, MOUNT_ATTR_RDONLY},
-    {"rnosuid", false, MOUNT_ATTR_NOSUID},     {"rsuid", true, MOUNT_ATTR_NOSUID},
-    {"rnodev", false, MOUNT_ATTR_NODEV},       {"rdev", true, MOUNT_ATTR_NODEV},
-    {"rnoexec", false, MOUNT_ATTR_NOEXEC},     {"rexec", true, MOUNT_ATTR_NOEXEC},
-    {"rnodiratime", false, MOUNT_ATTR_NODIRATIME}, {"rdiratime", true, MOUNT_ATTR_NODIRATIME},
-    {"rnoatime", false, MOUNT_ATTR_NOATIME},   {"rstrictatime", false, MOUNT_ATTR_STRICTATIME},
+    {"rro", false, MOUNT_ATTR_RDONLY},
+    {"rrw", true, MOUNT_ATTR_RDONLY},
+    {"rnosuid", false, MOUNT_ATTR_NOSUID},
+    {"rsuid", true, MOUNT_ATTR_NOSUID},
+    {"rnodev", false, MOUNT_ATTR_NODEV},
+    {"rdev", true, MOUNT_ATTR_NODEV},
+    {"rnoexec", false, MOUNT_ATTR_NOEXEC},
+    {"rexec", true, MOUNT_ATTR_NOEXEC},
+    {"rnodiratime", false, MOUNT_ATTR_NODIRATIME},
+    {"rdiratime", true, MOUNT_ATTR_NODIRATIME},
+    {"rnoatime", false, MOUNT_ATTR_NOATIME},
+    {"rstrictatime", false, MOUNT_ATTR_STRICTATIME},
     {"rrelatime", false, MOUNT_ATTR_RELATIME},
 };
 
@@ -151,8 +177,8 @@ std::vector<IdMapping> parse_idmaps(const Ctx& c, const json& j, const std::stri
         std::string p = idx(path, i);
         object(c, j[i], p);
         IdMapping m;
-        for (auto [key, dst] : {std::pair{"containerID", &m.container_id}, std::pair{"hostID", &m.host_id},
-                                std::pair{"size", &m.size}}) {
+        for (auto [key, dst] :
+             {std::pair{"containerID", &m.container_id}, std::pair{"hostID", &m.host_id}, std::pair{"size", &m.size}}) {
             auto* v = member(j[i], key);
             if (!v) c.bad(p + "." + key, "required");
             *dst = u32(c, *v, p + "." + key);
@@ -228,8 +254,8 @@ Linux parse_linux(const Ctx& c, const json& j) {
     if (auto* v = member(j, "resources")) l.resources = object(c, *v, "linux.resources");
     if (auto* v = member(j, "rootfsPropagation")) {
         l.rootfs_propagation = str(c, *v, "linux.rootfsPropagation");
-        static const char* ok[] = {"shared", "slave", "private", "unbindable", "rshared", "rslave", "rprivate",
-                                   "runbindable"};
+        static const char* ok[] = {"shared",  "slave",  "private",  "unbindable",
+                                   "rshared", "rslave", "rprivate", "runbindable"};
         bool found = false;
         for (auto* o : ok) found |= l.rootfs_propagation == o;
         if (!found) c.bad("linux.rootfsPropagation", "invalid value \"" + l.rootfs_propagation + "\"");
@@ -254,8 +280,7 @@ Linux parse_linux(const Ctx& c, const json& j) {
     }
     if (auto* v = member(j, "seccomp")) l.seccomp = object(c, *v, "linux.seccomp");
     if (auto* v = member(j, "personality")) l.personality = object(c, *v, "linux.personality");
-    if (member(j, "intelRdt"))
-        c.bad("linux.intelRdt", "Intel RDT is not supported by trustme-runtime");
+    if (member(j, "intelRdt")) c.bad("linux.intelRdt", "Intel RDT is not supported by trustme-runtime");
     if (auto* v = member(j, "timeOffsets")) {
         object(c, *v, "linux.timeOffsets");
         for (auto& [k, val] : v->items()) {
@@ -331,7 +356,8 @@ json parse_json(std::string_view text, const std::string& origin, unsigned max_d
         } else if (ch == '"') {
             in_string = true;
         } else if (ch == '{' || ch == '[') {
-            if (++depth > max_depth) fail(origin + ": JSON nested deeper than " + std::to_string(max_depth) + " levels");
+            if (++depth > max_depth)
+                fail(origin + ": JSON nested deeper than " + std::to_string(max_depth) + " levels");
         } else if ((ch == '}' || ch == ']') && depth > 0) {
             --depth;
         }
@@ -443,10 +469,8 @@ Mount parse_mount_options(Mount m, const std::string& where) {
         bool done = false;
         for (auto& f : kFlagOpts)
             if (o == f.name) {
-                if (f.clear)
-                    m.flags &= ~f.flag;
-                else
-                    m.flags |= f.flag;
+                if (f.clear) m.flags &= ~f.flag;
+                else m.flags |= f.flag;
                 done = true;
                 break;
             }
@@ -460,10 +484,8 @@ Mount parse_mount_options(Mount m, const std::string& where) {
         if (done) continue;
         for (auto& f : kRecAttr)
             if (o == f.name) {
-                if (f.clear)
-                    m.rec_attr_clr |= f.flag;
-                else
-                    m.rec_attr_set |= f.flag;
+                if (f.clear) m.rec_attr_clr |= f.flag;
+                else m.rec_attr_set |= f.flag;
                 done = true;
                 break;
             }
@@ -508,8 +530,7 @@ void check_idmapped_mounts(const Ctx& c, Config& cfg) {
 Config parse_config(std::string_view text, const std::string& origin) {
     Ctx c{origin};
     Config cfg;
-    if (text.size() > kMaxConfigBytes)
-        fail(origin + ": larger than " + std::to_string(kMaxConfigBytes) + " bytes");
+    if (text.size() > kMaxConfigBytes) fail(origin + ": larger than " + std::to_string(kMaxConfigBytes) + " bytes");
     cfg.raw = parse_json(text, origin);
     const json& j = cfg.raw;
     if (!j.is_object()) c.bad("(root)", "must be a JSON object");
@@ -539,8 +560,7 @@ Config parse_config(std::string_view text, const std::string& origin) {
             auto* d = member(mj, "destination");
             if (!d) c.bad(p + ".destination", "required");
             m.destination = str(c, *d, p + ".destination");
-            if (m.destination.empty() || m.destination[0] != '/')
-                c.bad(p + ".destination", "must be an absolute path");
+            if (m.destination.empty() || m.destination[0] != '/') c.bad(p + ".destination", "must be an absolute path");
             if (auto* t = member(mj, "type")) m.type = str(c, *t, p + ".type");
             if (auto* s = member(mj, "source")) m.source = str(c, *s, p + ".source");
             if (auto* o = member(mj, "options")) m.options = strings(c, *o, p + ".options");

@@ -54,11 +54,11 @@ struct Mount {
     std::string destination, type, source;
     std::vector<std::string> options;
     // Derived from options (mount(2) flags), runc's option table.
-    unsigned long flags = 0;        // flags set
-    unsigned long propagation = 0;  // MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (| MS_REC)
+    unsigned long flags = 0;                           // flags set
+    unsigned long propagation = 0;                     // MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (| MS_REC)
     unsigned long rec_attr_set = 0, rec_attr_clr = 0;  // MOUNT_ATTR_* for "r" options (rro, rnosuid...)
     bool bind = false;
-    std::string data;  // options the kernel takes as data ("mode=755,size=65536k")
+    std::string data;      // options the kernel takes as data ("mode=755,size=65536k")
     int detached_fd = -1;  // runtime-made mounts (volumes, idmapped binds): a detached mount the child only attaches
     // Idmapped bind mounts (runtime-spec 1.2 mount uidMappings/gidMappings and the idmap/ridmap options):
     // the mappings to apply (the container's own when the options name none), and whether the mapping
@@ -106,8 +106,8 @@ struct Linux {
     std::vector<std::string> masked_paths, readonly_paths;
     std::string mount_label;
     std::vector<std::pair<std::string, std::string>> sysctl;
-    nlohmann::json seccomp;      // null when absent
-    nlohmann::json personality;  // null when absent
+    nlohmann::json seccomp;                                            // null when absent
+    nlohmann::json personality;                                        // null when absent
     std::map<std::string, std::pair<int64_t, uint32_t>> time_offsets;  // "monotonic"/"boottime" → secs, nanosecs
 
     const Namespace* find(int flag) const {
@@ -145,11 +145,11 @@ bool valid_id(std::string_view id);
 // state.json): a size cap applied while reading, and a nesting depth checked by one linear scan before
 // the parser runs, so nothing that walks the tree recursively afterwards (copy, dump, merge_patch,
 // comparison) can exhaust the stack on input written by someone else.
-inline constexpr size_t kMaxConfigBytes = 16u << 20;    // config.json, process.json
-inline constexpr size_t kMaxResourcesBytes = 1u << 20;  // update --resources
-inline constexpr size_t kMaxStateBytes = 32u << 20;     // state.json holds the config
-inline constexpr unsigned kMaxJsonDepth = 64;           // config.json, process.json
-inline constexpr unsigned kMaxResourcesDepth = 16;      // merged into config.linux.resources by update
+inline constexpr size_t kMaxConfigBytes = 16u << 20;           // config.json, process.json
+inline constexpr size_t kMaxResourcesBytes = 1u << 20;         // update --resources
+inline constexpr size_t kMaxStateBytes = 32u << 20;            // state.json holds the config
+inline constexpr unsigned kMaxJsonDepth = 64;                  // config.json, process.json
+inline constexpr unsigned kMaxResourcesDepth = 16;             // merged into config.linux.resources by update
 inline constexpr unsigned kMaxStateDepth = kMaxJsonDepth + 4;  // state.json nests the config one level down
 // Parse `text` as JSON within max_depth; errors are one line starting with `origin` ("malformed JSON: ...",
 // "nested deeper than N levels").

@@ -13,8 +13,8 @@ nlohmann::json hook_state(const State& s) {
 }
 
 nlohmann::json runc_state(const State& s) {
-    nlohmann::json j = {{"ociVersion", kOciVersion}, {"id", s.id},           {"pid", s.status == "stopped" ? 0 : s.pid},
-                        {"status", s.status},        {"bundle", s.bundle},   {"rootfs", s.rootfs},
+    nlohmann::json j = {{"ociVersion", kOciVersion}, {"id", s.id},         {"pid", s.status == "stopped" ? 0 : s.pid},
+                        {"status", s.status},        {"bundle", s.bundle}, {"rootfs", s.rootfs},
                         {"created", s.created},      {"owner", s.owner}};
     if (!s.annotations.empty()) j["annotations"] = s.annotations;
     return j;

@@ -34,8 +34,8 @@ constexpr const char* kCacheHeader = "trustme-verify-cache v3";
 constexpr std::string_view kLinkPrefix = "l=";
 
 // Filesystems whose timestamps the local kernel maintains (statfs(2) f_type values, linux/magic.h).
-constexpr long kExt4 = 0xEF53, kXfs = 0x58465342, kBtrfs = 0x9123683E, kTmpfs = 0x01021994,
-               kOverlay = 0x794c7630, kF2fs = 0xF2F52010;
+constexpr long kExt4 = 0xEF53, kXfs = 0x58465342, kBtrfs = 0x9123683E, kTmpfs = 0x01021994, kOverlay = 0x794c7630,
+               kF2fs = 0xF2F52010;
 
 }  // namespace
 
@@ -110,7 +110,7 @@ UniqueFd open_cache_store(const std::string& dir, std::string* why_not) {
         store = UniqueFd(::open(dir.c_str(), kFlags));
     }
     if (!store) return no(dir + ": " + strerror(errno));
-    struct stat st{};
+    struct stat st {};
     if (::fstat(store.get(), &st) < 0) return no(dir + ": " + strerror(errno));
     if (st.st_uid != ::geteuid() || (st.st_mode & 022)) return no(dir + ": not owned by us or writable by others");
     return store;
@@ -119,7 +119,7 @@ UniqueFd open_cache_store(const std::string& dir, std::string* why_not) {
 std::optional<std::string> read_store_file(int store_fd, const std::string& name) {
     UniqueFd f(::openat(store_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (!f) return std::nullopt;
-    struct stat st{};
+    struct stat st {};
     if (::fstat(f.get(), &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022))
         return std::nullopt;
     try {
@@ -152,10 +152,10 @@ std::unique_ptr<HashCache> HashCache::open(int store_fd, int rootfs_fd, std::str
         if (why_not) *why_not = why;
         return std::unique_ptr<HashCache>();
     };
-    struct statfs sf{};
+    struct statfs sf {};
     if (::fstatfs(rootfs_fd, &sf) < 0) return no(std::string("fstatfs rootfs: ") + strerror(errno));
     if (!usable_fs(static_cast<long>(sf.f_type))) return no("rootfs filesystem type not cacheable");
-    struct statx root{};
+    struct statx root {};
     if (::statx(rootfs_fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE, &root) < 0)
         return no(std::string("statx rootfs: ") + strerror(errno));
     if (!(root.stx_mask & STATX_MNT_ID_UNIQUE)) return no("kernel without unique mount ids (Linux < 6.8)");
@@ -163,8 +163,9 @@ std::unique_ptr<HashCache> HashCache::open(int store_fd, int rootfs_fd, std::str
     std::unique_ptr<HashCache> c(new HashCache);
     c->store_ = store_fd;
     c->file_ = sha256_hex(std::to_string(root.stx_mnt_id) + ' ' + std::to_string(root.stx_dev_major) + ':' +
-                          std::to_string(root.stx_dev_minor) + ' ' + std::to_string(root.stx_ino)) + ".cache";
-    struct timespec now{};
+                          std::to_string(root.stx_dev_minor) + ' ' + std::to_string(root.stx_ino)) +
+               ".cache";
+    struct timespec now {};
     ::clock_gettime(CLOCK_REALTIME, &now);
     c->not_after_sec_ = now.tv_sec - kRacyMarginSec;
 
@@ -204,10 +205,10 @@ constexpr std::string_view kTreeHeader = "trustme-tree v1";
 // The store file of a rootfs's tree record: one per rootfs (root's mount id, device, inode), replaced by
 // the next record, so the store does not grow with every re-signed manifest.
 std::optional<std::string> tree_file(int rootfs_fd, struct statx& root) {
-    struct statfs sf{};
+    struct statfs sf {};
     if (::fstatfs(rootfs_fd, &sf) < 0 || !HashCache::usable_fs(static_cast<long>(sf.f_type))) return std::nullopt;
-    if (::statx(rootfs_fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE,
-                &root) < 0 ||
+    if (::statx(rootfs_fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE, &root) <
+            0 ||
         !(root.stx_mask & STATX_MNT_ID_UNIQUE))
         return std::nullopt;
     return sha256_hex("tree " + std::to_string(root.stx_mnt_id) + ' ' + std::to_string(root.stx_dev_major) + ':' +
@@ -218,7 +219,7 @@ std::optional<std::string> tree_file(int rootfs_fd, struct statx& root) {
 }  // namespace
 
 bool tree_unchanged(int store_fd, int rootfs_fd, const std::string& key, bool need_verity) {
-    struct statx root{};
+    struct statx root {};
     auto name = tree_file(rootfs_fd, root);
     if (!name) return false;
     auto text = read_store_file(store_fd, *name);
@@ -270,7 +271,7 @@ bool tree_unchanged(int store_fd, int rootfs_fd, const std::string& key, bool ne
             path = decoded;
         }
         if (path.empty() || path[0] != '/') return false;
-        struct statx st{};
+        struct statx st {};
         if (n++ == 0) {
             if (path != "/") return false;
             UniqueFd fd(::openat(rootfs_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -310,7 +311,7 @@ bool tree_unchanged(int store_fd, int rootfs_fd, const std::string& key, bool ne
 
 void remember_tree(int store_fd, int rootfs_fd, const std::string& key, const std::vector<Entry>& entries,
                    time_t walk_start, bool need_verity) {
-    struct statx root{};
+    struct statx root {};
     auto name = tree_file(rootfs_fd, root);
     if (!name || entries.empty()) return;
     std::vector<const Entry*> order;

@@ -72,7 +72,7 @@ TrustMaterial read_trust_material(const trustme::signing::policy::Policy& pol) {
     if (pol.trust_anchors.empty()) fail(origin + ": trust_anchors: no trust anchors configured");
     TrustMaterial m;
     for (const auto& a : pol.trust_anchors) {
-        struct stat st{};
+        struct stat st {};
         if (::stat(a.c_str(), &st) < 0) fail_errno(origin + ": trust_anchors: " + a);
         std::vector<std::string> files;
         if (S_ISDIR(st.st_mode)) {
@@ -107,7 +107,7 @@ TrustMaterial read_trust_material(const trustme::signing::policy::Policy& pol) {
 }
 
 std::string library_identity(const std::string& path) {
-    struct statx st{};
+    struct statx st {};
     if (path.empty() || path[0] != '/' ||
         ::statx(AT_FDCWD, path.c_str(), AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS, &st) < 0 || !S_ISREG(st.stx_mode))
         return "";

@@ -11,31 +11,62 @@ namespace trustme::signing::policy {
 namespace {
 
 // Linux capability names up to CAP_CHECKPOINT_RESTORE (40, Linux 5.9; include/uapi/linux/capability.h).
-constexpr std::array<std::string_view, 41> kAllCaps = {
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
-    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
-    "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE"};
+constexpr std::array<std::string_view, 41> kAllCaps = {"CAP_CHOWN",
+                                                       "CAP_DAC_OVERRIDE",
+                                                       "CAP_DAC_READ_SEARCH",
+                                                       "CAP_FOWNER",
+                                                       "CAP_FSETID",
+                                                       "CAP_KILL",
+                                                       "CAP_SETGID",
+                                                       "CAP_SETUID",
+                                                       "CAP_SETPCAP",
+                                                       "CAP_LINUX_IMMUTABLE",
+                                                       "CAP_NET_BIND_SERVICE",
+                                                       "CAP_NET_BROADCAST",
+                                                       "CAP_NET_ADMIN",
+                                                       "CAP_NET_RAW",
+                                                       "CAP_IPC_LOCK",
+                                                       "CAP_IPC_OWNER",
+                                                       "CAP_SYS_MODULE",
+                                                       "CAP_SYS_RAWIO",
+                                                       "CAP_SYS_CHROOT",
+                                                       "CAP_SYS_PTRACE",
+                                                       "CAP_SYS_PACCT",
+                                                       "CAP_SYS_ADMIN",
+                                                       "CAP_SYS_BOOT",
+                                                       "CAP_SYS_NICE",
+                                                       "CAP_SYS_RESOURCE",
+                                                       "CAP_SYS_TIME",
+                                                       "CAP_SYS_TTY_CONFIG",
+                                                       "CAP_MKNOD",
+                                                       "CAP_LEASE",
+                                                       "CAP_AUDIT_WRITE",
+                                                       "CAP_AUDIT_CONTROL",
+                                                       "CAP_SETFCAP",
+                                                       "CAP_MAC_OVERRIDE",
+                                                       "CAP_MAC_ADMIN",
+                                                       "CAP_SYSLOG",
+                                                       "CAP_WAKE_ALARM",
+                                                       "CAP_BLOCK_SUSPEND",
+                                                       "CAP_AUDIT_READ",
+                                                       "CAP_PERFMON",
+                                                       "CAP_BPF",
+                                                       "CAP_CHECKPOINT_RESTORE"};
 
 // The default set of Docker/containerd/podman (moby oci/caps/defaults.go, containerd oci/spec.go
 // defaultUnixCaps): what an engine grants when the user asked for nothing more.
-const std::set<std::string> kDefaultCaps = {
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
-    "CAP_AUDIT_WRITE"};
+const std::set<std::string> kDefaultCaps = {"CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+                                            "CAP_MKNOD",   "CAP_NET_RAW",      "CAP_SETGID",           "CAP_SETUID",
+                                            "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+                                            "CAP_KILL",    "CAP_AUDIT_WRITE"};
 
 // OCI runtime-spec config-linux.md "Namespaces": the types a config may list.
 const std::set<std::string> kNamespaceTypes = {"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"};
 // Sharing any of these with the host is what --pid=host / --net=host / --ipc=host / --uts=host do.
 constexpr std::array<std::string_view, 5> kIsolatedByDefault = {"pid", "network", "ipc", "uts", "mount"};
 
-const std::set<std::string> kBoolFields = {"allow_privileged_devices", "allow_hooks",
-                                           "require_no_new_privileges", "require_readonly_rootfs",
-                                           "require_seccomp"};
+const std::set<std::string> kBoolFields = {"allow_privileged_devices", "allow_hooks", "require_no_new_privileges",
+                                           "require_readonly_rootfs", "require_seccomp"};
 
 [[noreturn]] void bad(const std::string& origin, const std::string& field, const std::string& why) {
     fail(origin + ": constraints." + field + ": " + why);
@@ -57,7 +88,7 @@ std::set<std::string> allowed_caps(const nlohmann::json& c) {
 bool benign_char_device(int64_t major, int64_t minor) {
     if (major == 1) return minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9;
     if (major == 5) return minor == 0 || minor == 1 || minor == 2;
-    if (major == 136) return true;  // /dev/pts/*
+    if (major == 136) return true;                         // /dev/pts/*
     if (major == 10) return minor == 200 || minor == 229;  // /dev/net/tun, /dev/fuse: containerd/podman defaults
     return false;
 }
@@ -139,8 +170,8 @@ struct Judge {
                 int64_t maj = e.value("major", int64_t(-1)), min = e.value("minor", int64_t(-1));
                 if (!(type == "c" || type == "u") || !benign_char_device(maj, min))
                     refuse("linux.devices[" + std::to_string(i) + "]",
-                           "device " + e.value("path", std::string("?")) + " (" + type + " " +
-                               std::to_string(maj) + ":" + std::to_string(min) + ") is privileged",
+                           "device " + e.value("path", std::string("?")) + " (" + type + " " + std::to_string(maj) +
+                               ":" + std::to_string(min) + ") is privileged",
                            "allow_privileged_devices");
             }
         }
@@ -175,8 +206,7 @@ struct Judge {
         auto h = cfg.find("hooks");
         if (h == cfg.end() || !h->is_object()) return;
         for (auto it = h->begin(); it != h->end(); ++it)
-            if (it->is_array() && !it->empty())
-                refuse("hooks." + it.key(), "hooks are not allowed", "allow_hooks");
+            if (it->is_array() && !it->empty()) refuse("hooks." + it.key(), "hooks are not allowed", "allow_hooks");
     }
 
     void binds(const nlohmann::json& cfg) const {
@@ -203,8 +233,8 @@ struct Judge {
 
     void requirements(const nlohmann::json& cfg) const {
         if (get_bool(c, "require_no_new_privileges", false)) {
-            bool nnp = cfg.contains("process") && cfg["process"].is_object() &&
-                       cfg["process"].value("noNewPrivileges", false);
+            bool nnp =
+                cfg.contains("process") && cfg["process"].is_object() && cfg["process"].value("noNewPrivileges", false);
             if (!nnp) refuse("process.noNewPrivileges", "must be true", "require_no_new_privileges");
         }
         if (get_bool(c, "require_readonly_rootfs", false)) {

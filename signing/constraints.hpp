@@ -13,7 +13,6 @@ void validate_constraints(const nlohmann::json& constraints, const std::string& 
 
 // Judge a parsed OCI config against (validated) constraints. Absent fields take their safe defaults.
 // Throws one line "CONFIG_NAME: JSON.PATH: reason (policy constraints.FIELD)" on the first violation.
-void judge_config(const nlohmann::json& constraints, const nlohmann::json& config,
-                  const std::string& config_name);
+void judge_config(const nlohmann::json& constraints, const nlohmann::json& config, const std::string& config_name);
 
 }  // namespace trustme::signing::policy

@@ -16,7 +16,8 @@ namespace trustme::signing {
 // tree (its root is that block's hash); an empty file's root is all zeros.
 FsVerityDigest::FsVerityDigest(uint64_t size) : size_(size) {
     block_.reserve(kBlock);
-    for (uint64_t blocks = (size + kBlock - 1) / kBlock; blocks > 1; blocks = (blocks + kBlock / kHash - 1) / (kBlock / kHash))
+    for (uint64_t blocks = (size + kBlock - 1) / kBlock; blocks > 1;
+         blocks = (blocks + kBlock / kHash - 1) / (kBlock / kHash))
         ++nlevels_;
     levels_.resize(nlevels_);
     for (auto& l : levels_) l.reserve(kBlock);
@@ -85,10 +86,10 @@ std::string FsVerityDigest::hex() {
     }
     // struct fsverity_descriptor (include/uapi/linux/fsverity.h), little-endian, 256 bytes.
     unsigned char d[256] = {};
-    d[0] = 1;                          // version
-    d[1] = FS_VERITY_HASH_ALG_SHA256;  // hash_algorithm
-    d[2] = 12;                         // log_blocksize: 4096
-    d[3] = 0;                          // salt_size
+    d[0] = 1;                                                                             // version
+    d[1] = FS_VERITY_HASH_ALG_SHA256;                                                     // hash_algorithm
+    d[2] = 12;                                                                            // log_blocksize: 4096
+    d[3] = 0;                                                                             // salt_size
     for (int i = 0; i < 8; ++i) d[8 + i] = static_cast<unsigned char>(size_ >> (8 * i));  // data_size
     std::memcpy(d + 16, root_, kHash);                                                    // root_hash[64]
     sha_.update(d, sizeof d);
@@ -114,21 +115,20 @@ std::optional<std::string> measure_verity(int fd, int* err) {
 }
 
 void enable_verity(int fd, const std::string& what) {
-    struct fsverity_enable_arg a{};
+    struct fsverity_enable_arg a {};
     a.version = 1;
     a.hash_algorithm = FS_VERITY_HASH_ALG_SHA256;
     a.block_size = 4096;
     if (::ioctl(fd, FS_IOC_ENABLE_VERITY, &a) == 0 || errno == EEXIST) return;
     switch (errno) {
         case EOPNOTSUPP:
-            fail(what + ": fs-verity: not supported by this filesystem (ext4 needs the verity feature: "
-                        "mkfs.ext4 -O verity, or tune2fs -O verity)");
+            fail(what +
+                 ": fs-verity: not supported by this filesystem (ext4 needs the verity feature: "
+                 "mkfs.ext4 -O verity, or tune2fs -O verity)");
         case ENOTTY:
             fail(what + ": fs-verity: not supported by this kernel or filesystem (FS_IOC_ENABLE_VERITY: ENOTTY)");
-        case ETXTBSY:
-            fail(what + ": fs-verity: the file is open for writing");
-        default:
-            fail_errno(what + ": fs-verity: FS_IOC_ENABLE_VERITY");
+        case ETXTBSY: fail(what + ": fs-verity: the file is open for writing");
+        default: fail_errno(what + ": fs-verity: FS_IOC_ENABLE_VERITY");
     }
 }
 

@@ -29,8 +29,8 @@ private:
 
     uint64_t size_, fed_ = 0;
     Sha256 sha_;
-    std::vector<unsigned char> block_;               // the data block being filled
-    std::vector<std::vector<unsigned char>> levels_; // per tree level, the hash block being filled
+    std::vector<unsigned char> block_;                // the data block being filled
+    std::vector<std::vector<unsigned char>> levels_;  // per tree level, the hash block being filled
     size_t nlevels_ = 0;
     unsigned char root_[kHash] = {};
 };

@@ -11,8 +11,11 @@ namespace trustme::signing {
 // A finished image under a temporary name in the bundle directory, removed again unless committed.
 class PendingImage {
 public:
-    PendingImage(int bundle_fd, std::string tmp_name, Image im) : dir_(bundle_fd), tmp_(std::move(tmp_name)), im_(std::move(im)) {}
-    PendingImage(PendingImage&& o) noexcept : dir_(o.dir_), tmp_(std::move(o.tmp_)), im_(std::move(o.im_)) { o.tmp_.clear(); }
+    PendingImage(int bundle_fd, std::string tmp_name, Image im)
+        : dir_(bundle_fd), tmp_(std::move(tmp_name)), im_(std::move(im)) {}
+    PendingImage(PendingImage&& o) noexcept : dir_(o.dir_), tmp_(std::move(o.tmp_)), im_(std::move(o.im_)) {
+        o.tmp_.clear();
+    }
     PendingImage& operator=(PendingImage&&) = delete;
     ~PendingImage();
     const Image& image() const noexcept { return im_; }

@@ -40,9 +40,8 @@ constexpr int kMaxDepth = 1024;
 constexpr size_t kMaxPendingFds = 128;  // open files queued for hashing: bounded, whatever RLIMIT_NOFILE is
 
 bool is_hex(std::string_view s, size_t len) {
-    return s.size() == len && std::all_of(s.begin(), s.end(), [](char c) {
-               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-           });
+    return s.size() == len &&
+           std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 std::string octal4(uint32_t m) {
@@ -123,7 +122,10 @@ void fill_meta(Entry& e, const struct statx& st) {
     e.nlink = st.stx_nlink;
     switch (st.stx_mode & S_IFMT) {
         case S_IFDIR: e.type = 'd'; break;
-        case S_IFREG: e.type = 'f'; e.size = st.stx_size; break;
+        case S_IFREG:
+            e.type = 'f';
+            e.size = st.stx_size;
+            break;
         case S_IFLNK: e.type = 'l'; break;
         case S_IFCHR: e.type = 'c'; break;
         case S_IFBLK: e.type = 'b'; break;
@@ -138,7 +140,7 @@ void fill_meta(Entry& e, const struct statx& st) {
 }
 
 struct statx statx_fd(int fd, const std::string& what) {
-    struct statx st{};
+    struct statx st {};
     check(::statx(fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, kStatxMask, &st), "statx " + what);
     return st;
 }
@@ -160,7 +162,8 @@ struct HashJob {
 class Walker {
 public:
     Walker(const WalkOptions& opt, WalkStats* stats)
-        : opt_(opt), stats_(stats),
+        : opt_(opt),
+          stats_(stats),
           max_threads_(opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency())) {}
     ~Walker() { finish(); }
 
@@ -217,7 +220,7 @@ private:
         for (const auto& name : names) {
             std::string child = path == "/" ? "/" + name : path + "/" + name;
             std::string what = "rootfs" + child;
-            struct statx st{};
+            struct statx st {};
             check(::statx(dirfd, name.c_str(), AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, kStatxMask, &st),
                   "statx " + what);
             auto type = st.stx_mode & S_IFMT;
@@ -256,7 +259,8 @@ private:
                 // neither blocks nor adopts it; the fstat below then notices the change of type.
                 int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
                 int fd = ::openat(dirfd, name.c_str(), flags | O_NOATIME);
-                if (fd < 0 && errno == EPERM) fd = ::openat(dirfd, name.c_str(), flags);  // O_NOATIME needs ownership or CAP_FOWNER
+                if (fd < 0 && errno == EPERM)
+                    fd = ::openat(dirfd, name.c_str(), flags);  // O_NOATIME needs ownership or CAP_FOWNER
                 if (fd < 0) fail_errno(what);
                 UniqueFd owned(fd);
                 struct statx fst = statx_fd(fd, what);
@@ -317,10 +321,12 @@ private:
     const Entry* signed_verity(const std::string& path) const {
         if (!opt_.signed_entries) return nullptr;
         const auto& v = *opt_.signed_entries;
-        auto it = std::lower_bound(v.begin(), v.end(), path, [](const Entry& e, const std::string& p) { return e.path < p; });
+        auto it =
+            std::lower_bound(v.begin(), v.end(), path, [](const Entry& e, const std::string& p) { return e.path < p; });
         if (it == v.end() || it->path != path || it->type != 'f') return nullptr;
         if (!it->link.empty()) {  // a later path of a hard link: the content is the first path's
-            it = std::lower_bound(v.begin(), v.end(), it->link, [](const Entry& e, const std::string& p) { return e.path < p; });
+            it = std::lower_bound(v.begin(), v.end(), it->link,
+                                  [](const Entry& e, const std::string& p) { return e.path < p; });
             if (it == v.end() || it->type != 'f' || !it->link.empty()) return nullptr;
         }
         return it->fsverity.empty() ? nullptr : &*it;
@@ -394,14 +400,14 @@ private:
             }
             if (n == 0) break;
             h.update(buf.data(), static_cast<size_t>(n));
-            if (fv && total + static_cast<uint64_t>(n) <= job.before.stx_size) fv->update(buf.data(), static_cast<size_t>(n));
+            if (fv && total + static_cast<uint64_t>(n) <= job.before.stx_size)
+                fv->update(buf.data(), static_cast<size_t>(n));
             total += static_cast<uint64_t>(n);
         }
         std::string digest = h.hex();
         // The content read must be the content the stamps describe; otherwise the file changed under us.
         struct statx after = statx_fd(fd, what);
-        if (total != job.before.stx_size || !same_stamp(job.before, after))
-            fail(what + ": changed while being hashed");
+        if (total != job.before.stx_size || !same_stamp(job.before, after)) fail(what + ": changed while being hashed");
         job.entry->sha256 = std::move(digest);
         if (fv) job.entry->fsverity = fv->hex();
         if (stats_) bytes_ += total;
@@ -546,7 +552,8 @@ std::string render_entry(const Entry& e) {
     if (e.type == 'f') l += " size=" + std::to_string(e.size) + " sha256=" + e.sha256;
     if (e.type == 'f' && !e.fsverity.empty()) l += " fsverity=" + e.fsverity;
     if (e.type == 'l') l += " target=" + encode_field(e.target);
-    if (e.type == 'c' || e.type == 'b') l += " rdev=" + std::to_string(e.rdev_major) + ":" + std::to_string(e.rdev_minor);
+    if (e.type == 'c' || e.type == 'b')
+        l += " rdev=" + std::to_string(e.rdev_major) + ":" + std::to_string(e.rdev_minor);
     return l + render_xattrs(e.xattrs) + '\n';
 }
 
@@ -717,7 +724,8 @@ std::optional<Image> parse_image_line(std::string_view line, std::string* why) {
     };
     if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
     auto f = split(line, ' ');
-    if (f.size() != 10 || f[0] != "image") return no("expected image FILE size= sha256= fstype= data_blocks= hash_offset= block= salt= root=");
+    if (f.size() != 10 || f[0] != "image")
+        return no("expected image FILE size= sha256= fstype= data_blocks= hash_offset= block= salt= root=");
     Image im;
     auto file = decode_field(f[1]);
     if (!file || file->empty() || *file == "." || *file == ".." || file->find('/') != std::string::npos)
@@ -738,7 +746,8 @@ std::optional<Image> parse_image_line(std::string_view line, std::string* why) {
         return no("image: malformed number");
     im.block = block;
     if (!is_hex(v[1], 64)) return no("image: malformed sha256");
-    if (v[2] != "ext4" && v[2] != "erofs" && v[2] != "squashfs") return no("image: fstype must be ext4, erofs or squashfs");
+    if (v[2] != "ext4" && v[2] != "erofs" && v[2] != "squashfs")
+        return no("image: fstype must be ext4, erofs or squashfs");
     im.sha256 = v[1];
     im.fstype = v[2];
     // dm-verity's limits: a power of two between 512 bytes and the page size (4096 on x86_64).
@@ -814,11 +823,13 @@ Manifest parse_manifest(std::string_view text, const std::string& name) {
         e.type = f[1][0];
         if (f[2].size() != 4 || !parse_u32(f[2], e.mode, 8) || e.mode > 07777)
             bad(lineno, encode_field(e.path) + ": malformed mode " + std::string(f[2]));
-        if (!parse_u32(f[3], e.uid) || !parse_u32(f[4], e.gid)) bad(lineno, encode_field(e.path) + ": malformed uid/gid");
+        if (!parse_u32(f[3], e.uid) || !parse_u32(f[4], e.gid))
+            bad(lineno, encode_field(e.path) + ": malformed uid/gid");
         if (m.entries.empty()) {
             if (e.path != "/" || e.type != 'd') bad(lineno, "the first entry must be the rootfs directory /");
         } else {
-            if (!(m.entries.back().path < e.path)) bad(lineno, encode_field(e.path) + ": out of canonical order or duplicate");
+            if (!(m.entries.back().path < e.path))
+                bad(lineno, encode_field(e.path) + ": out of canonical order or duplicate");
             std::string parent = e.path.substr(0, e.path.rfind('/'));
             if (parent.empty()) parent = "/";
             auto pit = seen.find(parent);
@@ -829,14 +840,16 @@ Manifest parse_manifest(std::string_view text, const std::string& name) {
         std::string last_xattr;
         for (size_t k = 5; k < f.size(); ++k) {
             auto eq = f[k].find('=');
-            if (eq == std::string_view::npos) bad(lineno, encode_field(e.path) + ": malformed field " + std::string(f[k]));
+            if (eq == std::string_view::npos)
+                bad(lineno, encode_field(e.path) + ": malformed field " + std::string(f[k]));
             std::string_view key = f[k].substr(0, eq), val = f[k].substr(eq + 1);
             if (key == "link" && k == 5 && f.size() == 6 && e.type != 'd') {
                 auto t = decode_field(val);
                 if (!t || !path_problem(*t).empty()) bad(lineno, encode_field(e.path) + ": malformed link");
                 auto it = seen.find(*t);
                 if (it == seen.end() || it->second.first != e.type)
-                    bad(lineno, encode_field(e.path) + ": link to " + std::string(val) + ", not an earlier entry of the same type");
+                    bad(lineno, encode_field(e.path) + ": link to " + std::string(val) +
+                                    ", not an earlier entry of the same type");
                 if (it->second.second) bad(lineno, encode_field(e.path) + ": link to a link");
                 e.link = *t;
             } else if (key == "size" && e.type == 'f' && k == 5) {
@@ -872,7 +885,8 @@ Manifest parse_manifest(std::string_view text, const std::string& name) {
             }
         }
         if (e.link.empty()) {
-            if (e.type == 'f' && !(have_size && have_sha)) bad(lineno, encode_field(e.path) + ": size and sha256 required");
+            if (e.type == 'f' && !(have_size && have_sha))
+                bad(lineno, encode_field(e.path) + ": size and sha256 required");
             if (e.type == 'l' && !have_target) bad(lineno, encode_field(e.path) + ": target required");
             if ((e.type == 'c' || e.type == 'b') && !have_rdev) bad(lineno, encode_field(e.path) + ": rdev required");
         }

@@ -23,27 +23,27 @@ inline constexpr const char* kSignatureSuffix = ".p7s";
 inline constexpr const char* kRootfsImage = "rootfs.img";  // what `sign --image` writes into the bundle
 
 struct Entry {
-    std::string path;  // raw bytes, absolute within the rootfs: "/", "/bin", "/bin/sh"
-    char type = 0;     // d f l c b p s
-    uint32_t mode = 0; // permission bits incl. setuid/setgid/sticky (st_mode & 07777)
+    std::string path;   // raw bytes, absolute within the rootfs: "/", "/bin", "/bin/sh"
+    char type = 0;      // d f l c b p s
+    uint32_t mode = 0;  // permission bits incl. setuid/setgid/sticky (st_mode & 07777)
     uint32_t uid = 0, gid = 0;
-    uint64_t size = 0;          // regular files
-    std::string sha256;         // regular files: hex
-    std::string fsverity;       // regular files, optional: fs-verity file digest, hex (fsverity.hpp)
-    std::string target;         // symlinks: raw bytes
+    uint64_t size = 0;                        // regular files
+    std::string sha256;                       // regular files: hex
+    std::string fsverity;                     // regular files, optional: fs-verity file digest, hex (fsverity.hpp)
+    std::string target;                       // symlinks: raw bytes
     uint32_t rdev_major = 0, rdev_minor = 0;  // c, b
-    std::string link;           // non-directories: earlier path of the same inode (hard link)
+    std::string link;                         // non-directories: earlier path of the same inode (hard link)
     std::vector<std::pair<std::string, std::string>> xattrs;  // name, raw value; sorted by name
     // walk-only identity, not rendered
     uint64_t dev = 0, ino = 0, nlink = 0;
-    struct statx_stamp {   // what tree_stamp() renders, kept as numbers (the tree record, cache.hpp)
+    struct statx_stamp {  // what tree_stamp() renders, kept as numbers (the tree record, cache.hpp)
         uint64_t mnt_id = 0, ino = 0, size = 0;
         uint32_t dev_major = 0, dev_minor = 0, mode = 0, uid = 0, gid = 0, nlink = 0;
         int64_t mtime_sec = 0, ctime_sec = 0;
         uint32_t mtime_nsec = 0, ctime_nsec = 0;
         bool has_mnt_id = false;
     } stamp;
-    uint32_t order = 0;    // position in the walk (pre-order: a directory, then everything below it)
+    uint32_t order = 0;  // position in the walk (pre-order: a directory, then everything below it)
 };
 
 // Everything statx says of an entry that a change to it, its content, its xattrs or (for a directory) its
@@ -61,14 +61,14 @@ inline std::string tree_stamp(const struct statx& st) { return tree_stamp(stamp_
 // The hash tree is the image's own tail (from hash_offset), in dm-verity format 1 with SHA-256, no
 // superblock: every parameter comes from here, i.e. from the signed manifest.
 struct Image {
-    std::string file;               // a name in the bundle directory (no '/')
-    uint64_t size = 0;              // of the whole file: data, then the hash tree
-    std::string sha256;             // of the whole file (identifies it; a start does not read it)
-    std::string fstype;             // ext4, erofs or squashfs
-    uint64_t data_blocks = 0;       // of `block` bytes; the filesystem
-    uint64_t hash_offset = 0;       // where the hash tree starts (data_blocks * block)
-    uint32_t block = 4096;          // data and hash block size
-    std::string salt, root;         // hex
+    std::string file;          // a name in the bundle directory (no '/')
+    uint64_t size = 0;         // of the whole file: data, then the hash tree
+    std::string sha256;        // of the whole file (identifies it; a start does not read it)
+    std::string fstype;        // ext4, erofs or squashfs
+    uint64_t data_blocks = 0;  // of `block` bytes; the filesystem
+    uint64_t hash_offset = 0;  // where the hash tree starts (data_blocks * block)
+    uint32_t block = 4096;     // data and hash block size
+    std::string salt, root;    // hex
 };
 // "image FILE size=N sha256=HEX fstype=T data_blocks=N hash_offset=N block=N salt=HEX root=HEX\n"
 std::string render_image(const Image& im);
@@ -77,8 +77,8 @@ std::optional<Image> parse_image_line(std::string_view line, std::string* why);
 
 struct Manifest {
     std::optional<std::string> config_sha256;  // hex; present when the bundle's config.json is signed
-    std::optional<Image> image;                 // the rootfs is this image (then there are no entries)
-    std::vector<Entry> entries;                 // canonical order: bytewise by path
+    std::optional<Image> image;                // the rootfs is this image (then there are no entries)
+    std::vector<Entry> entries;                // canonical order: bytewise by path
 };
 
 struct WalkStats {

@@ -69,7 +69,8 @@ std::string bio_string(BIO* b) {
 
 std::string key_pem(EVP_PKEY* k) {
     Bio b(BIO_new(BIO_s_mem()));
-    if (!PEM_write_bio_PrivateKey(b.get(), k, nullptr, nullptr, 0, nullptr, nullptr)) fail("write key: " + last_error());
+    if (!PEM_write_bio_PrivateKey(b.get(), k, nullptr, nullptr, 0, nullptr, nullptr))
+        fail("write key: " + last_error());
     return bio_string(b.get());
 }
 
@@ -124,7 +125,7 @@ std::vector<Crl> load_crls(const std::string& path) { return load_crls_text(read
 
 // Seconds since the epoch, or nullopt (then the verdict is simply not cached: never a refusal).
 std::optional<time_t> asn1_epoch(const ASN1_TIME* t) {
-    struct tm tm{};
+    struct tm tm {};
     if (!t || !ASN1_TIME_to_tm(t, &tm)) {
         ERR_clear_error();
         return std::nullopt;
@@ -151,15 +152,16 @@ Int random_serial() {
     return Int(BN_to_ASN1_INTEGER(bn.get(), nullptr));
 }
 
-Cert make_cert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* issuer_key, Kind kind,
-               const Validity& v, const std::string& eku) {
+Cert make_cert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* issuer_key, Kind kind, const Validity& v,
+               const std::string& eku) {
     Cert c(X509_new());
     X509_set_version(c.get(), 2);  // v3
     Int serial = random_serial();
     X509_set_serialNumber(c.get(), serial.get());
     X509_NAME* name = X509_get_subject_name(c.get());
     X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>("trustme"), -1, -1, 0);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
+                               0);
     X509_set_issuer_name(c.get(), issuer ? X509_get_subject_name(issuer) : name);
     time_t now = ::time(nullptr);
     time_t nb = v.not_before.value_or(now - 300);  // 5 minutes of slack for clocks that disagree a little
@@ -248,7 +250,9 @@ Signer describe(X509* c) {
 
 void check_name(const std::string& name) {
     if (name.empty() || name.size() > 64 || name.find('/') != std::string::npos || name[0] == '.' ||
-        !std::all_of(name.begin(), name.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'; }))
+        !std::all_of(name.begin(), name.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+        }))
         fail("--name " + name + ": use letters, digits, '-', '_', '.' (no '/', not starting with '.')");
 }
 
@@ -384,7 +388,7 @@ void pki_revoke(const std::string& dir, const std::string& name) {
                 if (ASN1_INTEGER_cmp(X509_REVOKED_get0_serialNumber(r), X509_get0_serialNumber(victim.get())) == 0)
                     fail(join(dir, name + ".pem") + ": already revoked");
                 time_t when = ::time(nullptr);
-                struct tm tm{};
+                struct tm tm {};
                 if (ASN1_TIME_to_tm(X509_REVOKED_get0_revocationDate(r), &tm)) when = timegm(&tm);
                 revoked.push_back({Int(ASN1_INTEGER_dup(X509_REVOKED_get0_serialNumber(r))), when});
             }
@@ -454,7 +458,8 @@ Verdict cms_verify(const std::string& sig, const std::string& sig_name, const tr
     // Step 2: the chain to a policy anchor, at the current time, with CRLs.
     CertStack untrusted(CMS_get1_certs(cms.get()));
     StoreCtx ctx(X509_STORE_CTX_new());
-    if (!X509_STORE_CTX_init(ctx.get(), store.get(), signer, untrusted.get())) fail("X509_STORE_CTX_init: " + last_error());
+    if (!X509_STORE_CTX_init(ctx.get(), store.get(), signer, untrusted.get()))
+        fail("X509_STORE_CTX_init: " + last_error());
     if (X509_verify_cert(ctx.get()) != 1) {
         int err = X509_STORE_CTX_get_error(ctx.get());
         X509* bad = X509_STORE_CTX_get_current_cert(ctx.get());

@@ -27,9 +27,7 @@ constexpr const char* kSystemCacheDir = "/var/lib/trustme/verify-cache";
 // Whose defaults apply: the system's for root of the host; the user's own for anyone else, an unprivileged
 // user or root of a user namespace (rootless podman runs us so). A user can run any runtime they like, so
 // the system policy cannot bind them, and the system's cache is not theirs to write.
-bool user_scope() {
-    return ::geteuid() != 0 || !procfs::initial_user_ns();
-}
+bool user_scope() { return ::geteuid() != 0 || !procfs::initial_user_ns(); }
 
 // $VAR if it is absolute (the XDG Base Directory Specification ignores relative values), else
 // $HOME/fallback; empty when neither is usable.
@@ -65,8 +63,7 @@ std::string anchor(const std::string& origin, const std::string& p) {
     return origin.substr(0, slash + 1) + p;
 }
 
-std::vector<std::string> string_list(const std::string& origin, const nlohmann::json& j,
-                                     const std::string& field) {
+std::vector<std::string> string_list(const std::string& origin, const nlohmann::json& j, const std::string& field) {
     if (!j.is_array()) bad(origin, field, "must be an array of strings, not " + type_name(j));
     std::vector<std::string> out;
     for (size_t i = 0; i < j.size(); ++i) {
@@ -155,8 +152,7 @@ Policy parse(const std::string& text, const std::string& origin) {
             if (!v.is_boolean()) bad(origin, k, "must be true or false");
             p.attestation = v.get<bool>();
         } else if (k == "event_log") {
-            if (!v.is_string() || v.get_ref<const std::string&>().empty())
-                bad(origin, k, "must be a non-empty path");
+            if (!v.is_string() || v.get_ref<const std::string&>().empty()) bad(origin, k, "must be a non-empty path");
             p.event_log = anchor(origin, v.get<std::string>());
         } else if (k == "verify_cache") {
             // true and false: the policies written before the modes had names.

@@ -17,16 +17,17 @@ enum class SignatureMode { Off, Warn, Required };
 enum class VerifyCache { Off, Stamps, VerityOnly };
 
 struct Policy {
-    std::string path;                        // file it was read from; empty: no policy file exists
+    std::string path;                              // file it was read from; empty: no policy file exists
     SignatureMode signature = SignatureMode::Off;  // default: Required when a file exists, Off when none
-    std::vector<std::string> trust_anchors;  // CA files or directories, relative paths resolved from the policy's dir
-    std::vector<std::string> crls;           // CRL files (PEM or DER)
-    std::string tcti = "device:/dev/tpmrm0"; // TPM used by volumes and attestation
-    uint32_t pcr = 11;                       // PCR that container measurements extend
-    bool attestation = false;                // runtime inserts `trustme-attest hook measure` as first createRuntime hook
+    std::vector<std::string> trust_anchors;   // CA files or directories, relative paths resolved from the policy's dir
+    std::vector<std::string> crls;            // CRL files (PEM or DER)
+    std::string tcti = "device:/dev/tpmrm0";  // TPM used by volumes and attestation
+    uint32_t pcr = 11;                        // PCR that container measurements extend
+    bool attestation = false;  // runtime inserts `trustme-attest hook measure` as first createRuntime hook
     std::string event_log = "/var/lib/trustme/measurements.cel.json";
     VerifyCache verify_cache = VerifyCache::Stamps;  // what may be reused between starts
-    std::string verify_cache_dir = "/var/lib/trustme/verify-cache";  // the store of the cache, owned by its user (docs/signing.md)
+    std::string verify_cache_dir =
+        "/var/lib/trustme/verify-cache";  // the store of the cache, owned by its user (docs/signing.md)
     nlohmann::json constraints = nlohmann::json::object();  // judged against engine-generated configs
 };
 

@@ -130,7 +130,7 @@ time_t parse_time(const std::string& opt, const std::string& s) {
         long long v = std::strtoll(s.c_str() + 1, &end, 10);
         if (end && *end == '\0' && end != s.c_str() + 1) return static_cast<time_t>(v);
     } else {
-        struct tm tm{};
+        struct tm tm {};
         const char* e = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
         if (!e || *e) {
             tm = {};
@@ -184,7 +184,8 @@ Bundle open_bundle(const std::string& path) {
 int cmd_pki(int argc, char** argv) {
     if (argc < 3) fail("pki: expected init, issue or revoke");
     std::string sub = argv[2];
-    Args a = parse_args(argc, argv, 3, {"dir", "name", "algo", "days", "cn", "not-before", "not-after", "eku", "purpose"}, {});
+    Args a = parse_args(argc, argv, 3,
+                        {"dir", "name", "algo", "days", "cn", "not-before", "not-after", "eku", "purpose"}, {});
     if (!a.pos.empty()) fail("pki " + sub + ": unexpected argument " + a.pos[0]);
     std::string dir = a.need("dir");
     KeySpec k = parse_key_spec(a.get("algo", "ec"));
@@ -225,12 +226,12 @@ void enable_verity_all(const Bundle& b, const Manifest& m) {
     for (const Entry& e : m.entries) {
         if (e.type != 'f' || !e.link.empty()) continue;
         const std::string what = b.rootfs_path + e.path;
-        struct open_how how{};
+        struct open_how how {};
         how.flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
         how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
         UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, b.rootfs.get(), e.path.c_str() + 1, &how, sizeof how)));
         if (!fd) fail_errno(what);
-        struct stat st{};
+        struct stat st {};
         if (::fstat(fd.get(), &st) < 0 || !S_ISREG(st.st_mode)) fail(what + ": not a regular file");
         enable_verity(fd.get(), what);
         int err = 0;
@@ -273,7 +274,8 @@ int cmd_sign(int argc, char** argv) {
     }
     // Everything is computed before anything is written: a failure leaves the bundle as it was.
     const bool verity = a.has("verity");
-    if (a.has("image") && (embedded || verity)) fail("--image: signs the bundle location only, without --embedded or --verity");
+    if (a.has("image") && (embedded || verity))
+        fail("--image: signs the bundle location only, without --embedded or --verity");
     std::optional<PendingImage> image;
     std::string manifest;
     if (a.has("image")) {
@@ -349,8 +351,8 @@ int cmd_verify(int argc, char** argv) {
              "%.1f MB hashed in %.3f s (%.1f MB/s)",
              static_cast<unsigned long long>(st.entries), static_cast<unsigned long long>(st.files),
              static_cast<unsigned long long>(st.cache_hits), static_cast<unsigned long long>(st.verity_files),
-             static_cast<unsigned long long>(st.links),
-             static_cast<unsigned long long>(st.link_cache_hits), static_cast<double>(st.bytes_hashed) / 1e6, secs,
+             static_cast<unsigned long long>(st.links), static_cast<unsigned long long>(st.link_cache_hits),
+             static_cast<double>(st.bytes_hashed) / 1e6, secs,
              secs > 0 ? static_cast<double>(st.bytes_hashed) / 1e6 / secs : 0.0);
     std::cout << "verified " << b.path << "\n"
               << "  location:  " << res.location << "\n"
@@ -380,7 +382,7 @@ void print_manifest_summary(const std::string& text, const std::string& name) {
 int cmd_inspect(int argc, char** argv) {
     Args a = parse_args(argc, argv, 2, {}, {});
     std::string p = one_positional(a, "BUNDLE, MANIFEST or SIGNATURE");
-    struct stat st{};
+    struct stat st {};
     if (::stat(p.c_str(), &st) < 0) fail_errno(p);
     if (!S_ISDIR(st.st_mode)) {
         std::string data = read_file_at(AT_FDCWD, p);  // a fifo or device: one line, no hang
@@ -396,7 +398,11 @@ int cmd_inspect(int argc, char** argv) {
                                std::pair{b.rootfs_path + "/" + kEmbeddedDir + "/" + kEmbeddedManifest, "rootfs"}}) {
         if (!path_exists(m)) continue;
         any = true;
-        std::cout << " location " << location << (location == std::string("bundle") || !path_exists(b.path + "/" + kBundleManifest) ? "" : " (shadowed by the bundle location)") << ":\n";
+        std::cout << " location " << location
+                  << (location == std::string("bundle") || !path_exists(b.path + "/" + kBundleManifest)
+                          ? ""
+                          : " (shadowed by the bundle location)")
+                  << ":\n";
         print_manifest_summary(read_file_at(AT_FDCWD, m), m);
         std::string sig = m + kSignatureSuffix;
         if (path_exists(sig)) print_signers(read_file_at(AT_FDCWD, sig), sig);

@@ -32,7 +32,7 @@ UniqueFd open_opt(int dirfd, const char* name, const std::string& display, int e
         fail_errno(display);
     }
     UniqueFd owned(fd);
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd, &st) < 0) fail_errno(display);
     bool want_dir = extra & O_DIRECTORY;
     if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
@@ -64,7 +64,9 @@ struct Found {
     std::string manifest_name, signature_name;
 };
 
-std::string read_manifest(const Found& f) { return trustme::read_all(f.manifest_fd.get(), f.manifest_name, kMaxManifest); }
+std::string read_manifest(const Found& f) {
+    return trustme::read_all(f.manifest_fd.get(), f.manifest_name, kMaxManifest);
+}
 
 template <typename RootfsName>
 Found locate(const trustme_verify_request& req, const std::string& bundle, const RootfsName& rootfs) {
@@ -77,7 +79,7 @@ Found locate(const trustme_verify_request& req, const std::string& bundle, const
         UniqueFd s = open_opt(dirfd, sig.c_str(), f.signature_name);
         if (!s) fail(f.signature_name + ": missing (the manifest is not signed)");
         f.signature = trustme::read_all(s.get(), f.signature_name, kMaxSignature);
-        struct stat st{};
+        struct stat st {};
         if (::fstat(m.get(), &st) < 0) fail_errno(display);
         if (static_cast<uint64_t>(st.st_size) > kMaxManifest)
             fail(display + ": larger than " + std::to_string(kMaxManifest) + " bytes");
@@ -101,8 +103,8 @@ Found locate(const trustme_verify_request& req, const std::string& bundle, const
 
 }  // namespace
 
-bool verify_run(const trustme_verify_request& req, trustme_verify_result& res, const trustme::signing::policy::Policy& pol,
-                const VerifyCore& opt, WalkStats* stats) {
+bool verify_run(const trustme_verify_request& req, trustme_verify_result& res,
+                const trustme::signing::policy::Policy& pol, const VerifyCore& opt, WalkStats* stats) {
     const std::string bundle = req.bundle_path && *req.bundle_path ? req.bundle_path : "bundle";
     std::string_view config(req.config_json ? req.config_json : "", req.config_json ? req.config_len : 0);
     // The rootfs path only names things in messages: parsing config.json for it waits until one is needed.
@@ -192,13 +194,14 @@ bool verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
         const std::string what = bundle + "/" + im.file;
         UniqueFd img = open_opt(req.bundle_fd, im.file.c_str(), what);
         if (!img) fail(what + ": missing (the manifest names it as the rootfs image)");
-        struct stat st{};
+        struct stat st {};
         if (::fstat(img.get(), &st) < 0) fail_errno(what);
         if (static_cast<uint64_t>(st.st_size) != im.size)
             fail(what + ": " + std::to_string(st.st_size) + " bytes, the manifest says " + std::to_string(im.size));
         std::string line = render_image(im);
         line.pop_back();
-        if (line.size() >= sizeof res.image) fail(f.manifest_name + ": image line longer than " + std::to_string(sizeof res.image - 1) + " bytes");
+        if (line.size() >= sizeof res.image)
+            fail(f.manifest_name + ": image line longer than " + std::to_string(sizeof res.image - 1) + " bytes");
         put(res.image, line);
         if (stats) stats->signature_cached = signature_cached;
         return true;
@@ -231,6 +234,5 @@ bool verify_run(const trustme_verify_request& req, trustme_verify_result& res, c
         remember_tree(store.get(), req.rootfs_fd, tree_key, *actual, walk_start, verity_record);
     return true;
 }
-
 
 }  // namespace trustme::signing

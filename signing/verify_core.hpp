@@ -21,8 +21,8 @@ struct VerifyCore {
 
 // True when verified; false (warm only) when the caches cannot decide; throws Error (the one-line reason)
 // when the bundle is refused. Fills res's location and digests as it goes, and signer_subject when verified.
-[[nodiscard]] bool verify_run(const trustme_verify_request& req, trustme_verify_result& res, const trustme::signing::policy::Policy& pol,
-                const VerifyCore& opt, WalkStats* stats);
+[[nodiscard]] bool verify_run(const trustme_verify_request& req, trustme_verify_result& res,
+                              const trustme::signing::policy::Policy& pol, const VerifyCore& opt, WalkStats* stats);
 
 // Copy into a fixed C buffer as one line (the ABI promises one line; truncation keeps the NUL).
 template <size_t N>

@@ -16,11 +16,11 @@ extern "C" {
 
 struct trustme_verify_request {
     int abi;                 /* TRUSTME_VERIFY_ABI */
-    const char *policy_path; /* policy file to apply */
-    const char *bundle_path; /* for messages */
+    const char* policy_path; /* policy file to apply */
+    const char* bundle_path; /* for messages */
     int bundle_fd;           /* O_DIRECTORY fd of the bundle */
     int rootfs_fd;           /* O_DIRECTORY fd of the rootfs the runtime will mount */
-    const char *config_json; /* exact bytes of config.json as parsed by the runtime */
+    const char* config_json; /* exact bytes of config.json as parsed by the runtime */
     size_t config_len;
 };
 
@@ -37,7 +37,7 @@ struct trustme_verify_result {
 };
 
 /* 0: verified (or allowed in warn mode); non-zero: refused, reason in result->error. */
-int trustme_verify_bundle(const struct trustme_verify_request *req, struct trustme_verify_result *result);
+int trustme_verify_bundle(const struct trustme_verify_request* req, struct trustme_verify_result* result);
 
 #ifdef __cplusplus
 }

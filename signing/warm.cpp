@@ -8,7 +8,8 @@ namespace trustme::signing {
 
 bool verify_warm(const trustme_verify_request& req, const trustme::signing::policy::Policy& pol,
                  trustme_verify_result& res) noexcept {
-    if (pol.signature == trustme::signing::policy::SignatureMode::Off || pol.verify_cache == trustme::signing::policy::VerifyCache::Off)
+    if (pol.signature == trustme::signing::policy::SignatureMode::Off ||
+        pol.verify_cache == trustme::signing::policy::VerifyCache::Off)
         return false;
     std::memset(&res, 0, sizeof res);
     try {

@@ -48,8 +48,7 @@ void throw_rc(const std::string& tcti, uint32_t rc, const std::string& what) {
                 cause = Cause::NoTpm;
                 why = "the TPM has not been started up (TPM2_Startup)";
                 break;
-            default:
-                break;
+            default: break;
         }
     } else if ((rc & TSS2_RC_LAYER_MASK) == TSS2_TCTI_RC_LAYER) {
         cause = Cause::NoTpm;
@@ -110,7 +109,8 @@ std::vector<uint8_t> PcrTpm::pcr_read(uint32_t pcr) {
     TSS2_RC rc = Tss2_Sys_PCR_Read(S(sys_), nullptr, &sel, &counter, &sel_out, &values, nullptr);
     if (rc != TSS2_RC_SUCCESS) throw_rc(tcti_, rc, "PCR_Read " + std::to_string(pcr));
     if (values.count != 1)
-        throw TpmError(Cause::Other, "TPM (" + tcti_ + "): PCR " + std::to_string(pcr) + ": the sha256 bank is not allocated");
+        throw TpmError(Cause::Other,
+                       "TPM (" + tcti_ + "): PCR " + std::to_string(pcr) + ": the sha256 bank is not allocated");
     return std::vector<uint8_t>(values.digests[0].buffer, values.digests[0].buffer + values.digests[0].size);
 }
 

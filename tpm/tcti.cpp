@@ -27,7 +27,7 @@ constexpr size_t kMaxResponse = 16384;  // well above a TPM's MAX_RESPONSE_SIZE 
 // Standard layout, the common part first: the context pointer tss2 passes around points at `common`.
 struct SwtpmSocket {
     TSS2_TCTI_CONTEXT_COMMON_V2 common;
-    UniqueFd fd;  // closed by finalize (the TCTI contract), else when the context is deleted
+    UniqueFd fd;      // closed by finalize (the TCTI contract), else when the context is deleted
     bool pending;     // a command was sent and its response not yet handed out
     size_t resp_len;  // the response is read whole before it is handed out (a caller may ask its size first)
     uint8_t resp[kMaxResponse];
@@ -147,14 +147,15 @@ Tcti::Tcti(const std::string& tcti) {
     if (!swtpm_unix_path(tcti, &path)) {
         TSS2_RC rc = Tss2_TctiLdr_Initialize(tcti.c_str(), &ctx_);
         if (rc != TSS2_RC_SUCCESS)
-            throw TpmError(Cause::NoTpm, "TPM (" + tcti + "): cannot open the TPM through this TCTI (no TPM, or a wrong TCTI string): " +
-                                             Tss2_RC_Decode(rc));
+            throw TpmError(
+                Cause::NoTpm,
+                "TPM (" + tcti +
+                    "): cannot open the TPM through this TCTI (no TPM, or a wrong TCTI string): " + Tss2_RC_Decode(rc));
         return;
     }
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
-    if (path.size() >= sizeof sa.sun_path)
-        throw TpmError(Cause::NoTpm, "TPM (" + tcti + "): socket path too long");
+    if (path.size() >= sizeof sa.sun_path) throw TpmError(Cause::NoTpm, "TPM (" + tcti + "): socket path too long");
     path.copy(sa.sun_path, sizeof sa.sun_path - 1);
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) throw TpmError(Cause::NoTpm, "TPM (" + tcti + "): socket: " + strerror(errno));
@@ -162,7 +163,8 @@ Tcti::Tcti(const std::string& tcti) {
     do rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
     while (rc < 0 && errno == EINTR);
     if (rc < 0)
-        throw TpmError(Cause::NoTpm, "TPM (" + tcti + "): cannot connect to " + path + " (no swtpm there?): " + strerror(errno));
+        throw TpmError(Cause::NoTpm,
+                       "TPM (" + tcti + "): cannot connect to " + path + " (no swtpm there?): " + strerror(errno));
     auto* s = new SwtpmSocket{};
     s->fd = std::move(fd);
     auto& v1 = s->common.v1;

@@ -117,8 +117,7 @@ TPM2B_PUBLIC srk_template() {
     p.type = TPM2_ALG_ECC;
     p.nameAlg = TPM2_ALG_SHA256;
     p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                         TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |
-                         TPMA_OBJECT_DECRYPT;
+                         TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
     p.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_AES;
     p.parameters.eccDetail.symmetric.keyBits.aes = 128;
     p.parameters.eccDetail.symmetric.mode.aes = TPM2_ALG_CFB;
@@ -188,11 +187,10 @@ SecretBytes& SecretBytes::operator=(SecretBytes&& o) noexcept {
 
 SecretBytes::~SecretBytes() { explicit_bzero(bytes.data(), bytes.size()); }
 
-
 std::string SealedObject::to_json() const {
-    nlohmann::json j = {{"version", 1},      {"type", "trustme-tpm2-sealed"}, {"pcr_bank", "sha256"},
-                        {"pcrs", pcrs},      {"auth", has_auth},             {"public", to_hex(public_area)},
-                        {"private", to_hex(private_area)}};
+    nlohmann::json j = {
+        {"version", 1},     {"type", "trustme-tpm2-sealed"}, {"pcr_bank", "sha256"},           {"pcrs", pcrs},
+        {"auth", has_auth}, {"public", to_hex(public_area)}, {"private", to_hex(private_area)}};
     return j.dump();
 }
 
@@ -266,13 +264,14 @@ std::map<uint32_t, std::vector<uint8_t>> Tpm::pcr_read(const std::vector<uint32_
         UINT32 counter = 0;
         TPML_PCR_SELECTION* sel_out_raw = nullptr;
         TPML_DIGEST* values_raw = nullptr;
-        TSS2_RC rc = Esys_PCR_Read(E(ctx_), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel, &counter,
-                                   &sel_out_raw, &values_raw);
+        TSS2_RC rc =
+            Esys_PCR_Read(E(ctx_), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel, &counter, &sel_out_raw, &values_raw);
         EsysPtr<TPML_PCR_SELECTION> sel_out(sel_out_raw);
         EsysPtr<TPML_DIGEST> values(values_raw);
         if (rc != TSS2_RC_SUCCESS) fail_rc(rc, "PCR_Read " + std::to_string(p));
         if (values->count != 1)
-            throw TpmError(Cause::Other, "TPM (" + tcti_ + "): PCR " + std::to_string(p) + ": the sha256 bank is not allocated");
+            throw TpmError(Cause::Other,
+                           "TPM (" + tcti_ + "): PCR " + std::to_string(p) + ": the sha256 bank is not allocated");
         out[p] = std::vector<uint8_t>(values->digests[0].buffer, values->digests[0].buffer + values->digests[0].size);
     }
     return out;
@@ -316,8 +315,8 @@ void create_srk(ESYS_CONTEXT* ctx, Transient& h, const std::function<void(TSS2_R
     TPM2B_PUBLIC tmpl = srk_template();
     TPM2B_DATA outside{};
     TPML_PCR_SELECTION creation_pcr{};
-    TSS2_RC rc = Esys_CreatePrimary(ctx, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
-                                    &tmpl, &outside, &creation_pcr, h.out(), nullptr, nullptr, nullptr, nullptr);
+    TSS2_RC rc = Esys_CreatePrimary(ctx, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
+                                    &outside, &creation_pcr, h.out(), nullptr, nullptr, nullptr, nullptr);
     if (rc != TSS2_RC_SUCCESS) onerr(rc, "CreatePrimary (storage root key)");
 }
 
@@ -326,9 +325,8 @@ void create_srk(ESYS_CONTEXT* ctx, Transient& h, const std::function<void(TSS2_R
 void start_session(ESYS_CONTEXT* ctx, ESYS_TR salt_key, TPM2_SE type, Transient& s,
                    const std::function<void(TSS2_RC, const std::string&)>& onerr) {
     const TPMT_SYM_DEF& sym = type == TPM2_SE_TRIAL ? kSymNull : kAes128Cfb;
-    TSS2_RC rc = Esys_StartAuthSession(ctx, type == TPM2_SE_TRIAL ? ESYS_TR_NONE : salt_key, ESYS_TR_NONE,
-                                       ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr, type, &sym,
-                                       TPM2_ALG_SHA256, s.out());
+    TSS2_RC rc = Esys_StartAuthSession(ctx, type == TPM2_SE_TRIAL ? ESYS_TR_NONE : salt_key, ESYS_TR_NONE, ESYS_TR_NONE,
+                                       ESYS_TR_NONE, ESYS_TR_NONE, nullptr, type, &sym, TPM2_ALG_SHA256, s.out());
     if (rc != TSS2_RC_SUCCESS) onerr(rc, "StartAuthSession");
 }
 
@@ -336,10 +334,10 @@ void start_session(ESYS_CONTEXT* ctx, ESYS_TR salt_key, TPM2_SE type, Transient&
 
 SealedObject Tpm::seal(const std::vector<uint8_t>& secret, const std::vector<uint32_t>& pcrs_in,
                        const std::string& auth) {
-    if (secret.empty() || secret.size() > 128)
-        fail("TPM seal: the secret must be 1..128 bytes (TPM MAX_SYM_DATA)");
+    if (secret.empty() || secret.size() > 128) fail("TPM seal: the secret must be 1..128 bytes (TPM MAX_SYM_DATA)");
     std::vector<uint32_t> pcrs = sorted_unique(pcrs_in);
-    if (pcrs.empty() && auth.empty()) fail("TPM seal: neither PCRs nor an auth value given: nothing would protect the secret");
+    if (pcrs.empty() && auth.empty())
+        fail("TPM seal: neither PCRs nor an auth value given: nothing would protect the secret");
     ESYS_CONTEXT* ctx = E(ctx_);
     auto onerr = [this](TSS2_RC rc, const std::string& w) { fail_rc(rc, w); };
 
@@ -413,9 +411,11 @@ SealedObject Tpm::seal(const std::vector<uint8_t>& secret, const std::vector<uin
 
 SecretBytes Tpm::unseal(const SealedObject& obj, const std::string& auth) {
     if (obj.has_auth && auth.empty())
-        throw TpmError(Cause::BadAuth, "TPM (" + tcti_ + "): unseal: the object was sealed with an auth value and none was given");
+        throw TpmError(Cause::BadAuth,
+                       "TPM (" + tcti_ + "): unseal: the object was sealed with an auth value and none was given");
     if (!obj.has_auth && !auth.empty())
-        throw TpmError(Cause::BadAuth, "TPM (" + tcti_ + "): unseal: the object was sealed without an auth value, but one was given");
+        throw TpmError(Cause::BadAuth,
+                       "TPM (" + tcti_ + "): unseal: the object was sealed without an auth value, but one was given");
     ESYS_CONTEXT* ctx = E(ctx_);
     auto onerr = [this](TSS2_RC rc, const std::string& w) { fail_rc(rc, w); };
     auto pub = unmarshal<TPM2B_PUBLIC>(obj.public_area, Tss2_MU_TPM2B_PUBLIC_Unmarshal, "sealed object: public");
@@ -425,7 +425,8 @@ SecretBytes Tpm::unseal(const SealedObject& obj, const std::string& auth) {
     create_srk(ctx, srk, onerr);
     Transient item(ctx);
     TSS2_RC rc = Esys_Load(ctx, srk.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, item.out());
-    if (rc != TSS2_RC_SUCCESS) fail_rc(rc, "Load (sealed object; made by another TPM, or the storage hierarchy was cleared)");
+    if (rc != TSS2_RC_SUCCESS)
+        fail_rc(rc, "Load (sealed object; made by another TPM, or the storage hierarchy was cleared)");
 
     Transient session(ctx);
     start_session(ctx, srk.get(), TPM2_SE_POLICY, session, onerr);
@@ -475,8 +476,8 @@ std::string ec_public_pem(const TPMS_ECC_POINT& pt) {
     OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
     EVP_PKEY_CTX* pctx = EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr);
     EVP_PKEY* pkey = nullptr;
-    bool ok = pctx && EVP_PKEY_fromdata_init(pctx) == 1 &&
-              EVP_PKEY_fromdata(pctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1;
+    bool ok =
+        pctx && EVP_PKEY_fromdata_init(pctx) == 1 && EVP_PKEY_fromdata(pctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1;
     std::string pem;
     if (ok) {
         BIO* bio = BIO_new(BIO_s_mem());
@@ -519,8 +520,8 @@ void create_ak(ESYS_CONTEXT* ctx, Transient& h, TPM2B_PUBLIC** pub,
     TPM2B_PUBLIC tmpl = ak_template();
     TPM2B_DATA outside{};
     TPML_PCR_SELECTION creation_pcr{};
-    TSS2_RC rc = Esys_CreatePrimary(ctx, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                                    &sens, &tmpl, &outside, &creation_pcr, h.out(), pub, nullptr, nullptr, nullptr);
+    TSS2_RC rc = Esys_CreatePrimary(ctx, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
+                                    &tmpl, &outside, &creation_pcr, h.out(), pub, nullptr, nullptr, nullptr);
     if (rc != TSS2_RC_SUCCESS) onerr(rc, "CreatePrimary (attestation key, endorsement hierarchy)");
 }
 
@@ -544,7 +545,8 @@ bool load_saved_ak(ESYS_CONTEXT* ctx, const SavedAk& kept, Transient& h) {
     if (Esys_ContextLoad(ctx, &c, loaded.out()) != TSS2_RC_SUCCESS) return false;
     // What the TPM says the loaded object is, not what the saved blob's metadata says.
     TPM2B_PUBLIC* pub_raw = nullptr;
-    TSS2_RC rc = Esys_ReadPublic(ctx, loaded.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub_raw, nullptr, nullptr);
+    TSS2_RC rc =
+        Esys_ReadPublic(ctx, loaded.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub_raw, nullptr, nullptr);
     EsysPtr<TPM2B_PUBLIC> pub(pub_raw);
     if (rc != TSS2_RC_SUCCESS || marshal(*pub, Tss2_MU_TPM2B_PUBLIC_Marshal) != kept.public_area ||
         !of_ak_template(pub->publicArea))
@@ -555,10 +557,8 @@ bool load_saved_ak(ESYS_CONTEXT* ctx, const SavedAk& kept, Transient& h) {
 }  // namespace
 
 std::string SavedAk::to_json() const {
-    return nlohmann::json{{"version", 1},
-                          {"type", "trustme-ak-context"},
-                          {"context", to_hex(context)},
-                          {"public", to_hex(public_area)}}
+    return nlohmann::json{
+        {"version", 1}, {"type", "trustme-ak-context"}, {"context", to_hex(context)}, {"public", to_hex(public_area)}}
         .dump();
 }
 
@@ -627,8 +627,8 @@ Quote Tpm::quote(const std::vector<uint8_t>& nonce, const std::vector<uint32_t>&
     TPML_PCR_SELECTION sel = pcr_selection(pcrs);
     TPM2B_ATTEST* att_raw = nullptr;
     TPMT_SIGNATURE* sig_raw = nullptr;
-    TSS2_RC rc = Esys_Quote(ctx, ak.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &q, &scheme, &sel,
-                            &att_raw, &sig_raw);
+    TSS2_RC rc =
+        Esys_Quote(ctx, ak.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &q, &scheme, &sel, &att_raw, &sig_raw);
     EsysPtr<TPM2B_ATTEST> att(att_raw);
     EsysPtr<TPMT_SIGNATURE> sig(sig_raw);
     if (rc != TSS2_RC_SUCCESS) fail_rc(rc, "Quote");
@@ -681,9 +681,9 @@ SecretBytes Tpm::ak_activate_credential(const Credential& cred) {
         TPM2B_PUBLIC tmpl = ek_rsa_template();
         TPM2B_DATA outside{};
         TPML_PCR_SELECTION creation_pcr{};
-        TSS2_RC rc = Esys_CreatePrimary(ctx, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                                        &sens, &tmpl, &outside, &creation_pcr, ek.out(), nullptr, nullptr, nullptr,
-                                        nullptr);
+        TSS2_RC rc =
+            Esys_CreatePrimary(ctx, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
+                               &outside, &creation_pcr, ek.out(), nullptr, nullptr, nullptr, nullptr);
         if (rc != TSS2_RC_SUCCESS) fail_rc(rc, "CreatePrimary (EK)");
     }
     // The EK is usable only through its policy, PolicySecret(TPM_RH_ENDORSEMENT).
@@ -699,8 +699,8 @@ SecretBytes Tpm::ak_activate_credential(const Credential& cred) {
     secret.size = static_cast<UINT16>(cred.encrypted_secret.size());
     memcpy(secret.secret, cred.encrypted_secret.data(), secret.size);
     TPM2B_DIGEST* out_raw = nullptr;
-    rc = Esys_ActivateCredential(ctx, ak.get(), ek.get(), ESYS_TR_PASSWORD, session.get(), ESYS_TR_NONE, &blob,
-                                 &secret, &out_raw);
+    rc = Esys_ActivateCredential(ctx, ak.get(), ek.get(), ESYS_TR_PASSWORD, session.get(), ESYS_TR_NONE, &blob, &secret,
+                                 &out_raw);
     EsysPtr<TPM2B_DIGEST> out(out_raw);
     if (rc != TSS2_RC_SUCCESS) fail_rc(rc, "ActivateCredential (AK not in the TPM of this EK?)");
     SecretBytes s(std::vector<uint8_t>(out->buffer, out->buffer + out->size));

@@ -86,10 +86,10 @@ struct SavedAk {
 
 // A TPM2_Quote result.
 struct Quote {
-    std::vector<uint8_t> attest;         // TPMS_ATTEST as the TPM marshalled it: the signed bytes
-    std::vector<uint8_t> signature_der;  // ECDSA-SHA256 signature, DER (as OpenSSL verifies it)
-    std::vector<uint8_t> signature;      // the same, TPMT_SIGNATURE as the TPM returned it, marshalled
-    std::vector<uint8_t> ak_public;      // TPM2B_PUBLIC of the key that signed, marshalled
+    std::vector<uint8_t> attest;                          // TPMS_ATTEST as the TPM marshalled it: the signed bytes
+    std::vector<uint8_t> signature_der;                   // ECDSA-SHA256 signature, DER (as OpenSSL verifies it)
+    std::vector<uint8_t> signature;                       // the same, TPMT_SIGNATURE as the TPM returned it, marshalled
+    std::vector<uint8_t> ak_public;                       // TPM2B_PUBLIC of the key that signed, marshalled
     std::map<uint32_t, std::vector<uint8_t>> pcr_values;  // sha256 bank, read right after the quote
 };
 

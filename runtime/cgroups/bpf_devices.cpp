@@ -123,10 +123,8 @@ void attach_device_filter(const std::string& cgroup_dir, const std::vector<Devic
     attr.query.attach_type = BPF_CGROUP_DEVICE;
     attr.query.prog_ids = reinterpret_cast<uint64_t>(old.data());
     attr.query.prog_cnt = static_cast<uint32_t>(old.size());
-    if (sys_bpf(BPF_PROG_QUERY, attr) == 0)
-        old.resize(attr.query.prog_cnt);
-    else
-        old.clear();
+    if (sys_bpf(BPF_PROG_QUERY, attr) == 0) old.resize(attr.query.prog_cnt);
+    else old.clear();
 
     std::memset(&attr, 0, sizeof attr);
     attr.target_fd = static_cast<uint32_t>(cg.get());

@@ -30,10 +30,10 @@ void validate(const nlohmann::json& resources);
 // One OCI linux.resources.devices rule (also used for the defaults the runtime always allows).
 struct DeviceRule {
     bool allow = false;
-    char type = 'a';        // 'a', 'c', 'b'
-    int64_t major = -1;     // -1 = wildcard '*'
-    int64_t minor = -1;     // -1 = wildcard '*'
-    std::string access;     // non-empty subset of "rwm" (runc rejects an empty access)
+    char type = 'a';     // 'a', 'c', 'b'
+    int64_t major = -1;  // -1 = wildcard '*'
+    int64_t minor = -1;  // -1 = wildcard '*'
+    std::string access;  // non-empty subset of "rwm" (runc rejects an empty access)
 };
 
 // The rules enforced for a config: "deny all", then the config's rules in order, then the default
@@ -73,10 +73,10 @@ public:
     virtual ~Manager();
 
     virtual Mode mode() const = 0;
-    virtual nlohmann::json save() const = 0;  // enough to find and remove everything later
-    virtual void create_dirs() = 0;           // mkdir in every hierarchy; on error remove what it made
-    virtual void apply(const nlohmann::json& resources) = 0;  // write limits; error names file and value
-    virtual void add_process(pid_t pid) = 0;  // cgroup.procs in every hierarchy
+    virtual nlohmann::json save() const = 0;                   // enough to find and remove everything later
+    virtual void create_dirs() = 0;                            // mkdir in every hierarchy; on error remove what it made
+    virtual void apply(const nlohmann::json& resources) = 0;   // write limits; error names file and value
+    virtual void add_process(pid_t pid) = 0;                   // cgroup.procs in every hierarchy
     virtual void update(const nlohmann::json& resources) = 0;  // runc update
     virtual void freeze() = 0;
     virtual void thaw() = 0;

@@ -68,8 +68,7 @@ std::string unescape(const std::string& s) {
     std::string out;
     for (size_t i = 0; i < s.size(); ++i) {
         if (s[i] == '\\' && i + 3 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1])) &&
-            std::isdigit(static_cast<unsigned char>(s[i + 2])) &&
-            std::isdigit(static_cast<unsigned char>(s[i + 3]))) {
+            std::isdigit(static_cast<unsigned char>(s[i + 2])) && std::isdigit(static_cast<unsigned char>(s[i + 3]))) {
             out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
             i += 3;
         } else {
@@ -331,8 +330,10 @@ std::vector<std::string> rdma_lines(const nlohmann::json& rdma) {
     if (!rdma.is_object()) return out;
     for (auto& [dev, lim] : rdma.items()) {
         std::string line = dev;
-        if (auto h = get_u64(lim, "hcaHandles", "linux.resources.rdma." + dev)) line += " hca_handle=" + std::to_string(*h);
-        if (auto o = get_u64(lim, "hcaObjects", "linux.resources.rdma." + dev)) line += " hca_object=" + std::to_string(*o);
+        if (auto h = get_u64(lim, "hcaHandles", "linux.resources.rdma." + dev))
+            line += " hca_handle=" + std::to_string(*h);
+        if (auto o = get_u64(lim, "hcaObjects", "linux.resources.rdma." + dev))
+            line += " hca_object=" + std::to_string(*o);
         if (line != dev) out.push_back(line);
     }
     return out;
@@ -369,10 +370,10 @@ nlohmann::json cpuset_stats(const std::string& dir, const char* cpus_file, const
     nlohmann::json out = {{"cpus", expand_list(try_read(dir, cpus_file).value_or(""))},
                           {"mems", expand_list(try_read(dir, mems_file).value_or(""))}};
     const std::pair<const char*, const char*> flags[] = {
-        {"cpu_exclusive", "cpuset.cpu_exclusive"},       {"mem_hardwall", "cpuset.mem_hardwall"},
-        {"mem_exclusive", "cpuset.mem_exclusive"},       {"memory_migrate", "cpuset.memory_migrate"},
+        {"cpu_exclusive", "cpuset.cpu_exclusive"},           {"mem_hardwall", "cpuset.mem_hardwall"},
+        {"mem_exclusive", "cpuset.mem_exclusive"},           {"memory_migrate", "cpuset.memory_migrate"},
         {"memory_spread_page", "cpuset.memory_spread_page"}, {"memory_spread_slab", "cpuset.memory_spread_slab"},
-        {"memory_pressure", "cpuset.memory_pressure"},   {"sched_load_balance", "cpuset.sched_load_balance"},
+        {"memory_pressure", "cpuset.memory_pressure"},       {"sched_load_balance", "cpuset.sched_load_balance"},
     };
     for (auto [key, file] : flags)
         if (auto v = try_read(dir, file)) out[key] = parse_u64(*v);

@@ -72,8 +72,8 @@ int64_t swap_to_v2(int64_t swap, int64_t limit) {
     if (limit == 0) fail("linux.resources.memory.swap: unable to set swap limit without memory limit");
     if (limit < 0) fail("linux.resources.memory.limit: invalid memory value " + std::to_string(limit));
     if (swap < limit)
-        fail("linux.resources.memory.swap: memory+swap limit " + std::to_string(swap) +
-             " should be >= memory limit " + std::to_string(limit));
+        fail("linux.resources.memory.swap: memory+swap limit " + std::to_string(swap) + " should be >= memory limit " +
+             std::to_string(limit));
     return swap - limit;
 }
 

@@ -16,10 +16,9 @@ namespace trustme::cgroups {
 // runc drops a default whose path is also in linux.devices; the rule is the same in practice.
 const std::vector<DeviceRule>& default_allowed_devices() {
     static const std::vector<DeviceRule> rules = {
-        {true, 'c', -1, -1, "m"},   {true, 'b', -1, -1, "m"},   {true, 'c', 1, 3, "rwm"},
-        {true, 'c', 1, 8, "rwm"},   {true, 'c', 1, 7, "rwm"},   {true, 'c', 5, 0, "rwm"},
-        {true, 'c', 1, 5, "rwm"},   {true, 'c', 1, 9, "rwm"},   {true, 'c', 136, -1, "rwm"},
-        {true, 'c', 5, 2, "rwm"},   {true, 'c', 10, 200, "rwm"},
+        {true, 'c', -1, -1, "m"},    {true, 'b', -1, -1, "m"}, {true, 'c', 1, 3, "rwm"},    {true, 'c', 1, 8, "rwm"},
+        {true, 'c', 1, 7, "rwm"},    {true, 'c', 5, 0, "rwm"}, {true, 'c', 1, 5, "rwm"},    {true, 'c', 1, 9, "rwm"},
+        {true, 'c', 136, -1, "rwm"}, {true, 'c', 5, 2, "rwm"}, {true, 'c', 10, 200, "rwm"},
     };
     return rules;
 }
@@ -55,7 +54,8 @@ std::vector<DeviceRule> device_rules(const nlohmann::json& resources) {
                     fail(path + ".access: invalid access \"" + *access + "\" (want a subset of rwm)");
             r.access = *access;
             // runc spec's default starts with {allow:false, access:rwm}: the deny-all we already hold.
-            if (!r.allow && r.type == 'a' && r.major == -1 && r.minor == -1 && r.access == "rwm" && out.size() == 1) continue;
+            if (!r.allow && r.type == 'a' && r.major == -1 && r.minor == -1 && r.access == "rwm" && out.size() == 1)
+                continue;
             out.push_back(r);
         }
     }
@@ -100,10 +100,8 @@ DeviceState emulate_devices(const std::vector<DeviceRule>& rules) {
             for (auto it = st.exceptions.begin(); it != st.exceptions.end(); ++it) {
                 if (!same(*it)) continue;
                 unsigned left = access_bits(it->access) & ~access_bits(r.access);
-                if (left == 0)
-                    st.exceptions.erase(it);
-                else
-                    it->access = access_string(left);
+                if (left == 0) st.exceptions.erase(it);
+                else it->access = access_string(left);
                 break;
             }
         } else {

@@ -26,7 +26,8 @@ public:
 
 private:
     [[noreturn]] static void need(const char* what) {
-        fail(std::string(what) + ": this container has no cgroup (rootless, and no cgroup was delegated to the caller)");
+        fail(std::string(what) +
+             ": this container has no cgroup (rootless, and no cgroup was delegated to the caller)");
     }
 };
 

@@ -72,8 +72,10 @@ void connect(Bus& bus, bool user) {
         int r = sd_bus_open_user(&bus.b);
         if (r >= 0) return;
         bus.b = nullptr;
-        fail("--systemd-cgroup: cannot reach the user's systemd instance over D-Bus ($DBUS_SESSION_BUS_ADDRESS, "
-             "$XDG_RUNTIME_DIR/bus)", r);
+        fail(
+            "--systemd-cgroup: cannot reach the user's systemd instance over D-Bus ($DBUS_SESSION_BUS_ADDRESS, "
+            "$XDG_RUNTIME_DIR/bus)",
+            r);
     }
     int r = -ENOENT;
     if (::geteuid() == 0 && ::access("/run/systemd/private", F_OK) == 0) {
@@ -136,14 +138,46 @@ void append(sd_bus_message* m, const std::string& sig, const json& v) {
             r = sd_bus_message_append_basic(m, c, &b);
             break;
         }
-        case 'y': { uint8_t x = v.get<uint8_t>(); r = sd_bus_message_append_basic(m, c, &x); break; }
-        case 'n': { int16_t x = v.get<int16_t>(); r = sd_bus_message_append_basic(m, c, &x); break; }
-        case 'q': { uint16_t x = v.get<uint16_t>(); r = sd_bus_message_append_basic(m, c, &x); break; }
-        case 'i': { int32_t x = v.get<int32_t>(); r = sd_bus_message_append_basic(m, c, &x); break; }
-        case 'u': { uint32_t x = v.get<uint32_t>(); r = sd_bus_message_append_basic(m, c, &x); break; }
-        case 'x': { int64_t x = v.get<int64_t>(); r = sd_bus_message_append_basic(m, c, &x); break; }
-        case 't': { uint64_t x = v.get<uint64_t>(); r = sd_bus_message_append_basic(m, c, &x); break; }
-        case 'd': { double x = v.get<double>(); r = sd_bus_message_append_basic(m, c, &x); break; }
+        case 'y': {
+            uint8_t x = v.get<uint8_t>();
+            r = sd_bus_message_append_basic(m, c, &x);
+            break;
+        }
+        case 'n': {
+            int16_t x = v.get<int16_t>();
+            r = sd_bus_message_append_basic(m, c, &x);
+            break;
+        }
+        case 'q': {
+            uint16_t x = v.get<uint16_t>();
+            r = sd_bus_message_append_basic(m, c, &x);
+            break;
+        }
+        case 'i': {
+            int32_t x = v.get<int32_t>();
+            r = sd_bus_message_append_basic(m, c, &x);
+            break;
+        }
+        case 'u': {
+            uint32_t x = v.get<uint32_t>();
+            r = sd_bus_message_append_basic(m, c, &x);
+            break;
+        }
+        case 'x': {
+            int64_t x = v.get<int64_t>();
+            r = sd_bus_message_append_basic(m, c, &x);
+            break;
+        }
+        case 't': {
+            uint64_t x = v.get<uint64_t>();
+            r = sd_bus_message_append_basic(m, c, &x);
+            break;
+        }
+        case 'd': {
+            double x = v.get<double>();
+            r = sd_bus_message_append_basic(m, c, &x);
+            break;
+        }
         default: throw Failure("systemd: unsupported signature " + sig);
     }
     check(r, "message");
@@ -154,7 +188,8 @@ void append_properties(sd_bus_message* m, const json& props) {
     check(sd_bus_message_open_container(m, 'a', "(sv)"), "message");
     for (auto& p : props) {
         std::string name = p.at(0).get<std::string>(), sig = p.at(1).get<std::string>();
-        if (complete_type(sig.c_str()) != sig.size()) throw Failure("systemd: property " + name + ": bad signature " + sig);
+        if (complete_type(sig.c_str()) != sig.size())
+            throw Failure("systemd: property " + name + ": bad signature " + sig);
         check(sd_bus_message_open_container(m, 'r', "sv"), "message");
         check(sd_bus_message_append_basic(m, 's', name.c_str()), "message");
         check(sd_bus_message_open_container(m, 'v', sig.c_str()), "message");
@@ -211,7 +246,8 @@ public:
         for (int attempt = 0;; ++attempt) {
             Message m, reply;
             BusError e;
-            check(sd_bus_message_new_method_call(bus_.b, &m.m, kDest, kPath, kManager, "StartTransientUnit"), "message");
+            check(sd_bus_message_new_method_call(bus_.b, &m.m, kDest, kPath, kManager, "StartTransientUnit"),
+                  "message");
             check(sd_bus_message_append(m.m, "ss", unit.c_str(), "replace"), "message");
             append_properties(m.m, props);
             check(sd_bus_message_append(m.m, "a(sa(sv))", 0), "message");  // no auxiliary units
@@ -284,7 +320,7 @@ private:
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) int trustme_systemd_call(const char* request, char* err,
-                                                                            size_t errlen) {
+                                                                           size_t errlen) {
     try {
         json req = json::parse(request);
         std::string op = req.at("op").get<std::string>(), unit = req.at("unit").get<std::string>();

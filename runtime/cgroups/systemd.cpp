@@ -69,7 +69,8 @@ uint64_t max_or(const std::string& v, const std::string& key) {
     char* end = nullptr;
     errno = 0;
     unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-    if (v.empty() || *end || errno || v[0] == '-') fail("linux.resources.unified." + key + ": invalid value \"" + v + "\"");
+    if (v.empty() || *end || errno || v[0] == '-')
+        fail("linux.resources.unified." + key + ": invalid value \"" + v + "\"");
     return n;
 }
 
@@ -241,8 +242,9 @@ Properties device_properties(const nlohmann::json& resources) {
             if (r.major < 0 && r.minor >= 0) continue;  // "*:n": systemd cannot say it; the cgroup rules do
             if (r.major < 0) path = group + "*";
             else if (r.minor < 0) path = group + std::to_string(r.major);  // systemd >= 240
-            else path = std::string(r.type == 'c' ? "/dev/char/" : "/dev/block/") + std::to_string(r.major) + ":" +
-                        std::to_string(r.minor);
+            else
+                path = std::string(r.type == 'c' ? "/dev/char/" : "/dev/block/") + std::to_string(r.major) + ":" +
+                       std::to_string(r.minor);
             allow.push_back(nlohmann::json::array({path, r.access}));
         }
     }
@@ -270,10 +272,12 @@ Properties resource_properties(const nlohmann::json& r, Mode mode, bool devices)
     }
     if (auto* c = member(r, "cpu")) {
         if (auto shares = get_u64(*c, "shares", base + "cpu.shares"); shares && *shares != 0)
-            p.push_back(v2 ? prop("CPUWeight", "t", detail::shares_to_weight(*shares)) : prop("CPUShares", "t", *shares));
+            p.push_back(v2 ? prop("CPUWeight", "t", detail::shares_to_weight(*shares))
+                           : prop("CPUShares", "t", *shares));
         add_cpu_quota(p, get_i64(*c, "quota", base + "cpu.quota").value_or(0),
                       get_u64(*c, "period", base + "cpu.period").value_or(0));
-        add_cpuset(p, get_str(*c, "cpus", base + "cpu.cpus").value_or(""), get_str(*c, "mems", base + "cpu.mems").value_or(""));
+        add_cpuset(p, get_str(*c, "cpus", base + "cpu.cpus").value_or(""),
+                   get_str(*c, "mems", base + "cpu.mems").value_or(""));
     }
     if (auto* pids = member(r, "pids")) {
         auto n = get_i64(*pids, "limit", base + "pids.limit");
@@ -281,7 +285,8 @@ Properties resource_properties(const nlohmann::json& r, Mode mode, bool devices)
     }
     if (auto* b = member(r, "blockIO")) {
         if (auto w = get_u64(*b, "weight", base + "blockIO.weight"); w && *w != 0)
-            p.push_back(v2 ? prop("IOWeight", "t", detail::blkio_weight_to_io_weight(*w)) : prop("BlockIOWeight", "t", *w));
+            p.push_back(v2 ? prop("IOWeight", "t", detail::blkio_weight_to_io_weight(*w))
+                           : prop("BlockIOWeight", "t", *w));
     }
     if (auto* u = member(r, "unified"); u && v2) add_unified(p, *u);
     return p;
@@ -384,7 +389,11 @@ public:
 
     Mode mode() const override { return fs_->mode(); }
     nlohmann::json save() const override {
-        nlohmann::json j = {{"driver", "systemd"}, {"mode", "systemd"}, {"unit", unit_.name}, {"slice", unit_.slice}, {"fs", fs_->save()}};
+        nlohmann::json j = {{"driver", "systemd"},
+                            {"mode", "systemd"},
+                            {"unit", unit_.name},
+                            {"slice", unit_.slice},
+                            {"fs", fs_->save()}};
         if (user_) j["user"] = true;
         return j;
     }

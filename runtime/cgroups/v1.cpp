@@ -226,8 +226,9 @@ void LegacyManager::set(const nlohmann::json& resources, bool creating) {
                 write_value(h->dir, rule.allow ? "devices.allow" : "devices.deny", v1_rule_string(rule));
         } else {
             // runc fs.go: "devices cgroup is hard requirement for container security".
-            fail("cgroups: the devices controller is not mounted (cgroup v1): refusing to create a container "
-                 "without device isolation");
+            fail(
+                "cgroups: the devices controller is not mounted (cgroup v1): refusing to create a container "
+                "without device isolation");
         }
     }
     if (auto* m = member(r, "memory")) set_memory(*m);
@@ -273,8 +274,8 @@ void LegacyManager::set(const nlohmann::json& resources, bool creating) {
 void LegacyManager::set_cpu(const nlohmann::json& c) {
     const std::string p = "linux.resources.cpu";
     const auto [shares, period, burst, rt_period, quota, rt_runtime, idle] = read_cpu(c, p);
-    bool any = (shares && *shares) || (quota && *quota) || (period && *period) || burst || (rt_runtime && *rt_runtime) ||
-               (rt_period && *rt_period) || idle;
+    bool any = (shares && *shares) || (quota && *quota) || (period && *period) || burst ||
+               (rt_runtime && *rt_runtime) || (rt_period && *rt_period) || idle;
     if (!any) return;
     auto& h = need_for("cpu", p);
     // Real-time: period before runtime (runc fs/cpu.go setRtSched).
@@ -359,7 +360,8 @@ void LegacyManager::set_blkio(const nlohmann::json& io) {
     auto leaf = get_u64(io, "leafWeight", p);
     auto* wd = member(io, "weightDevice");
     bool any = (weight && *weight) || (leaf && *leaf) || (wd && !wd->empty());
-    for (auto key : {"throttleReadBpsDevice", "throttleWriteBpsDevice", "throttleReadIOPSDevice", "throttleWriteIOPSDevice"})
+    for (auto key :
+         {"throttleReadBpsDevice", "throttleWriteBpsDevice", "throttleReadIOPSDevice", "throttleWriteIOPSDevice"})
         if (auto* l = member(io, key); l && !l->empty()) any = true;
     if (!any) return;
     auto& h = need_for("blkio", p);
@@ -372,7 +374,8 @@ void LegacyManager::set_blkio(const nlohmann::json& io) {
     if (leaf && *leaf) write_value(h.dir, "blkio.leaf_weight", std::to_string(*leaf));
     if (wd)
         for (auto& d : *wd) {
-            std::string dev = std::to_string(d.at("major").get<int64_t>()) + ":" + std::to_string(d.at("minor").get<int64_t>());
+            std::string dev =
+                std::to_string(d.at("major").get<int64_t>()) + ":" + std::to_string(d.at("minor").get<int64_t>());
             if (auto w = get_u64(d, "weight", p); w && *w) write_value(h.dir, wdfile, dev + " " + std::to_string(*w));
             if (auto w = get_u64(d, "leafWeight", p); w && *w)
                 write_value(h.dir, "blkio.leaf_weight_device", dev + " " + std::to_string(*w));
@@ -387,8 +390,9 @@ void LegacyManager::set_blkio(const nlohmann::json& io) {
         if (auto* l = member(io, key))
             for (auto& d : *l)
                 write_value(h.dir, file,
-                            std::to_string(d.at("major").get<int64_t>()) + ":" + std::to_string(d.at("minor").get<int64_t>()) +
-                                " " + std::to_string(d.at("rate").get<uint64_t>()));
+                            std::to_string(d.at("major").get<int64_t>()) + ":" +
+                                std::to_string(d.at("minor").get<int64_t>()) + " " +
+                                std::to_string(d.at("rate").get<uint64_t>()));
 }
 
 // blkio "maj:min Op value" lines → runc BlkioStatEntry list.
@@ -413,7 +417,9 @@ nlohmann::json blkio_entries(const std::string& dir, const char* file) {
 nlohmann::json memory_entry(const std::string& dir, const std::string& prefix) {
     // runc MemoryEntry: limit, usage, max, failcnt.
     auto v = [&](const char* f) { return parse_u64(try_read(dir, prefix + f).value_or("0")); };
-    return {{"limit", v("limit_in_bytes")}, {"usage", v("usage_in_bytes")}, {"max", v("max_usage_in_bytes")},
+    return {{"limit", v("limit_in_bytes")},
+            {"usage", v("usage_in_bytes")},
+            {"max", v("max_usage_in_bytes")},
             {"failcnt", v("failcnt")}};
 }
 

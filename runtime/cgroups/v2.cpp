@@ -196,7 +196,8 @@ void UnifiedManager::set(const nlohmann::json& resources, bool creating) {
                 std::string ctrl = k.substr(0, k.find('.'));
                 auto& cs = controllers();
                 if (ctrl != "cgroup" && std::find(cs.begin(), cs.end(), ctrl) == cs.end())
-                    fail(q + ": the " + ctrl + " controller is not available in " + path_join(dir_, "cgroup.controllers"));
+                    fail(q + ": the " + ctrl + " controller is not available in " +
+                         path_join(dir_, "cgroup.controllers"));
             }
             fail(err, q + ": write \"" + value + "\" to " + path_join(dir_, k));
         }
@@ -237,10 +238,8 @@ void UnifiedManager::set_memory(const nlohmann::json& m) {
     // runc fs2/memory.go: swap first, then max, then low; a missing memory.swap.max (no swap
     // accounting) is fine when asking for "max" or 0.
     if (swap2 != 0) {
-        if (exists(dir_, "memory.swap.max"))
-            write_value(dir_, "memory.swap.max", str(swap2));
-        else if (swap2 != -1)
-            write_value(dir_, "memory.swap.max", str(swap2));  // fails naming the file
+        if (exists(dir_, "memory.swap.max")) write_value(dir_, "memory.swap.max", str(swap2));
+        else if (swap2 != -1) write_value(dir_, "memory.swap.max", str(swap2));  // fails naming the file
     }
     if (limit != 0) write_value(dir_, "memory.max", str(limit));
     if (reservation != 0) write_value(dir_, "memory.low", str(reservation));
@@ -251,7 +250,8 @@ void UnifiedManager::set_io(const nlohmann::json& io) {
     auto weight = get_u64(io, "weight", p);
     auto* wd = member(io, "weightDevice");
     bool any = (weight && *weight) || (wd && !wd->empty());
-    for (auto key : {"throttleReadBpsDevice", "throttleWriteBpsDevice", "throttleReadIOPSDevice", "throttleWriteIOPSDevice"})
+    for (auto key :
+         {"throttleReadBpsDevice", "throttleWriteBpsDevice", "throttleReadIOPSDevice", "throttleWriteIOPSDevice"})
         if (auto* l = member(io, key); l && !l->empty()) any = true;
     if (!any) return;  // leafWeight has no v2 equivalent (runc ignores it)
     need("io", p);
@@ -259,18 +259,14 @@ void UnifiedManager::set_io(const nlohmann::json& io) {
     // (runc fs2/io.go).
     bool bfq = exists(dir_, "io.bfq.weight");
     if (weight && *weight) {
-        if (bfq)
-            write_value(dir_, "io.bfq.weight", std::to_string(*weight));
-        else
-            write_value(dir_, "io.weight", "default " + std::to_string(blkio_weight_to_io_weight(*weight)));
+        if (bfq) write_value(dir_, "io.bfq.weight", std::to_string(*weight));
+        else write_value(dir_, "io.weight", "default " + std::to_string(blkio_weight_to_io_weight(*weight)));
     }
     if (wd)
         for (auto& d : *wd)
             if (auto w = get_u64(d, "weight", p); w && *w) {
-                if (bfq)
-                    write_value(dir_, "io.bfq.weight", dev_key(d) + " " + std::to_string(*w));
-                else
-                    write_value(dir_, "io.weight", dev_key(d) + " " + std::to_string(blkio_weight_to_io_weight(*w)));
+                if (bfq) write_value(dir_, "io.bfq.weight", dev_key(d) + " " + std::to_string(*w));
+                else write_value(dir_, "io.weight", dev_key(d) + " " + std::to_string(blkio_weight_to_io_weight(*w)));
             }
     const std::pair<const char*, const char*> throttles[] = {
         {"throttleReadBpsDevice", "rbps"},
@@ -281,7 +277,8 @@ void UnifiedManager::set_io(const nlohmann::json& io) {
     for (auto [key, name] : throttles)
         if (auto* l = member(io, key))
             for (auto& d : *l)
-                write_value(dir_, "io.max", dev_key(d) + " " + name + "=" + std::to_string(d.at("rate").get<uint64_t>()));
+                write_value(dir_, "io.max",
+                            dev_key(d) + " " + name + "=" + std::to_string(d.at("rate").get<uint64_t>()));
 }
 
 nlohmann::json UnifiedManager::stats() {

@@ -57,8 +57,7 @@ void check_throttle(const nlohmann::json& io, const char* key) {
 
 void check_weight(std::optional<uint64_t> w, const std::string& path) {
     // blkio.weight range [10, 1000] (cgroup-v1/blkio-controller.rst); 0 = unset.
-    if (w && *w != 0 && (*w < 10 || *w > 1000))
-        fail(path + ": " + std::to_string(*w) + " is out of range [10, 1000]");
+    if (w && *w != 0 && (*w < 10 || *w > 1000)) fail(path + ": " + std::to_string(*w) + " is out of range [10, 1000]");
 }
 
 void check_memory(const nlohmann::json& m, const std::string& p) {
@@ -109,8 +108,8 @@ void check_block_io(const nlohmann::json& io, const std::string& p) {
             check_weight(get_u64((*wd)[i], "leafWeight", q), q + ".leafWeight");
         }
     }
-    for (auto key : {"throttleReadBpsDevice", "throttleWriteBpsDevice", "throttleReadIOPSDevice",
-                     "throttleWriteIOPSDevice"})
+    for (auto key :
+         {"throttleReadBpsDevice", "throttleWriteBpsDevice", "throttleReadIOPSDevice", "throttleWriteIOPSDevice"})
         check_throttle(io, key);
 }
 

@@ -45,7 +45,8 @@ int parse(const ParseSpec& spec, int argc, char** argv, int i, Args& out) {
                 value = argv[++i];
             }
         } else if (has_value) {
-            if (value != "true" && value != "false") fail(context + ": flag --" + std::string(f->name) + " takes no value");
+            if (value != "true" && value != "false")
+                fail(context + ": flag --" + std::string(f->name) + " takes no value");
             if (value == "false") continue;
         }
         out.values[f->name].push_back(value);

@@ -34,14 +34,20 @@ namespace {
 using container::Globals;
 
 const std::vector<Flag> kGlobal = {
-    {"root", 0, "DIR", "state directory, made with its parents if missing (default /run/trustme-runtime; rootless: $XDG_RUNTIME_DIR/trustme-runtime)"},
+    {"root", 0, "DIR",
+     "state directory, made with its parents if missing (default /run/trustme-runtime; rootless: "
+     "$XDG_RUNTIME_DIR/trustme-runtime)"},
     {"log", 0, "FILE", "write log lines to FILE instead of stderr (one that cannot be opened: exit 1)"},
     {"log-format", 0, "text|json", "log line format (default text); engines use json"},
     {"debug", 0, nullptr, "log debug messages"},
-    {"systemd-cgroup", 0, nullptr, "use the systemd cgroup driver: a transient unit per container (cgroupsPath \"slice:prefix:name\")"},
-    {"policy", 0, "FILE", "trust policy (default $TRUSTME_POLICY, then /etc/trustme/policy.json; rootless: $XDG_CONFIG_HOME/trustme/policy.json)"},
+    {"systemd-cgroup", 0, nullptr,
+     "use the systemd cgroup driver: a transient unit per container (cgroupsPath \"slice:prefix:name\")"},
+    {"policy", 0, "FILE",
+     "trust policy (default $TRUSTME_POLICY, then /etc/trustme/policy.json; rootless: "
+     "$XDG_CONFIG_HOME/trustme/policy.json)"},
     {"criu", 0, "PATH", "accepted for runc compatibility; checkpoint/restore is not supported"},
-    {"rootless", 0, "true|false|auto", "rootless mode: no cgroup unless delegated (default auto: when not root, or root of a user namespace)"},
+    {"rootless", 0, "true|false|auto",
+     "rootless mode: no cgroup unless delegated (default auto: when not root, or root of a user namespace)"},
     {"version", 'v', nullptr, "print the version"},
     {"help", 'h', nullptr, "show help"},
 };
@@ -199,9 +205,7 @@ int cmd_kill(const Globals& g, const Args& a) {
 
 int cmd_delete(const Globals& g, const Args& a) { return container::remove(g, need_id(a, "delete"), a.has("force")); }
 
-int cmd_list(const Globals& g, const Args& a) {
-    return container::list(g, a.get("format", "table"), a.has("quiet"));
-}
+int cmd_list(const Globals& g, const Args& a) { return container::list(g, a.get("format", "table"), a.has("quiet")); }
 
 int cmd_exec(const Globals& g, const Args& a) {
     container::ExecOpts o;
@@ -244,8 +248,8 @@ int cmd_events(const Globals& g, const Args& a) {
 
 // `update --resources FILE|-`: the linux.resources object as given.
 nlohmann::json resources_from_file(const std::string& f) {
-    std::string text = f == "-" ? read_all(0, "--resources -", oci::kMaxResourcesBytes)
-                                : read_file(f, oci::kMaxResourcesBytes);
+    std::string text =
+        f == "-" ? read_all(0, "--resources -", oci::kMaxResourcesBytes) : read_file(f, oci::kMaxResourcesBytes);
     if (f == "-") put_back_stdin(text);
     nlohmann::json r = oci::parse_json(text, "--resources " + f, oci::kMaxResourcesDepth);
     if (!r.is_object()) fail("--resources " + f + ": must be a JSON object (linux.resources)");
@@ -272,7 +276,8 @@ nlohmann::json resources_from_flags(const Args& a) {
                {"blkio-weight", "blockIO", "weight", false},
                {"pids-limit", "pids", "limit", false}};
     for (auto& m : map)
-        if (a.has(m.flag)) r[m.group][m.key] = m.bytes ? ram_in_bytes(a.get(m.flag), m.flag) : integer(a.get(m.flag), m.flag);
+        if (a.has(m.flag))
+            r[m.group][m.key] = m.bytes ? ram_in_bytes(a.get(m.flag), m.flag) : integer(a.get(m.flag), m.flag);
     if (r.contains("memory") && r["memory"].value("limit", 0LL) == -1 && !r["memory"].contains("swap"))
         r["memory"]["swap"] = -1;  // runc: unlimited memory without --memory-swap means unlimited swap too
     if (a.has("cpuset-cpus")) r["cpu"]["cpus"] = a.get("cpuset-cpus");
@@ -317,44 +322,65 @@ int cmd_verify(const Globals& g, const Args& a) {
 // The commands in the order --help lists them.
 const std::vector<Command>& commands() {
     static const std::vector<Command> cmds = {
-        {"create", "<container-id>", "create a container: set it up and leave its process waiting for start", kCreateFlags,
-         cmd_create},
+        {"create", "<container-id>", "create a container: set it up and leave its process waiting for start",
+         kCreateFlags, cmd_create},
         {"start", "<container-id>", "start the user program of a created container", {}, cmd_start},
         {"run", "<container-id>", "create and start a container; in the foreground, exit with its status", run_flags(),
          cmd_run},
         {"state", "<container-id>", "print the state of a container as JSON", {}, cmd_state},
-        {"kill", "<container-id> [signal]", "send a signal (default SIGTERM) to the container process",
-         {{"all", 'a', nullptr, "send the signal to every process of the container"}}, cmd_kill},
-        {"delete", "<container-id>", "delete a container and everything it holds",
-         {{"force", 'f', nullptr, "kill the container first if it is still running"}}, cmd_delete},
-        {"list", "", "list containers",
-         {{"format", 'f', "table|json", "output format (default table)"}, {"quiet", 'q', nullptr, "print only the ids"}},
+        {"kill",
+         "<container-id> [signal]",
+         "send a signal (default SIGTERM) to the container process",
+         {{"all", 'a', nullptr, "send the signal to every process of the container"}},
+         cmd_kill},
+        {"delete",
+         "<container-id>",
+         "delete a container and everything it holds",
+         {{"force", 'f', nullptr, "kill the container first if it is still running"}},
+         cmd_delete},
+        {"list",
+         "",
+         "list containers",
+         {{"format", 'f', "table|json", "output format (default table)"},
+          {"quiet", 'q', nullptr, "print only the ids"}},
          cmd_list},
-        {"exec", "<container-id> [command args...]", "run a new process inside a running container", kExecFlags, cmd_exec},
-        {"ps", "<container-id> [ps options]", "list the processes of a container",
-         {{"format", 'f', "table|json", "output format (default table)"}}, cmd_ps},
-        {"events", "<container-id>", "print container events and resource statistics as JSON lines",
+        {"exec", "<container-id> [command args...]", "run a new process inside a running container", kExecFlags,
+         cmd_exec},
+        {"ps",
+         "<container-id> [ps options]",
+         "list the processes of a container",
+         {{"format", 'f', "table|json", "output format (default table)"}},
+         cmd_ps},
+        {"events",
+         "<container-id>",
+         "print container events and resource statistics as JSON lines",
          {{"stats", 0, nullptr, "print the statistics once and exit"},
           {"interval", 0, "SECONDS", "statistics interval (default 5)"}},
          cmd_events},
         {"pause", "<container-id>", "freeze every process of a container", {}, cmd_pause},
         {"resume", "<container-id>", "thaw a paused container", {}, cmd_resume},
         {"update", "<container-id>", "change the resource limits of a running container", kUpdateFlags, cmd_update},
-        {"spec", "", "write a default config.json (like runc spec)",
+        {"spec",
+         "",
+         "write a default config.json (like runc spec)",
          {{"bundle", 'b', "DIR", "directory to write config.json into (default: current directory)"},
           {"rootless", 0, nullptr, "a config for a rootless container (user namespace)"}},
          cmd_spec},
         {"features", "", "print the runtime's features.json", {}, cmd_features},
-        {"verify", "<bundle>", "verify a bundle's signature and manifest against the policy, as create does", {},
+        {"verify",
+         "<bundle>",
+         "verify a bundle's signature and manifest against the policy, as create does",
+         {},
          cmd_verify},
     };
     return cmds;
 }
 
 void print_main_help() {
-    std::printf("trustme-runtime - an OCI container runtime with signed bundles, TPM-sealed volumes and attestation\n\n"
-                "usage: trustme-runtime [global options] <command> [command options] [arguments...]\n\n"
-                "commands:\n");
+    std::printf(
+        "trustme-runtime - an OCI container runtime with signed bundles, TPM-sealed volumes and attestation\n\n"
+        "usage: trustme-runtime [global options] <command> [command options] [arguments...]\n\n"
+        "commands:\n");
     for (auto& c : commands()) std::printf("   %-10s %s\n", c.name, c.summary);
     std::printf("   %-10s %s\n", "volume", "create, enroll and inspect TPM-sealed LUKS2 volumes (see volume --help)");
     print("\nglobal options:\n" + format_flags(kGlobal));
@@ -394,7 +420,8 @@ std::string state_root(const Args& ga, const std::string& def) {
         root = (has_xdg ? std::string(xdg) : "/run/user/" + std::to_string(::geteuid())) + "/trustme-runtime";
     } else if (has_xdg && !ga.has("root")) {
         const char* user = std::getenv("USER");
-        if ((!user || std::strcmp(user, "root") != 0) && !procfs::initial_user_ns()) root = std::string(xdg) + "/trustme-runtime";
+        if ((!user || std::strcmp(user, "root") != 0) && !procfs::initial_user_ns())
+            root = std::string(xdg) + "/trustme-runtime";
     }
     return ga.get("root", root);
 }
@@ -415,7 +442,8 @@ std::optional<int> read_globals(const Args& ga, Globals& g) {
 
 // `volume ...` is the volume plugin's own command line (argv[i..]).
 int run_volume(const Globals& g, int argc, char** argv, int i) {
-    auto fn = reinterpret_cast<decltype(&trustme_volume_main)>(container::plugins::volume_symbol("trustme_volume_main"));
+    auto fn =
+        reinterpret_cast<decltype(&trustme_volume_main)>(container::plugins::volume_symbol("trustme_volume_main"));
     // The volume commands take the TPM from the policy: pass the global --policy on.
     std::vector<char*> args(argv + i, argv + argc);
     std::string pol = g.policy;

@@ -38,7 +38,7 @@ namespace {
 // Our own program as the kernel and ld.so loaded it: its program headers (from the auxiliary vector), the
 // page size, the load bias and its PT_GNU_RELRO range (0, 0 when it has none).
 struct Image {
-    const ElfW(Phdr)* ph = nullptr;
+    const ElfW(Phdr) * ph = nullptr;
     size_t n = 0;
     uintptr_t page = 0, bias = 0, relro_begin = 0, relro_end = 0;
     uintptr_t down(uintptr_t a) const { return a & ~(page - 1); }
@@ -86,7 +86,7 @@ bool segments_share_a_page(const Image& img) {
 
 // The writable PT_LOAD: copied into anonymous memory that one mremap puts in its place, then the RELRO
 // pages read-only again. Returns 0 or an errno.
-int replace_writable(const Image& img, const ElfW(Phdr)& seg) {
+int replace_writable(const Image& img, const ElfW(Phdr) & seg) {
     const uintptr_t begin = img.bias + img.down(seg.p_vaddr);
     const uintptr_t end = img.bias + img.up(seg.p_vaddr + seg.p_memsz);
     const size_t len = end - begin;
@@ -108,7 +108,7 @@ int replace_writable(const Image& img, const ElfW(Phdr)& seg) {
 }
 
 // A read-only or executable PT_LOAD: mapped again, MAP_FIXED, from fd at the same offset. Returns 0 or an errno.
-int remap_from_file(const Image& img, const ElfW(Phdr)& seg, int fd) {
+int remap_from_file(const Image& img, const ElfW(Phdr) & seg, int fd) {
     const uintptr_t begin = img.bias + img.down(seg.p_vaddr);
     const uintptr_t end = img.bias + img.up(seg.p_vaddr + seg.p_filesz);
     const int prot = ((seg.p_flags & PF_R) ? PROT_READ : 0) | ((seg.p_flags & PF_X) ? PROT_EXEC : 0);
@@ -178,7 +178,8 @@ int reseat_exe(int fd) {
     if (segments_share_a_page(img)) return ENOEXEC;  // left to the re-exec
     for (size_t i = 0; i < img.n; ++i) {
         if (img.ph[i].p_type != PT_LOAD) continue;
-        const int e = (img.ph[i].p_flags & PF_W) ? replace_writable(img, img.ph[i]) : remap_from_file(img, img.ph[i], fd);
+        const int e =
+            (img.ph[i].p_flags & PF_W) ? replace_writable(img, img.ph[i]) : remap_from_file(img, img.ph[i], fd);
         if (e) return e;
     }
     pages::populate(present);

@@ -39,8 +39,7 @@ void SetupPeer::serve(const SetupHandlers& handlers) const {
         process::sync::Packet packet;
         if (!process::sync::recv(ours_.get(), packet)) fail_on(nullptr);
         switch (packet.type) {
-            case process::sync::Msg::Ready:
-                return;
+            case process::sync::Msg::Ready: return;
             case process::sync::Msg::HooksRequest:
                 if (!handlers.hooks) break;
                 handlers.hooks();
@@ -54,8 +53,7 @@ void SetupPeer::serve(const SetupHandlers& handlers) const {
                 if (!handlers.seccomp) break;
                 handlers.seccomp(std::move(packet.fd));
                 continue;
-            default:
-                break;
+            default: break;
         }
         fail_on(&packet);
     }

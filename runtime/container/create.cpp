@@ -139,7 +139,7 @@ public:
     void join(int flag, const std::string& path) {
         UniqueFd target(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
         if (!target) fail_errno(std::string("linux.namespaces ") + oci::namespace_proc_name(flag) + " path " + path);
-        std::string self = std::string("self/ns/") + (flag == CLONE_NEWPID ? "pid_for_children"
+        std::string self = std::string("self/ns/") + (flag == CLONE_NEWPID    ? "pid_for_children"
                                                       : flag == CLONE_NEWTIME ? "time_for_children"
                                                                               : oci::namespace_proc_name(flag));
         UniqueFd orig(procfs::open_link(self, O_RDONLY));
@@ -175,13 +175,14 @@ bool has_volumes(const oci::Config& cfg) {
 // but runc still makes its mounts (and the rootfs bind) in the host's mount namespace, where they outlive
 // the container. Here whatever needs a mount is refused instead.
 void check_without_mount_ns(const oci::Config& cfg, const std::string& origin) {
-    const char* what = !cfg.mounts.empty()                                                  ? "mounts"
-                       : !cfg.linux_.masked_paths.empty() || !cfg.linux_.readonly_paths.empty() ? "linux.maskedPaths/readonlyPaths"
-                       : cfg.root_readonly                                                  ? "root.readonly"
-                       : !cfg.linux_.rootfs_propagation.empty()                             ? "linux.rootfsPropagation"
-                       : has_volumes(cfg)                                                   ? "volumes"
-                       : cfg.linux_.find(CLONE_NEWUSER) && !cfg.linux_.devices.empty()      ? "linux.devices"
-                                                                                            : nullptr;
+    const char* what = !cfg.mounts.empty() ? "mounts"
+                       : !cfg.linux_.masked_paths.empty() || !cfg.linux_.readonly_paths.empty()
+                           ? "linux.maskedPaths/readonlyPaths"
+                       : cfg.root_readonly                                             ? "root.readonly"
+                       : !cfg.linux_.rootfs_propagation.empty()                        ? "linux.rootfsPropagation"
+                       : has_volumes(cfg)                                              ? "volumes"
+                       : cfg.linux_.find(CLONE_NEWUSER) && !cfg.linux_.devices.empty() ? "linux.devices"
+                                                                                       : nullptr;
     if (what) fail(origin + ": " + what + ": needs a mount namespace (linux.namespaces has no \"mount\")");
 }
 
@@ -276,7 +277,8 @@ Bundle read_bundle(const Globals& g, const CreateOpts& o, Created& c) {
     bundle.listen_fds = listen_fds();
     if (bundle.listen_fds) {
         auto& env = cfg.process->env;
-        std::erase_if(env, [](const std::string& e) { return e.rfind("LISTEN_FDS=", 0) == 0 || e.rfind("LISTEN_PID=", 0) == 0; });
+        std::erase_if(
+            env, [](const std::string& e) { return e.rfind("LISTEN_FDS=", 0) == 0 || e.rfind("LISTEN_PID=", 0) == 0; });
         env.push_back("LISTEN_FDS=" + std::to_string(bundle.listen_fds));
         env.push_back("LISTEN_PID=1");
     }
@@ -301,14 +303,17 @@ Trust verify_bundle(const Globals& g, Created& c, const Bundle& bundle) {
     // device-mapper with loop devices (volumes) are not a rootless container's to use.
     if ((pol.attestation || has_volumes(cfg)) && rootless(g)) {
         if (pol.attestation)
-            fail("policy " + pol.path + ": attestation: measuring into the TPM needs root of the host; "
+            fail("policy " + pol.path +
+                 ": attestation: measuring into the TPM needs root of the host; "
                  "a rootless container cannot be measured");
-        fail(bundle.origin + ": annotations org.trustme.volume.*: TPM-sealed volumes need root of the host "
+        fail(bundle.origin +
+             ": annotations org.trustme.volume.*: TPM-sealed volumes need root of the host "
              "(device-mapper, loop devices); a rootless container cannot have them");
     }
     if (pol.signature != signing::policy::SignatureMode::Off) {
-        trustme_verify_request req{TRUSTME_VERIFY_ABI, pol.path.c_str(), c.bundle.c_str(), bundle.fd.get(),
-                                   c.rootfs_fd.get(), bundle.config_text.data(), bundle.config_text.size()};
+        trustme_verify_request req{TRUSTME_VERIFY_ABI,       pol.path.c_str(),  c.bundle.c_str(),
+                                   bundle.fd.get(),          c.rootfs_fd.get(), bundle.config_text.data(),
+                                   bundle.config_text.size()};
         trustme_verify_result res = plugins::verify_bundle(pol, req);
         if (std::strcmp(res.location, "none") != 0) {
             cfg.annotations["org.trustme.verified.manifest"] = res.manifest_digest;
@@ -320,7 +325,9 @@ Trust verify_bundle(const Globals& g, Created& c, const Bundle& bundle) {
             trust.image = signing::parse_image_line(res.image, &why);
             if (!trust.image) fail(c.bundle + "/" + signing::kBundleManifest + ": " + why);
             const char* need = !bundle.mount_ns ? "a mount namespace" : rootless(g) ? "root of the host" : nullptr;
-            if (need) fail(bundle.origin + ": the rootfs is the dm-verity image " + trust.image->file + ", which needs " + need);
+            if (need)
+                fail(bundle.origin + ": the rootfs is the dm-verity image " + trust.image->file + ", which needs " +
+                     need);
             plugins::require_loadable();  // the volume plugin opens it, after side effects
         }
     }
@@ -351,7 +358,8 @@ void make_state_and_cgroup(const Globals& g, const CreateOpts& o, Created& c, co
     c.rec.st.bundle = c.bundle;
     c.rec.st.rootfs = c.rootfs;
     c.rec.st.created = state::now_rfc3339();
-    c.rec.st.owner = std::to_string(::getuid());  // a uid; resolved to a name only by state/list (no NSS on the start path)
+    c.rec.st.owner =
+        std::to_string(::getuid());  // a uid; resolved to a name only by state/list (no NSS on the start path)
     c.rec.st.annotations = cfg.annotations;
     c.rec.config = cfg.raw;
     c.armed = true;
@@ -469,7 +477,8 @@ process::InitConfig init_config(const CreateOpts& o, Created& c, InitInputs& in,
     ic.id = o.id;
     ic.bundle = c.bundle;
     ic.rootfs_path = c.rootfs;
-    // No mount namespace: chroot into the directory. Rootless: the init clones it (process::rootfs::Plan::rootfs_is_dir).
+    // No mount namespace: chroot into the directory. Rootless: the init clones it
+    // (process::rootfs::Plan::rootfs_is_dir).
     ic.rootfs_fd = in.bundle.mount_ns && c.rootfs_tree ? c.rootfs_tree.get() : c.rootfs_fd.get();
     ic.rootfs_is_dir = in.bundle.mount_ns && !c.rootfs_tree;
     ic.sync_fd = sync_fd;
@@ -666,7 +675,8 @@ void run_poststart(const state::Record& r, const std::string& status) {
     std::string sj = oci::hook_state(st).dump();
     std::vector<oci::Hook> hooks;
     size_t i = 0;
-    for (auto& h : (*it)["poststart"]) hooks.push_back(oci::parse_hook(h, "state.json", "hooks.poststart[" + std::to_string(i++) + "]"));
+    for (auto& h : (*it)["poststart"])
+        hooks.push_back(oci::parse_hook(h, "state.json", "hooks.poststart[" + std::to_string(i++) + "]"));
     hooks::run_all_warn(hooks, sj, "poststart");
 }
 

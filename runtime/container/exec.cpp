@@ -34,7 +34,6 @@
 
 namespace trustme::container {
 
-
 namespace {
 
 struct Running {
@@ -79,7 +78,8 @@ oci::Process exec_process_spec(const ExecOpts& o, const oci::Config& cfg) {
         auto colon = o.user.find(':');
         std::string_view user(o.user);
         auto uid = parse_decimal<uint32_t>(user.substr(0, colon));
-        auto gid = colon == std::string::npos ? std::optional<uint32_t>(p.user.gid) : parse_decimal<uint32_t>(user.substr(colon + 1));
+        auto gid = colon == std::string::npos ? std::optional<uint32_t>(p.user.gid)
+                                              : parse_decimal<uint32_t>(user.substr(colon + 1));
         if (!uid || !gid) fail("exec: --user \"" + o.user + "\": want UID[:GID]");
         p.user.uid = *uid;
         p.user.gid = *gid;
@@ -137,7 +137,8 @@ public:
         own_.reset(procfs::open_link("self/ns/pid", O_RDONLY));
         UniqueFd theirs(procfs::open_link(std::to_string(init_pid) + "/ns/pid", O_RDONLY));
         if (own_ && theirs && ::setns(theirs.get(), CLONE_NEWPID) == 0) return;
-        if (!(errno == EPERM && cfg.linux_.find(CLONE_NEWUSER))) fail_errno("exec: enter the container's pid namespace");
+        if (!(errno == EPERM && cfg.linux_.find(CLONE_NEWUSER)))
+            fail_errno("exec: enter the container's pid namespace");
         own_.reset();
         from_inside_ = true;
     }
@@ -316,7 +317,8 @@ int ps(const Globals& g, const std::string& id, const std::string& format, const
             header = false;
             continue;
         }
-        if (static_cast<int>(cols.size()) > pid_col && want.count(std::atoi(cols[pid_col].c_str()))) std::fputs(line, stdout);
+        if (static_cast<int>(cols.size()) > pid_col && want.count(std::atoi(cols[pid_col].c_str())))
+            std::fputs(line, stdout);
     }
     ::pclose(f);
     return 0;
@@ -331,7 +333,8 @@ int events(const Globals& g, const std::string& id, bool stats, int interval_s) 
             if (stats) fail("events: container \"" + id + "\" is not running");
             return 0;
         }
-        nlohmann::json data = rec.cgroup.is_null() ? nlohmann::json::object() : cgroups::Manager::load(rec.cgroup)->stats();
+        nlohmann::json data =
+            rec.cgroup.is_null() ? nlohmann::json::object() : cgroups::Manager::load(rec.cgroup)->stats();
         print(nlohmann::json{{"type", "stats"}, {"id", id}, {"data", data}}.dump() + "\n");
         if (stats) return 0;
         std::this_thread::sleep_for(std::chrono::seconds(interval_s));

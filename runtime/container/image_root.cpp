@@ -110,10 +110,10 @@ UniqueFd open_image_root(const ImageRoot& r) {
     const std::string path = r.bundle + "/" + im.file;
     UniqueFd img(::openat(r.bundle_fd, im.file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
     if (!img) fail_errno(path);
-    auto open_fn = reinterpret_cast<decltype(&trustme_verity_root_open)>(
-        plugins::volume_symbol("trustme_verity_root_open"));
-    trustme_verity_root req{TRUSTME_VOLUME_ABI, r.id.c_str(), r.state_dir.c_str(), img.get(), path.c_str(),
-                            im.root.c_str(), im.salt.c_str(), im.data_blocks, im.hash_offset, im.block};
+    auto open_fn =
+        reinterpret_cast<decltype(&trustme_verity_root_open)>(plugins::volume_symbol("trustme_verity_root_open"));
+    trustme_verity_root req{TRUSTME_VOLUME_ABI, r.id.c_str(),    r.state_dir.c_str(), img.get(),      path.c_str(),
+                            im.root.c_str(),    im.salt.c_str(), im.data_blocks,      im.hash_offset, im.block};
     char dev[256] = {0};
     trustme_volume_error err{};
     plugins::volume_check(open_fn(&req, dev, sizeof dev, &err), err, path + ": dm-verity failed");

@@ -26,7 +26,7 @@ struct Created {
     void abort() noexcept;
 
     bool armed = false;
-    bool foreground = false;  // `run` without --detach: the pty master may stay with us
+    bool foreground = false;                   // `run` without --detach: the pty master may stay with us
     const sigset_t* block_at_clone = nullptr;  // `run`: signals to forward, blocked right before the clone
     std::string bundle, rootfs;
     std::unique_ptr<oci::Config> cfg;
@@ -39,7 +39,7 @@ struct Created {
     std::unique_ptr<cgroups::Manager> cg;
     pid_t pid = 0;
     UniqueFd pidfd;
-    UniqueFd console;  // pty master kept for a foreground run
+    UniqueFd console;                     // pty master kept for a foreground run
     std::vector<UniqueFd> volume_mounts;  // detached mounts (volumes, idmapped binds), attached by the child
 };
 

@@ -41,7 +41,8 @@ socklen_t address(const std::string& path, sockaddr_un& sa, const std::string& w
 
 void setup_spec(oci::Config& cfg, const state::ContainerDir& dir) {
     if (!host_socket() || !cfg.process) return;
-    if (::mkdirat(dir.fd(), "notify", 0755) < 0 && errno != EEXIST) fail_errno("NOTIFY_SOCKET: mkdir " + dir.path() + "/notify");
+    if (::mkdirat(dir.fd(), "notify", 0755) < 0 && errno != EEXIST)
+        fail_errno("NOTIFY_SOCKET: mkdir " + dir.path() + "/notify");
     oci::Mount m;
     m.destination = "/run/notify";
     m.type = "bind";

@@ -33,13 +33,13 @@ struct SigName {
     int num;
 };
 constexpr SigName kSignals[] = {
-    {"HUP", SIGHUP},     {"INT", SIGINT},       {"QUIT", SIGQUIT},   {"ILL", SIGILL},     {"TRAP", SIGTRAP},
-    {"ABRT", SIGABRT},   {"IOT", SIGIOT},       {"BUS", SIGBUS},     {"FPE", SIGFPE},     {"KILL", SIGKILL},
-    {"USR1", SIGUSR1},   {"SEGV", SIGSEGV},     {"USR2", SIGUSR2},   {"PIPE", SIGPIPE},   {"ALRM", SIGALRM},
-    {"TERM", SIGTERM},   {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD},   {"CONT", SIGCONT},   {"STOP", SIGSTOP},
-    {"TSTP", SIGTSTP},   {"TTIN", SIGTTIN},     {"TTOU", SIGTTOU},   {"URG", SIGURG},     {"XCPU", SIGXCPU},
-    {"XFSZ", SIGXFSZ},   {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},   {"WINCH", SIGWINCH}, {"IO", SIGIO},
-    {"POLL", SIGPOLL},   {"PWR", SIGPWR},       {"SYS", SIGSYS},
+    {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT}, {"ILL", SIGILL},     {"TRAP", SIGTRAP},
+    {"ABRT", SIGABRT}, {"IOT", SIGIOT},       {"BUS", SIGBUS},   {"FPE", SIGFPE},     {"KILL", SIGKILL},
+    {"USR1", SIGUSR1}, {"SEGV", SIGSEGV},     {"USR2", SIGUSR2}, {"PIPE", SIGPIPE},   {"ALRM", SIGALRM},
+    {"TERM", SIGTERM}, {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD}, {"CONT", SIGCONT},   {"STOP", SIGSTOP},
+    {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},     {"TTOU", SIGTTOU}, {"URG", SIGURG},     {"XCPU", SIGXCPU},
+    {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
+    {"POLL", SIGPOLL}, {"PWR", SIGPWR},       {"SYS", SIGSYS},
 };
 
 int pidfd_for(const state::Record& r) {
@@ -91,8 +91,7 @@ bool is_frozen(const state::Record& r) {
 }
 
 void close_volumes(const std::string& id, const std::string& state_dir) {
-    auto fn = reinterpret_cast<decltype(&trustme_volumes_close)>(
-        plugins::volume_symbol("trustme_volumes_close"));
+    auto fn = reinterpret_cast<decltype(&trustme_volumes_close)>(plugins::volume_symbol("trustme_volumes_close"));
     trustme_volume_error err{};
     plugins::volume_check(fn(id.c_str(), state_dir.c_str(), &err), err, "closing volumes failed");
 }
@@ -214,9 +213,14 @@ int list(const Globals& g, const std::string& format, bool quiet) {
     }
     if (format == "json") {
         for (auto& s : rows) {
-            nlohmann::json j = {{"ociVersion", oci::kOciVersion}, {"id", s.id}, {"pid", s.status == "stopped" ? 0 : s.pid},
-                                {"status", s.status}, {"bundle", s.bundle}, {"rootfs", s.rootfs},
-                                {"created", s.created}, {"owner", s.owner}};
+            nlohmann::json j = {{"ociVersion", oci::kOciVersion},
+                                {"id", s.id},
+                                {"pid", s.status == "stopped" ? 0 : s.pid},
+                                {"status", s.status},
+                                {"bundle", s.bundle},
+                                {"rootfs", s.rootfs},
+                                {"created", s.created},
+                                {"owner", s.owner}};
             if (!s.annotations.empty()) j["annotations"] = s.annotations;
             arr.push_back(j);
         }
@@ -294,7 +298,8 @@ sigset_t forwarded_signals() {
     // All but those that cannot be caught or forwarded and those that report our own faults.
     sigset_t set;
     sigfillset(&set);
-    for (int s : {SIGKILL, SIGSTOP, SIGCHLD, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS}) sigdelset(&set, s);
+    for (int s : {SIGKILL, SIGSTOP, SIGCHLD, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS})
+        sigdelset(&set, s);
     return set;
 }
 
@@ -311,8 +316,14 @@ int wait_foreground(pid_t pid, int pidfd, int master, int sigfd) {
         p[n++] = {pidfd, POLLIN, 0};
         p[n++] = {sigfd, POLLIN, 0};
         int si = -1, mi = -1;
-        if (stdin_open) { si = n; p[n++] = {0, POLLIN, 0}; }
-        if (master_open) { mi = n; p[n++] = {master, POLLIN, 0}; }
+        if (stdin_open) {
+            si = n;
+            p[n++] = {0, POLLIN, 0};
+        }
+        if (master_open) {
+            mi = n;
+            p[n++] = {master, POLLIN, 0};
+        }
         if (::poll(p, static_cast<nfds_t>(n), -1) < 0) {
             if (errno == EINTR) continue;
             fail_errno("poll");
@@ -389,12 +400,12 @@ int verify(const Globals& g, const std::string& bundle) {
     std::string rootfs = cfg.root_path[0] == '/' ? cfg.root_path : b + "/" + cfg.root_path;
     UniqueFd rfd(::open(rootfs.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
     if (!rfd) fail_errno("root.path " + rootfs);
-    trustme_verify_request req{TRUSTME_VERIFY_ABI, pol.path.c_str(), b.c_str(), bfd.get(), rfd.get(), text.data(),
-                               text.size()};
+    trustme_verify_request req{TRUSTME_VERIFY_ABI, pol.path.c_str(), b.c_str(),  bfd.get(),
+                               rfd.get(),          text.data(),      text.size()};
     trustme_verify_result res = plugins::verify_bundle(pol, req);
-    std::string out = "bundle:          " + b + "\npolicy:          " + pol.path + "\nmanifest:        " +
-                      res.location + "\nmanifest digest: " + res.manifest_digest + "\nconfig digest:   " +
-                      res.config_digest + "\nsigner:          " + res.signer_subject + "\n";
+    std::string out = "bundle:          " + b + "\npolicy:          " + pol.path +
+                      "\nmanifest:        " + res.location + "\nmanifest digest: " + res.manifest_digest +
+                      "\nconfig digest:   " + res.config_digest + "\nsigner:          " + res.signer_subject + "\n";
     if (res.warning[0]) out += std::string("warning:         ") + res.warning + "\n";
     print(out + "result:          verified\n");
     return 0;

@@ -83,7 +83,8 @@ void volume_check(int rc, const trustme_volume_error& err, const std::string& fa
 void use_systemd() {
     require_loadable();
     cgroups::set_systemd_loader([]() -> cgroups::SystemdCall {
-        static auto fn = reinterpret_cast<cgroups::SystemdCall>(symbol("libtrustme-systemd.so", "trustme_systemd_call"));
+        static auto fn =
+            reinterpret_cast<cgroups::SystemdCall>(symbol("libtrustme-systemd.so", "trustme_systemd_call"));
         return fn;
     });
 }

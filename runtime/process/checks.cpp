@@ -81,7 +81,8 @@ void sysctls(const oci::Config& cfg) {
         bool ipc = starts_with(s, "fs.mqueue.");
         for (auto* k : kIpc) ipc |= s == k;
         if (ipc) {
-            if (!cfg.linux_.find(CLONE_NEWIPC)) fail(field + ": not allowed without an ipc namespace of the container's own");
+            if (!cfg.linux_.find(CLONE_NEWIPC))
+                fail(field + ": not allowed without an ipc namespace of the container's own");
             continue;
         }
         if (starts_with(s, "net.")) {
@@ -93,7 +94,8 @@ void sysctls(const oci::Config& cfg) {
             continue;
         }
         if (s == "kernel.domainname" || s == "kernel.hostname") {
-            if (!cfg.linux_.find(CLONE_NEWUTS)) fail(field + ": not allowed without a uts namespace of the container's own");
+            if (!cfg.linux_.find(CLONE_NEWUTS))
+                fail(field + ": not allowed without a uts namespace of the container's own");
             continue;
         }
         fail(field + ": not in a namespace of the container's own (it would change the host)");
@@ -103,9 +105,17 @@ void sysctls(const oci::Config& cfg) {
 // Source: runc libcontainer/rootfs_linux.go, checkProcMount() and its validProcMounts list (files
 // that lxcfs emulates).
 bool proc_destination_allowed(const std::string& destination) {
-    static const char* const kAllowed[] = {"/proc",         "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo",
-                                           "/proc/stat",    "/proc/swaps",   "/proc/uptime",    "/proc/loadavg",
-                                           "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+    static const char* const kAllowed[] = {"/proc",
+                                           "/proc/cpuinfo",
+                                           "/proc/diskstats",
+                                           "/proc/meminfo",
+                                           "/proc/stat",
+                                           "/proc/swaps",
+                                           "/proc/uptime",
+                                           "/proc/loadavg",
+                                           "/proc/slabinfo",
+                                           "/proc/net/dev",
+                                           "/proc/sys/kernel/ns_last_pid",
                                            "/proc/sys/crypto/fips_enabled"};
     const std::string d = clean(destination);
     for (auto* a : kAllowed)
@@ -127,7 +137,8 @@ void proc_mounts(const oci::Config& cfg) {
             fail(field + ": only a procfs may be mounted on /proc");
         }
         if (d.rfind("/proc/", 0) != 0) continue;
-        if (!proc_destination_allowed(d)) fail(field + ": a mount inside /proc is refused (it could redirect the runtime's procfs writes)");
+        if (!proc_destination_allowed(d))
+            fail(field + ": a mount inside /proc is refused (it could redirect the runtime's procfs writes)");
     }
 }
 

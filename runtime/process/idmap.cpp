@@ -34,7 +34,7 @@ UniqueFd make_userns(const std::vector<oci::IdMapping>& uids, const std::vector<
     if (pid < 0) fail_errno("idmapped mount: new user namespace");
     if (pid == 0) {
         char c;
-        wr.reset();                              // the child's copy: the parent's end alone keeps the pipe open
+        wr.reset();                      // the child's copy: the parent's end alone keeps the pipe open
         (void)!::read(rd.get(), &c, 1);  // EOF when the parent is done (or gone)
         ::_exit(0);
     }
@@ -68,8 +68,7 @@ void prepare_idmapped_mounts(oci::Config& cfg, const std::string& bundle, std::v
         const std::string what = "mounts[" + std::to_string(i) + "] " + m.destination;
         int userns = -1;
         for (auto& n : made)
-            if (n.like->uid_mappings == m.uid_mappings && n.like->gid_mappings == m.gid_mappings)
-                userns = n.fd.get();
+            if (n.like->uid_mappings == m.uid_mappings && n.like->gid_mappings == m.gid_mappings) userns = n.fd.get();
         if (userns < 0) {
             made.push_back({&m, make_userns(m.uid_mappings, m.gid_mappings)});
             userns = made.back().fd.get();
@@ -77,7 +76,8 @@ void prepare_idmapped_mounts(oci::Config& cfg, const std::string& bundle, std::v
         std::string src = m.source;
         if (!src.empty() && src[0] != '/') src = bundle + "/" + src;
         const bool rec = (m.flags & MS_REC) != 0;
-        UniqueFd tree(::open_tree(AT_FDCWD, src.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0)));
+        UniqueFd tree(
+            ::open_tree(AT_FDCWD, src.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0)));
         if (!tree) fail_errno(what + ": bind " + src);
         // A clone made here of a shared mount would share its peer group with the host: private first.
         struct mount_attr priv {};
@@ -91,7 +91,8 @@ void prepare_idmapped_mounts(oci::Config& cfg, const std::string& bundle, std::v
         const bool all = rec && m.idmap == oci::Mount::Idmap::Recursive;
         if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH | (all ? AT_RECURSIVE : 0), &a, sizeof a) < 0) {
             if (errno == EINVAL)
-                fail(what + ": source " + src + ": cannot be idmapped (its filesystem does not support idmapped "
+                fail(what + ": source " + src +
+                     ": cannot be idmapped (its filesystem does not support idmapped "
                      "mounts, or it is already idmapped)");
             fail_errno(what + ": idmap " + src);
         }

@@ -59,8 +59,8 @@ void close_all_except(std::vector<int> keep) {
 
 std::vector<int> init_fds(const InitConfig& ic) {
     // procfs::root() was opened by the parent before clone (and before joining any namespace by path).
-    std::vector<int> keep = {ic.sync_fd, ic.start_fd, ic.status_fd, ic.rootfs_fd, ic.userns_fd, log::fd(),
-                             procfs::root(), ic.dev_null_fd};
+    std::vector<int> keep = {ic.sync_fd,   ic.start_fd, ic.status_fd,   ic.rootfs_fd,
+                             ic.userns_fd, log::fd(),   procfs::root(), ic.dev_null_fd};
     for (int fd = 3; fd < 3 + ic.preserve_fds; ++fd) keep.push_back(fd);
     for (auto& m : ic.extra_mounts) keep.push_back(m.detached_fd);
     for (auto& m : ic.cfg->mounts) keep.push_back(m.detached_fd);  // idmapped binds
@@ -217,8 +217,7 @@ void switch_user(const oci::User& u) {
     if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail_errno("prctl(PR_SET_KEEPCAPS)");
     std::vector<gid_t> groups(u.additional_gids.begin(), u.additional_gids.end());
     // setgroups is denied in a user namespace whose setgroups file says "deny"; only complain if we must set some.
-    if (::setgroups(groups.size(), groups.data()) < 0 && !(errno == EPERM && groups.empty()))
-        fail_errno("setgroups");
+    if (::setgroups(groups.size(), groups.data()) < 0 && !(errno == EPERM && groups.empty())) fail_errno("setgroups");
     if (::setresgid(u.gid, u.gid, u.gid) < 0) fail_errno("setresgid " + std::to_string(u.gid));
     if (::setresuid(u.uid, u.uid, u.uid) < 0) fail_errno("setresuid " + std::to_string(u.uid));
 }
@@ -305,7 +304,6 @@ void finalize_process(InitConfig& ic) {
 
     ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
     sync::send(ic.sync_fd, sync::Msg::Ready);
-
 }
 
 // After `start`: tell it why the program will not run (it reads the status fifo until the exec closes it).
@@ -328,8 +326,11 @@ void finalize_process(InitConfig& ic) {
     envp.push_back(nullptr);
 
     if (!ic.is_exec && !cfg.hooks.start_container.empty()) {
-        nlohmann::json s = {{"ociVersion", oci::kOciVersion}, {"id", ic.id}, {"status", "created"},
-                            {"pid", std::atoi(host_pid.c_str())}, {"bundle", ic.bundle}};
+        nlohmann::json s = {{"ociVersion", oci::kOciVersion},
+                            {"id", ic.id},
+                            {"status", "created"},
+                            {"pid", std::atoi(host_pid.c_str())},
+                            {"bundle", ic.bundle}};
         if (!cfg.annotations.empty()) s["annotations"] = cfg.annotations;
         try {
             // A startContainer hook without "env" runs with the process's environment, as in runc (its
@@ -398,8 +399,7 @@ void enter_late_namespaces(const InitConfig& ic) {
         if (::unshare(CLONE_NEWTIME) < 0) fail_errno("unshare time namespace");
         write_time_offsets(cfg);
     }
-    if (!cfg.hostname.empty() && ::sethostname(cfg.hostname.data(), cfg.hostname.size()) < 0)
-        fail_errno("sethostname");
+    if (!cfg.hostname.empty() && ::sethostname(cfg.hostname.data(), cfg.hostname.size()) < 0) fail_errno("sethostname");
     if (!cfg.domainname.empty() && ::setdomainname(cfg.domainname.data(), cfg.domainname.size()) < 0)
         fail_errno("setdomainname");
 }
@@ -415,8 +415,11 @@ void run_create_hooks(const InitConfig& ic, const std::string& host_pid) {
         if (!sync::recv(ic.sync_fd, done) || done.type != sync::Msg::HooksDone) ::_exit(1);
     }
     if (!cfg.hooks.create_container.empty()) {
-        nlohmann::json s = {{"ociVersion", oci::kOciVersion}, {"id", ic.id}, {"status", "creating"},
-                            {"pid", std::atoi(host_pid.c_str())}, {"bundle", ic.bundle}};
+        nlohmann::json s = {{"ociVersion", oci::kOciVersion},
+                            {"id", ic.id},
+                            {"status", "creating"},
+                            {"pid", std::atoi(host_pid.c_str())},
+                            {"bundle", ic.bundle}};
         if (!cfg.annotations.empty()) s["annotations"] = cfg.annotations;
         hooks::run_all(cfg.hooks.create_container, s.dump(), "createContainer");
     }

@@ -20,9 +20,9 @@ struct InitConfig {
     std::string rootfs_path;
     int rootfs_fd = -1;
     bool rootfs_is_dir = false;  // rootfs_fd is the verified directory, not a clone of it (rootless)
-    int sync_fd = -1;      // our end of the socketpair
-    int start_fd = -1;     // exec fifo, opened O_RDWR: a read blocks until `start` writes
-    int status_fd = -1;    // exec status fifo, O_RDWR|O_CLOEXEC: closed by the exec, or carries the error
+    int sync_fd = -1;            // our end of the socketpair
+    int start_fd = -1;           // exec fifo, opened O_RDWR: a read blocks until `start` writes
+    int status_fd = -1;          // exec status fifo, O_RDWR|O_CLOEXEC: closed by the exec, or carries the error
     bool no_pivot = false;
     bool no_new_keyring = false;
     int preserve_fds = 0;
@@ -32,10 +32,10 @@ struct InitConfig {
     const security::SeccompProgram* seccomp = nullptr;
     security::Capabilities caps;
     std::vector<oci::Mount> extra_mounts;
-    bool is_exec = false;   // `exec`: no startContainer hooks, no start wait
-    bool new_netns = false; // the clone made a network namespace: bring its loopback up
-    std::string exec_path;  // resolved executable (absolute inside the container)
-    std::string home_env;   // "HOME=..." from the container's /etc/passwd when process.env has no HOME
+    bool is_exec = false;    // `exec`: no startContainer hooks, no start wait
+    bool new_netns = false;  // the clone made a network namespace: bring its loopback up
+    std::string exec_path;   // resolved executable (absolute inside the container)
+    std::string home_env;    // "HOME=..." from the container's /etc/passwd when process.env has no HOME
 };
 
 // The entries below are what a child of clone runs: they never return and never throw (an exception must

@@ -66,8 +66,7 @@ void set_attr(int fd, uint64_t set, uint64_t clr, uint64_t propagation, bool rec
     // Atime modes are one field: setting one means clearing the field first (mount_setattr(2)).
     if (set & MOUNT_ATTR__ATIME) a.attr_clr |= MOUNT_ATTR__ATIME;
     a.propagation = propagation;
-    if (::mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &a, sizeof a) < 0)
-        fail_errno(what);
+    if (::mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &a, sizeof a) < 0) fail_errno(what);
 }
 
 // MS_* flags of a mount entry → MOUNT_ATTR_* for mount_setattr.
@@ -136,13 +135,13 @@ bool has_token(const std::string& csv, const std::string& tok) {
 // same rule as one named inside /proc (process::checks::proc_mounts): a mount there could redirect procfs writes.
 void refuse_proc_target(int fd, const std::string& destination, const std::string& what) {
     struct statfs sf;
-    if (::fstatfs(fd, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC && !process::checks::proc_destination_allowed(destination))
+    if (::fstatfs(fd, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC &&
+        !process::checks::proc_destination_allowed(destination))
         fail(what + ": the destination resolves inside /proc (refused: it could redirect the runtime's procfs writes)");
 }
 
 void attach_tree(int tree, int dest, const std::string& what) {
-    if (::move_mount(tree, "", dest, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-        fail_errno(what);
+    if (::move_mount(tree, "", dest, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) fail_errno(what);
 }
 
 // How bind_into binds: the whole tree under the source or its top mount only, and the mount flags.
@@ -167,8 +166,7 @@ void bind_into(int root, const std::string& source, const std::string& dest, con
     if (!target) fail_errno(what + ": destination");
     refuse_proc_target(target.get(), dest, what);
     attach_tree(tree.get(), target.get(), what + ": attach");
-    if (flags.propagation)
-        set_attr(tree.get(), 0, 0, flags.propagation, flags.recursive, what + ": propagation");
+    if (flags.propagation) set_attr(tree.get(), 0, 0, flags.propagation, flags.recursive, what + ": propagation");
 }
 
 void mount_cgroups(const Plan& plan, int root, const oci::Mount& m, const std::string& what) {
@@ -282,8 +280,8 @@ struct DefaultDev {
     unsigned major, minor;
 };
 // runtime-spec config-linux.md "Default Devices": the runtime MUST supply these.
-constexpr DefaultDev kDefaultDevices[] = {{"/dev/null", 1, 3},    {"/dev/zero", 1, 5}, {"/dev/full", 1, 7},
-                                          {"/dev/random", 1, 8},  {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
+constexpr DefaultDev kDefaultDevices[] = {{"/dev/null", 1, 3},   {"/dev/zero", 1, 5},    {"/dev/full", 1, 7},
+                                          {"/dev/random", 1, 8}, {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
 
 // The default devices that linux.devices does not name itself (it may give them another mode or owner).
 std::vector<oci::Device> default_devices(const oci::Config& cfg) {
@@ -356,8 +354,8 @@ void setup_dev(const Plan& plan, int root) {
             struct {
                 const char* target;
                 const char* name;
-            } links[] = {{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
-                         {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}, {"/proc/kcore", "core"}};
+            } links[] = {{"/proc/self/fd", "fd"},       {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
+                         {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"},         {"/proc/kcore", "core"}};
             for (auto& l : links) {
                 if (std::strcmp(l.name, "core") == 0 && !procfs::exists("kcore")) continue;
                 // runc (setupPtmx) replaces whatever the image has at /dev/ptmx by the link to pts/ptmx.
@@ -557,8 +555,7 @@ void mask_paths(const Plan& plan) {
         UniqueFd mnt;
         if (S_ISDIR(st.st_mode)) {
             UniqueFd fs(::fsopen("tmpfs", FSOPEN_CLOEXEC));
-            if (!fs || ::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0)
-                fail_errno(what + ": tmpfs");
+            if (!fs || ::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) fail_errno(what + ": tmpfs");
             mnt.reset(::fsmount(fs.get(), FSMOUNT_CLOEXEC,
                                 MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
             if (!mnt) fail_errno(what + ": tmpfs");
@@ -601,7 +598,8 @@ UniqueFd clone_dev_null() {
     UniqueFd fd(::open("/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC));
     struct stat st;
     if (!fd || ::fstat(fd.get(), &st) < 0) fail_errno(what);
-    if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3)) fail(std::string(what) + ": not the null device (char 1:3)");
+    if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3))
+        fail(std::string(what) + ": not the null device (char 1:3)");
     UniqueFd tree(::open_tree(fd.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
     if (!tree) fail_errno(what);
     set_attr(tree.get(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, 0, 0, false, what);
@@ -631,8 +629,9 @@ void finish(const Plan& plan) {
     }
     if (!cfg.linux_.rootfs_propagation.empty()) {
         static const std::pair<const char*, unsigned long> kProp[] = {
-            {"shared", MS_SHARED},        {"rshared", MS_SHARED | MS_REC},   {"slave", MS_SLAVE},
-            {"rslave", MS_SLAVE | MS_REC}, {"private", MS_PRIVATE},          {"rprivate", MS_PRIVATE | MS_REC},
+            {"shared", MS_SHARED},         {"rshared", MS_SHARED | MS_REC},
+            {"slave", MS_SLAVE},           {"rslave", MS_SLAVE | MS_REC},
+            {"private", MS_PRIVATE},       {"rprivate", MS_PRIVATE | MS_REC},
             {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE | MS_REC}};
         for (auto& [n, f] : kProp)
             if (cfg.linux_.rootfs_propagation == n && ::mount(nullptr, "/", nullptr, f, nullptr) < 0)

@@ -20,16 +20,16 @@ struct CgroupPath {
 
 struct Plan {
     const oci::Config* cfg = nullptr;
-    std::string bundle;        // absolute bundle directory (relative bind sources are resolved from it)
-    std::string rootfs_path;   // absolute path of the rootfs (where the verified tree gets attached)
-    int rootfs_fd = -1;        // detached clone (open_tree) of the directory that was verified
+    std::string bundle;          // absolute bundle directory (relative bind sources are resolved from it)
+    std::string rootfs_path;     // absolute path of the rootfs (where the verified tree gets attached)
+    int rootfs_fd = -1;          // detached clone (open_tree) of the directory that was verified
     bool rootfs_is_dir = false;  // rootfs_fd is the verified directory itself: the init clones it (rootless)
     bool no_pivot = false;
-    bool userns = false;       // in a user namespace (new or inherited): devices are bind-mounted, not mknod'ed
+    bool userns = false;          // in a user namespace (new or inherited): devices are bind-mounted, not mknod'ed
     std::string mount_label_opt;  // ",context=..." or ""
     std::vector<oci::Mount> extra_mounts;  // volumes, appended after config mounts
     std::vector<CgroupPath> cgroups;
-    int dev_null_fd = -1;      // clone_dev_null(), made by the parent: what maskedPaths files are masked with
+    int dev_null_fd = -1;  // clone_dev_null(), made by the parent: what maskedPaths files are masked with
 };
 
 // Reads /proc/self/cgroup (call before unsharing the cgroup namespace).

@@ -73,8 +73,8 @@ void apply_apparmor(const std::string& profile) {
     }
     // libapparmor's aa_change_onexec: "exec <profile>" to the AppArmor-specific attr directory (Linux
     // 5.1+, needed when several LSMs stack), else the shared attr/exec.
-    const char* path = procfs::exists("thread-self/attr/apparmor/exec") ? "thread-self/attr/apparmor/exec"
-                                                                       : "thread-self/attr/exec";
+    const char* path =
+        procfs::exists("thread-self/attr/apparmor/exec") ? "thread-self/attr/apparmor/exec" : "thread-self/attr/exec";
     write_attr(path, "exec " + profile, "process.apparmorProfile: changing to profile \"" + profile + "\" on exec");
 }
 

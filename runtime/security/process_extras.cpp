@@ -51,7 +51,8 @@ unsigned long parse_personality(const json& j) {
         for (size_t i = 0; i < f->size(); ++i) {
             std::string p = idx(path + ".flags", i);
             std::string name = as_string((*f)[i], p);
-            auto it = std::find_if(std::begin(kFlags), std::end(kFlags), [&](const auto& k) { return name == k.first; });
+            auto it =
+                std::find_if(std::begin(kFlags), std::end(kFlags), [&](const auto& k) { return name == k.first; });
             if (it == std::end(kFlags)) fail(p + ": unknown personality flag " + name);
             value |= it->second;
         }
@@ -108,7 +109,8 @@ SchedAttr parse_scheduler(const json& j) {
         {"SCHED_OTHER", 0}, {"SCHED_FIFO", 1}, {"SCHED_RR", 2},       {"SCHED_BATCH", 3},
         {"SCHED_ISO", 4},   {"SCHED_IDLE", 5}, {"SCHED_DEADLINE", 6},
     };
-    auto pit = std::find_if(std::begin(kPolicies), std::end(kPolicies), [&](const auto& k) { return policy == k.first; });
+    auto pit =
+        std::find_if(std::begin(kPolicies), std::end(kPolicies), [&](const auto& k) { return policy == k.first; });
     if (pit == std::end(kPolicies)) fail(path + ".policy: unknown policy " + policy);
     a.sched_policy = pit->second;
     const bool realtime = policy == "SCHED_FIFO" || policy == "SCHED_RR";
@@ -126,9 +128,9 @@ SchedAttr parse_scheduler(const json& j) {
         if (prio < 0 || prio > 99) fail(path + ".priority: " + std::to_string(prio) + " is out of range 1..99");
         a.sched_priority = static_cast<uint32_t>(prio);
     }
-    for (auto [name, member] : {std::pair{"runtime", &SchedAttr::sched_runtime},
-                                std::pair{"deadline", &SchedAttr::sched_deadline},
-                                std::pair{"period", &SchedAttr::sched_period}}) {
+    for (auto [name, member] :
+         {std::pair{"runtime", &SchedAttr::sched_runtime}, std::pair{"deadline", &SchedAttr::sched_deadline},
+          std::pair{"period", &SchedAttr::sched_period}}) {
         if (const json* v = field(j, name)) {
             uint64_t x = as_u64(*v, path + "." + name);
             if (x != 0 && !deadline) fail(path + "." + name + ": only SCHED_DEADLINE takes runtime/deadline/period");
@@ -137,15 +139,16 @@ SchedAttr parse_scheduler(const json& j) {
     }
     if (const json* f = field(j, "flags")) {
         static constexpr std::pair<const char*, uint64_t> kFlags[] = {
-            {"SCHED_FLAG_RESET_ON_FORK", 0x01}, {"SCHED_FLAG_RECLAIM", 0x02},     {"SCHED_FLAG_DL_OVERRUN", 0x04},
-            {"SCHED_FLAG_KEEP_POLICY", 0x08},   {"SCHED_FLAG_KEEP_PARAMS", 0x10}, {"SCHED_FLAG_UTIL_CLAMP_MIN", 0x20},
+            {"SCHED_FLAG_RESET_ON_FORK", 0x01},  {"SCHED_FLAG_RECLAIM", 0x02},     {"SCHED_FLAG_DL_OVERRUN", 0x04},
+            {"SCHED_FLAG_KEEP_POLICY", 0x08},    {"SCHED_FLAG_KEEP_PARAMS", 0x10}, {"SCHED_FLAG_UTIL_CLAMP_MIN", 0x20},
             {"SCHED_FLAG_UTIL_CLAMP_MAX", 0x40},
         };
         expect_array(*f, path + ".flags");
         for (size_t i = 0; i < f->size(); ++i) {
             std::string p = idx(path + ".flags", i);
             std::string name = as_string((*f)[i], p);
-            auto it = std::find_if(std::begin(kFlags), std::end(kFlags), [&](const auto& k) { return name == k.first; });
+            auto it =
+                std::find_if(std::begin(kFlags), std::end(kFlags), [&](const auto& k) { return name == k.first; });
             if (it == std::end(kFlags)) fail(p + ": unknown flag " + name);
             a.sched_flags |= it->second;
         }
@@ -168,8 +171,7 @@ void apply_personality(const json& personality) {
 void apply_io_priority(const json& io_priority) {
     if (io_priority.is_null()) return;
     int value = parse_io_priority(io_priority);
-    if (syscall(SYS_ioprio_set, kIoprioWhoProcess, 0, value) < 0)
-        fail_errno("process.ioPriority: ioprio_set");
+    if (syscall(SYS_ioprio_set, kIoprioWhoProcess, 0, value) < 0) fail_errno("process.ioPriority: ioprio_set");
 }
 
 void apply_scheduler(const json& scheduler) {

@@ -34,8 +34,8 @@ namespace {
 
 struct ActionName {
     const char* name;
-    uint32_t action;    // libseccomp action without return data
-    bool takes_errno;   // ERRNO and TRACE carry a 16-bit return value
+    uint32_t action;   // libseccomp action without return data
+    bool takes_errno;  // ERRNO and TRACE carry a 16-bit return value
 };
 // OCI runtime-spec config-linux.md "Seccomp": the action names. SCMP_ACT_KILL is KILL_THREAD in
 // libseccomp and in runc.
@@ -52,22 +52,24 @@ constexpr ActionName kActions[] = {
 };
 
 constexpr std::pair<const char*, scmp_compare> kOperators[] = {
-    {"SCMP_CMP_NE", SCMP_CMP_NE}, {"SCMP_CMP_LT", SCMP_CMP_LT}, {"SCMP_CMP_LE", SCMP_CMP_LE},
-    {"SCMP_CMP_EQ", SCMP_CMP_EQ}, {"SCMP_CMP_GE", SCMP_CMP_GE}, {"SCMP_CMP_GT", SCMP_CMP_GT},
+    {"SCMP_CMP_NE", SCMP_CMP_NE},
+    {"SCMP_CMP_LT", SCMP_CMP_LT},
+    {"SCMP_CMP_LE", SCMP_CMP_LE},
+    {"SCMP_CMP_EQ", SCMP_CMP_EQ},
+    {"SCMP_CMP_GE", SCMP_CMP_GE},
+    {"SCMP_CMP_GT", SCMP_CMP_GT},
     {"SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ},
 };
 
 // The architectures the OCI spec names; libseccomp spells them in lower case without the prefix.
 constexpr const char* kArches[] = {
-    "SCMP_ARCH_X86",     "SCMP_ARCH_X86_64",    "SCMP_ARCH_X32",   "SCMP_ARCH_ARM",
-    "SCMP_ARCH_AARCH64", "SCMP_ARCH_MIPS",      "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32",
-    "SCMP_ARCH_MIPSEL",  "SCMP_ARCH_MIPSEL64",  "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC",
-    "SCMP_ARCH_PPC64",   "SCMP_ARCH_PPC64LE",   "SCMP_ARCH_S390",  "SCMP_ARCH_S390X",
-    "SCMP_ARCH_PARISC",  "SCMP_ARCH_PARISC64",  "SCMP_ARCH_RISCV64", "SCMP_ARCH_LOONGARCH64",
+    "SCMP_ARCH_X86",         "SCMP_ARCH_X86_64", "SCMP_ARCH_X32",       "SCMP_ARCH_ARM",     "SCMP_ARCH_AARCH64",
+    "SCMP_ARCH_MIPS",        "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL",  "SCMP_ARCH_MIPSEL64",
+    "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC",    "SCMP_ARCH_PPC64",     "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390",
+    "SCMP_ARCH_S390X",       "SCMP_ARCH_PARISC", "SCMP_ARCH_PARISC64",  "SCMP_ARCH_RISCV64", "SCMP_ARCH_LOONGARCH64",
 };
 
-uint32_t parse_action(const json& j, const std::string& path, const json* errno_ret,
-                      const std::string& errno_path) {
+uint32_t parse_action(const json& j, const std::string& path, const json* errno_ret, const std::string& errno_path) {
     std::string name = as_string(j, path);
     for (const auto& a : kActions) {
         if (name != a.name) continue;
@@ -126,8 +128,8 @@ ParsedArg parse_arg(const json& a, const std::string& ap) {
     const json* op = field(a, "op");
     if (!op) fail(ap + ".op: required");
     std::string opname = as_string(*op, ap + ".op");
-    auto it = std::find_if(std::begin(kOperators), std::end(kOperators),
-                           [&](const auto& o) { return opname == o.first; });
+    auto it =
+        std::find_if(std::begin(kOperators), std::end(kOperators), [&](const auto& o) { return opname == o.first; });
     if (it == std::end(kOperators)) fail(ap + ".op: unknown operator " + opname);
     arg.op = it->second;
     return arg;
@@ -174,8 +176,8 @@ ParsedSeccomp parse_seccomp(const json& s, const std::string& path) {
     expect_object(s, path);
     const json* def = field(s, "defaultAction");
     if (!def) fail(path + ".defaultAction: required");
-    p.default_action = parse_action(*def, key(path, "defaultAction"), field(s, "defaultErrnoRet"),
-                                    key(path, "defaultErrnoRet"));
+    p.default_action =
+        parse_action(*def, key(path, "defaultAction"), field(s, "defaultErrnoRet"), key(path, "defaultErrnoRet"));
     // runc: the child must still write the listener fd to the parent after loading the filter, and every
     // syscall (including that write) would wait on a listener nobody holds yet.
     if (p.default_action == SCMP_ACT_NOTIFY)
@@ -198,7 +200,8 @@ ParsedSeccomp parse_seccomp(const json& s, const std::string& path) {
         if (p.listener_path.size() >= sizeof(sockaddr_un::sun_path))
             fail(path + ".listenerPath: longer than a unix socket path may be");
     }
-    if (const json* m = field(s, "listenerMetadata")) p.listener_metadata = as_string(*m, key(path, "listenerMetadata"));
+    if (const json* m = field(s, "listenerMetadata"))
+        p.listener_metadata = as_string(*m, key(path, "listenerMetadata"));
 
     if (const json* sc = field(s, "syscalls")) {
         std::string sp = key(path, "syscalls");
@@ -246,12 +249,8 @@ std::vector<sock_filter> enosys_stub(const std::map<uint32_t, int>& max_by_arch)
     std::vector<Insn> code;
     std::vector<int> label_pos(2, -1);
     auto stmt = [&](uint16_t code_, uint32_t k) { code.push_back({BPF_STMT(code_, k)}); };
-    auto jump = [&](uint16_t code_, uint32_t k, int jt, int jf) {
-        code.push_back({BPF_JUMP(code_, k, 0, 0), jt, jf});
-    };
-    auto ja = [&](int label) {
-        code.push_back({BPF_STMT(BPF_JMP | BPF_JA, 0), label, -1});
-    };
+    auto jump = [&](uint16_t code_, uint32_t k, int jt, int jf) { code.push_back({BPF_JUMP(code_, k, 0, 0), jt, jf}); };
+    auto ja = [&](int label) { code.push_back({BPF_STMT(BPF_JMP | BPF_JA, 0), label, -1}); };
     auto new_label = [&]() {
         label_pos.push_back(-1);
         return static_cast<int>(label_pos.size() - 1);
@@ -269,15 +268,11 @@ std::vector<sock_filter> enosys_stub(const std::map<uint32_t, int>& max_by_arch)
         stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr));
         int x32 = new_label();
         jump(BPF_JMP | BPF_JGE | BPF_K, kX32Bit, x32, -1);
-        if (max64)
-            jump(BPF_JMP | BPF_JGT | BPF_K, static_cast<uint32_t>(*max64), kEnosys, kOrig);
-        else
-            ja(kOrig);
+        if (max64) jump(BPF_JMP | BPF_JGT | BPF_K, static_cast<uint32_t>(*max64), kEnosys, kOrig);
+        else ja(kOrig);
         place(x32);
-        if (maxx32)
-            jump(BPF_JMP | BPF_JGT | BPF_K, static_cast<uint32_t>(*maxx32), kEnosys, kOrig);
-        else
-            ja(kOrig);
+        if (maxx32) jump(BPF_JMP | BPF_JGT | BPF_K, static_cast<uint32_t>(*maxx32), kEnosys, kOrig);
+        else ja(kOrig);
         place(next);
     }
     for (const auto& [arch, max] : max_by_arch) {
@@ -484,7 +479,7 @@ json seccomp_features() {
     if (kernel_has_flag(SECCOMP_FILTER_FLAG_SPEC_ALLOW)) supported.push_back("SECCOMP_FILTER_FLAG_SPEC_ALLOW");
     if (kernel_has_flag(SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV | SECCOMP_FILTER_FLAG_NEW_LISTENER))
         supported.push_back("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV");
-    return {{"enabled", true}, {"actions", actions},   {"operators", operators},
+    return {{"enabled", true}, {"actions", actions},  {"operators", operators},
             {"archs", archs},  {"knownFlags", known}, {"supportedFlags", supported}};
 }
 

@@ -102,7 +102,8 @@ bool load_entry(int dirfd, const std::string& name, const std::array<uint8_t, 32
     if (fstat(fd.get(), &st) != 0 || !trusted(st, false)) return false;
     EntryHeader h{};
     if (!read_all(fd.get(), &h, sizeof(h))) return false;
-    if (std::memcmp(h.magic, kMagic, sizeof(kMagic)) != 0 || std::memcmp(h.key, key.data(), key.size()) != 0) return false;
+    if (std::memcmp(h.magic, kMagic, sizeof(kMagic)) != 0 || std::memcmp(h.key, key.data(), key.size()) != 0)
+        return false;
     if (h.count == 0 || h.count > BPF_MAXINSNS) return false;
     if (static_cast<uint64_t>(st.st_size) != sizeof(h) + uint64_t{h.count} * sizeof(sock_filter)) return false;
     prog.bpf.resize(h.count);

@@ -30,11 +30,11 @@ namespace trustme::security {
 
 // ---- seccomp (libseccomp) ----
 struct SeccompProgram {
-    std::vector<sock_filter> bpf;     // the complete classic-BPF program, ready for SECCOMP_SET_MODE_FILTER
-    unsigned int flags = 0;           // SECCOMP_FILTER_FLAG_* (NEW_LISTENER set when uses_notify)
-    bool uses_notify = false;         // some rule has SCMP_ACT_NOTIFY
-    std::string listener_path;        // linux.seccomp.listenerPath
-    std::string listener_metadata;    // linux.seccomp.listenerMetadata
+    std::vector<sock_filter> bpf;   // the complete classic-BPF program, ready for SECCOMP_SET_MODE_FILTER
+    unsigned int flags = 0;         // SECCOMP_FILTER_FLAG_* (NEW_LISTENER set when uses_notify)
+    bool uses_notify = false;       // some rule has SCMP_ACT_NOTIFY
+    std::string listener_path;      // linux.seccomp.listenerPath
+    std::string listener_metadata;  // linux.seccomp.listenerMetadata
     bool empty() const { return bpf.empty(); }
 };
 
@@ -87,12 +87,12 @@ void apply_after_user_switch(const Capabilities&);  // effective/permitted/inher
                                                     // (the caller sets prctl(PR_SET_KEEPCAPS,1) before setresuid)
 
 // ---- LSM labels ----
-bool selinux_enabled();                              // selinuxfs mounted (/sys/fs/selinux/enforce exists)
-void set_exec_label(const std::string& label);       // process.selinuxLabel via /proc/thread-self/attr/exec;
-                                                     // ignored (debug log) when SELinux is not enabled
+bool selinux_enabled();                         // selinuxfs mounted (/sys/fs/selinux/enforce exists)
+void set_exec_label(const std::string& label);  // process.selinuxLabel via /proc/thread-self/attr/exec;
+                                                // ignored (debug log) when SELinux is not enabled
 std::string mount_label_option(const std::string& mount_label);  // ",context=\"...\"" or "" when not enabled
 bool apparmor_enabled();
-void apply_apparmor(const std::string& profile);     // AppArmor exec profile; ignored (debug log) when absent
+void apply_apparmor(const std::string& profile);  // AppArmor exec profile; ignored (debug log) when absent
 
 // ---- misc ----
 void apply_personality(const nlohmann::json& personality);  // linux.personality

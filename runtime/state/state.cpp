@@ -54,8 +54,8 @@ bool clean_abs(const std::string& p) {
 // `dir` lies strictly below `top`, both clean and absolute: `delete` signals every process in it and
 // removes it, so a record must not be able to name a hierarchy's root or anything outside it.
 void check_below(const std::string& dir, const std::string& top, const char* what) {
-    if (!clean_abs(dir) || !clean_abs(top) || top.rfind("/sys/fs/cgroup", 0) != 0 ||
-        dir.size() <= top.size() + 1 || dir.compare(0, top.size(), top) != 0 || dir[top.size()] != '/')
+    if (!clean_abs(dir) || !clean_abs(top) || top.rfind("/sys/fs/cgroup", 0) != 0 || dir.size() <= top.size() + 1 ||
+        dir.compare(0, top.size(), top) != 0 || dir[top.size()] != '/')
         throw std::runtime_error(std::string("cgroup: ") + what + " \"" + dir + "\" is not below \"" + top + "\"");
 }
 
@@ -98,7 +98,8 @@ std::string user_name(const std::string& uid) {
         const size_t c1 = line.find(':'), c2 = c1 == std::string_view::npos ? c1 : line.find(':', c1 + 1);
         if (c2 == std::string_view::npos || c1 == 0) continue;
         const size_t c3 = line.find(':', c2 + 1);
-        if (line.substr(c2 + 1, c3 == std::string_view::npos ? c3 : c3 - c2 - 1) == uid) return std::string(line.substr(0, c1));
+        if (line.substr(c2 + 1, c3 == std::string_view::npos ? c3 : c3 - c2 - 1) == uid)
+            return std::string(line.substr(0, c1));
     }
     return uid;
 }
@@ -116,7 +117,8 @@ void parse_record(const nlohmann::json& j, Record& r) {
     r.st.created = j.value("created", "");
     r.st.owner = j.value("owner", "");
     // Stored as a uid; the name is looked up here, off the start path.
-    if (!r.st.owner.empty() && std::isdigit(static_cast<unsigned char>(r.st.owner[0]))) r.st.owner = user_name(r.st.owner);
+    if (!r.st.owner.empty() && std::isdigit(static_cast<unsigned char>(r.st.owner[0])))
+        r.st.owner = user_name(r.st.owner);
     if (j.contains("annotations")) r.st.annotations = j["annotations"].get<std::map<std::string, std::string>>();
     r.pid_start = j.value("pid_start", uint64_t{0});
     r.created = j.value("created_done", false);
@@ -238,10 +240,10 @@ Record ContainerDir::read_any() const {
 }
 
 void ContainerDir::write(const Record& r) const {
-    nlohmann::json j = {{"runtime", kMarker},     {"id", r.st.id},           {"pid", r.st.pid},
-                        {"bundle", r.st.bundle},  {"rootfs", r.st.rootfs},   {"created", r.st.created},
-                        {"owner", r.st.owner},    {"pid_start", r.pid_start}, {"created_done", r.created},
-                        {"cgroup", r.cgroup},     {"config", r.config},      {"volumes", r.volumes}};
+    nlohmann::json j = {
+        {"runtime", kMarker},        {"id", r.st.id},           {"pid", r.st.pid},     {"bundle", r.st.bundle},
+        {"rootfs", r.st.rootfs},     {"created", r.st.created}, {"owner", r.st.owner}, {"pid_start", r.pid_start},
+        {"created_done", r.created}, {"cgroup", r.cgroup},      {"config", r.config},  {"volumes", r.volumes}};
     if (!r.st.annotations.empty()) j["annotations"] = r.st.annotations;
     // While `create` runs, the record goes to its own file, and state.json is written once, when the
     // container is created: on ext4, replacing a file by rename makes the kernel allocate and write out the
@@ -256,7 +258,8 @@ void ContainerDir::remove() const {
     if (UniqueDir dir = dfd ? open_dir(dfd.get()) : nullptr) {
         while (struct dirent* e = ::readdir(dir.get())) {
             if (!std::strcmp(e->d_name, ".") || !std::strcmp(e->d_name, "..")) continue;
-            if (::unlinkat(fd_.get(), e->d_name, 0) < 0 && errno == EISDIR) ::unlinkat(fd_.get(), e->d_name, AT_REMOVEDIR);
+            if (::unlinkat(fd_.get(), e->d_name, 0) < 0 && errno == EISDIR)
+                ::unlinkat(fd_.get(), e->d_name, AT_REMOVEDIR);
         }
     }
     if (::rmdir(path_.c_str()) < 0 && errno != ENOENT) fail_errno("remove " + path_);
@@ -325,10 +328,10 @@ std::string rfc3339_utc(const struct timespec& ts) {
     long long days = secs / 86400, rem = secs % 86400;
     if (rem < 0) rem += 86400, --days;
     const long long z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
-    const long long doe = z - era * 146097;                                   // [0, 146096]
+    const long long doe = z - era * 146097;                                       // [0, 146096]
     const long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;  // [0, 399]
-    const long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);            // [0, 365]
-    const long long mp = (5 * doy + 2) / 153;                                 // [0, 11]
+    const long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);                // [0, 365]
+    const long long mp = (5 * doy + 2) / 153;                                     // [0, 11]
     const long long day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
     const long long year = yoe + era * 400 + (month <= 2);
     char buf[80];  // room for the widest values the types allow (78 bytes), so nothing can be cut off

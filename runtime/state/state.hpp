@@ -23,15 +23,15 @@
 namespace trustme::state {
 
 struct Record {
-    oci::State st;               // status is computed, not stored
-    uint64_t pid_start = 0;      // /proc/<pid>/stat starttime: guards against pid reuse
-    bool created = false;        // false while `create` is still running (status "creating")
-    nlohmann::json cgroup;       // cgroups::Manager::save()
-    nlohmann::json config;       // config.json as parsed (exec defaults, poststop hooks)
-    bool volumes = false;        // the volume plugin recorded state here
+    oci::State st;           // status is computed, not stored
+    uint64_t pid_start = 0;  // /proc/<pid>/stat starttime: guards against pid reuse
+    bool created = false;    // false while `create` is still running (status "creating")
+    nlohmann::json cgroup;   // cgroups::Manager::save()
+    nlohmann::json config;   // config.json as parsed (exec defaults, poststop hooks)
+    bool volumes = false;    // the volume plugin recorded state here
     bool systemd_cgroup = false;
-    bool foreign = false;        // no record of ours in the directory (another runtime's container)
-    std::string broken;          // why the record cannot be trusted; "" when it is sound
+    bool foreign = false;  // no record of ours in the directory (another runtime's container)
+    std::string broken;    // why the record cannot be trusted; "" when it is sound
 };
 
 // The marker every record of ours carries ("runtime": kMarker).

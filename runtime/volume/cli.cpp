@@ -70,8 +70,8 @@ struct Args {
 
 Args parse_args(int argc, char** argv) {
     static const std::map<std::string, bool> known = {
-        {"--size", true},  {"--integrity", false}, {"--recovery-key", true}, {"--pcrs", true},
-        {"--tcti", true},  {"--mkfs", true},       {"--policy", true},       {"--pbkdf-iterations", true}};
+        {"--size", true}, {"--integrity", false}, {"--recovery-key", true}, {"--pcrs", true},
+        {"--tcti", true}, {"--mkfs", true},       {"--policy", true},       {"--pbkdf-iterations", true}};
     Args a;
     if (argc < 2) throw UsageError("missing command (create, enroll, inspect)");
     a.cmd = argv[1];
@@ -221,8 +221,8 @@ int run_program(const std::vector<std::string>& argv) {
 }
 
 int cmd_create(const Args& a) {
-    allow_only(a, {"--size", "--integrity", "--recovery-key", "--pcrs", "--tcti", "--mkfs", "--policy",
-                   "--pbkdf-iterations"});
+    allow_only(
+        a, {"--size", "--integrity", "--recovery-key", "--pcrs", "--tcti", "--mkfs", "--policy", "--pbkdf-iterations"});
     const std::string& image = a.image;
     uint64_t size = parse_size(opt(a, "--size"));
     bool integrity = a.opts.count("--integrity") > 0;
@@ -272,8 +272,8 @@ int cmd_create(const Args& a) {
             if (rc < 0) fail(image + ": cannot initialise the integrity tags: " + last_crypt_error());
         }
         if (mkfs == "ext4") {
-            int rc = run_program({"mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0",
-                                  mapping.device()});
+            int rc = run_program(
+                {"mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", mapping.device()});
             if (rc != 0) fail(image + ": mkfs.ext4 failed with exit status " + std::to_string(rc));
         }
     }
@@ -325,10 +325,8 @@ int cmd_inspect(const Args& a) {
     }
     if (key_bits) o << "volume key: " << key_bits << " bits\n";
     crypt_params_integrity ip{};
-    if (crypt_get_integrity_info(cd.get(), &ip) == 0 && ip.integrity)
-        o << "integrity: " << ip.integrity << "\n";
-    else
-        o << "integrity: none\n";
+    if (crypt_get_integrity_info(cd.get(), &ip) == 0 && ip.integrity) o << "integrity: " << ip.integrity << "\n";
+    else o << "integrity: none\n";
     o << "data offset: " << crypt_get_data_offset(cd.get()) * 512 << " bytes\n";
     auto slots = keyslots(cd);
     o << "keyslots:";

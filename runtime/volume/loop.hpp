@@ -40,8 +40,8 @@ private:
 };
 
 struct LoopInfo {
-    std::string path;                 // /dev/loopN
-    std::vector<std::string> holders; // names of the devices stacked on it (dm-3, ...)
+    std::string path;                  // /dev/loopN
+    std::vector<std::string> holders;  // names of the devices stacked on it (dm-3, ...)
 };
 
 // Every loop device currently backed by `id`.

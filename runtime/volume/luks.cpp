@@ -120,9 +120,8 @@ int add_passphrase_keyslot(CryptDevice& cd, const SecretBytes& key, const std::s
                            unsigned pbkdf_iterations) {
     g_last_error.clear();
     set_pbkdf(cd, pbkdf_iterations);
-    int rc = crypt_keyslot_add_by_volume_key(cd.get(), CRYPT_ANY_SLOT,
-                                             reinterpret_cast<const char*>(key.bytes.data()), key.bytes.size(),
-                                             passphrase.data(), passphrase.size());
+    int rc = crypt_keyslot_add_by_volume_key(cd.get(), CRYPT_ANY_SLOT, reinterpret_cast<const char*>(key.bytes.data()),
+                                             key.bytes.size(), passphrase.data(), passphrase.size());
     if (rc < 0) fail(with_cause(cd.path() + ": cannot add the recovery keyslot", rc));
     return rc;
 }

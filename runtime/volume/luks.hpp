@@ -40,8 +40,8 @@ private:
 };
 
 struct FormatOptions {
-    bool integrity = false;        // dm-integrity with hmac(sha256): authenticated encryption
-    unsigned pbkdf_iterations = 0; // 0: libcryptsetup's benchmarked defaults; else PBKDF2 with this count
+    bool integrity = false;         // dm-integrity with hmac(sha256): authenticated encryption
+    unsigned pbkdf_iterations = 0;  // 0: libcryptsetup's benchmarked defaults; else PBKDF2 with this count
 };
 
 // Size of the volume key: 512 bits for aes-xts, plus 256 bits of HMAC key with integrity.

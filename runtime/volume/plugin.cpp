@@ -44,7 +44,8 @@ TRUSTME_EXPORT int trustme_volumes_open(const struct trustme_volume_request* req
                           std::to_string(TRUSTME_VOLUME_ABI) + " provided");
         std::string id = req->container_id ? req->container_id : "";
         std::string state_dir = req->state_dir ? req->state_dir : "";
-        if (id.empty() || state_dir.empty()) trustme::fail("trustme_volumes_open: container id and state dir are required");
+        if (id.empty() || state_dir.empty())
+            trustme::fail("trustme_volumes_open: container id and state dir are required");
         nlohmann::json ann = nlohmann::json::object();
         if (req->annotations_json && *req->annotations_json) {
             try {
@@ -60,7 +61,8 @@ TRUSTME_EXPORT int trustme_volumes_open(const struct trustme_volume_request* req
         if (specs.empty()) return 0;
         std::string policy_path = req->policy_path ? req->policy_path : "";
         // "" means the runtime found no policy file: the defaults (device:/dev/tpmrm0) apply.
-        std::string tcti = policy_path.empty() ? trustme::signing::policy::Policy{}.tcti : trustme::signing::policy::load(policy_path).tcti;
+        std::string tcti = policy_path.empty() ? trustme::signing::policy::Policy{}.tcti
+                                               : trustme::signing::policy::load(policy_path).tcti;
         auto opened = trustme::volume::open_volumes(id, specs, tcti, state_dir);
         try {
             for (size_t i = 0; i < opened.size(); ++i) {
@@ -102,8 +104,8 @@ TRUSTME_EXPORT int trustme_verity_root_open(const struct trustme_verity_root* re
         p.data_blocks = req->data_blocks;
         p.hash_offset = req->hash_offset;
         p.block = req->block;
-        std::string dev = trustme::volume::open_verity_root(req->container_id, req->state_dir, req->image_fd,
-                                                           req->image_path, p);
+        std::string dev =
+            trustme::volume::open_verity_root(req->container_id, req->state_dir, req->image_fd, req->image_path, p);
         if (dev.size() >= devlen) {
             trustme::volume::close_volumes(req->container_id, req->state_dir);
             trustme::fail(dev + ": name too long");

@@ -55,8 +55,7 @@ std::vector<TpmToken> tpm_tokens(CryptDevice& cd) {
 SecretBytes unseal_volume_key(CryptDevice& cd, const std::string& tcti, std::string* fstype) {
     auto toks = tpm_tokens(cd);
     if (toks.empty())
-        fail(cd.path() + ": no " + std::string(kTokenType) +
-             " token (add one with `trustme-runtime volume enroll`)");
+        fail(cd.path() + ": no " + std::string(kTokenType) + " token (add one with `trustme-runtime volume enroll`)");
     std::optional<tpm::Tpm> t;
     try {
         t.emplace(tcti);

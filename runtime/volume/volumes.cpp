@@ -24,7 +24,8 @@ namespace {
 
 bool valid_name(const std::string& n) {
     if (n.empty() || n.size() > 32) return false;
-    return std::all_of(n.begin(), n.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; });
+    return std::all_of(n.begin(), n.end(),
+                       [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; });
 }
 
 std::string normalise_destination(const std::string& where, const std::string& d) {
@@ -54,8 +55,13 @@ struct Record {
 nlohmann::json to_json(const std::string& container_id, const std::vector<Record>& recs) {
     nlohmann::json vols = nlohmann::json::array();
     for (auto& r : recs)
-        vols.push_back({{"name", r.name}, {"source", r.source}, {"dev", static_cast<uint64_t>(r.id.dev)},
-                        {"ino", static_cast<uint64_t>(r.id.ino)}, {"block", r.block}, {"loop", r.loop}, {"dm", r.dm}});
+        vols.push_back({{"name", r.name},
+                        {"source", r.source},
+                        {"dev", static_cast<uint64_t>(r.id.dev)},
+                        {"ino", static_cast<uint64_t>(r.id.ino)},
+                        {"block", r.block},
+                        {"loop", r.loop},
+                        {"dm", r.dm}});
     return {{"container_id", container_id}, {"volumes", vols}};
 }
 
@@ -105,7 +111,8 @@ void check_not_in_use(const VolumeSpec& v, const FileId& id, bool block, dev_t r
     std::vector<std::string> users;
     if (block) {
         std::error_code ec;
-        std::string dir = "/sys/dev/block/" + std::to_string(major(rdev)) + ":" + std::to_string(minor(rdev)) + "/holders";
+        std::string dir =
+            "/sys/dev/block/" + std::to_string(major(rdev)) + ":" + std::to_string(minor(rdev)) + "/holders";
         std::vector<std::string> holders;
         for (auto& e : std::filesystem::directory_iterator(dir, ec)) holders.push_back(e.path().filename().string());
         users = holder_dm_names(holders);
@@ -181,7 +188,8 @@ std::vector<VolumeSpec> parse_volume_annotations(const nlohmann::json& annotatio
         if (s.source.empty()) fail(where + ".source: missing");
         if (s.destination.empty()) fail(where + ".destination: missing");
         if (dests.count(s.destination))
-            fail(where + ".destination: " + s.destination + " is also the destination of volume " + dests[s.destination]);
+            fail(where + ".destination: " + s.destination + " is also the destination of volume " +
+                 dests[s.destination]);
         dests[s.destination] = name;
         out.push_back(s);
     }
@@ -227,7 +235,8 @@ std::vector<OpenedVolume> open_volumes(const std::string& container_id, const st
             r.id = id;
             r.block = block;
             r.dm = mapping_name(container_id, v.name);
-            if (mapping_exists(r.dm)) fail(where + "/dev/mapper/" + r.dm + " already exists (delete the old container first)");
+            if (mapping_exists(r.dm))
+                fail(where + "/dev/mapper/" + r.dm + " already exists (delete the old container first)");
 
             std::string token_fstype;
             // Unseal before anything is attached: the likely failures (PCRs changed, no TPM) leave nothing.

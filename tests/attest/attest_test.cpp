@@ -155,14 +155,17 @@ protected:
         std::string b = dir_.path + "/" + name;
         fs::create_directories(b + "/rootfs/etc");
         spit(b + "/rootfs/etc/marker", marker);
-        spit(b + "/config.json", json{{"ociVersion", "1.0.2"}, {"root", {{"path", "rootfs"}}},
-                                      {"process", {{"args", {"/bin/true"}}, {"cwd", "/"}}}}.dump());
+        spit(b + "/config.json", json{{"ociVersion", "1.0.2"},
+                                      {"root", {{"path", "rootfs"}}},
+                                      {"process", {{"args", {"/bin/true"}}, {"cwd", "/"}}}}
+                                     .dump());
         return b;
     }
 
     std::string state(const std::string& id, const std::string& bundle, json ann = json::object()) {
-        return json{{"ociVersion", "1.0.2"}, {"id", id}, {"status", "creating"}, {"pid", 1},
-                    {"bundle", bundle},      {"annotations", ann}}.dump();
+        return json{{"ociVersion", "1.0.2"}, {"id", id},          {"status", "creating"}, {"pid", 1},
+                    {"bundle", bundle},      {"annotations", ann}}
+            .dump();
     }
 
     Result measure(const std::string& id, const std::string& bundle) {
@@ -192,8 +195,9 @@ protected:
     }
 
     Result verify(const std::string& quote_file, const std::string& nonce, const std::string& allow) {
-        return run({kAttest, "--policy", policy_, "verify", "--ak", ak(), "--allow", allow, "--nonce", nonce, quote_file},
-                   dir_.path);
+        return run(
+            {kAttest, "--policy", policy_, "verify", "--ak", ak(), "--allow", allow, "--nonce", nonce, quote_file},
+            dir_.path);
     }
 
     // `serve` on a unix socket in the test directory, started and answering; stopped by PID (stop_server).
@@ -220,8 +224,8 @@ protected:
         wait_bounded(pid);
     }
     Result verify_remote(const std::string& addr, const std::string& allow, std::vector<std::string> extra = {}) {
-        std::vector<std::string> argv{kAttest, "--policy", policy_, "verify", "--ak", ak(), "--allow", allow,
-                                      "--remote", addr};
+        std::vector<std::string> argv{kAttest, "--policy", policy_, "verify",   "--ak",
+                                      ak(),    "--allow",  allow,   "--remote", addr};
         argv.insert(argv.end(), extra.begin(), extra.end());
         return run(argv, dir_.path);
     }
@@ -465,8 +469,8 @@ TEST_F(AttestHost, ConcurrentHooksKeepLogAndPcrConsistent) {
     auto b1 = make_bundle("b1", "one");
     std::vector<pid_t> pids;
     for (int i = 0; i < 8; ++i)
-        pids.push_back(spawn(cmd({"hook", "measure"}), dir_.path, "conc" + std::to_string(i),
-                             state("c" + std::to_string(i), b1)));
+        pids.push_back(
+            spawn(cmd({"hook", "measure"}), dir_.path, "conc" + std::to_string(i), state("c" + std::to_string(i), b1)));
     for (size_t i = 0; i < pids.size(); ++i)
         EXPECT_EQ(wait_bounded(pids[i]), 0) << slurp(dir_.path + "/conc" + std::to_string(i) + ".err");
     auto ev = log_events();
@@ -552,17 +556,19 @@ TEST_F(AttestHost, QuoteFilesVerifyWithTpm2Checkquote) {
     EXPECT_EQ(sel.pcrSelections[0].pcrSelect[1], 1u << 3);  // PCR 11
     EXPECT_EQ(lists, 1u);
     ASSERT_EQ(values.count, 1u);
-    EXPECT_EQ(trustme::tpm::to_hex(values.digests[0].buffer, values.digests[0].size), doc["pcrs"]["11"].get<std::string>());
+    EXPECT_EQ(trustme::tpm::to_hex(values.digests[0].buffer, values.digests[0].size),
+              doc["pcrs"]["11"].get<std::string>());
     // Byte for byte what tpm2-tools itself writes for that PCR (tpm2_pcrread -F serialized, as tpm2_quote -o).
-    auto pr = run({"tpm2_pcrread", "-T", tpm_.tcti(), "-o", dir_.path + "/pcrread.pcrs", "-F", "serialized", "sha256:11"},
-                  dir_.path);
+    auto pr =
+        run({"tpm2_pcrread", "-T", tpm_.tcti(), "-o", dir_.path + "/pcrread.pcrs", "-F", "serialized", "sha256:11"},
+            dir_.path);
     ASSERT_EQ(pr.rc, 0) << pr.err;
     EXPECT_EQ(slurp(dir_.path + "/pcrread.pcrs"), pcrs);
 
     auto check = [&](const std::string& msg_file, const std::string& nonce, const std::string& pcr_file,
                      const std::string& key) {
-        return run({"tpm2_checkquote", "-u", key, "-m", msg_file, "-s", out + "/quote.sig", "-f", pcr_file, "-g", "sha256",
-                    "-q", nonce},
+        return run({"tpm2_checkquote", "-u", key, "-m", msg_file, "-s", out + "/quote.sig", "-f", pcr_file, "-g",
+                    "sha256", "-q", nonce},
                    dir_.path);
     };
     auto ok = check(out + "/quote.msg", n, out + "/quote.pcrs", out + "/ak.pem");
@@ -765,15 +771,15 @@ TEST(AttestEk, EnrollBindsTheAkToTheCertifiedEk) {
     o.ek_cert = true;
     Swtpm sw(o);
     std::string ak = d.path + "/ak.pem";
-    auto r = run({kAttest, "--tcti", sw.tcti(), "ak", "enroll", "--ek-ca", sw.ca_root(), "--ek-ca", sw.ca_issuer(),
-                  "--out", ak},
-                 d.path);
+    auto r = run(
+        {kAttest, "--tcti", sw.tcti(), "ak", "enroll", "--ek-ca", sw.ca_root(), "--ek-ca", sw.ca_issuer(), "--out", ak},
+        d.path);
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_NE(r.out.find("bound to the certified EK"), std::string::npos);
     // The enrolled AK is the one that signs quotes.
-    auto c = run({kAttest, "--tcti", sw.tcti(), "ak", "create", "--out", d.path + "/ak2.pem", "--ek-cert",
-                  d.path + "/ek.der"},
-                 d.path);
+    auto c = run(
+        {kAttest, "--tcti", sw.tcti(), "ak", "create", "--out", d.path + "/ak2.pem", "--ek-cert", d.path + "/ek.der"},
+        d.path);
     ASSERT_EQ(c.rc, 0) << c.err;
     EXPECT_EQ(slurp(ak), slurp(d.path + "/ak2.pem"));
     EXPECT_GT(fs::file_size(d.path + "/ek.der"), 100u);
@@ -808,9 +814,10 @@ TEST(AttestRunc, HookMeasuresUnderRunc) {
     json cfg = json::parse(slurp(bundle + "/config.json"));
     cfg["process"]["terminal"] = false;
     cfg["process"]["args"] = {"/bin/true"};
-    cfg["hooks"]["createRuntime"] = {{{"path", kAttest},
-                                      {"args", {"trustme-attest", "--tcti", sw.tcti(), "--log", log, "hook", "measure"}},
-                                      {"timeout", 60}}};
+    cfg["hooks"]["createRuntime"] = {
+        {{"path", kAttest},
+         {"args", {"trustme-attest", "--tcti", sw.tcti(), "--log", log, "hook", "measure"}},
+         {"timeout", 60}}};
     spit(bundle + "/config.json", cfg.dump(2));
     std::string root = d.path + "/runc-root";
     std::string id = "trustme-attest-test-" + std::to_string(getpid());
@@ -902,8 +909,13 @@ protected:
 TEST_F(AttestRuntime, SignedBundleIsMeasuredWithItsSigner) {
     ASSERT_EQ(run({sign_, "sign", "--dir", pki_, "--name", "release", bundle_}, dir_.path).rc, 0);
     std::string policy = dir_.path + "/policy-attest.json";
-    spit(policy, json{{"signature", "required"}, {"trust_anchors", {pki_ + "/root-ca.pem"}}, {"tcti", tpm_.tcti()},
-                      {"pcr", 11}, {"attestation", true}, {"event_log", log_}}.dump());
+    spit(policy, json{{"signature", "required"},
+                      {"trust_anchors", {pki_ + "/root-ca.pem"}},
+                      {"tcti", tpm_.tcti()},
+                      {"pcr", 11},
+                      {"attestation", true},
+                      {"event_log", log_}}
+                     .dump());
     auto r = run_container(policy, "signed");
     ASSERT_EQ(r.rc, 0) << r.out << r.err;
     auto ev = log_events();
@@ -1005,9 +1017,9 @@ TEST_F(AttestHost, QuoteOverAnotherPcrIsRefused) {
     EXPECT_NE(v.err.find("not the required PCR 11"), std::string::npos) << v.err;
     EXPECT_EQ(count_lines(v.err), 1) << v.err;
     // The verifier names the PCRs itself: --pcr 11 with the same quote, refused the same way.
-    auto v2 = run({kAttest, "verify", "--pcr", "11", "--ak", ak(), "--allow", allow, "--nonce", n,
-                   dir_.path + "/q12.json"},
-                  dir_.path);
+    auto v2 =
+        run({kAttest, "verify", "--pcr", "11", "--ak", ak(), "--allow", allow, "--nonce", n, dir_.path + "/q12.json"},
+            dir_.path);
     EXPECT_EQ(v2.rc, 1);
     EXPECT_NE(v2.err.find("not the required PCR 11"), std::string::npos) << v2.err;
     // serve --pcr 12: the verifier asks for PCR 11 and gets a quote over it, which shows the bundle.
@@ -1123,9 +1135,9 @@ TEST_F(AttestHost, IncrementThatSkipsOrRewritesIsRefused) {
     std::string allow = allow_all_measured();
     std::string st = dir_.path + "/host.state";
     std::string n = hex_nonce();
-    auto v = run({kAttest, "--policy", policy_, "verify", "--ak", ak(), "--allow", allow, "--state", st, "--nonce", n,
-                  quote(n)},
-                 dir_.path);
+    auto v = run(
+        {kAttest, "--policy", policy_, "verify", "--ak", ak(), "--allow", allow, "--state", st, "--nonce", n, quote(n)},
+        dir_.path);
     ASSERT_EQ(v.rc, 0) << v.out << v.err;
     ASSERT_EQ(measure("c1", b1).rc, 0);
     ASSERT_EQ(measure("c2", b1).rc, 0);
@@ -1146,8 +1158,9 @@ TEST_F(AttestHost, IncrementThatSkipsOrRewritesIsRefused) {
         l.erase(l.begin());
         l[0]["recnum"] = 1;
     });
-    v = run({kAttest, "--policy", policy_, "verify", "--ak", ak(), "--allow", allow, "--state", st, "--nonce", n, edited},
-            dir_.path);
+    v = run(
+        {kAttest, "--policy", policy_, "verify", "--ak", ak(), "--allow", allow, "--state", st, "--nonce", n, edited},
+        dir_.path);
     EXPECT_EQ(v.rc, 1);
     EXPECT_NE(v.err.find("PCR 11: replaying"), std::string::npos) << v.err;
     // The honest increment verifies.
@@ -1354,7 +1367,8 @@ trustme::tpm::SavedAk other_key_context(const std::string& tcti) {
     p.type = TPM2_ALG_ECC;
     p.nameAlg = TPM2_ALG_SHA256;
     p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                         TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
+                         TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |
+                         TPMA_OBJECT_SIGN_ENCRYPT;
     p.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
     p.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
     p.parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
@@ -1519,14 +1533,15 @@ TEST_F(AttestHost, MutualTlsAdmitsOnlyAllowListedVerifiers) {
     ok({sign, "pki", "init", "--dir", pki});
     ok({sign, "pki", "init", "--dir", other_pki});
     ok({sign, "pki", "issue", "--dir", pki, "--name", "attester", "--purpose", "server"});
-    for (const char* n : {"verifier", "by-key", "stranger"}) ok({sign, "pki", "issue", "--dir", pki, "--name", n, "--purpose", "client"});
+    for (const char* n : {"verifier", "by-key", "stranger"})
+        ok({sign, "pki", "issue", "--dir", pki, "--name", n, "--purpose", "client"});
     ok({sign, "pki", "issue", "--dir", pki, "--name", "release"});  // codeSigning: no TLS identity
     ok({sign, "pki", "issue", "--dir", other_pki, "--name", "verifier", "--purpose", "client"});
     // Each certificate with its issuing CA, as TLS sends it.
     auto full = [&](const std::string& dir, const std::string& name) {
         std::string p = dir + "/" + name + "-full.pem";
         spit(p, slurp(dir + "/" + name + ".pem") + slurp(dir + "/" + name + "-chain.pem"));
-        return std::vector<std::string>{"--tls-cert", p, "--tls-key", dir + "/" + name + ".key", "--tls-ca",
+        return std::vector<std::string>{"--tls-cert",        p, "--tls-key", dir + "/" + name + ".key", "--tls-ca",
                                         pki + "/root-ca.pem"};
     };
 
@@ -1550,9 +1565,7 @@ TEST_F(AttestHost, MutualTlsAdmitsOnlyAllowListedVerifiers) {
     ASSERT_NE(slurp(dir_.path + "/serve-tls.out").find("listening"), std::string::npos)
         << slurp(dir_.path + "/serve-tls.err");
 
-    auto verify_as = [&](std::vector<std::string> tls_args) {
-        return verify_remote(addr, allow, std::move(tls_args));
-    };
+    auto verify_as = [&](std::vector<std::string> tls_args) { return verify_remote(addr, allow, std::move(tls_args)); };
     // On the allow-list by CN, and by key; the first while three clients hold connections without ever
     // starting a handshake (it runs in the poll loop, so they block nobody; each is one log line when it
     // goes away).

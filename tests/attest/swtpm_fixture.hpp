@@ -10,7 +10,8 @@
 //
 //     trustme::testing::Swtpm::Options o; o.ek_cert = true;
 //     trustme::testing::Swtpm tpm2(o);                   // manufactured by swtpm_setup --create-ek-cert
-//     tpm2.ca_certs()                                     // PEM file(s) of the private local CA that signed the EK cert
+//     tpm2.ca_certs()                                     // PEM file(s) of the private local CA that signed the EK
+//     cert
 //
 // What it guarantees: swtpm runs in the foreground as our child (no --daemon), so we know its PID and stop
 // it by that PID only (SIGTERM, then SIGKILL after 5 s), then remove the directory. Nothing outside the
@@ -139,16 +140,28 @@ private:
 
     void manufacture() {
         std::filesystem::create_directory(dir_ + "/ca");
-        write(dir_ + "/swtpm_setup.conf", "create_certs_tool = /usr/bin/swtpm_localca\n"
-                                          "create_certs_tool_config = " + dir_ + "/swtpm-localca.conf\n"
-                                          "create_certs_tool_options = " + dir_ + "/swtpm-localca.options\n"
-                                          "active_pcr_banks = sha256\n");
-        write(dir_ + "/swtpm-localca.conf", "statedir = " + dir_ + "/ca\n"
-                                            "signingkey = " + dir_ + "/ca/signkey.pem\n"
-                                            "issuercert = " + dir_ + "/ca/issuercert.pem\n"
-                                            "certserial = " + dir_ + "/ca/certserial\n");
-        write(dir_ + "/swtpm-localca.options", "--platform-manufacturer trustme-test\n--platform-version 2.1\n"
-                                               "--platform-model swtpm\n");
+        write(dir_ + "/swtpm_setup.conf",
+              "create_certs_tool = /usr/bin/swtpm_localca\n"
+              "create_certs_tool_config = " +
+                  dir_ +
+                  "/swtpm-localca.conf\n"
+                  "create_certs_tool_options = " +
+                  dir_ +
+                  "/swtpm-localca.options\n"
+                  "active_pcr_banks = sha256\n");
+        write(dir_ + "/swtpm-localca.conf", "statedir = " + dir_ +
+                                                "/ca\n"
+                                                "signingkey = " +
+                                                dir_ +
+                                                "/ca/signkey.pem\n"
+                                                "issuercert = " +
+                                                dir_ +
+                                                "/ca/issuercert.pem\n"
+                                                "certserial = " +
+                                                dir_ + "/ca/certserial\n");
+        write(dir_ + "/swtpm-localca.options",
+              "--platform-manufacturer trustme-test\n--platform-version 2.1\n"
+              "--platform-model swtpm\n");
         int rc = run({"swtpm_setup", "--tpm2", "--tpmstate", dir_ + "/state", "--create-ek-cert", "--config",
                       dir_ + "/swtpm_setup.conf", "--logfile", dir_ + "/setup.log"},
                      nullptr, true, dir_ + "/setup.out");

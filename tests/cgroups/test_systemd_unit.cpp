@@ -41,7 +41,8 @@ TEST(SystemdUnit, NamesLikeRunc) {
     EXPECT_EQ(u.name, "libpod-0123.scope");
     EXPECT_EQ(u.path, "/machine.slice/libpod-0123.scope");
     u = systemd::unit_for("kubepods-besteffort-pod1.slice:cri-containerd:c1", "x");
-    EXPECT_EQ(u.path, "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-c1.scope");
+    EXPECT_EQ(u.path,
+              "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-c1.scope");
     u = systemd::unit_for(":docker:d1", "x");
     EXPECT_EQ(u.path, "/system.slice/docker-d1.scope");
     u = systemd::unit_for("-.slice:p:n", "x");
@@ -105,7 +106,9 @@ TEST(SystemdUnit, ResourcesV2) {
 }
 
 TEST(SystemdUnit, ResourcesV1AndLimits) {
-    json r = {{"memory", {{"limit", -1}}}, {"cpu", {{"shares", 512}, {"quota", 12345}}}, {"pids", {{"limit", -1}}},
+    json r = {{"memory", {{"limit", -1}}},
+              {"cpu", {{"shares", 512}, {"quota", 12345}}},
+              {"pids", {{"limit", -1}}},
               {"blockIO", {{"weight", 300}}}};
     auto p = systemd::resource_properties(r, Mode::Legacy, false);
     EXPECT_EQ(find(p, "MemoryLimit"), UINT64_MAX);
@@ -119,7 +122,8 @@ TEST(SystemdUnit, ResourcesV1AndLimits) {
 }
 
 TEST(SystemdUnit, UnifiedKeys) {
-    json r = {{"unified", {{"memory.high", "1048576"}, {"pids.max", "max"}, {"cpu.max", "max 50000"}, {"io.weight", "50"}}}};
+    json r = {
+        {"unified", {{"memory.high", "1048576"}, {"pids.max", "max"}, {"cpu.max", "max 50000"}, {"io.weight", "50"}}}};
     auto p = systemd::resource_properties(r, Mode::Unified, false);
     EXPECT_EQ(find(p, "MemoryHigh"), 1048576);
     EXPECT_EQ(find(p, "TasksMax"), UINT64_MAX);
@@ -134,7 +138,7 @@ TEST(SystemdUnit, Devices) {
     EXPECT_EQ(find(p, "DevicePolicy"), "strict");
     auto allow = find(p, "DeviceAllow");
     EXPECT_NE(std::find(allow.begin(), allow.end(), json::array({"/dev/char/1:3", "rwm"})), allow.end());  // /dev/null
-    EXPECT_NE(std::find(allow.begin(), allow.end(), json::array({"char-136", "rwm"})), allow.end());  // pts
+    EXPECT_NE(std::find(allow.begin(), allow.end(), json::array({"char-136", "rwm"})), allow.end());       // pts
     // allow-all
     json all = {{"devices", json::array({{{"allow", true}, {"access", "rwm"}}})}};
     p = systemd::device_properties(all);
@@ -162,7 +166,9 @@ TEST(SystemdUnit, Annotations) {
     EXPECT_EQ(find(p, "MemoryHigh", &sig), 1000);
     EXPECT_EQ(sig, "t");
     EXPECT_EQ(find(p, "IOAccounting"), false);
-    EXPECT_EQ(error_of([] { systemd::annotation_properties({{"org.systemd.property.A1b", "1"}}); }),
+    EXPECT_EQ(error_of([] {
+                  systemd::annotation_properties({{"org.systemd.property.A1b", "1"}});
+              }),
               "annotations.org.systemd.property.A1b: not a systemd property name (letters only, at least 3)");
     EXPECT_NE(error_of([] { systemd::annotation_properties({{"org.systemd.property.Foo", "what"}}); }), "");
     EXPECT_NE(error_of([] { systemd::annotation_properties({{"org.systemd.property.TimeoutSec", "'x'"}}); }), "");

@@ -40,7 +40,9 @@ TEST(CgroupPath, DefaultAndAbsoluteAndRelative) {
 
     auto a = Manager::create("/x/../y/z", "abc");
     EXPECT_EQ(a->path_for_namespace(), "/y/z");
-    if (a->mode() == Mode::Legacy) { EXPECT_EQ(a->dir("memory"), "/sys/fs/cgroup/memory/y/z"); }
+    if (a->mode() == Mode::Legacy) {
+        EXPECT_EQ(a->dir("memory"), "/sys/fs/cgroup/memory/y/z");
+    }
 
     auto r = Manager::create("rel/c", "abc");
     std::string rd = r->dir("memory");
@@ -91,7 +93,8 @@ TEST(Convert, BlkioWeightAndSwap) {
 }
 
 TEST(Devices, RulesGetDenyAllFirstAndRuncDefaultsLast) {
-    auto rules = device_rules(json{{"devices", json::array({{{"allow", true}, {"type", "c"}, {"major", 1}, {"minor", 11}, {"access", "r"}}})}});
+    auto rules = device_rules(json{
+        {"devices", json::array({{{"allow", true}, {"type", "c"}, {"major", 1}, {"minor", 11}, {"access", "r"}}})}});
     ASSERT_EQ(rules.size(), 2 + default_allowed_devices().size());
     EXPECT_EQ(detail::v1_rule_string(rules[0]), "a");
     EXPECT_FALSE(rules[0].allow);
@@ -101,30 +104,40 @@ TEST(Devices, RulesGetDenyAllFirstAndRuncDefaultsLast) {
 }
 
 TEST(Devices, BadRulesNameTheJsonPath) {
-    EXPECT_EQ(error_of([] { device_rules(json{{"devices", json::array({{{"allow", true}, {"type", "x"}, {"access", "r"}}})}}); }),
+    EXPECT_EQ(error_of([] {
+                  device_rules(json{{"devices", json::array({{{"allow", true}, {"type", "x"}, {"access", "r"}}})}});
+              }),
               "linux.resources.devices[0].type: invalid device type \"x\" (want a, b or c)");
-    EXPECT_EQ(error_of([] { device_rules(json{{"devices", json::array({{{"allow", true}, {"type", "c"}, {"access", "rx"}}})}}); }),
+    EXPECT_EQ(error_of([] {
+                  device_rules(json{{"devices", json::array({{{"allow", true}, {"type", "c"}, {"access", "rx"}}})}});
+              }),
               "linux.resources.devices[0].access: invalid access \"rx\" (want a subset of rwm)");
-    EXPECT_EQ(error_of([] { device_rules(json{{"devices", json::array({{{"allow", true}, {"type", "c"}}})}}); }),
+    EXPECT_EQ(error_of([] {
+                  device_rules(json{{"devices", json::array({{{"allow", true}, {"type", "c"}}})}});
+              }),
               "linux.resources.devices[0].access: must not be empty");
-    EXPECT_EQ(error_of([] { device_rules(json{{"devices", json::array({{{"type", "c"}, {"access", "r"}}})}}); }),
+    EXPECT_EQ(error_of([] {
+                  device_rules(json{{"devices", json::array({{{"type", "c"}, {"access", "r"}}})}});
+              }),
               "linux.resources.devices[0].allow: required");
 }
 
 TEST(Devices, EmulatorFollowsKernelV1Semantics) {
     using R = DeviceRule;
     // deny all; allow c 1:3 rw; allow c 1:3 m → one widened exception.
-    auto st = detail::emulate_devices({R{false, 'a', -1, -1, "rwm"}, R{true, 'c', 1, 3, "rw"}, R{true, 'c', 1, 3, "m"}});
+    auto st =
+        detail::emulate_devices({R{false, 'a', -1, -1, "rwm"}, R{true, 'c', 1, 3, "rw"}, R{true, 'c', 1, 3, "m"}});
     EXPECT_FALSE(st.default_allow);
     ASSERT_EQ(st.exceptions.size(), 1u);
     EXPECT_EQ(st.exceptions[0].access, "rwm");
     // ... then deny c 1:3 w removes just that bit; deny of another device changes nothing.
-    st = detail::emulate_devices({R{false, 'a', -1, -1, "rwm"}, R{true, 'c', 1, 3, "rwm"}, R{false, 'c', 1, 3, "w"},
-                                  R{false, 'c', 1, 5, "r"}});
+    st = detail::emulate_devices(
+        {R{false, 'a', -1, -1, "rwm"}, R{true, 'c', 1, 3, "rwm"}, R{false, 'c', 1, 3, "w"}, R{false, 'c', 1, 5, "r"}});
     ASSERT_EQ(st.exceptions.size(), 1u);
     EXPECT_EQ(st.exceptions[0].access, "rm");
     // allow all (privileged), then a deny exception.
-    st = detail::emulate_devices({R{false, 'a', -1, -1, "rwm"}, R{true, 'a', -1, -1, "rwm"}, R{false, 'b', 7, -1, "rw"}});
+    st = detail::emulate_devices(
+        {R{false, 'a', -1, -1, "rwm"}, R{true, 'a', -1, -1, "rwm"}, R{false, 'b', 7, -1, "rw"}});
     EXPECT_TRUE(st.default_allow);
     ASSERT_EQ(st.exceptions.size(), 1u);
     EXPECT_FALSE(st.exceptions[0].allow);
@@ -132,7 +145,8 @@ TEST(Devices, EmulatorFollowsKernelV1Semantics) {
 
 TEST(Devices, ProgramShape) {
     using R = DeviceRule;
-    auto st = detail::emulate_devices({R{false, 'a', -1, -1, "rwm"}, R{true, 'c', 1, 3, "rwm"}, R{true, 'c', 136, -1, "rw"}});
+    auto st =
+        detail::emulate_devices({R{false, 'a', -1, -1, "rwm"}, R{true, 'c', 1, 3, "rwm"}, R{true, 'c', 136, -1, "rw"}});
     auto prog = detail::build_device_program(st);
     // 6 loads + block(type, major, minor, mov, exit)=5 + block(type, mov, and, jne, major, mov, exit)=7 + 2.
     ASSERT_EQ(prog.size(), 6u + 5u + 7u + 2u);
@@ -145,27 +159,49 @@ TEST(Devices, ProgramShape) {
 TEST(Validate, MessagesNameJsonPaths) {
     EXPECT_NO_THROW(validate(json::object()));
     EXPECT_NO_THROW(validate(nullptr));
-    EXPECT_EQ(error_of([] { validate(json{{"memory", {{"limit", "1G"}}}}); }),
+    EXPECT_EQ(error_of([] {
+                  validate(json{{"memory", {{"limit", "1G"}}}});
+              }),
               "linux.resources.memory.limit: expected an integer, got \"1G\"");
-    EXPECT_EQ(error_of([] { validate(json{{"memory", {{"swappiness", 101}}}}); }),
+    EXPECT_EQ(error_of([] {
+                  validate(json{{"memory", {{"swappiness", 101}}}});
+              }),
               "linux.resources.memory.swappiness: 101 is out of range [0, 100]");
-    EXPECT_EQ(error_of([] { validate(json{{"memory", {{"limit", 200}, {"swap", 100}}}}); }),
+    EXPECT_EQ(error_of([] {
+                  validate(json{{"memory", {{"limit", 200}, {"swap", 100}}}});
+              }),
               "linux.resources.memory.swap: memory+swap limit 100 should be >= memory limit 200");
-    EXPECT_EQ(error_of([] { validate(json{{"cpu", {{"shares", -5}}}}); }),
+    EXPECT_EQ(error_of([] {
+                  validate(json{{"cpu", {{"shares", -5}}}});
+              }),
               "linux.resources.cpu.shares: must not be negative, got -5");
-    EXPECT_EQ(error_of([] { validate(json{{"cpu", {{"cpus", "0-"}}}}); }),
+    EXPECT_EQ(error_of([] {
+                  validate(json{{"cpu", {{"cpus", "0-"}}}});
+              }),
               "linux.resources.cpu.cpus: invalid list \"0-\" (want e.g. \"0-3,5\")");
     // Found by fuzz.resources: a number past 2^64 was an uncaught std::out_of_range from std::stoul.
-    EXPECT_EQ(error_of([] { validate(json{{"cpu", {{"cpus", "0-99999999999999999999"}}}}); }),
+    EXPECT_EQ(error_of([] {
+                  validate(json{{"cpu", {{"cpus", "0-99999999999999999999"}}}});
+              }),
               "linux.resources.cpu.cpus: number out of range in \"0-99999999999999999999\"");
-    EXPECT_EQ(error_of([] { validate(json{{"cpu", {{"mems", "4294967296"}}}}); }),
+    EXPECT_EQ(error_of([] {
+                  validate(json{{"cpu", {{"mems", "4294967296"}}}});
+              }),
               "linux.resources.cpu.mems: number out of range in \"4294967296\"");
-    EXPECT_EQ(error_of([] { validate(json{{"blockIO", {{"weight", 5}}}}); }),
+    EXPECT_EQ(error_of([] {
+                  validate(json{{"blockIO", {{"weight", 5}}}});
+              }),
               "linux.resources.blockIO.weight: 5 is out of range [10, 1000]");
-    EXPECT_EQ(error_of([] { validate(json{{"hugepageLimits", {{{"pageSize", "2M"}, {"limit", 1}}}}}); }),
+    EXPECT_EQ(error_of([] {
+                  validate(json{{"hugepageLimits", {{{"pageSize", "2M"}, {"limit", 1}}}}});
+              }),
               "linux.resources.hugepageLimits[0].pageSize: invalid page size \"2M\" (want e.g. \"2MB\")");
-    EXPECT_EQ(error_of([] { validate(json{{"unified", {{"../memory.max", "1"}}}}); }),
+    EXPECT_EQ(error_of([] {
+                  validate(json{{"unified", {{"../memory.max", "1"}}}});
+              }),
               "linux.resources.unified[\"../memory.max\"]: invalid key (want \"<controller>.<file>\")");
-    EXPECT_EQ(error_of([] { validate(json{{"pids", {{"limit", 1.5}}}}); }),
+    EXPECT_EQ(error_of([] {
+                  validate(json{{"pids", {{"limit", 1.5}}}});
+              }),
               "linux.resources.pids.limit: expected an integer, got 1.5");
 }

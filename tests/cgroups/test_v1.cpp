@@ -9,8 +9,8 @@
 #include "tests/cgroups/helpers.hpp"
 
 using namespace trustme::cgroups;
-using nlohmann::json;
 using cgtest::read_trim;
+using nlohmann::json;
 
 namespace {
 
@@ -34,8 +34,8 @@ protected:
             }
         }
         // The per-test parent in every hierarchy (the Manager removes only the container's own dir).
-        for (const char* c : {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "name=systemd", "unified",
-                              "hugetlb", "net_cls", "net_prio"})
+        for (const char* c : {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
+                              "name=systemd", "unified", "hugetlb", "net_cls", "net_prio"})
             if (mgr_) {
                 std::string d = mgr_->dir(c);
                 if (!d.empty()) ::rmdir(d.substr(0, d.size() - 3).c_str());
@@ -65,9 +65,19 @@ TEST_F(V1, ApplyEveryResourceReadBackAndObserve) {
         {"devices", json::array({{{"allow", false}, {"access", "rwm"}},
                                  {{"allow", true}, {"type", "c"}, {"major", 1}, {"minor", 11}, {"access", "r"}}})},
         {"memory",
-         {{"limit", 64 << 20}, {"reservation", 32 << 20}, {"swap", 128 << 20}, {"swappiness", 10},
-          {"disableOOMKiller", true}, {"kernelTCP", 16 << 20}}},
-        {"cpu", {{"shares", 512}, {"quota", 50000}, {"period", 100000}, {"realtimePeriod", 500000}, {"cpus", "0"}, {"mems", "0"}}},
+         {{"limit", 64 << 20},
+          {"reservation", 32 << 20},
+          {"swap", 128 << 20},
+          {"swappiness", 10},
+          {"disableOOMKiller", true},
+          {"kernelTCP", 16 << 20}}},
+        {"cpu",
+         {{"shares", 512},
+          {"quota", 50000},
+          {"period", 100000},
+          {"realtimePeriod", 500000},
+          {"cpus", "0"},
+          {"mems", "0"}}},
         {"pids", {{"limit", 10}}},
     };
     if (!blk.empty()) {
@@ -88,7 +98,8 @@ TEST_F(V1, ApplyEveryResourceReadBackAndObserve) {
     EXPECT_EQ(read_trim(file("cpuset", "cpuset.mems")), "0");
     EXPECT_EQ(read_trim(file("memory", "memory.limit_in_bytes")), std::to_string(64 << 20));
     EXPECT_EQ(read_trim(file("memory", "memory.soft_limit_in_bytes")), std::to_string(32 << 20));
-    if (cgtest::dir_exists(mgr_->dir("memory")) && ::access(file("memory", "memory.memsw.limit_in_bytes").c_str(), F_OK) == 0) {
+    if (cgtest::dir_exists(mgr_->dir("memory")) &&
+        ::access(file("memory", "memory.memsw.limit_in_bytes").c_str(), F_OK) == 0) {
         EXPECT_EQ(read_trim(file("memory", "memory.memsw.limit_in_bytes")), std::to_string(128 << 20));
     }
     EXPECT_EQ(read_trim(file("memory", "memory.swappiness")), "10");
@@ -112,12 +123,14 @@ TEST_F(V1, ApplyEveryResourceReadBackAndObserve) {
     child_ = std::make_unique<cgtest::Child>(devs_.dir);
     mgr_->add_process(child_->pid());
     for (const char* c : {"memory", "pids", "devices", "cpu", "freezer", "name=systemd", "unified"})
-        if (mounted(c)) { EXPECT_EQ(read_trim(file(c, "cgroup.procs")), std::to_string(child_->pid())) << c; }
-    EXPECT_EQ(child_->run('n'), 0);       // /dev/null: runc default
-    EXPECT_EQ(child_->run('r'), 0);       // c 1:11 r: allowed by the config
-    EXPECT_EQ(child_->run('w'), EPERM);   // c 1:11 w: not allowed
-    EXPECT_EQ(child_->run('b'), EPERM);   // b 7:0: not in the list
-    EXPECT_EQ(child_->run('f'), 0);       // fork below pids.max
+        if (mounted(c)) {
+            EXPECT_EQ(read_trim(file(c, "cgroup.procs")), std::to_string(child_->pid())) << c;
+        }
+    EXPECT_EQ(child_->run('n'), 0);      // /dev/null: runc default
+    EXPECT_EQ(child_->run('r'), 0);      // c 1:11 r: allowed by the config
+    EXPECT_EQ(child_->run('w'), EPERM);  // c 1:11 w: not allowed
+    EXPECT_EQ(child_->run('b'), EPERM);  // b 7:0: not in the list
+    EXPECT_EQ(child_->run('f'), 0);      // fork below pids.max
 
     auto pids = mgr_->pids();
     ASSERT_EQ(pids.size(), 1u);
@@ -199,7 +212,8 @@ TEST_F(V1, DestroyRemovesEverythingAlsoFromSavedState) {
     child_ = std::make_unique<cgtest::Child>(devs_.dir);
     mgr_->add_process(child_->pid());
     std::vector<std::string> dirs;
-    for (const char* c : {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "name=systemd", "unified"})
+    for (const char* c :
+         {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "name=systemd", "unified"})
         if (mounted(c)) {
             dirs.push_back(mgr_->dir(c));
             EXPECT_TRUE(cgtest::dir_exists(dirs.back())) << dirs.back();
@@ -225,7 +239,9 @@ TEST_F(V1, KernelRejectedValueNamesFileAndValueAndLeavesNothing) {
     EXPECT_EQ(msg.find('\n'), std::string::npos);
     msg = error_of([&] { mgr_->apply(json{{"cpu", {{"shares", 1}}}}); });
     EXPECT_NE(msg.find("linux.resources.cpu.shares: 1 is out of the kernel's range"), std::string::npos) << msg;
-    msg = error_of([&] { mgr_->apply(json{{"memory", {{"limit", 4096}, {"swap", 8192}}}, {"cpu", {{"realtimeRuntime", 999999999}}}}); });
+    msg = error_of([&] {
+        mgr_->apply(json{{"memory", {{"limit", 4096}, {"swap", 8192}}}, {"cpu", {{"realtimeRuntime", 999999999}}}});
+    });
     EXPECT_NE(msg.find("cpu.rt_runtime_us"), std::string::npos) << msg;
     EXPECT_NE(msg.find("999999999"), std::string::npos) << msg;
     // The lifecycle destroys on a failed apply: nothing is left.
@@ -238,24 +254,35 @@ TEST_F(V1, MissingControllerIsAClearErrorOnlyWhenAskedFor) {
     mgr_->create_dirs();
     EXPECT_NO_THROW(mgr_->apply(json{{"hugepageLimits", json::array()}, {"network", json::object()}}));
     if (!mounted("hugetlb"))
-        EXPECT_EQ(error_of([&] { mgr_->apply(json{{"hugepageLimits", {{{"pageSize", "2MB"}, {"limit", 2097152}}}}}); }),
-                  "linux.resources.hugepageLimits: the hugetlb cgroup controller is not mounted on this host (cgroup v1)");
+        EXPECT_EQ(
+            error_of([&] {
+                mgr_->apply(json{{"hugepageLimits", {{{"pageSize", "2MB"}, {"limit", 2097152}}}}});
+            }),
+            "linux.resources.hugepageLimits: the hugetlb cgroup controller is not mounted on this host (cgroup v1)");
     else {
         mgr_->apply(json{{"hugepageLimits", {{{"pageSize", "2MB"}, {"limit", 2097152}}}}});
         EXPECT_EQ(read_trim(file("hugetlb", "hugetlb.2MB.limit_in_bytes")), "2097152");
     }
     if (!mounted("net_cls"))
-        EXPECT_EQ(error_of([&] { mgr_->apply(json{{"network", {{"classID", 1048577}}}}); }),
-                  "linux.resources.network.classID: the net_cls cgroup controller is not mounted on this host (cgroup v1)");
+        EXPECT_EQ(
+            error_of([&] {
+                mgr_->apply(json{{"network", {{"classID", 1048577}}}});
+            }),
+            "linux.resources.network.classID: the net_cls cgroup controller is not mounted on this host (cgroup v1)");
     else {
         mgr_->apply(json{{"network", {{"classID", 1048577}}}});
         EXPECT_EQ(read_trim(file("net_cls", "net_cls.classid")), "1048577");
     }
     if (!mounted("rdma")) {
-        EXPECT_EQ(error_of([&] { mgr_->apply(json{{"rdma", {{"mlx5_1", {{"hcaHandles", 3}}}}}}); }),
+        EXPECT_EQ(error_of([&] {
+                      mgr_->apply(json{{"rdma", {{"mlx5_1", {{"hcaHandles", 3}}}}}});
+                  }),
                   "linux.resources.rdma: the rdma cgroup controller is not mounted on this host (cgroup v1)");
     }
-    EXPECT_EQ(error_of([&] { mgr_->apply(json{{"unified", {{"memory.high", "1"}}}}); }).rfind("linux.resources.unified:", 0), 0u);
+    EXPECT_EQ(error_of([&] {
+                  mgr_->apply(json{{"unified", {{"memory.high", "1"}}}});
+              }).rfind("linux.resources.unified:", 0),
+              0u);
 }
 
 }  // namespace

@@ -12,8 +12,8 @@
 #include "tests/cgroups/helpers.hpp"
 
 using namespace trustme::cgroups;
-using nlohmann::json;
 using cgtest::read_trim;
+using nlohmann::json;
 
 namespace {
 
@@ -101,7 +101,9 @@ TEST_F(V2, ApplyEveryResourceReadBack) {
         EXPECT_EQ(read_trim(file("cpu.weight")), "59");  // shares 512 → weight 59 (runc's conversion)
         EXPECT_EQ(read_trim(file("cpu.max")), "50000 100000");
     }
-    if (has("cpuset")) { EXPECT_EQ(read_trim(file("cpuset.cpus")), "0"); }
+    if (has("cpuset")) {
+        EXPECT_EQ(read_trim(file("cpuset.cpus")), "0");
+    }
     if (has("memory")) {
         EXPECT_EQ(read_trim(file("memory.max")), std::to_string(64 << 20));
         EXPECT_EQ(read_trim(file("memory.low")), std::to_string(32 << 20));
@@ -110,13 +112,17 @@ TEST_F(V2, ApplyEveryResourceReadBack) {
             EXPECT_EQ(read_trim(file("memory.swap.max")), std::to_string(32 << 20));  // 96M - 64M
         }
     }
-    if (has("pids")) { EXPECT_EQ(read_trim(file("pids.max")), "10"); }
+    if (has("pids")) {
+        EXPECT_EQ(read_trim(file("pids.max")), "10");
+    }
     if (r.contains("blockIO")) {
         std::string io = read_trim(file("io.max"));
         EXPECT_NE(io.find(blk + " rbps=1048576"), std::string::npos) << io;
         EXPECT_NE(io.find("wiops=100"), std::string::npos) << io;
     }
-    if (r.contains("hugepageLimits")) { EXPECT_EQ(read_trim(file("hugetlb.2MB.max")), std::to_string(4 << 20)); }
+    if (r.contains("hugepageLimits")) {
+        EXPECT_EQ(read_trim(file("hugetlb.2MB.max")), std::to_string(4 << 20));
+    }
     std::string checked;
     for (auto& [k, v] : r.items()) checked += " " + k;
     RecordProperty("checked", checked);
@@ -126,8 +132,9 @@ TEST_F(V2, ApplyEveryResourceReadBack) {
 
 TEST_F(V2, DeviceFilterPidsLimitAndStats) {
     mgr_->create_dirs();
-    json r = {{"devices", json::array({{{"allow", false}, {"access", "rwm"}},
-                                       {{"allow", true}, {"type", "c"}, {"major", 1}, {"minor", 11}, {"access", "r"}}})}};
+    json r = {
+        {"devices", json::array({{{"allow", false}, {"access", "rwm"}},
+                                 {{"allow", true}, {"type", "c"}, {"major", 1}, {"minor", 11}, {"access", "r"}}})}};
     mgr_->apply(r);
     child_ = std::make_unique<cgtest::Child>(devs_.dir);
     mgr_->add_process(child_->pid());
@@ -153,14 +160,19 @@ TEST_F(V2, DeviceFilterPidsLimitAndStats) {
     EXPECT_EQ(pids[0], child_->pid());
     json s = mgr_->stats();
     EXPECT_TRUE(s["cpu"]["usage"].contains("total"));
-    if (has("pids")) { EXPECT_EQ(s["pids"]["current"], 1u); }
-    if (has("memory")) { EXPECT_GT(s["memory"]["usage"]["usage"].get<uint64_t>(), 0u); }
+    if (has("pids")) {
+        EXPECT_EQ(s["pids"]["current"], 1u);
+    }
+    if (has("memory")) {
+        EXPECT_GT(s["memory"]["usage"]["usage"].get<uint64_t>(), 0u);
+    }
 }
 
 TEST_F(V2, PrivilegedAllowAllWithADenyException) {
     mgr_->create_dirs();
-    mgr_->apply(json{{"devices", json::array({{{"allow", true}, {"access", "rwm"}},
-                                              {{"allow", false}, {"type", "c"}, {"major", 1}, {"minor", 11}, {"access", "w"}}})}});
+    mgr_->apply(json{
+        {"devices", json::array({{{"allow", true}, {"access", "rwm"}},
+                                 {{"allow", false}, {"type", "c"}, {"major", 1}, {"minor", 11}, {"access", "w"}}})}});
     child_ = std::make_unique<cgtest::Child>(devs_.dir);
     mgr_->add_process(child_->pid());
     EXPECT_EQ(child_->run('r'), 0);
@@ -216,13 +228,16 @@ TEST_F(V2, BadValuesNameFileOrPath) {
     mgr_->create_dirs();
     if (has("memory")) {
         std::string msg = error_of([&] { mgr_->apply(json{{"unified", {{"memory.high", "lots"}}}}); });
-        EXPECT_EQ(msg, "linux.resources.unified[\"memory.high\"]: write \"lots\" to " + file("memory.high") + ": Invalid argument");
+        EXPECT_EQ(msg, "linux.resources.unified[\"memory.high\"]: write \"lots\" to " + file("memory.high") +
+                           ": Invalid argument");
     } else {
         std::string msg = error_of([&] { mgr_->apply(json{{"memory", {{"limit", 1 << 20}}}}); });
-        EXPECT_EQ(msg, "linux.resources.memory: the memory controller is not available in " + file("cgroup.controllers") +
-                           " (cgroup v2)");
+        EXPECT_EQ(msg, "linux.resources.memory: the memory controller is not available in " +
+                           file("cgroup.controllers") + " (cgroup v2)");
     }
-    EXPECT_EQ(error_of([&] { mgr_->apply(json{{"network", {{"classID", 5}}}}); }),
+    EXPECT_EQ(error_of([&] {
+                  mgr_->apply(json{{"network", {{"classID", 5}}}});
+              }),
               "linux.resources.network: net_cls/net_prio are cgroup v1 controllers, not available on cgroup v2");
     std::string dir = mgr_->dir("");
     mgr_->destroy();

@@ -31,7 +31,7 @@ class Bundle {
 public:
     explicit Bundle(const std::string& tag, bool copy_rootfs = false);
     ~Bundle();
-    nlohmann::json config;  // runc spec's default, terminal false, args /bin/true
+    nlohmann::json config;          // runc spec's default, terminal false, args /bin/true
     std::string dir, rootfs, root;  // bundle dir, its rootfs, a private --root
     void save() const;              // write config.json
     // trustme-runtime --root <root> ARGS...

@@ -53,7 +53,8 @@ TEST(BadInput, MissingRootfs) {
     Bundle b("bad-rootfs");
     b.config["root"]["path"] = b.dir + "/nope";
     b.save();
-    expect_one_line_error(b.rt({"create", "-b", b.dir, "br"}), "root.path " + b.dir + "/nope: No such file or directory");
+    expect_one_line_error(b.rt({"create", "-b", b.dir, "br"}),
+                          "root.path " + b.dir + "/nope: No such file or directory");
     expect_nothing_left(b, "br");
 }
 
@@ -61,7 +62,8 @@ TEST(BadInput, MissingExecutable) {
     Bundle b("bad-exec");
     b.config["process"]["args"] = {"no-such-program"};
     b.save();
-    expect_one_line_error(b.rt({"create", "-b", b.dir, "be"}), "exec: \"no-such-program\": executable file not found in $PATH");
+    expect_one_line_error(b.rt({"create", "-b", b.dir, "be"}),
+                          "exec: \"no-such-program\": executable file not found in $PATH");
     expect_nothing_left(b, "be");
 }
 
@@ -91,9 +93,11 @@ TEST(BadInput, UnknownSignalAndMissingContainer) {
     EXPECT_EQ(nlohmann::json::parse(b.rt({"state", "bs"}).out)["status"], "running");
     expect_one_line_error(b.rt({"exec", "nosuch", "true"}), "container \"nosuch\" does not exist");
     write_text(b.dir + "/bad.json", "{\"args\": 1, \"cwd\": \"/\", \"user\": {\"uid\": 0, \"gid\": 0}}");
-    expect_one_line_error(b.rt({"exec", "--process", b.dir + "/bad.json", "bs"}), "bad.json: process.args: must be an array");
+    expect_one_line_error(b.rt({"exec", "--process", b.dir + "/bad.json", "bs"}),
+                          "bad.json: process.args: must be an array");
     EXPECT_EQ(nlohmann::json::parse(b.rt({"state", "bs"}).out)["status"], "running");
     ASSERT_EQ(b.rt({"kill", "bs", "KILL"}).status, 0);
-    for (int i = 0; i < 50 && nlohmann::json::parse(b.rt({"state", "bs"}).out)["status"] != "stopped"; ++i) usleep(50000);
+    for (int i = 0; i < 50 && nlohmann::json::parse(b.rt({"state", "bs"}).out)["status"] != "stopped"; ++i)
+        usleep(50000);
     expect_one_line_error(b.rt({"exec", "bs", "true"}), "container \"bs\" is stopped, not running");
 }

@@ -177,18 +177,21 @@ TEST_P(Cleanup, RunningContainerMountsStayInside) {
     b->config["mounts"].push_back(
         {{"destination", "/data"}, {"type", "bind"}, {"source", b->dir + "/data"}, {"options", {"rbind"}}});
     b->config["mounts"].push_back({{"destination", "/data/sub"}, {"type", "tmpfs"}, {"source", "tmpfs"}});
-    for (auto set : {"bounding", "effective", "permitted"}) b->config["process"]["capabilities"][set].push_back("CAP_SYS_ADMIN");
+    for (auto set : {"bounding", "effective", "permitted"})
+        b->config["process"]["capabilities"][set].push_back("CAP_SYS_ADMIN");
     const std::string ready = b->dir + "/data/ready";
     b->config["root"]["readonly"] = false;
-    b->config["process"]["args"] = {"sh", "-c",
-                                    "mkdir -p /mnt && mount -t tmpfs t /mnt && mount -t tmpfs t /data/sub && touch /data/ready && "
-                                    "exec sleep 60"};
+    b->config["process"]["args"] = {
+        "sh", "-c",
+        "mkdir -p /mnt && mount -t tmpfs t /mnt && mount -t tmpfs t /data/sub && touch /data/ready && "
+        "exec sleep 60"};
     b->save();
     b->ids.push_back("run1");
     Result r = b->rt({"run", "-d", "-b", b->dir, "run1"});
     ASSERT_EQ(r.status, 0) << r.err;
     struct stat sb;
-    for (int i = 0; i < 200 && stat(ready.c_str(), &sb) != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    for (int i = 0; i < 200 && stat(ready.c_str(), &sb) != 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
     ASSERT_EQ(stat(ready.c_str(), &sb), 0) << "the container did not mount its tmpfs";
     EXPECT_EQ(join(mounts_under(b->dir + "/")), "") << "the running container's mounts show on the host";
     EXPECT_EQ(b->rt({"delete", "--force", "run1"}).status, 0);
@@ -201,19 +204,20 @@ TEST_P(Cleanup, RootfsPropagationHonoured) {
     struct Case {
         const char* value;
         bool is_shared, is_slave;  // the container's root: "shared:N", "master:N"
-    } cases[] = {{"", false, shared},      {"rslave", false, shared}, {"private", false, false},
-                 {"rprivate", false, false}, {"shared", true, shared}, {"rshared", true, shared}};
+    } cases[] = {{"", false, shared},        {"rslave", false, shared}, {"private", false, false},
+                 {"rprivate", false, false}, {"shared", true, shared},  {"rshared", true, shared}};
     int n = 0;
     for (auto& c : cases) {
         SCOPED_TRACE(std::string("rootfsPropagation \"") + c.value + "\"");
         if (*c.value) b->config["linux"]["rootfsPropagation"] = c.value;
         else b->config["linux"].erase("rootfsPropagation");
         b->config["root"]["readonly"] = false;
-        for (auto set : {"bounding", "effective", "permitted"}) b->config["process"]["capabilities"][set] = {"CAP_SYS_ADMIN"};
+        for (auto set : {"bounding", "effective", "permitted"})
+            b->config["process"]["capabilities"][set] = {"CAP_SYS_ADMIN"};
         // the root's optional fields (mountinfo fields 7 up to the "-")
-        b->config["process"]["args"] = {
-            "sh", "-c",
-            "mkdir -p /mnt && mount -t tmpfs t /mnt && awk '$5 == \"/\" { for (i = 7; $i != \"-\"; i++) print $i }' /proc/self/mountinfo"};
+        b->config["process"]["args"] = {"sh", "-c",
+                                        "mkdir -p /mnt && mount -t tmpfs t /mnt && awk '$5 == \"/\" { for (i = 7; $i "
+                                        "!= \"-\"; i++) print $i }' /proc/self/mountinfo"};
         b->save();
         const std::string id = "prop" + std::to_string(n++);
         b->ids.push_back(id);
@@ -289,9 +293,9 @@ TEST_P(Cleanup, FailingHooks) {
 
 TEST_P(Cleanup, KilledInitFails) {
     // A createRuntime hook kills the container's init (its pid is in the state on the hook's stdin).
-    b->config["hooks"] = {{"createRuntime",
-                           {{{"path", "/bin/sh"},
-                             {"args", {"sh", "-c", "kill -9 $(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/')"}}}}}};
+    b->config["hooks"] = {
+        {"createRuntime",
+         {{{"path", "/bin/sh"}, {"args", {"sh", "-c", "kill -9 $(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/')"}}}}}};
     expect_create_and_run_fail("killed", "container init exited during setup");
 }
 

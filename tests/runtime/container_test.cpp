@@ -85,21 +85,32 @@ TEST(Container, MountsMaskedAndReadonlyPaths) {
     std::string host = b.dir + "/shared";
     mkdir(host.c_str(), 0755);
     write_text(host + "/file", "from host\n");
-    b.config["mounts"].push_back({{"destination", "/data"}, {"type", "bind"}, {"source", host}, {"options", {"rbind", "ro"}}});
-    b.config["mounts"].push_back({{"destination", "/scratch"}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", {"size=1m", "mode=700"}}});
-    Result r = b.run_sh("m1",
-                        "cat /data/file; touch /data/x 2>/dev/null && echo data-writable; touch /x 2>/dev/null && echo root-writable; "
-                        "stat -c %a /scratch; cat /proc/kcore | head -c1 | wc -c; ls /sys/firmware | wc -l; "
-                        "echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo procsys-writable; "
-                        "grep -c ' /proc/acpi ' /proc/self/mountinfo; ls -l /dev/null | cut -c1; for l in fd stdin ptmx; do readlink /dev/$l; done");
+    b.config["mounts"].push_back(
+        {{"destination", "/data"}, {"type", "bind"}, {"source", host}, {"options", {"rbind", "ro"}}});
+    b.config["mounts"].push_back(
+        {{"destination", "/scratch"}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", {"size=1m", "mode=700"}}});
+    Result r = b.run_sh(
+        "m1",
+        "cat /data/file; touch /data/x 2>/dev/null && echo data-writable; touch /x 2>/dev/null && echo root-writable; "
+        "stat -c %a /scratch; cat /proc/kcore | head -c1 | wc -c; ls /sys/firmware | wc -l; "
+        "echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo procsys-writable; "
+        "grep -c ' /proc/acpi ' /proc/self/mountinfo; ls -l /dev/null | cut -c1; for l in fd stdin ptmx; do readlink "
+        "/dev/$l; done");
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, "from host\n700\n0\n0\n1\nc\n/proc/self/fd\n/proc/self/fd/0\npts/ptmx\n");
 }
 
 TEST(Container, DevicesFromConfig) {
     Bundle b("dev");
-    b.config["linux"]["devices"] = {{{"type", "c"}, {"path", "/dev/fuse"}, {"major", 10}, {"minor", 229}, {"fileMode", 0640}, {"uid", 7}, {"gid", 8}}};
-    b.config["linux"]["resources"]["devices"].push_back({{"allow", true}, {"type", "c"}, {"major", 10}, {"minor", 229}, {"access", "rwm"}});
+    b.config["linux"]["devices"] = {{{"type", "c"},
+                                     {"path", "/dev/fuse"},
+                                     {"major", 10},
+                                     {"minor", 229},
+                                     {"fileMode", 0640},
+                                     {"uid", 7},
+                                     {"gid", 8}}};
+    b.config["linux"]["resources"]["devices"].push_back(
+        {{"allow", true}, {"type", "c"}, {"major", 10}, {"minor", 229}, {"access", "rwm"}});
     Result r = b.run_sh("d1", "stat -c '%t:%T %a %u:%g %F' /dev/fuse; head -c 0 /dev/zero && echo zero-ok");
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, "a:e5 640 7:8 character special file\nzero-ok\n");
@@ -137,8 +148,8 @@ TEST(Container, NoRuntimeFdLeaksAndPreserveFds) {
     EXPECT_EQ(r.out, "0 1 2 3 ");  // 3 is ls's own directory fd
     // --preserve-fds 1 passes fd 3 of the caller.
     std::vector<std::string> argv = {"/bin/sh", "-c",
-                                     "exec 3<" + b.dir + "/config.json; exec " + runtime_binary() + " --root " + b.root +
-                                         " run --preserve-fds 1 -b " + b.dir + " f2"};
+                                     "exec 3<" + b.dir + "/config.json; exec " + runtime_binary() + " --root " +
+                                         b.root + " run --preserve-fds 1 -b " + b.dir + " f2"};
     b.ids.push_back("f2");
     b.config["process"]["args"] = {"sh", "-c", "head -c 1 <&3"};
     b.save();
@@ -156,8 +167,8 @@ std::string check_exe_sealed(Bundle& b, const std::string& id, void (*wrap)() = 
     b.config["process"]["args"] = {"true"};
     b.save();
     b.ids.push_back(id);
-    std::vector<std::string> args = {runtime_binary(), "--root", b.root, "create", "-b", b.dir, "--pid-file",
-                                     b.dir + "/pid", id};
+    std::vector<std::string> args = {runtime_binary(), "--root",       b.root, "create", "-b", b.dir,
+                                     "--pid-file",     b.dir + "/pid", id};
     pid_t child = fork();
     if (child == 0) {
         if (wrap) wrap();
@@ -226,7 +237,8 @@ void refuse_syscalls() {
     }
     f[i++] = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     struct sock_fprog prog = {static_cast<unsigned short>(i), f};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) _exit(126);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        _exit(126);
 }
 
 // Execute the runtime from a mount that is not in its own mount namespace: the binary is opened, the child
@@ -245,8 +257,8 @@ Result create_wrapped(Bundle& b, const std::string& id, void (*wrap)(), bool deb
     b.save();
     b.ids.push_back(id);
     std::string err_file = b.dir + "/create.err";
-    std::vector<std::string> args = {runtime_binary(), "--root", b.root, "create", "-b", b.dir,
-                                     "--pid-file", b.dir + "/pid", id};
+    std::vector<std::string> args = {runtime_binary(), "--root",       b.root, "create", "-b", b.dir,
+                                     "--pid-file",     b.dir + "/pid", id};
     if (debug) args.insert(args.begin() + 3, "--debug");
     pid_t child = fork();
     if (child == 0) {
@@ -278,7 +290,8 @@ TEST(Container, RuntimeBinarySealFallsBackToSealedCopy) {
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.err.find("(open_tree: Invalid argument), re-executing from a sealed copy"), std::string::npos) << r.err;
     std::string proc = "/proc/" + read_text(b.dir + "/pid");
-    EXPECT_NE(read_text(proc + "/environ").find("_TRUSTME_SEALED_COPY=1"), std::string::npos) << "no re-exec from the copy";
+    EXPECT_NE(read_text(proc + "/environ").find("_TRUSTME_SEALED_COPY=1"), std::string::npos)
+        << "no re-exec from the copy";
     int fd = open((proc + "/exe").c_str(), O_RDONLY | O_CLOEXEC);
     ASSERT_GE(fd, 0);
     int seals = fcntl(fd, F_GET_SEALS);
@@ -319,7 +332,8 @@ TEST(Container, RuntimeBinarySealedCopyWorksUnprivileged) {
                     "nosuch", "true"});
     remove_tree(root);
     EXPECT_EQ(r.status, 1) << r.err;
-    EXPECT_NE(r.err.find("open_tree: Operation not permitted), re-executing from a sealed copy"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("open_tree: Operation not permitted), re-executing from a sealed copy"), std::string::npos)
+        << r.err;
     EXPECT_NE(r.err.find("running from a sealed copy of the runtime binary"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("container \"nosuch\" does not exist"), std::string::npos) << r.err;
 }
@@ -448,13 +462,15 @@ TEST(Container, ExecJoinsTheContainer) {
     std::string pid = read_text(b.dir + "/pid");
     char mnt[128] = {0};
     ASSERT_GT(readlink(("/proc/" + pid + "/ns/mnt").c_str(), mnt, sizeof mnt - 1), 0);
-    Result r = b.rt({"exec", "-e", "EXTRA=1", "x1", "sh", "-c", "echo $FROM $EXTRA $$; readlink /proc/self/ns/mnt; exit 4"});
+    Result r =
+        b.rt({"exec", "-e", "EXTRA=1", "x1", "sh", "-c", "echo $FROM $EXTRA $$; readlink /proc/self/ns/mnt; exit 4"});
     EXPECT_EQ(r.status, 4) << r.err;
     EXPECT_EQ(r.out, std::string("config 1 ") + r.out.substr(9, r.out.find('\n') - 9) + "\n" + mnt + "\n");
     // The process was in the container's pid namespace (not pid 1, a small number).
     EXPECT_LT(std::stoi(r.out.substr(9)), 100);
     // process.json form
-    write_text(b.dir + "/p.json", R"J({"args":["sh","-c","echo via-process-json $(id -u)"],"cwd":"/","user":{"uid":7,"gid":7}})J");
+    write_text(b.dir + "/p.json",
+               R"J({"args":["sh","-c","echo via-process-json $(id -u)"],"cwd":"/","user":{"uid":7,"gid":7}})J");
     r = b.rt({"exec", "--process", b.dir + "/p.json", "x1"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, "via-process-json 7\n");
@@ -491,7 +507,8 @@ TEST(Container, TimeNamespaceOffsets) {
     b.config["linux"]["timeOffsets"] = {{"boottime", {{"secs", 86400 * 3}, {"nanosecs", 0}}},
                                         {"monotonic", {{"secs", 86400}, {"nanosecs", 5}}}};
     double host_before = std::stod(read_text("/proc/uptime"));
-    Result r = b.run_sh("tns", "readlink /proc/self/ns/time; tr -s ' ' < /proc/self/timens_offsets; cut -d' ' -f1 /proc/uptime");
+    Result r = b.run_sh(
+        "tns", "readlink /proc/self/ns/time; tr -s ' ' < /proc/self/timens_offsets; cut -d' ' -f1 /proc/uptime");
     ASSERT_EQ(r.status, 0) << r.err;
     char host_ns[128] = {0};
     ASSERT_GT(readlink("/proc/self/ns/time", host_ns, sizeof host_ns - 1), 0);
@@ -530,8 +547,8 @@ void enter_userns(Bundle& b) {
 nlohmann::json idmapped_bind(const std::string& src, const std::string& dst, const std::vector<std::string>& opts,
                              uint32_t from, uint32_t to, uint32_t size) {
     nlohmann::json map = {{{"containerID", from}, {"hostID", to}, {"size", size}}};
-    return {{"destination", dst}, {"type", "bind"}, {"source", src}, {"options", opts},
-            {"uidMappings", map}, {"gidMappings", map}};
+    return {{"destination", dst}, {"type", "bind"},     {"source", src},
+            {"options", opts},    {"uidMappings", map}, {"gidMappings", map}};
 }
 }  // namespace
 
@@ -546,7 +563,8 @@ TEST(Container, IdmappedBindMountShowsDiskOwnerMapped) {
     ASSERT_EQ(chown((src + "/f").c_str(), 1000, 1000), 0);
     ASSERT_EQ(chown(src.c_str(), 1000, 1000), 0);
     b.config["mounts"].push_back(idmapped_bind(src, "/mnt/m", {"bind"}, 1000, 100000, 1));
-    Result r = b.run_sh("idm1", "stat -c %u:%g /mnt/m/f; touch /mnt/m/new && echo made; grep ' /mnt/m ' /proc/self/mountinfo");
+    Result r =
+        b.run_sh("idm1", "stat -c %u:%g /mnt/m/f; touch /mnt/m/new && echo made; grep ' /mnt/m ' /proc/self/mountinfo");
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out.substr(0, r.out.find("made\n") + 5), "0:0\nmade\n") << r.out;
     EXPECT_NE(r.out.find("idmapped"), std::string::npos) << r.out;
@@ -586,18 +604,23 @@ TEST(Container, IdmapOptionsAndRecursion) {
 
 TEST(Container, IdmapRefusedWithOneLine) {
     Bundle b("idmapbad");
-    b.config["mounts"].push_back({{"destination", "/x"}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", {"idmap"}}});
+    b.config["mounts"].push_back(
+        {{"destination", "/x"}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", {"idmap"}}});
     b.save();
     Result r = b.rt({"create", "-b", b.dir, "idm3"});
     EXPECT_NE(r.status, 0);
-    EXPECT_NE(r.err.find("mounts[" + std::to_string(b.config["mounts"].size() - 1) + "].options: idmapped mounts are supported for bind mounts only"),
-              std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("mounts[" + std::to_string(b.config["mounts"].size() - 1) +
+                         "].options: idmapped mounts are supported for bind mounts only"),
+              std::string::npos)
+        << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    b.config["mounts"].back() = {{"destination", "/x"}, {"type", "bind"}, {"source", b.dir}, {"options", {"bind", "idmap"}}};
+    b.config["mounts"].back() = {
+        {"destination", "/x"}, {"type", "bind"}, {"source", b.dir}, {"options", {"bind", "idmap"}}};
     b.save();
     r = b.rt({"create", "-b", b.dir, "idm3"});
     EXPECT_NE(r.status, 0);
     EXPECT_NE(r.err.find(".uidMappings: \"idmap\" without mappings needs the container's linux.uidMappings"),
-              std::string::npos) << r.err;
+              std::string::npos)
+        << r.err;
     EXPECT_EQ(b.rt({"list", "-q"}).out, "");
 }

@@ -107,7 +107,8 @@ TEST(Lifecycle, RunPropagatesExitCodeAndSignals) {
     b.ids.push_back("e2");
     Result fg;
     std::thread t([&] { fg = b.rt({"run", "-b", b.dir, "e2"}); });
-    for (int i = 0; i < 200 && status(b, "e2") != "running"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    for (int i = 0; i < 200 && status(b, "e2") != "running"; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
     EXPECT_EQ(b.rt({"kill", "e2", "KILL"}).status, 0);
     t.join();
     EXPECT_EQ(fg.status, 128 + 9) << fg.err;
@@ -146,12 +147,17 @@ TEST(Lifecycle, HooksRunInOrderWithStateOnStdin) {
     std::string log = b.dir + "/hooks.log";
     auto hook = [&](const std::string& name) {
         // Each hook appends its name and the status it was given on stdin.
-        return nlohmann::json{{"path", "/bin/sh"},
-                              {"args", {"sh", "-c", "read s; echo " + name + " $(echo \"$s\" | grep -o '\"status\":\"[a-z]*\"') >> " + log}}};
+        return nlohmann::json{
+            {"path", "/bin/sh"},
+            {"args",
+             {"sh", "-c", "read s; echo " + name + " $(echo \"$s\" | grep -o '\"status\":\"[a-z]*\"') >> " + log}}};
     };
-    b.config["hooks"] = {{"prestart", {hook("prestart")}},         {"createRuntime", {hook("createRuntime")}},
-                         {"createContainer", {hook("createContainer")}}, {"startContainer", {hook("startContainer")}},
-                         {"poststart", {hook("poststart")}},       {"poststop", {hook("poststop")}}};
+    b.config["hooks"] = {{"prestart", {hook("prestart")}},
+                         {"createRuntime", {hook("createRuntime")}},
+                         {"createContainer", {hook("createContainer")}},
+                         {"startContainer", {hook("startContainer")}},
+                         {"poststart", {hook("poststart")}},
+                         {"poststop", {hook("poststop")}}};
     // startContainer runs inside the container: /bin/sh exists there too, but the log path does not;
     // give it a path that exists in both (the bundle dir is bind-mounted at the same place).
     b.config["mounts"].push_back({{"destination", b.dir}, {"type", "bind"}, {"source", b.dir}, {"options", {"rbind"}}});
@@ -187,7 +193,11 @@ TEST(Lifecycle, KilledCreateIsRemovedByDeleteForce) {
     Bundle b("killed");
     const std::string marker = b.dir + "/hook-pid";
     b.config["linux"]["cgroupsPath"] = "/trustme-test-killed-create";
-    b.config["hooks"] = {{"createRuntime", {{{"path", "/bin/sh"}, {"args", {"sh", "-c", "echo $$ > " + marker + ".tmp && mv " + marker + ".tmp " + marker + " && exec sleep 60"}}}}}};
+    b.config["hooks"] = {
+        {"createRuntime",
+         {{{"path", "/bin/sh"},
+           {"args",
+            {"sh", "-c", "echo $$ > " + marker + ".tmp && mv " + marker + ".tmp " + marker + " && exec sleep 60"}}}}}};
     b.save();
     b.ids.push_back("kc");
     std::vector<std::string> args = {runtime_binary(), "--root", b.root, "create", "-b", b.dir, "kc"};
@@ -201,7 +211,8 @@ TEST(Lifecycle, KilledCreateIsRemovedByDeleteForce) {
     }
     ASSERT_GT(create, 0);
     struct stat sb;
-    for (int i = 0; i < 200 && stat(marker.c_str(), &sb) != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (int i = 0; i < 200 && stat(marker.c_str(), &sb) != 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
     ASSERT_EQ(stat(marker.c_str(), &sb), 0) << "the createRuntime hook did not start";
     kill(create, SIGKILL);  // by pid: the create process, then its hook
     waitpid(create, nullptr, 0);
@@ -234,14 +245,16 @@ TEST(Lifecycle, FailingStartContainerHookFailsStart) {
     ASSERT_EQ(b.rt({"create", "-b", b.dir, "sf"}).status, 0);
     Result r = b.rt({"start", "sf"});
     EXPECT_NE(r.status, 0);
-    EXPECT_EQ(r.err, "trustme-runtime: container \"sf\" did not start: startContainer hook /bin/false: exit status 1\n");
+    EXPECT_EQ(r.err,
+              "trustme-runtime: container \"sf\" did not start: startContainer hook /bin/false: exit status 1\n");
     EXPECT_EQ(nlohmann::json::parse(b.rt({"state", "sf"}).out)["status"], "stopped");
     struct stat sb;
     EXPECT_NE(stat(marker.c_str(), &sb), 0) << "the program ran although its startContainer hook failed";
     // The same through run: an error, and nothing left behind.
     Result run = b.rt({"run", "-b", b.dir, "sf2"});
     EXPECT_NE(run.status, 0);
-    EXPECT_NE(run.err.find("did not start: startContainer hook /bin/false: exit status 1"), std::string::npos) << run.err;
+    EXPECT_NE(run.err.find("did not start: startContainer hook /bin/false: exit status 1"), std::string::npos)
+        << run.err;
     EXPECT_EQ(b.rt({"list", "-q"}).out, "sf\n");
 }
 
@@ -271,7 +284,8 @@ TEST(Lifecycle, FailingPoststartOnlyWarns) {
 TEST(Lifecycle, JsonLogLinesForEngines) {
     Bundle b("jsonlog");
     std::string log = b.dir + "/log.json";
-    std::vector<std::string> argv = {runtime_binary(), "--root", b.root, "--log", log, "--log-format", "json", "start", "nosuch"};
+    std::vector<std::string> argv = {runtime_binary(), "--root", b.root,  "--log", log,
+                                     "--log-format",   "json",   "start", "nosuch"};
     Result r = run(argv);
     EXPECT_NE(r.status, 0);
     auto line = read_text(log);

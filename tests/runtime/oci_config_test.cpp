@@ -53,7 +53,8 @@ TEST(OciConfig, NumberOverflowIsMalformedJson) {
 }
 
 TEST(OciConfig, WrongTypesNameTheJsonPath) {
-    EXPECT_EQ(error_of(with([](auto& j) { j["process"]["args"] = "sh"; })), "config.json: process.args: must be an array");
+    EXPECT_EQ(error_of(with([](auto& j) { j["process"]["args"] = "sh"; })),
+              "config.json: process.args: must be an array");
     EXPECT_EQ(error_of(with([](auto& j) { j["process"]["args"] = nlohmann::json::array(); })),
               "config.json: process.args: must be a non-empty array of strings");
     EXPECT_EQ(error_of(with([](auto& j) { j["process"]["user"]["uid"] = -1; })),
@@ -121,7 +122,8 @@ TEST(OciConfig, JsonDepthIsBoundedBeforeParsing) {
         EXPECT_STREQ(e.what(), "f.json: JSON nested deeper than 64 levels");
     }
     // Brackets inside strings (escaped quotes too) are not nesting.
-    EXPECT_NO_THROW(parse_json("{\"a\": \"\\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}", "f.json"));
+    EXPECT_NO_THROW(parse_json(
+        "{\"a\": \"\\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}", "f.json"));
     EXPECT_THROW(parse_json("[1e555]", "f.json"), Error);  // out_of_range inside nlohmann: one error of ours
     EXPECT_THROW(parse_json("{", "f.json"), Error);
 }

@@ -58,7 +58,8 @@ protected:
         xdg = dir + "/xdg";
         ASSERT_EQ(run({"mkdir", "-p", bundle, xdg}).status, 0);
         ASSERT_EQ(run({"cp", "-a", rootfs_template(), bundle + "/rootfs"}).status, 0);
-        ASSERT_EQ(run({"chown", "-R", std::to_string(user->uid) + ":" + std::to_string(user->gid), bundle, xdg}).status, 0);
+        ASSERT_EQ(run({"chown", "-R", std::to_string(user->uid) + ":" + std::to_string(user->gid), bundle, xdg}).status,
+                  0);
         ::chmod(xdg.c_str(), 0700);
         Result r = as_user({"spec", "--rootless", "--bundle", bundle});
         ASSERT_EQ(r.status, 0) << r.err;
@@ -71,10 +72,18 @@ protected:
     }
 
     Result as_user(const std::vector<std::string>& args, int timeout_s = 60) {
-        std::vector<std::string> argv = {"setpriv", "--reuid", std::to_string(user->uid), "--regid",
-                                         std::to_string(user->gid), "--clear-groups", "env", "-i",
-                                         "XDG_RUNTIME_DIR=" + xdg, "XDG_CONFIG_HOME=" + dir + "/config",
-                                         "XDG_CACHE_HOME=" + dir + "/cache", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        std::vector<std::string> argv = {"setpriv",
+                                         "--reuid",
+                                         std::to_string(user->uid),
+                                         "--regid",
+                                         std::to_string(user->gid),
+                                         "--clear-groups",
+                                         "env",
+                                         "-i",
+                                         "XDG_RUNTIME_DIR=" + xdg,
+                                         "XDG_CONFIG_HOME=" + dir + "/config",
+                                         "XDG_CACHE_HOME=" + dir + "/cache",
+                                         "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
                                          binary};
         argv.insert(argv.end(), args.begin(), args.end());
         return run(argv, "", timeout_s);
@@ -141,7 +150,8 @@ TEST_F(Rootless, SubordinateRangesGoThroughNewuidmap) {
     config["linux"]["uidMappings"] = maps(user->uid);
     config["linux"]["gidMappings"] = maps(user->gid);  // useradd gives subgids the same range as subuids
     config["root"]["readonly"] = false;
-    for (auto set : {"bounding", "effective", "permitted"}) config["process"]["capabilities"][set].push_back("CAP_CHOWN");
+    for (auto set : {"bounding", "effective", "permitted"})
+        config["process"]["capabilities"][set].push_back("CAP_CHOWN");
     save({"sh", "-c", "cat /proc/self/uid_map | wc -l; chown 1000:1000 /tmp && stat -c %u:%g /tmp"});
     ids.push_back("rl-sub");
     Result r = as_user({"run", "--bundle", bundle, "rl-sub"});
@@ -202,9 +212,19 @@ TEST_F(Rootless, UsersOwnPolicyIsEnforced) {
     EXPECT_EQ(as_user({"list", "-q"}).out, "");
 
     // Signed by the user with a key of that PKI: runs, and the cache is the user's.
-    std::vector<std::string> sign = {"setpriv", "--reuid", std::to_string(user->uid), "--regid", std::to_string(user->gid),
-                                     "--clear-groups", dir + "/bin/trustme-sign", "sign", "--dir", pki, "--name",
-                                     "release", bundle};
+    std::vector<std::string> sign = {"setpriv",
+                                     "--reuid",
+                                     std::to_string(user->uid),
+                                     "--regid",
+                                     std::to_string(user->gid),
+                                     "--clear-groups",
+                                     dir + "/bin/trustme-sign",
+                                     "sign",
+                                     "--dir",
+                                     pki,
+                                     "--name",
+                                     "release",
+                                     bundle};
     Result s = run(sign);
     ASSERT_EQ(s.status, 0) << s.err;
     ids.push_back("rl-signed");
@@ -236,7 +256,8 @@ TEST_F(Rootless, TpmVolumesAreRefusedByName) {
     save({"true"});
     Result r = as_user({"run", "--bundle", bundle, "rl-vol"});
     EXPECT_NE(r.status, 0);
-    EXPECT_NE(r.err.find("annotations org.trustme.volume.*: TPM-sealed volumes need root of the host"), std::string::npos)
+    EXPECT_NE(r.err.find("annotations org.trustme.volume.*: TPM-sealed volumes need root of the host"),
+              std::string::npos)
         << r.err;
     EXPECT_EQ(as_user({"list", "-q"}).out, "");
 }

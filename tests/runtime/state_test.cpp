@@ -99,7 +99,8 @@ TEST(StateRoot, HoldsContainersOnlyCachesGoElsewhere) {
     b.save();
     const std::string cache = b.dir + "/cache";
     b.ids.push_back("rc");
-    Result r = run({"env", "TRUSTME_CACHE_DIR=" + cache, runtime_binary(), "--root", b.root, "create", "-b", b.dir, "rc"});
+    Result r =
+        run({"env", "TRUSTME_CACHE_DIR=" + cache, runtime_binary(), "--root", b.root, "create", "-b", b.dir, "rc"});
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(entries(b.root), std::vector<std::string>{"rc"});
     EXPECT_EQ(entries(b.root + "/rc"), (std::vector<std::string>{"exec.fifo", "exec.status", "state.json"}))
@@ -158,9 +159,19 @@ TEST(StateId, OneRuleForEveryCommand) {
     write_text(victim + "/keep", "mine\n");
     write_text(victim + "/state.json", "{\"id\": \"victim\"}");  // enough for a runtime that reads it
     const std::vector<std::vector<std::string>> commands = {
-        {"create", "-b", b.dir}, {"run", "-b", b.dir}, {"start"},       {"state"}, {"kill"},   {"delete"},
-        {"delete", "--force"},   {"pause"},            {"resume"},      {"ps"},    {"events", "--stats"},
-        {"update", "--pids-limit", "10"},              {"exec"},
+        {"create", "-b", b.dir},
+        {"run", "-b", b.dir},
+        {"start"},
+        {"state"},
+        {"kill"},
+        {"delete"},
+        {"delete", "--force"},
+        {"pause"},
+        {"resume"},
+        {"ps"},
+        {"events", "--stats"},
+        {"update", "--pids-limit", "10"},
+        {"exec"},
     };
     for (const char* id : {"../victim", "..", ".", "a/b", "", "x y", "ok\n"}) {
         for (auto cmd : commands) {
@@ -193,19 +204,26 @@ TEST(StateId, ForgedStateOutsideRootIsNeverActedOn) {
                            std::to_string(getpid());
     ASSERT_EQ(mkdir(cg.c_str(), 0755), 0) << cg;
     write_text(cg + "/cgroup.procs", std::to_string(victim.pid));
-    nlohmann::json cgroup = v1 ? nlohmann::json{{"mode", "legacy"},
-                                                {"path", "/x"},
-                                                {"paths", {{"pids", cg}}},
-                                                {"mountpoints", {{"pids", "/sys/fs/cgroup/pids"}}}}
-                               : nlohmann::json{{"mode", "unified"}, {"path", "/x"}, {"root", "/sys/fs/cgroup"}, {"dir", cg}};
+    nlohmann::json cgroup =
+        v1 ? nlohmann::json{{"mode", "legacy"},
+                            {"path", "/x"},
+                            {"paths", {{"pids", cg}}},
+                            {"mountpoints", {{"pids", "/sys/fs/cgroup/pids"}}}}
+           : nlohmann::json{{"mode", "unified"}, {"path", "/x"}, {"root", "/sys/fs/cgroup"}, {"dir", cg}};
     const std::string ran = b.dir + "/hook-ran";
     nlohmann::json forged = {
-        {"runtime", "trustme-runtime"}, {"id", "../evil"},    {"pid", victim.pid}, {"pid_start", victim.start()},
-        {"created_done", true},         {"bundle", b.dir},    {"rootfs", b.rootfs}, {"cgroup", cgroup},
+        {"runtime", "trustme-runtime"},
+        {"id", "../evil"},
+        {"pid", victim.pid},
+        {"pid_start", victim.start()},
+        {"created_done", true},
+        {"bundle", b.dir},
+        {"rootfs", b.rootfs},
+        {"cgroup", cgroup},
         {"config", {{"hooks", {{"poststop", {{{"path", "/bin/sh"}, {"args", {"sh", "-c", "touch " + ran}}}}}}}}}};
     write_text(evil + "/state.json", forged.dump());
-    for (auto args : std::vector<std::vector<std::string>>{{"delete", "--force", "../evil"}, {"delete", "../evil"},
-                                                           {"kill", "--all", "../evil", "KILL"}}) {
+    for (auto args : std::vector<std::vector<std::string>>{
+             {"delete", "--force", "../evil"}, {"delete", "../evil"}, {"kill", "--all", "../evil", "KILL"}}) {
         Result r = b.rt(args);
         EXPECT_NE(r.status, 0) << args[0];
         EXPECT_NE(r.err.find("invalid container id \"../evil\""), std::string::npos) << r.err;
@@ -226,7 +244,8 @@ TEST(StateJson, DeepConfigIsRefusedAndLeavesNothing) {
     std::string text = b.config.dump();
     text.insert(text.rfind('}'), ",\"deep\":" + nested(1000000));
     write_text(b.dir + "/config.json", text);
-    expect_one_line_error(b.rt({"create", "-b", b.dir, "jd"}), b.dir + "/config.json: JSON nested deeper than 64 levels");
+    expect_one_line_error(b.rt({"create", "-b", b.dir, "jd"}),
+                          b.dir + "/config.json: JSON nested deeper than 64 levels");
     EXPECT_FALSE(exists(b.root + "/jd")) << "state directory left behind";
 }
 
@@ -248,7 +267,8 @@ TEST(StateJson, DeepProcessJsonAndResourcesAreRefused) {
     expect_one_line_error(b.rt({"exec", "--process", process, "je"}), process + ": JSON nested deeper than 64 levels");
     const std::string res = b.dir + "/resources.json";
     write_text(res, "{\"pids\":" + nested(500000) + "}");  // within the size cap
-    expect_one_line_error(b.rt({"update", "--resources", res, "je"}), "--resources " + res + ": JSON nested deeper than 16 levels");
+    expect_one_line_error(b.rt({"update", "--resources", res, "je"}),
+                          "--resources " + res + ": JSON nested deeper than 16 levels");
     expect_one_line_error(b.rt({"update", "--resources", "-", "je"}, "{\"pids\":" + nested(500000) + "}"),
                           "--resources -: JSON nested deeper than 16 levels");
     EXPECT_EQ(b.rt({"state", "je"}).status, 0);
@@ -288,13 +308,15 @@ TEST(StateJson, CorruptRecordsAreListedAndForceDeletable) {
     const std::string fake = b.dir + "/fakecg";
     ASSERT_EQ(mkdir(fake.c_str(), 0700), 0);
     write_text(fake + "/cgroup.procs", std::to_string(victim.pid) + "\n");
-    broken("escape", with("escape", [&](nlohmann::json& j) {
-               j["cgroup"] = {{"mode", "unified"}, {"path", "/"}, {"root", "/sys/fs/cgroup"},
-                              {"dir", "/sys/fs/cgroup/../.." + fake}};
-           }));
+    broken(
+        "escape", with("escape", [&](nlohmann::json& j) {
+            j["cgroup"] = {
+                {"mode", "unified"}, {"path", "/"}, {"root", "/sys/fs/cgroup"}, {"dir", "/sys/fs/cgroup/../.." + fake}};
+        }));
     broken("rootcg", with("rootcg", [](nlohmann::json& j) {
                const std::string top = "/sys/fs/cgroup/pids/trustme-test-no-such-hierarchy";
-               j["cgroup"] = {{"mode", "legacy"}, {"path", "/"}, {"paths", {{"pids", top}}}, {"mountpoints", {{"pids", top}}}};
+               j["cgroup"] = {
+                   {"mode", "legacy"}, {"path", "/"}, {"paths", {{"pids", top}}}, {"mountpoints", {{"pids", top}}}};
            }));
     broken("otherid", with("good", [](nlohmann::json&) {}));
     broken("badhook", with("badhook", [](nlohmann::json& j) { j["config"]["hooks"]["poststop"][0]["path"] = 7; }));

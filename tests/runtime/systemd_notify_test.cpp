@@ -109,7 +109,8 @@ TEST(Notify, StartReturnsWhenTheProgramExitsWithoutNotifying) {
 
 TEST(SystemdCgroup, NoSystemdIsOneClearLineAndLeavesNothing) {
     struct stat st;
-    if (stat("/run/systemd/system", &st) == 0) GTEST_SKIP() << "systemd runs here (tests/vm/systemd-lifecycle.sh covers it)";
+    if (stat("/run/systemd/system", &st) == 0)
+        GTEST_SKIP() << "systemd runs here (tests/vm/systemd-lifecycle.sh covers it)";
     Bundle b("nosystemd");
     b.save();
     Result r = b.rt({"--systemd-cgroup", "run", "--bundle", b.dir, "s1"});

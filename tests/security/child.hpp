@@ -16,8 +16,8 @@ namespace trustme::testing {
 
 struct ChildResult {
     bool exited = false;
-    int code = -1;    // exit status when exited
-    int signal = 0;   // terminating signal otherwise
+    int code = -1;   // exit status when exited
+    int signal = 0;  // terminating signal otherwise
 };
 
 // Waits at most `limit`, then kills the child by its PID.

@@ -148,7 +148,8 @@ TEST(Capabilities, CapabilityOutsideTheRuntimesBoundingSetFails) {
 TEST(Capabilities, UnknownNameIsIgnoredWithAWarning) {
     // runtime-spec 1.1: a capability that cannot be mapped MUST be logged as a warning; runtimes SHOULD NOT fail.
     EXPECT_EQ(error_of({{"bounding", {"CAP_CHOWN", "CAP_KILL", "CAP_FOO"}}}), "");
-    auto c = parse_capabilities({{"bounding", {"CAP_CHOWN", "CAP_KILL", "CAP_FOO"}}, {"ambient", {"chown"}}, {"effective", {"12"}}});
+    auto c = parse_capabilities(
+        {{"bounding", {"CAP_CHOWN", "CAP_KILL", "CAP_FOO"}}, {"ambient", {"chown"}}, {"effective", {"12"}}});
     EXPECT_EQ(c.bounding, (std::vector<cap_value_t>{CAP_CHOWN, CAP_KILL}));
     EXPECT_TRUE(c.ambient.empty());
     EXPECT_TRUE(c.effective.empty());

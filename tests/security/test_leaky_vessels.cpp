@@ -69,7 +69,9 @@ void expect_contained(const Result& r, const std::string& secret) {
     EXPECT_EQ(r.err.find(secret), std::string::npos) << r.err;
     if (r.status == 0) {
         char walk[64] = "", root[64] = "";
-        EXPECT_EQ(std::sscanf(r.out.c_str() + std::min(r.out.rfind("walk "), r.out.size()), "walk %63s root %63s", walk, root), 2)
+        EXPECT_EQ(std::sscanf(r.out.c_str() + std::min(r.out.rfind("walk "), r.out.size()), "walk %63s root %63s", walk,
+                              root),
+                  2)
             << r.out << r.err;
         EXPECT_STREQ(walk, root) << "`..` from the cwd leads out of the container's root:\n" << r.out;
     } else {
@@ -152,7 +154,8 @@ TEST(LeakyVessels, ExecCwdThroughARuntimeFdStaysInTheRoot) {
         ASSERT_EQ(rt(b, m, {"run", "-d", "--bundle", b.dir, "lv"}).status, 0);
         for (int fd : fds) {
             SCOPED_TRACE("exec --cwd /proc/self/fd/" + std::to_string(fd));
-            Result r = rt(b, m, {"exec", "--cwd", "/proc/self/fd/" + std::to_string(fd), "lv", "/bin/sh", "-c", probe_script(b)});
+            Result r = rt(
+                b, m, {"exec", "--cwd", "/proc/self/fd/" + std::to_string(fd), "lv", "/bin/sh", "-c", probe_script(b)});
             expect_contained(r, secret);
         }
         EXPECT_EQ(b.rt({"delete", "--force", "lv"}).status, 0);
@@ -245,9 +248,9 @@ TEST(LeakyVessels, ContainerProcessHoldsOnlyStdioAndPassedFds) {
             for (int fd = 3; fd <= 3 + passed; ++fd) open += " " + std::to_string(fd) + "<" + file;
             std::string env = c.listen ? "export LISTEN_PID=$$ LISTEN_FDS=" + std::to_string(c.listen) + "; " : "";
             b.ids.push_back("lv-fds");
-            Result r = trustme::test::run(
-                {"/bin/sh", "-c", "exec" + open + "; " + env + "exec " + runtime + " run -d --preserve-fds " +
-                                      std::to_string(c.preserve) + " --bundle " + b.dir + " lv-fds"});
+            Result r = trustme::test::run({"/bin/sh", "-c",
+                                           "exec" + open + "; " + env + "exec " + runtime + " run -d --preserve-fds " +
+                                               std::to_string(c.preserve) + " --bundle " + b.dir + " lv-fds"});
             ASSERT_EQ(r.status, 0) << r.err;
             int pid = pid_of(b, "lv-fds");
             ASSERT_TRUE(wait_for_sleep(pid));
@@ -257,9 +260,9 @@ TEST(LeakyVessels, ContainerProcessHoldsOnlyStdioAndPassedFds) {
             open.clear();
             for (int fd = 3; fd <= 3 + c.preserve; ++fd) open += " " + std::to_string(fd) + "<" + file;
             const std::string pid_file = b.dir + "/exec.pid";
-            r = trustme::test::run({"/bin/sh", "-c", "exec" + open + "; exec " + runtime + " exec -d --pid-file " +
-                                                         pid_file + " --preserve-fds " + std::to_string(c.preserve) +
-                                                         " lv-fds /bin/sleep 120"});
+            r = trustme::test::run({"/bin/sh", "-c",
+                                    "exec" + open + "; exec " + runtime + " exec -d --pid-file " + pid_file +
+                                        " --preserve-fds " + std::to_string(c.preserve) + " lv-fds /bin/sleep 120"});
             ASSERT_EQ(r.status, 0) << r.err;
             int epid = std::atoi(read_text(pid_file).c_str());
             ASSERT_TRUE(wait_for_sleep(epid));
@@ -285,7 +288,8 @@ TEST(LeakyVessels, CwdOutsideTheRootIsRefused) {
         b.config["process"]["args"] = {"/bin/sh", "-c", probe_script(b)};
         b.save();
         Result r = trustme::test::run(
-            {"/bin/sh", "-c", "exec 3<" + b.dir + "; exec " + runtime + " run --preserve-fds 1 --bundle " + b.dir + " lv"});
+            {"/bin/sh", "-c",
+             "exec 3<" + b.dir + "; exec " + runtime + " run --preserve-fds 1 --bundle " + b.dir + " lv"});
         expect_contained(r, secret);
         EXPECT_NE(r.status, 0);
         EXPECT_NE(r.err.find("process.cwd /proc/self/fd/3: outside the container's root"), std::string::npos) << r.err;
@@ -295,9 +299,10 @@ TEST(LeakyVessels, CwdOutsideTheRootIsRefused) {
         b.config["process"]["args"] = {"/bin/sleep", "120"};
         b.save();
         ASSERT_EQ(rt(b, m, {"run", "-d", "--bundle", b.dir, "lv"}).status, 0);
-        r = trustme::test::run({"/bin/sh", "-c", "exec 3<" + b.dir + "; exec " + runtime +
-                                                     " exec --preserve-fds 1 --cwd /proc/self/fd/3 lv /bin/sh -c '" +
-                                                     probe_script(b) + "'"});
+        r = trustme::test::run({"/bin/sh", "-c",
+                                "exec 3<" + b.dir + "; exec " + runtime +
+                                    " exec --preserve-fds 1 --cwd /proc/self/fd/3 lv /bin/sh -c '" + probe_script(b) +
+                                    "'"});
         expect_contained(r, secret);
         EXPECT_NE(r.status, 0);
         EXPECT_NE(r.err.find("exec: process.cwd /proc/self/fd/3: outside the container's root"), std::string::npos)

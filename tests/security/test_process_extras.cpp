@@ -119,11 +119,12 @@ TEST(Lsm, ApparmorProfileIgnoredWhenAbsent) {
 }
 
 TEST(Validate, AcceptsAFullConfig) {
-    json process = {{"capabilities", {{"bounding", {"CAP_KILL"}}}},
-                    {"ioPriority", {{"class", "IOPRIO_CLASS_RT"}, {"priority", 0}}},
-                    {"scheduler", {{"policy", "SCHED_DEADLINE"}, {"runtime", 1000000}, {"deadline", 2000000}, {"period", 2000000}}},
-                    {"selinuxLabel", "system_u:system_r:container_t:s0"},
-                    {"apparmorProfile", "p"}};
+    json process = {
+        {"capabilities", {{"bounding", {"CAP_KILL"}}}},
+        {"ioPriority", {{"class", "IOPRIO_CLASS_RT"}, {"priority", 0}}},
+        {"scheduler", {{"policy", "SCHED_DEADLINE"}, {"runtime", 1000000}, {"deadline", 2000000}, {"period", 2000000}}},
+        {"selinuxLabel", "system_u:system_r:container_t:s0"},
+        {"apparmorProfile", "p"}};
     json linux_ = {{"seccomp", {{"defaultAction", "SCMP_ACT_ALLOW"}}},
                    {"personality", {{"domain", "LINUX"}}},
                    {"mountLabel", "system_u:object_r:container_file_t:s0"}};
@@ -150,9 +151,11 @@ TEST(Validate, OneLineErrorsWithThePath) {
               "linux.personality.domain: unknown personality domain LINUX64");
     EXPECT_EQ(validation_error(json(), {{"personality", {{"domain", "LINUX"}, {"flags", {"NOPE"}}}}}),
               "linux.personality.flags[0]: unknown personality flag NOPE");
-    EXPECT_EQ(validation_error({{"capabilities", {{"bounding", {"CAP_FOO"}}}}}, json()), "");  // a warning, as the spec asks
-    EXPECT_EQ(validation_error(json(), {{"seccomp", {{"defaultAction", "SCMP_ACT_ALLOW"},
-                                                     {"syscalls", {{{"names", {"read"}}, {"action", "SCMP_ACT_BAD"}}}}}}}),
+    EXPECT_EQ(validation_error({{"capabilities", {{"bounding", {"CAP_FOO"}}}}}, json()),
+              "");  // a warning, as the spec asks
+    EXPECT_EQ(validation_error(json(), {{"seccomp",
+                                         {{"defaultAction", "SCMP_ACT_ALLOW"},
+                                          {"syscalls", {{{"names", {"read"}}, {"action", "SCMP_ACT_BAD"}}}}}}}),
               "linux.seccomp.syscalls[0].action: unknown action SCMP_ACT_BAD");
     EXPECT_EQ(validation_error({{"selinuxLabel", 5}}, json()), "process.selinuxLabel: expected a string");
 }

@@ -21,8 +21,10 @@ namespace {
 
 // trustme-runtime --root <root> ARGS..., in namespaces of its own (see the file comment).
 Result rt_unshared(const Bundle& b, const std::vector<std::string>& args, int timeout_s = 60) {
-    std::vector<std::string> argv = {"unshare", "--mount", "--propagation", "private", "--net", "--ipc", "--uts", "--",
-                                     trustme::test::runtime_binary(), "--root", b.root};
+    std::vector<std::string> argv = {"unshare", "--mount", "--propagation",
+                                     "private", "--net",   "--ipc",
+                                     "--uts",   "--",      trustme::test::runtime_binary(),
+                                     "--root",  b.root};
     argv.insert(argv.end(), args.begin(), args.end());
     return trustme::test::run(argv, "", timeout_s);
 }
@@ -36,8 +38,7 @@ Result run_unshared(Bundle& b, const std::string& id, const std::string& script)
 
 void drop_namespace(nlohmann::json& cfg, const std::string& type) {
     auto& ns = cfg["linux"]["namespaces"];
-    for (auto it = ns.begin(); it != ns.end();)
-        it = (*it)["type"] == type ? ns.erase(it) : it + 1;
+    for (auto it = ns.begin(); it != ns.end();) it = (*it)["type"] == type ? ns.erase(it) : it + 1;
 }
 
 std::string host_value(const char* path) { return read_text(path); }
@@ -53,9 +54,9 @@ TEST(ProcfsAttacks, MaskedPathIgnoresSymlinkedDevNull) {
     write_text(victim, "host-secret\n");
     // No /dev tmpfs: the image's /dev is what the container gets, and its null is a symlink.
     auto& mounts = b.config["mounts"];
-    for (auto it = mounts.begin(); it != mounts.end();)
-        it = (*it)["destination"] == "/dev" ? mounts.erase(it) : it + 1;
-    mounts.push_back({{"destination", "/host-file"}, {"type", "bind"}, {"source", victim}, {"options", {"bind", "ro"}}});
+    for (auto it = mounts.begin(); it != mounts.end();) it = (*it)["destination"] == "/dev" ? mounts.erase(it) : it + 1;
+    mounts.push_back(
+        {{"destination", "/host-file"}, {"type", "bind"}, {"source", victim}, {"options", {"bind", "ro"}}});
     ASSERT_EQ(symlink("/host-file", (b.rootfs + "/dev/null").c_str()), 0);
     write_text(b.rootfs + "/masked", "image content\n");
     b.config["linux"]["maskedPaths"].push_back("/masked");
@@ -72,7 +73,8 @@ TEST(ProcfsAttacks, MaskedPathThatIsASymlinkIsRefused) {
     Bundle b("mask-link");
     const std::string victim = b.dir + "/host-file";
     write_text(victim, "host-secret\n");
-    b.config["mounts"].push_back({{"destination", "/host-file"}, {"type", "bind"}, {"source", victim}, {"options", {"bind", "ro"}}});
+    b.config["mounts"].push_back(
+        {{"destination", "/host-file"}, {"type", "bind"}, {"source", victim}, {"options", {"bind", "ro"}}});
     ASSERT_EQ(symlink("/host-file", (b.rootfs + "/masked").c_str()), 0);
     b.config["linux"]["maskedPaths"].push_back("/masked");
     Result r = run_unshared(b, "mask-link", "cat /masked");
@@ -88,8 +90,10 @@ TEST(ProcfsAttacks, BindOntoProcSysIsRefused) {
     Bundle b("proc-bind");
     const std::string victim = b.dir + "/host-file";
     write_text(victim, "0\n");
-    b.config["mounts"].push_back({{"destination", "/proc/sys/net/ipv4/ip_forward"}, {"type", "bind"},
-                                  {"source", victim}, {"options", {"bind"}}});
+    b.config["mounts"].push_back({{"destination", "/proc/sys/net/ipv4/ip_forward"},
+                                  {"type", "bind"},
+                                  {"source", victim},
+                                  {"options", {"bind"}}});
     b.config["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
     Result r = run_unshared(b, "proc-bind", "true");
     EXPECT_NE(r.status, 0);
@@ -108,8 +112,10 @@ TEST(ProcfsAttacks, BindIntoProcThroughImageSymlinkIsRefused) {
     const std::string victim = b.dir + "/host-file";
     write_text(victim, "0\n");
     ASSERT_EQ(symlink("/proc", (b.rootfs + "/myproc").c_str()), 0);
-    b.config["mounts"].push_back({{"destination", "/myproc/sys/net/ipv4/ip_forward"}, {"type", "bind"},
-                                  {"source", victim}, {"options", {"bind"}}});
+    b.config["mounts"].push_back({{"destination", "/myproc/sys/net/ipv4/ip_forward"},
+                                  {"type", "bind"},
+                                  {"source", victim},
+                                  {"options", {"bind"}}});
     b.config["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
     Result r = run_unshared(b, "proc-link", "true");
     EXPECT_NE(r.status, 0);
@@ -175,10 +181,10 @@ TEST(ProcfsAttacks, SysctlsOutsideTheContainersNamespacesAreRefused) {
 TEST(ProcfsAttacks, SysctlsInTheContainersNamespacesAreSet) {
     const std::string queues = host_value("/proc/sys/fs/mqueue/queues_max");
     Bundle b("sysctl-ok");
-    b.config["linux"]["sysctl"] = {{"fs.mqueue.queues_max", "300"}, {"kernel.domainname", "inside"},
-                                   {"net/ipv4/ip_forward", "1"}};
-    Result r = run_unshared(b, "sysctl-ok",
-                            "cat /proc/sys/fs/mqueue/queues_max /proc/sys/kernel/domainname /proc/sys/net/ipv4/ip_forward");
+    b.config["linux"]["sysctl"] = {
+        {"fs.mqueue.queues_max", "300"}, {"kernel.domainname", "inside"}, {"net/ipv4/ip_forward", "1"}};
+    Result r = run_unshared(
+        b, "sysctl-ok", "cat /proc/sys/fs/mqueue/queues_max /proc/sys/kernel/domainname /proc/sys/net/ipv4/ip_forward");
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, "300\ninside\n1\n");
     EXPECT_EQ(host_value("/proc/sys/fs/mqueue/queues_max"), queues);

@@ -75,7 +75,8 @@ protected:
         c["root"] = {{"path", rootfs_.string()}, {"readonly", true}};
         c["process"]["terminal"] = false;
         c["process"]["args"] = {"/bin/sh", "-c", script};
-        c["mounts"].push_back({{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", {"nosuid", "nodev"}}});
+        c["mounts"].push_back(
+            {{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", {"nosuid", "nodev"}}});
         return c;
     }
 
@@ -112,9 +113,10 @@ uint64_t bit(int cap) { return uint64_t{1} << cap; }
 
 TEST_F(RuntimeSecurity, SeccompErrnoSeenInside) {
     json c = config("mkdir /tmp/x; echo rc=$?");
-    c["linux"]["seccomp"] = {{"defaultAction", "SCMP_ACT_ALLOW"},
-                             {"architectures", {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"}},
-                             {"syscalls", {{{"names", {"mkdir", "mkdirat"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 13}}}}};
+    c["linux"]["seccomp"] = {
+        {"defaultAction", "SCMP_ACT_ALLOW"},
+        {"architectures", {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"}},
+        {"syscalls", {{{"names", {"mkdir", "mkdirat"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 13}}}}};
     RunResult r = run(c);
     EXPECT_EQ(r.status, 0) << r.output;
     EXPECT_NE(r.output.find("Permission denied"), std::string::npos) << r.output;
@@ -133,11 +135,17 @@ TEST_F(RuntimeSecurity, SeccompKillEndsTheProcess) {
 TEST_F(RuntimeSecurity, SeccompMaskedEqualOnAnArgument) {
     // chmod to a mode with the setuid bit is refused, other modes pass: fchmodat(dirfd, path, mode).
     json c = config("touch /tmp/f; chmod 4755 /tmp/f; echo suid=$?; chmod 755 /tmp/f; echo plain=$?");
-    c["linux"]["seccomp"] = {{"defaultAction", "SCMP_ACT_ALLOW"},
-                             {"syscalls", {{{"names", {"fchmodat"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 1},
-                                            {"args", {{{"index", 2}, {"value", 04000}, {"valueTwo", 04000}, {"op", "SCMP_CMP_MASKED_EQ"}}}}},
-                                           {{"names", {"chmod"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 1},
-                                            {"args", {{{"index", 1}, {"value", 04000}, {"valueTwo", 04000}, {"op", "SCMP_CMP_MASKED_EQ"}}}}}}}};
+    c["linux"]["seccomp"] = {
+        {"defaultAction", "SCMP_ACT_ALLOW"},
+        {"syscalls",
+         {{{"names", {"fchmodat"}},
+           {"action", "SCMP_ACT_ERRNO"},
+           {"errnoRet", 1},
+           {"args", {{{"index", 2}, {"value", 04000}, {"valueTwo", 04000}, {"op", "SCMP_CMP_MASKED_EQ"}}}}},
+          {{"names", {"chmod"}},
+           {"action", "SCMP_ACT_ERRNO"},
+           {"errnoRet", 1},
+           {"args", {{{"index", 1}, {"value", 04000}, {"valueTwo", 04000}, {"op", "SCMP_CMP_MASKED_EQ"}}}}}}}};
     RunResult r = run(c);
     EXPECT_EQ(r.status, 0) << r.output;
     EXPECT_NE(r.output.find("suid=1"), std::string::npos) << r.output;
@@ -232,7 +240,8 @@ TEST_F(RuntimeSecurity, UnknownCapabilityIsAOneLineWarning) {
     RunResult r = run(c);
     EXPECT_EQ(r.status, 0) << r.output;
     EXPECT_NE(r.output.find("warning: process.capabilities.bounding[2]: unknown capability CAP_FOO, ignored"),
-              std::string::npos) << r.output;
+              std::string::npos)
+        << r.output;
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
     EXPECT_TRUE(no_container_left());
 }
@@ -246,7 +255,10 @@ TEST_F(RuntimeSecurity, BadSeccompInputIsAOneLineError) {
         {{{"defaultAction", "SCMP_ACT_ALLOW"}, {"syscalls", {{{"names", {"read"}}, {"action", "SCMP_ACT_FOO"}}}}},
          "linux.seccomp.syscalls[0].action: unknown action SCMP_ACT_FOO"},
         {{{"defaultAction", "SCMP_ACT_ALLOW"},
-          {"syscalls", {{{"names", {"read"}}, {"action", "SCMP_ACT_ERRNO"}, {"args", {{{"index", 0}, {"value", 1}, {"op", "SCMP_CMP_XX"}}}}}}}},
+          {"syscalls",
+           {{{"names", {"read"}},
+             {"action", "SCMP_ACT_ERRNO"},
+             {"args", {{{"index", 0}, {"value", 1}, {"op", "SCMP_CMP_XX"}}}}}}}},
          "linux.seccomp.syscalls[0].args[0].op: unknown operator SCMP_CMP_XX"},
         {{{"defaultAction", "SCMP_ACT_ALLOW"}, {"architectures", {"SCMP_ARCH_Z80"}}},
          "linux.seccomp.architectures[0]: unknown architecture SCMP_ARCH_Z80"},
@@ -279,8 +291,8 @@ TEST_F(RuntimeSecurity, PersonalitySchedulerIoPriority) {
     std::vector<std::string> f;
     for (std::string s; fields >> s && f.size() < 40;) f.push_back(s);
     ASSERT_GE(f.size(), 39u) << r.output;
-    EXPECT_EQ(f[19 - 3], "4") << r.output;   // nice
-    EXPECT_EQ(f[41 - 3], "3") << r.output;   // policy SCHED_BATCH
+    EXPECT_EQ(f[19 - 3], "4") << r.output;  // nice
+    EXPECT_EQ(f[41 - 3], "3") << r.output;  // policy SCHED_BATCH
     if (r.output.find("best-effort") != std::string::npos || r.output.find("prio") != std::string::npos) {
         EXPECT_NE(r.output.find("prio 6"), std::string::npos) << r.output;
     }

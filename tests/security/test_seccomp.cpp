@@ -55,7 +55,8 @@ TEST(Seccomp, NullIsEmpty) {
 }
 
 TEST(Seccomp, DeniedSyscallReturnsConfiguredErrno) {
-    auto prog = compile_seccomp(profile("SCMP_ACT_ALLOW", {{{"names", {"getppid"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 42}}}));
+    auto prog = compile_seccomp(
+        profile("SCMP_ACT_ALLOW", {{{"names", {"getppid"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 42}}}));
     auto r = run_filtered(prog, [] {
         errno = 0;
         long rc = syscall(SYS_getppid);
@@ -107,8 +108,9 @@ TEST(Seccomp, TrapDeliversSigsysWithTheSyscall) {
 TEST(Seccomp, LogAndTraceActionsLoad) {
     // LOG allows (and logs to the audit log); TRACE without a tracer fails the syscall with ENOSYS
     // (seccomp(2): "If there is no tracer present, the system call is not executed and returns ENOSYS").
-    auto prog = compile_seccomp(profile("SCMP_ACT_ALLOW", {{{"names", {"getppid"}}, {"action", "SCMP_ACT_LOG"}},
-                                                           {{"names", {"getpgrp"}}, {"action", "SCMP_ACT_TRACE"}, {"errnoRet", 7}}}));
+    auto prog = compile_seccomp(
+        profile("SCMP_ACT_ALLOW", {{{"names", {"getppid"}}, {"action", "SCMP_ACT_LOG"}},
+                                   {{"names", {"getpgrp"}}, {"action", "SCMP_ACT_TRACE"}, {"errnoRet", 7}}}));
     auto r = run_filtered(prog, [] {
         if (syscall(SYS_getppid) <= 0) return 1;
         errno = 0;
@@ -119,10 +121,12 @@ TEST(Seccomp, LogAndTraceActionsLoad) {
 
 TEST(Seccomp, MaskedEqualComparesMaskedArgument) {
     // dup(fd) is denied with errno 99 when (fd & 0xff00) == 0x0100, i.e. for 256..511.
-    auto prog = compile_seccomp(profile(
-        "SCMP_ACT_ALLOW",
-        {{{"names", {"dup"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 99},
-          {"args", {{{"index", 0}, {"value", 0xff00}, {"valueTwo", 0x0100}, {"op", "SCMP_CMP_MASKED_EQ"}}}}}}));
+    auto prog = compile_seccomp(
+        profile("SCMP_ACT_ALLOW",
+                {{{"names", {"dup"}},
+                  {"action", "SCMP_ACT_ERRNO"},
+                  {"errnoRet", 99},
+                  {"args", {{{"index", 0}, {"value", 0xff00}, {"valueTwo", 0x0100}, {"op", "SCMP_CMP_MASKED_EQ"}}}}}}));
     auto r = run_filtered(prog, [] {
         auto err = [](long fd) {
             errno = 0;
@@ -147,17 +151,17 @@ TEST(Seccomp, EveryOperator) {
         bool denied;
     };
     const Case cases[] = {
-        {"SCMP_CMP_EQ", 300, 300, true}, {"SCMP_CMP_EQ", 300, 301, false},
-        {"SCMP_CMP_NE", 300, 301, true}, {"SCMP_CMP_NE", 300, 300, false},
-        {"SCMP_CMP_LT", 300, 299, true}, {"SCMP_CMP_LT", 300, 300, false},
-        {"SCMP_CMP_LE", 300, 300, true}, {"SCMP_CMP_LE", 300, 301, false},
-        {"SCMP_CMP_GT", 300, 301, true}, {"SCMP_CMP_GT", 300, 300, false},
-        {"SCMP_CMP_GE", 300, 300, true}, {"SCMP_CMP_GE", 300, 299, false},
+        {"SCMP_CMP_EQ", 300, 300, true},  {"SCMP_CMP_EQ", 300, 301, false}, {"SCMP_CMP_NE", 300, 301, true},
+        {"SCMP_CMP_NE", 300, 300, false}, {"SCMP_CMP_LT", 300, 299, true},  {"SCMP_CMP_LT", 300, 300, false},
+        {"SCMP_CMP_LE", 300, 300, true},  {"SCMP_CMP_LE", 300, 301, false}, {"SCMP_CMP_GT", 300, 301, true},
+        {"SCMP_CMP_GT", 300, 300, false}, {"SCMP_CMP_GE", 300, 300, true},  {"SCMP_CMP_GE", 300, 299, false},
     };
     for (const auto& c : cases) {
-        auto prog = compile_seccomp(profile(
-            "SCMP_ACT_ALLOW", {{{"names", {"dup"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 77},
-                                {"args", {{{"index", 0}, {"value", c.value}, {"op", c.op}}}}}}));
+        auto prog = compile_seccomp(
+            profile("SCMP_ACT_ALLOW", {{{"names", {"dup"}},
+                                        {"action", "SCMP_ACT_ERRNO"},
+                                        {"errnoRet", 77},
+                                        {"args", {{{"index", 0}, {"value", c.value}, {"op", c.op}}}}}}));
         auto r = run_filtered(prog, [&] {
             errno = 0;
             syscall(SYS_dup, c.fd);  // fds 299-301 are not open: EBADF when allowed
@@ -169,10 +173,13 @@ TEST(Seccomp, EveryOperator) {
 
 TEST(Seccomp, ConditionsOnDifferentArgumentsAreAnded) {
     // dup2(oldfd, newfd): denied only when oldfd == 0 and newfd == 500.
-    auto prog = compile_seccomp(profile(
-        "SCMP_ACT_ALLOW", {{{"names", {"dup2"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 55},
-                            {"args", {{{"index", 0}, {"value", 0}, {"op", "SCMP_CMP_EQ"}},
-                                      {{"index", 1}, {"value", 500}, {"op", "SCMP_CMP_EQ"}}}}}}));
+    auto prog =
+        compile_seccomp(profile("SCMP_ACT_ALLOW", {{{"names", {"dup2"}},
+                                                    {"action", "SCMP_ACT_ERRNO"},
+                                                    {"errnoRet", 55},
+                                                    {"args",
+                                                     {{{"index", 0}, {"value", 0}, {"op", "SCMP_CMP_EQ"}},
+                                                      {{"index", 1}, {"value", 500}, {"op", "SCMP_CMP_EQ"}}}}}}));
     auto r = run_filtered(prog, [] {
         errno = 0;
         if (syscall(SYS_dup2, 0, 500) != -1 || errno != 55) return 1;
@@ -184,10 +191,13 @@ TEST(Seccomp, ConditionsOnDifferentArgumentsAreAnded) {
 }
 
 TEST(Seccomp, ConditionsOnTheSameArgumentAreOredAsInRunc) {
-    auto prog = compile_seccomp(profile(
-        "SCMP_ACT_ALLOW", {{{"names", {"dup"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 55},
-                            {"args", {{{"index", 0}, {"value", 300}, {"op", "SCMP_CMP_EQ"}},
-                                      {{"index", 0}, {"value", 400}, {"op", "SCMP_CMP_EQ"}}}}}}));
+    auto prog =
+        compile_seccomp(profile("SCMP_ACT_ALLOW", {{{"names", {"dup"}},
+                                                    {"action", "SCMP_ACT_ERRNO"},
+                                                    {"errnoRet", 55},
+                                                    {"args",
+                                                     {{{"index", 0}, {"value", 300}, {"op", "SCMP_CMP_EQ"}},
+                                                      {{"index", 0}, {"value", 400}, {"op", "SCMP_CMP_EQ"}}}}}}));
     auto r = run_filtered(prog, [] {
         errno = 0;
         syscall(SYS_dup, 300);
@@ -205,7 +215,8 @@ TEST(Seccomp, ConditionsOnTheSameArgumentAreOredAsInRunc) {
 TEST(Seccomp, DefaultErrnoRetAndEnosysForSyscallsNewerThanTheProfile) {
     // An allow-list profile whose newest syscall is pidfd_open (434): getppid (110, not listed) gets the
     // default errno, faccessat2 (439, newer than anything listed) gets ENOSYS so libc can fall back.
-    json p = profile("SCMP_ACT_ERRNO", {{{"names", {"exit_group", "exit", "write", "pidfd_open"}}, {"action", "SCMP_ACT_ALLOW"}}});
+    json p = profile("SCMP_ACT_ERRNO",
+                     {{{"names", {"exit_group", "exit", "write", "pidfd_open"}}, {"action", "SCMP_ACT_ALLOW"}}});
     p["defaultErrnoRet"] = 33;
     auto prog = compile_seccomp(p);
     auto r = run_filtered(prog, [] {
@@ -231,7 +242,8 @@ long syscall_i386(long nr, long a = 0, long b = 0) {
 
 TEST(Seccomp, EnosysStubPerArchitecture) {
     // i386 numbers: getppid 64, pidfd_open 434, faccessat2 439. x32 numbers carry bit 30.
-    json p = profile("SCMP_ACT_ERRNO", {{{"names", {"exit_group", "exit", "write", "pidfd_open"}}, {"action", "SCMP_ACT_ALLOW"}}});
+    json p = profile("SCMP_ACT_ERRNO",
+                     {{{"names", {"exit_group", "exit", "write", "pidfd_open"}}, {"action", "SCMP_ACT_ALLOW"}}});
     p["architectures"] = {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"};
     auto prog = compile_seccomp(p);
     // Some kernels run without the 32-bit entry (int $0x80 faults): then only x86_64/x32 are checked.
@@ -260,14 +272,16 @@ TEST(Seccomp, NoEnosysStubWhenTheDefaultAllows) {
 }
 
 TEST(Seccomp, UnknownSyscallNamesAreSkipped) {
-    auto prog = compile_seccomp(profile(
-        "SCMP_ACT_ALLOW", {{{"names", {"no_such_syscall_xyz", "getppid"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 5}}}));
+    auto prog = compile_seccomp(
+        profile("SCMP_ACT_ALLOW",
+                {{{"names", {"no_such_syscall_xyz", "getppid"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 5}}}));
     auto r = run_filtered(prog, [] { return syscall(SYS_getppid) == -1 && errno == 5 ? 0 : 1; });
     EXPECT_EQ(r.code, 0);
 }
 
 TEST(Seccomp, RuleWithTheDefaultActionIsRedundant) {
-    EXPECT_NO_THROW(compile_seccomp(profile("SCMP_ACT_ALLOW", {{{"names", {"getppid"}}, {"action", "SCMP_ACT_ALLOW"}}})));
+    EXPECT_NO_THROW(
+        compile_seccomp(profile("SCMP_ACT_ALLOW", {{{"names", {"getppid"}}, {"action", "SCMP_ACT_ALLOW"}}})));
 }
 
 TEST(Seccomp, ArchitecturesAndFlags) {
@@ -286,7 +300,8 @@ TEST(Seccomp, ArchitecturesAndFlags) {
 
 TEST(Seccomp, ForeignArchitecturesCompileAndDoNotDisturbTheNativeOne) {
     // An engine may list every arch it knows; libseccomp 2.5.4 knows all OCI names but LOONGARCH64.
-    json p = profile("SCMP_ACT_ERRNO", {{{"names", {"exit_group", "exit", "write", "getppid"}}, {"action", "SCMP_ACT_ALLOW"}}});
+    json p = profile("SCMP_ACT_ERRNO",
+                     {{{"names", {"exit_group", "exit", "write", "getppid"}}, {"action", "SCMP_ACT_ALLOW"}}});
     p["architectures"] = {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86",     "SCMP_ARCH_X32",     "SCMP_ARCH_AARCH64",
                           "SCMP_ARCH_ARM",    "SCMP_ARCH_PPC64LE", "SCMP_ARCH_RISCV64", "SCMP_ARCH_MIPSEL64"};
     auto prog = compile_seccomp(p);
@@ -298,15 +313,18 @@ TEST(Seccomp, ForeignArchitecturesCompileAndDoNotDisturbTheNativeOne) {
     EXPECT_EQ(r.code, 0);
     json l = profile("SCMP_ACT_ALLOW", json::array());
     l["architectures"] = {"SCMP_ARCH_LOONGARCH64"};
-    EXPECT_EQ(error_of(l), "linux.seccomp.architectures[0]: architecture SCMP_ARCH_LOONGARCH64 is not supported by this libseccomp");
+    EXPECT_EQ(error_of(l),
+              "linux.seccomp.architectures[0]: architecture SCMP_ARCH_LOONGARCH64 is not supported by this libseccomp");
     l["architectures"] = {"SCMP_ARCH_X86_64", "SCMP_ARCH_S390X"};
-    EXPECT_EQ(error_of(l), "linux.seccomp.architectures[1]: SCMP_ARCH_S390X has another byte order than this machine "
-                           "and cannot be in the same filter");
+    EXPECT_EQ(error_of(l),
+              "linux.seccomp.architectures[1]: SCMP_ARCH_S390X has another byte order than this machine "
+              "and cannot be in the same filter");
 }
 
 TEST(Seccomp, LoadWithoutNoNewPrivsAsRoot) {
     // Without no_new_privs the kernel wants CAP_SYS_ADMIN: the order runc uses for such configs.
-    auto prog = compile_seccomp(profile("SCMP_ACT_ALLOW", {{{"names", {"getppid"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 8}}}));
+    auto prog = compile_seccomp(
+        profile("SCMP_ACT_ALLOW", {{{"names", {"getppid"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 8}}}));
     auto r = run_child([&] {
         load_seccomp(prog);
         return syscall(SYS_getppid) == -1 && errno == 8 ? 0 : 1;
@@ -320,11 +338,15 @@ TEST(Seccomp, BadInputNamesTheJsonPath) {
                                                   {{"names", {"read"}}, {"action", "SCMP_ACT_ALLOW"}},
                                                   {{"names", {"read"}}, {"action", "SCMP_ACT_FOO"}}})),
               "linux.seccomp.syscalls[3].action: unknown action SCMP_ACT_FOO");
-    EXPECT_EQ(error_of(profile("SCMP_ACT_NOPE", json::array())), "linux.seccomp.defaultAction: unknown action SCMP_ACT_NOPE");
-    EXPECT_EQ(error_of(profile("SCMP_ACT_ALLOW", {{{"names", {"dup"}}, {"action", "SCMP_ACT_ERRNO"},
-                                                   {"args", {{{"index", 0}, {"value", 1}, {"op", "SCMP_CMP_WHAT"}}}}}})),
-              "linux.seccomp.syscalls[0].args[0].op: unknown operator SCMP_CMP_WHAT");
-    EXPECT_EQ(error_of(profile("SCMP_ACT_ALLOW", {{{"names", {"dup"}}, {"action", "SCMP_ACT_ERRNO"},
+    EXPECT_EQ(error_of(profile("SCMP_ACT_NOPE", json::array())),
+              "linux.seccomp.defaultAction: unknown action SCMP_ACT_NOPE");
+    EXPECT_EQ(
+        error_of(profile("SCMP_ACT_ALLOW", {{{"names", {"dup"}},
+                                             {"action", "SCMP_ACT_ERRNO"},
+                                             {"args", {{{"index", 0}, {"value", 1}, {"op", "SCMP_CMP_WHAT"}}}}}})),
+        "linux.seccomp.syscalls[0].args[0].op: unknown operator SCMP_CMP_WHAT");
+    EXPECT_EQ(error_of(profile("SCMP_ACT_ALLOW", {{{"names", {"dup"}},
+                                                   {"action", "SCMP_ACT_ERRNO"},
                                                    {"args", {{{"index", 6}, {"value", 1}, {"op", "SCMP_CMP_EQ"}}}}}})),
               "linux.seccomp.syscalls[0].args[0].index: 6 is not a syscall argument (0-5)");
     json a = profile("SCMP_ACT_ALLOW", json::array());
@@ -345,8 +367,9 @@ TEST(Seccomp, BadInputNamesTheJsonPath) {
               "linux.seccomp.listenerPath: required when a rule uses SCMP_ACT_NOTIFY");
     EXPECT_EQ(error_of(profile("SCMP_ACT_ALLOW", {{{"names", "read"}, {"action", "SCMP_ACT_ERRNO"}}})),
               "linux.seccomp.syscalls[0].names: expected an array");
-    EXPECT_EQ(error_of(profile("SCMP_ACT_ALLOW", {{{"names", {"read"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", -1}}})),
-              "linux.seccomp.syscalls[0].errnoRet: expected an unsigned integer");
+    EXPECT_EQ(
+        error_of(profile("SCMP_ACT_ALLOW", {{{"names", {"read"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", -1}}})),
+        "linux.seccomp.syscalls[0].errnoRet: expected an unsigned integer");
 }
 
 namespace {

@@ -73,7 +73,8 @@ TEST(Sha256, ShaExtensionsMatchThePortableRounds) {
     std::vector<uint8_t> data(64 * 40);
     for (auto& b : data) x ^= x << 13, x ^= x >> 7, x ^= x << 17, b = static_cast<uint8_t>(x);
     for (size_t n = 1; n <= 40; ++n) {
-        uint32_t a[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+        uint32_t a[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                         0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
         uint32_t b[8];
         std::memcpy(b, a, sizeof a);
         ASSERT_TRUE(Sha256::blocks_accelerated(a, data.data(), n));

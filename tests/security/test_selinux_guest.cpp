@@ -95,7 +95,8 @@ TEST(SelinuxGuest, InvalidLabelIsAnError) {
             set_exec_label("no_such_u:no_such_r:no_such_t:s0");
         } catch (const trustme::Error& e) {
             std::string m = e.what();
-            return m.find("process.selinuxLabel") != std::string::npos && m.find("Invalid argument") != std::string::npos
+            return m.find("process.selinuxLabel") != std::string::npos &&
+                           m.find("Invalid argument") != std::string::npos
                        ? 0
                        : 1;
         }

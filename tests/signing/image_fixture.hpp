@@ -36,7 +36,8 @@ protected:
     // processes: minutes under TCG), a file with a known pattern, then signed with --image.
     void make_signed(bool readonly = true) {
         namespace fs = std::filesystem;
-        for (const char* d : {"bin", "proc", "sys", "dev", "tmp", "etc", "data"}) fs::create_directories(rootfs + "/" + d);
+        for (const char* d : {"bin", "proc", "sys", "dev", "tmp", "etc", "data"})
+            fs::create_directories(rootfs + "/" + d);
         fs::copy_file("/bin/busybox", rootfs + "/bin/busybox");
         for (const char* a : {"sh", "cat", "echo", "true", "grep"}) fs::create_symlink("busybox", rootfs + "/bin/" + a);
         spit(rootfs + "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
@@ -52,8 +53,8 @@ protected:
         ASSERT_EQ(run({kBin + "trustme-sign", "pki", "init", "--dir", pki}).status, 0);
         ASSERT_EQ(run({kBin + "trustme-sign", "pki", "issue", "--dir", pki, "--name", "app"}).status, 0);
         sign();
-        spit(policy, R"({"signature": "required", "trust_anchors": [")" + pki + R"(/root-ca.pem"], "verify_cache_dir": ")" +
-                         dir.path() + "/cache\"}");
+        spit(policy, R"({"signature": "required", "trust_anchors": [")" + pki +
+                         R"(/root-ca.pem"], "verify_cache_dir": ")" + dir.path() + "/cache\"}");
     }
 
     trustme::signing::Image signed_image() {

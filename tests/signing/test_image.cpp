@@ -65,8 +65,11 @@ TEST(ImageManifest, ImageLineRoundTripsAndRefusesWhatRenderWouldNotWrite) {
     m.config_sha256 = std::string(64, 'd');
     m.image = im;
     EXPECT_EQ(render(parse_manifest(render(m), "m")), render(m));
-    for (auto [from, to] : {std::pair{"rootfs.img", "../x.img"}, {"hash_offset=40960", "hash_offset=4096"},
-                            {"fstype=ext4", "fstype=vfat"}, {"block=4096", "block=8192"}, {" root=", " rooot="}}) {
+    for (auto [from, to] : {std::pair{"rootfs.img", "../x.img"},
+                            {"hash_offset=40960", "hash_offset=4096"},
+                            {"fstype=ext4", "fstype=vfat"},
+                            {"block=4096", "block=8192"},
+                            {" root=", " rooot="}}) {
         std::string l = line;
         l.replace(l.find(from), std::string(from).size(), to);
         EXPECT_FALSE(parse_image_line(l, &why)) << l;

@@ -98,13 +98,12 @@ TEST(Policy, VerifyCacheModes) {
     EXPECT_EQ(mode("false"), VerifyCache::Off);
 }
 
-TEST(Policy, OffNeedsNoAnchors) {
-    EXPECT_EQ(parse(R"({"signature": "off"})", "p.json").signature, SignatureMode::Off);
-}
+TEST(Policy, OffNeedsNoAnchors) { EXPECT_EQ(parse(R"({"signature": "off"})", "p.json").signature, SignatureMode::Off); }
 
 TEST(Policy, MalformedIsAnErrorNamingFileAndField) {
-    EXPECT_EQ(error_of("{"), "/etc/p/policy.json: invalid JSON: parse error at line 1, column 2: syntax error "
-                             "while parsing object key - unexpected end of input; expected string literal");
+    EXPECT_EQ(error_of("{"),
+              "/etc/p/policy.json: invalid JSON: parse error at line 1, column 2: syntax error "
+              "while parsing object key - unexpected end of input; expected string literal");
     EXPECT_EQ(error_of("[]"), "/etc/p/policy.json: policy must be a JSON object, not array");
     EXPECT_EQ(error_of(R"({"signature": "maybe", "trust_anchors": ["a"]})"),
               "/etc/p/policy.json: signature: \"maybe\" is not one of \"required\", \"warn\", \"off\"");
@@ -177,8 +176,10 @@ TEST(Policy, LoadResolution) {
 
 TEST(Constraints, EngineDefaultConfigPasses) {
     EXPECT_EQ(judge_error(nlohmann::json::object(), engine_config()), "");
-    EXPECT_EQ(judge_error({{"require_no_new_privileges", true}, {"require_readonly_rootfs", true},
-                           {"require_seccomp", true}, {"allowed_bind_sources", {"/var/lib/engine"}}},
+    EXPECT_EQ(judge_error({{"require_no_new_privileges", true},
+                           {"require_readonly_rootfs", true},
+                           {"require_seccomp", true},
+                           {"allowed_bind_sources", {"/var/lib/engine"}}},
                           engine_config()),
               "");
 }
@@ -189,8 +190,8 @@ TEST(Constraints, AddedCapabilityRefused) {
     EXPECT_EQ(judge_error(nlohmann::json::object(), cfg),
               "config.json: process.capabilities.bounding[3]: CAP_SYS_ADMIN is not allowed "
               "(policy constraints.allowed_capabilities)");
-    EXPECT_EQ(judge_error({{"allowed_capabilities", {"CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"}}},
-                          cfg),
+    EXPECT_EQ(judge_error(
+                  {{"allowed_capabilities", {"CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"}}}, cfg),
               "");
     EXPECT_NE(judge_error({{"allowed_capabilities", {"CAP_CHOWN"}}}, engine_config()), "");
 }
@@ -234,8 +235,9 @@ TEST(Constraints, HooksBindsAndRequirements) {
 
     cfg = engine_config();
     cfg["mounts"].push_back({{"destination", "/host"}, {"source", "/"}, {"options", {"rbind"}}});
-    EXPECT_EQ(judge_error({{"allowed_bind_sources", {"/var/lib/engine/"}}}, cfg),
-              "config.json: mounts[2].source: bind mount of / is not allowed (policy constraints.allowed_bind_sources)");
+    EXPECT_EQ(
+        judge_error({{"allowed_bind_sources", {"/var/lib/engine/"}}}, cfg),
+        "config.json: mounts[2].source: bind mount of / is not allowed (policy constraints.allowed_bind_sources)");
     cfg["mounts"][2]["source"] = "/var/lib/engine/../../../etc";
     EXPECT_NE(judge_error({{"allowed_bind_sources", {"/var/lib/engine"}}}, cfg), "");
     cfg["mounts"][2]["source"] = "/var/lib/engineX";

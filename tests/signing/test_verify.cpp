@@ -76,7 +76,7 @@ struct Outcome {
 
 class Signing : public ::testing::Test {
 protected:
-    static inline std::string root_;     // per-suite temporary directory
+    static inline std::string root_;  // per-suite temporary directory
     static inline std::string pki_, other_pki_, template_rootfs_;
     static inline void* plugin_ = nullptr;
     static inline VerifyFn verify_ = nullptr;
@@ -105,10 +105,13 @@ protected:
         // What the busybox rootfs lacks: a hard-linked pair, file capabilities, a device, a fifo, odd names.
         write(template_rootfs_ + "/usr/bin/tool", "#!/bin/sh\necho tool\n");
         ASSERT_EQ(::chmod((template_rootfs_ + "/usr/bin/tool").c_str(), 0755), 0);
-        ASSERT_EQ(::link((template_rootfs_ + "/usr/bin/tool").c_str(), (template_rootfs_ + "/usr/sbin/tool").c_str()), 0);
+        ASSERT_EQ(::link((template_rootfs_ + "/usr/bin/tool").c_str(), (template_rootfs_ + "/usr/sbin/tool").c_str()),
+                  0);
         write(template_rootfs_ + "/bin/capped", "not really ping\n");
         std::string caps = file_caps(1u << 13);  // CAP_NET_RAW
-        ASSERT_EQ(::setxattr((template_rootfs_ + "/bin/capped").c_str(), "security.capability", caps.data(), caps.size(), 0), 0);
+        ASSERT_EQ(
+            ::setxattr((template_rootfs_ + "/bin/capped").c_str(), "security.capability", caps.data(), caps.size(), 0),
+            0);
         ASSERT_EQ(::mknod((template_rootfs_ + "/dev/null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
         ASSERT_EQ(::chmod((template_rootfs_ + "/dev/null").c_str(), 0666), 0);  // mknod obeys the umask
         ASSERT_EQ(::mkfifo((template_rootfs_ + "/run/fifo").c_str(), 0600), 0);
@@ -164,8 +167,8 @@ protected:
         std::string manifest = build_manifest(b.get(), r.get(), !embedded);
         std::string where = embedded ? rootfs_ + "/.trustme/manifest" : bundle_ + "/trustme.manifest";
         write(where, manifest);
-        write(where + ".p7s", cms_sign(manifest, p + "/" + name + ".key", p + "/" + name + ".pem",
-                                       p + "/" + name + "-chain.pem"));
+        write(where + ".p7s",
+              cms_sign(manifest, p + "/" + name + ".key", p + "/" + name + ".pem", p + "/" + name + "-chain.pem"));
     }
 
     // Fds opened once and the exact config bytes, as the runtime passes them.
@@ -176,7 +179,7 @@ protected:
         UniqueFd r(::open(rootfs_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
         std::string cfg = slurp(bundle_ + "/config.json");
         trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(),
-                                   cfg.data(), cfg.size()};
+                                   cfg.data(),         cfg.size()};
         o.rc = fn(req, o.res);
         return o;
     }
@@ -216,7 +219,7 @@ protected:
 
     // Four bytes of a file changed in place, its mtime (and size) restored: only ctime tells.
     static void rewrite_keeping_size_and_mtime(const std::string& p) {
-        struct stat st{};
+        struct stat st {};
         ASSERT_EQ(::stat(p.c_str(), &st), 0);
         {
             UniqueFd fd(::open(p.c_str(), O_WRONLY | O_CLOEXEC));
@@ -318,7 +321,8 @@ TEST_F(Signing, ChangedModeOwnerXattrRefused) {
     caps = file_caps(1u << 21);
     ASSERT_EQ(::setxattr((rootfs_ + "/bin/busybox").c_str(), "security.capability", caps.data(), caps.size(), 0), 0);
     Outcome o = verify();
-    EXPECT_EQ(o.error(), rootfs_ + "/bin/busybox: xattr security.capability is not in the manifest (and 1 more difference)");
+    EXPECT_EQ(o.error(),
+              rootfs_ + "/bin/busybox: xattr security.capability is not in the manifest (and 1 more difference)");
 }
 
 TEST_F(Signing, RetargetedSymlinkRefused) {
@@ -362,8 +366,9 @@ TEST_F(Signing, ChangedConfigRefused) {
 
 TEST_F(Signing, UntrustedCaRefused) {
     sign("app", false, other_pki_);
-    expect_refused(bundle_ + "/trustme.manifest.p7s: certificate CN=app,O=trustme: not issued by a trust anchor of "
-                             "the policy (unable to get local issuer certificate: CN=stranger signing CA,O=trustme)");
+    expect_refused(bundle_ +
+                   "/trustme.manifest.p7s: certificate CN=app,O=trustme: not issued by a trust anchor of "
+                   "the policy (unable to get local issuer certificate: CN=stranger signing CA,O=trustme)");
 }
 
 TEST_F(Signing, ExpiredCertificateRefused) {
@@ -378,9 +383,11 @@ TEST_F(Signing, RevokedCertificateRefused) {
 
 TEST_F(Signing, MissingCodeSigningEkuRefused) {
     sign("noeku");
-    expect_refused(bundle_ + "/trustme.manifest.p7s: certificate CN=noeku,O=trustme: lacks the codeSigning extended key usage");
+    expect_refused(bundle_ +
+                   "/trustme.manifest.p7s: certificate CN=noeku,O=trustme: lacks the codeSigning extended key usage");
     sign("server");
-    expect_refused(bundle_ + "/trustme.manifest.p7s: certificate CN=server,O=trustme: lacks the codeSigning extended key usage");
+    expect_refused(bundle_ +
+                   "/trustme.manifest.p7s: certificate CN=server,O=trustme: lacks the codeSigning extended key usage");
 }
 
 TEST_F(Signing, TruncatedOrGarbageSignatureRefused) {
@@ -402,7 +409,8 @@ TEST_F(Signing, ManifestChangedAfterSigningRefused) {
     write(bundle_ + "/trustme.manifest", m + "# more\n");
     Outcome o = verify();
     EXPECT_NE(o.rc, 0);
-    EXPECT_EQ(o.error().rfind(bundle_ + "/trustme.manifest.p7s: signature does not match the manifest", 0), 0u) << o.error();
+    EXPECT_EQ(o.error().rfind(bundle_ + "/trustme.manifest.p7s: signature does not match the manifest", 0), 0u)
+        << o.error();
 }
 
 TEST_F(Signing, ManifestNamingPathOutsideRootfsRefused) {
@@ -448,20 +456,24 @@ TEST_F(Signing, EmbeddedConfigJudgedByConstraints) {
     sign("app", /*embedded=*/true);
     config_["process"]["capabilities"]["bounding"].push_back("CAP_SYS_ADMIN");
     write_config();
-    expect_refused(bundle_ + "/config.json: process.capabilities.bounding[2]: CAP_SYS_ADMIN is not allowed "
-                             "(policy constraints.allowed_capabilities)");
-    write_policy(R"("signature": "required", "constraints": {"allowed_capabilities": ["CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"]})");
+    expect_refused(bundle_ +
+                   "/config.json: process.capabilities.bounding[2]: CAP_SYS_ADMIN is not allowed "
+                   "(policy constraints.allowed_capabilities)");
+    write_policy(
+        R"("signature": "required", "constraints": {"allowed_capabilities": ["CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"]})");
     EXPECT_EQ(verify().rc, 0) << verify().error();
 
     config_["linux"]["namespaces"].erase(1);  // --net=host
     write_config();
-    expect_refused(bundle_ + "/config.json: linux.namespaces: no new network namespace: it would be shared with "
-                             "the host (policy constraints.allowed_host_namespaces)");
+    expect_refused(bundle_ +
+                   "/config.json: linux.namespaces: no new network namespace: it would be shared with "
+                   "the host (policy constraints.allowed_host_namespaces)");
     config_["linux"]["namespaces"].push_back({{"type", "network"}});
     config_["linux"]["devices"] = {{{"path", "/dev/sda"}, {"type", "b"}, {"major", 8}, {"minor", 0}}};
     write_config();
-    expect_refused(bundle_ + "/config.json: linux.devices[0]: device /dev/sda (b 8:0) is privileged "
-                             "(policy constraints.allow_privileged_devices)");
+    expect_refused(bundle_ +
+                   "/config.json: linux.devices[0]: device /dev/sda (b 8:0) is privileged "
+                   "(policy constraints.allow_privileged_devices)");
 }
 
 TEST_F(Signing, EmbeddedRootfsTamperingRefused) {
@@ -489,7 +501,8 @@ TEST_F(Signing, EmbeddedManifestMayNotNameConfig) {
     ASSERT_EQ(::mkdir((rootfs_ + "/.trustme").c_str(), 0755), 0);
     ASSERT_EQ(::rename((bundle_ + "/trustme.manifest").c_str(), (rootfs_ + "/.trustme/manifest").c_str()), 0);
     ASSERT_EQ(::rename((bundle_ + "/trustme.manifest.p7s").c_str(), (rootfs_ + "/.trustme/manifest.p7s").c_str()), 0);
-    expect_refused(rootfs_ + "/.trustme/manifest: names a config.json, but an embedded manifest covers the rootfs only");
+    expect_refused(rootfs_ +
+                   "/.trustme/manifest: names a config.json, but an embedded manifest covers the rootfs only");
 }
 
 // The cache must not hide a change, including one that keeps size and mtime (utimensat can restore the
@@ -502,7 +515,8 @@ TEST_F(Signing, CacheCatchesChangeThatPreservesMtime) {
     UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     UniqueFd r(::open(rootfs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     std::string cfg = slurp(bundle_ + "/config.json");
-    trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(), cfg.data(), cfg.size()};
+    trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(),
+                               cfg.data(),         cfg.size()};
     WalkStats cold, warm, after;
     ASSERT_EQ(verify_bundle(&req, &res, VerifyOptions{}, &cold), 0) << res.error;
     // At most the second path of the hard-linked /usr/{bin,sbin}/tool: its inode was hashed moments ago.
@@ -517,7 +531,8 @@ TEST_F(Signing, CacheCatchesChangeThatPreservesMtime) {
     ASSERT_EQ(::unlink((rootfs_ + "/bin/sh").c_str()), 0);
     ASSERT_EQ(::symlink("../bin/busyboy", (rootfs_ + "/bin/sh").c_str()), 0);
     EXPECT_NE(verify_bundle(&req, &res, VerifyOptions{}, &after), 0);
-    EXPECT_EQ(std::string(res.error), rootfs_ + "/bin/sh: symlink target ../bin/busyboy, the manifest has ../bin/busybox");
+    EXPECT_EQ(std::string(res.error),
+              rootfs_ + "/bin/sh: symlink target ../bin/busyboy, the manifest has ../bin/busybox");
     EXPECT_EQ(after.link_cache_hits, warm.links - 1);
     ASSERT_EQ(::unlink((rootfs_ + "/bin/sh").c_str()), 0);
     ASSERT_EQ(::symlink("../bin/busybox", (rootfs_ + "/bin/sh").c_str()), 0);
@@ -534,10 +549,10 @@ TEST_F(Signing, CacheCatchesChangeThatPreservesMtime) {
 
     // Same size, same mtime, different content.
     std::string p = rootfs_ + "/bin/busybox";
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::stat(p.c_str(), &st), 0);
     rewrite_keeping_size_and_mtime(p);
-    struct stat st2{};
+    struct stat st2 {};
     ASSERT_EQ(::stat(p.c_str(), &st2), 0);
     ASSERT_EQ(st2.st_size, st.st_size);
     ASSERT_EQ(st2.st_mtim.tv_sec, st.st_mtim.tv_sec);
@@ -565,7 +580,7 @@ TEST_F(Signing, SignatureVerdictCachedForTheSameBytes) {
     ASSERT_EQ(o.rc, 0) << o.error();
     EXPECT_TRUE(s.signature_cached);
     EXPECT_STREQ(o.res.signer_subject, "CN=app,O=trustme");
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::stat((dir_ + "/cache").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0700u);
     ASSERT_EQ(::stat((dir_ + "/cache/cms-verdicts").c_str(), &st), 0);
@@ -703,7 +718,8 @@ TEST_F(Signing, WarmPathAcceptsOnlyFromTheCaches) {
     config_["process"]["args"] = {"sh", "-c", "evil"};
     write_config();
     EXPECT_EQ(warm().rc, 0);
-    expect_refused(bundle_ + "/config.json: changed since signing (SHA-256 differs from " + bundle_ + "/trustme.manifest)");
+    expect_refused(bundle_ + "/config.json: changed since signing (SHA-256 differs from " + bundle_ +
+                   "/trustme.manifest)");
 }
 
 // The tree record (cache.hpp): a warm start that finds every entry's stamps unchanged walks nothing; any
@@ -762,7 +778,8 @@ TEST_F(Signing, WarmPathTreeRecord) {
         if (verify().rc != 0) _exit(11);
         WalkStats s1;
         if (warm_stats(s1).rc != 1 || !s1.tree_cached) _exit(12);
-        if (::mount((rootfs_ + "/etc/group").c_str(), (rootfs_ + "/etc/passwd").c_str(), nullptr, MS_BIND, nullptr) != 0)
+        if (::mount((rootfs_ + "/etc/group").c_str(), (rootfs_ + "/etc/passwd").c_str(), nullptr, MS_BIND, nullptr) !=
+            0)
             _exit(13);
         WalkStats s2;
         Outcome o = warm_stats(s2);
@@ -862,7 +879,8 @@ TEST_F(Signing, CacheOffInPolicyOrFlag) {
     UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     UniqueFd r(::open(rootfs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     std::string cfg = slurp(bundle_ + "/config.json");
-    trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(), cfg.data(), cfg.size()};
+    trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(),
+                               cfg.data(),         cfg.size()};
     trustme_verify_result res{};
     WalkStats s;
     ASSERT_EQ(verify_bundle(&req, &res, VerifyOptions{}, &s), 0);
@@ -888,7 +906,8 @@ TEST_F(Signing, VerificationBindsToTheFdNotThePath) {
     ASSERT_EQ(::rename(rootfs_.c_str(), (dir_ + "/verified-rootfs").c_str()), 0);
     ASSERT_EQ(sh("mkdir -p " + rootfs_ + "/bin && echo evil > " + rootfs_ + "/bin/busybox"), 0);
     std::string cfg = slurp(bundle_ + "/config.json");
-    trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(), cfg.data(), cfg.size()};
+    trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(),
+                               cfg.data(),         cfg.size()};
     trustme_verify_result res{};
     EXPECT_EQ(verify_(&req, &res), 0) << res.error;  // the fd still names the verified tree
     EXPECT_EQ(build_manifest(b.get(), r.get(), true), before);
@@ -914,7 +933,8 @@ TEST_F(Signing, PluginExportsOnlyTheAbi) {
 // The CLI: same verdicts, one line on stderr, exit status; and a failed sign leaves nothing behind.
 TEST_F(Signing, CliSignVerifyInspect) {
     std::string s = kBin + "/bin/trustme-sign";
-    ASSERT_EQ(sh(s + " sign --dir " + pki_ + " --name app " + bundle_ + " > " + dir_ + "/out 2>&1"), 0) << slurp(dir_ + "/out");
+    ASSERT_EQ(sh(s + " sign --dir " + pki_ + " --name app " + bundle_ + " > " + dir_ + "/out 2>&1"), 0)
+        << slurp(dir_ + "/out");
     UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     UniqueFd r(::open(rootfs_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     EXPECT_EQ(slurp(bundle_ + "/trustme.manifest"), build_manifest(b.get(), r.get(), true));
@@ -925,7 +945,8 @@ TEST_F(Signing, CliSignVerifyInspect) {
 
     write(rootfs_ + "/etc/evil", "x");
     EXPECT_EQ(sh(s + " verify --policy " + policy_ + " " + bundle_ + " > /dev/null 2> " + dir_ + "/err"), 1);
-    EXPECT_EQ(slurp(dir_ + "/err"), "trustme-sign: " + rootfs_ + "/etc/evil: not in the manifest (added since signing)\n");
+    EXPECT_EQ(slurp(dir_ + "/err"),
+              "trustme-sign: " + rootfs_ + "/etc/evil: not in the manifest (added since signing)\n");
 
     // Wrong key for the certificate: one line, and no manifest written.
     ASSERT_EQ(::unlink((bundle_ + "/trustme.manifest").c_str()), 0);
@@ -945,7 +966,8 @@ TEST_F(Signing, CliPkiWithRsa) {
     ASSERT_EQ(sh(s + " pki issue --dir " + d + " --name signer --algo rsa3072 > /dev/null"), 0);
     ASSERT_EQ(sh(s + " sign --embedded --dir " + d + " --name signer " + bundle_ + " > /dev/null"), 0);
     write_policy(R"("signature": "required")", d + "/root-ca.pem");
-    write(policy_, slurp(policy_).replace(slurp(policy_).find(pki_ + "/crl.pem"), (pki_ + "/crl.pem").size(), d + "/crl.pem"));
+    write(policy_,
+          slurp(policy_).replace(slurp(policy_).find(pki_ + "/crl.pem"), (pki_ + "/crl.pem").size(), d + "/crl.pem"));
     Outcome o = verify();
     EXPECT_EQ(o.rc, 0) << o.error();
     EXPECT_STREQ(o.res.location, "rootfs");
@@ -987,12 +1009,15 @@ TEST_F(Signing, FifoConfigIsOneLineNotAHang) {
     }
     EXPECT_EQ(sh_bounded(rt + " --policy " + policy_ + " verify " + bundle_ + " > /dev/null 2> " + err), 1);
     EXPECT_EQ(slurp(err), "trustme-runtime: " + line);
-    EXPECT_EQ(sh_bounded(kBin + "/bin/trustme-sign verify --policy " + policy_ + " " + bundle_ + " > /dev/null 2> " + err), 1);
+    EXPECT_EQ(
+        sh_bounded(kBin + "/bin/trustme-sign verify --policy " + policy_ + " " + bundle_ + " > /dev/null 2> " + err),
+        1);
     EXPECT_EQ(slurp(err), "trustme-sign: " + line);
     // A device under the name is refused the same way, unread.
     ASSERT_EQ(::unlink((bundle_ + "/config.json").c_str()), 0);
     ASSERT_EQ(::mknod((bundle_ + "/config.json").c_str(), S_IFCHR | 0600, makedev(1, 5)), 0);  // /dev/zero
-    EXPECT_EQ(sh_bounded(rt + " --root " + root + " create -b " + bundle_ + " zero < /dev/null > /dev/null 2> " + err), 1);
+    EXPECT_EQ(sh_bounded(rt + " --root " + root + " create -b " + bundle_ + " zero < /dev/null > /dev/null 2> " + err),
+              1);
     EXPECT_EQ(slurp(err), "trustme-runtime: " + line);
     EXPECT_FALSE(path_exists(root + "/fifo1") || path_exists(root + "/fifo2") || path_exists(root + "/zero"));
 }
@@ -1123,14 +1148,15 @@ TEST_F(Signing, MapSharedStoreAfterPrimingAndVerityOnly) {
     auto* map = static_cast<char*>(::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0));
     ASSERT_NE(map, MAP_FAILED);
     *static_cast<volatile char*>(map) = *static_cast<volatile char*>(map);
-    ::sleep(3);  // past the racy margin
+    ::sleep(3);                 // past the racy margin
     ASSERT_EQ(verify().rc, 0);  // primes the digest cache and the tree record
     ASSERT_EQ(warm().rc, 1);
     // A verification in mode "verity-only" accepts the unchanged file by reading it; it must leave no
     // tree record that a later warm start could take for the file's content (fs-verity seals nothing here).
     write_policy(R"("signature": "required", "verify_cache": "verity-only")");
     ASSERT_EQ(verify().rc, 0);
-    struct stat before{}, after{};
+    struct stat before {
+    }, after{};
     ASSERT_EQ(::stat(p.c_str(), &before), 0);
     std::memcpy(map, "evil:x:0:0", 10);  // same size
     ASSERT_EQ(::msync(map, 4096, MS_SYNC), 0);
@@ -1184,7 +1210,8 @@ TEST_F(Signing, VerityManifestWithoutVerityFallsBackToHashing) {
     Manifest m = parse_manifest(manifest, "m");
     EXPECT_EQ(render(m), manifest);
     write(bundle_ + "/trustme.manifest", manifest);
-    write(bundle_ + "/trustme.manifest.p7s", cms_sign(manifest, pki_ + "/app.key", pki_ + "/app.pem", pki_ + "/app-chain.pem"));
+    write(bundle_ + "/trustme.manifest.p7s",
+          cms_sign(manifest, pki_ + "/app.key", pki_ + "/app.pem", pki_ + "/app-chain.pem"));
     ::sleep(3);
     for (const char* mode : {"stamps", "verity-only"}) {
         write_policy(std::string(R"("signature": "required", "verify_cache": ")") + mode + "\"");

@@ -86,6 +86,7 @@ TEST_F(ImageVm, HashTreeNotMatchingTheSignedRootRefusesTheStart) {
     EXPECT_EQ(r.status, 1);
     EXPECT_EQ(count_lines(r.err), 1) << r.err;
     EXPECT_NE(r.err.find("rootfs image " + image + ": does not match the signed dm-verity root hash"),
-              std::string::npos) << r.err;
+              std::string::npos)
+        << r.err;
     expect_nothing_left("tree");
 }

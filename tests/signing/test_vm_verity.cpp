@@ -84,7 +84,8 @@ protected:
                   0);
         policy_ = dir_ + "/policy.json";
         write(policy_, R"({"trust_anchors": [")" + pki_ + R"(/root-ca.pem"], "verify_cache": "verity-only",
-                          "verify_cache_dir": ")" + dir_ + R"(/cache"})");
+                          "verify_cache_dir": ")" +
+                           dir_ + R"(/cache"})");
     }
 
     void TearDown() override {
@@ -97,8 +98,8 @@ protected:
         UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         UniqueFd r(::open(rootfs_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
         std::string cfg = slurp(bundle_ + "/config.json");
-        trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(), cfg.data(),
-                                   cfg.size()};
+        trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(),
+                                   cfg.data(),         cfg.size()};
         trustme_verify_result res{};
         int rc = verify_bundle(&req, &res, VerifyOptions{}, &st);
         if (error) *error = res.error;
@@ -109,8 +110,8 @@ protected:
         UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         UniqueFd r(::open(rootfs_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
         std::string cfg = slurp(bundle_ + "/config.json");
-        trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(), cfg.data(),
-                                   cfg.size()};
+        trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(),
+                                   cfg.data(),         cfg.size()};
         trustme_verify_result res{};
         return verify_warm(req, trustme::signing::policy::load(policy_), res);
     }
@@ -121,8 +122,8 @@ protected:
         UniqueFd b(::open(bundle_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         UniqueFd r(::open(rootfs_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
         std::string cfg = slurp(bundle_ + "/config.json");
-        trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(), cfg.data(),
-                                   cfg.size()};
+        trustme_verify_request req{TRUSTME_VERIFY_ABI, policy_.c_str(), bundle_.c_str(), b.get(), r.get(),
+                                   cfg.data(),         cfg.size()};
         trustme_verify_result res{};
         st = WalkStats{};
         return verify_run(req, res, trustme::signing::policy::load(policy_), VerifyCore{}, &st);
@@ -212,7 +213,7 @@ TEST_F(VerityVm, CorruptedBlockUnderTheFilesystemFailsTheRead) {
 // was read and hashed instead (no fs-verity on it) gets no record: its stamps could hide a store into a
 // MAP_SHARED page, so the warm path cannot decide and the full verification reads it again.
 TEST_F(VerityVm, VerityOnlyWarmStartChecksTheTreeRecord) {
-    struct statx sx{};
+    struct statx sx {};
     if (::statx(AT_FDCWD, rootfs_.c_str(), 0, STATX_BASIC_STATS | 0x4000U /* STATX_MNT_ID_UNIQUE */, &sx) != 0 ||
         !(sx.stx_mask & 0x4000U))
         GTEST_SKIP() << "tree records need unique mount ids (Linux 6.8); this kernel has none";

@@ -78,15 +78,13 @@ TEST(VmGuest, DmCryptOnLoopDevice) {
     REQUIRE_VM();
     TempDir dir;
     const std::string img = dir.path() + "/disk.img", key = dir.path() + "/key";
-    {
-        std::ofstream(key) << "smoke-test-passphrase";
-    }
+    { std::ofstream(key) << "smoke-test-passphrase"; }
     ASSERT_EQ(run({"truncate", "-s", "32M", img}), 0);
     // pbkdf2 with few iterations: argon2id at its default cost takes ~13 s under TCG.
-    ASSERT_EQ(run({"cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--cipher", "aes-xts-plain64",
-                   "--key-size", "512", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", key,
-                   img}),
-              0);
+    ASSERT_EQ(
+        run({"cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--cipher", "aes-xts-plain64", "--key-size",
+             "512", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", key, img}),
+        0);
     const std::string name = "vm-smoke-" + std::to_string(getpid());
     ASSERT_EQ(run({"cryptsetup", "open", "--key-file", key, img, name}), 0);
     const std::string dev = "/dev/mapper/" + name;

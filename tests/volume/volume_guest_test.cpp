@@ -59,7 +59,8 @@ protected:
 
     Result open(const std::string& id, const std::string& options = "") {
         ids_.push_back(id);
-        nlohmann::json ann = {{"org.trustme.volume.data.source", img}, {"org.trustme.volume.data.destination", "/data"}};
+        nlohmann::json ann = {{"org.trustme.volume.data.source", img},
+                              {"org.trustme.volume.data.destination", "/data"}};
         if (!options.empty()) ann["org.trustme.volume.data.options"] = options;
         return run({kTool, kPlugin, "open", id, state(id), ann.dump()});
     }
@@ -105,9 +106,8 @@ TEST_F(VolumeGuest, DataPersistsAcrossOpensAndTheImageHoldsOnlyCiphertext) {
 
     Result o2 = open("c2");
     ASSERT_EQ(o2.status, 0) << o2.err;
-    with_mount("/dev/mapper/trustme-c2-data", false, [](const std::string& m) {
-        EXPECT_EQ(slurp(m + "/secret.txt"), "plaintext-marker-4711\n");
-    });
+    with_mount("/dev/mapper/trustme-c2-data", false,
+               [](const std::string& m) { EXPECT_EQ(slurp(m + "/secret.txt"), "plaintext-marker-4711\n"); });
     ASSERT_EQ(close("c2").status, 0);
     expect_nothing_left("c2");
     EXPECT_EQ(slurp(img).find("plaintext-marker-4711"), std::string::npos);
@@ -149,8 +149,12 @@ TEST_F(VolumeGuest, CloseUndoesARuntimeThatDiedBetweenAttachAndActivation) {
     auto id = file_id(img);
     nlohmann::json rec = {{"container_id", "half"},
                           {"volumes",
-                           {{{"name", "data"}, {"source", img}, {"dev", static_cast<uint64_t>(id.dev)},
-                             {"ino", static_cast<uint64_t>(id.ino)}, {"block", false}, {"loop", loop},
+                           {{{"name", "data"},
+                             {"source", img},
+                             {"dev", static_cast<uint64_t>(id.dev)},
+                             {"ino", static_cast<uint64_t>(id.ino)},
+                             {"block", false},
+                             {"loop", loop},
                              {"dm", vol::mapping_name("half", "data")}}}}};
     spit(state("half") + "/volumes.json", rec.dump());
     ASSERT_EQ(vol::loops_backed_by(id).size(), 1u);

@@ -31,8 +31,8 @@ protected:
 
     // A sealed volume without a file system (needs no device-mapper).
     Result create(const std::string& img, std::vector<std::string> extra = {}) {
-        std::vector<std::string> a = {"create", img, "--size", "20M", "--mkfs", "none", "--tcti", tcti(),
-                                      "--pbkdf-iterations", "1000"};
+        std::vector<std::string> a = {
+            "create", img, "--size", "20M", "--mkfs", "none", "--tcti", tcti(), "--pbkdf-iterations", "1000"};
         a.insert(a.end(), extra.begin(), extra.end());
         return volume(a);
     }
@@ -136,8 +136,8 @@ TEST_F(VolumeHost, CreateRefusesAnExistingFileAndLeavesItAlone) {
 
 TEST_F(VolumeHost, CreateWithoutATpmLeavesNothing) {
     std::string img = dir / "v.img";
-    Result r = volume({"create", img, "--size", "20M", "--mkfs", "none", "--tcti",
-                       "swtpm:path=" + (dir / "no-such-socket")});
+    Result r =
+        volume({"create", img, "--size", "20M", "--mkfs", "none", "--tcti", "swtpm:path=" + (dir / "no-such-socket")});
     EXPECT_EQ(r.status, 1);
     EXPECT_EQ(count_lines(r.err), 1) << r.err;
     EXPECT_NE(r.err.find("TPM"), std::string::npos) << r.err;
@@ -162,8 +162,8 @@ TEST_F(VolumeHost, SealingToTheAttestationPcrIsRefused) {
     // unsealing after the next start. Refused before anything is made.
     std::string img = dir / "v.img", pol = dir / "policy.json";
     spit(pol, R"({"signature": "off", "attestation": true, "pcr": 11})");
-    Result r = volume({"create", img, "--size", "20M", "--pcrs", "7,11", "--mkfs", "none", "--tcti", tcti(),
-                       "--policy", pol});
+    Result r =
+        volume({"create", img, "--size", "20M", "--pcrs", "7,11", "--mkfs", "none", "--tcti", tcti(), "--policy", pol});
     EXPECT_EQ(r.status, 1);
     EXPECT_EQ(count_lines(r.err), 1) << r.err;
     EXPECT_NE(r.err.find("--pcrs: PCR 11 is extended at every measured container start"), std::string::npos) << r.err;
@@ -268,10 +268,12 @@ std::string annotation_error(const nlohmann::json& a) {
 }
 
 TEST(VolumeAnnotations, BadInputNamesTheAnnotation) {
-    EXPECT_EQ(annotation_error({{"org.trustme.volume.d.source", "/x.img"}, {"org.trustme.volume.d.destination", "/a/../../etc"}}),
+    EXPECT_EQ(annotation_error(
+                  {{"org.trustme.volume.d.source", "/x.img"}, {"org.trustme.volume.d.destination", "/a/../../etc"}}),
               "annotations.org.trustme.volume.d.destination: \"/a/../../etc\" leaves the container's rootfs (\"..\")");
-    EXPECT_EQ(annotation_error({{"org.trustme.volume.d.source", "/x.img"}, {"org.trustme.volume.d.destination", "data"}}),
-              "annotations.org.trustme.volume.d.destination: must be an absolute path inside the container");
+    EXPECT_EQ(
+        annotation_error({{"org.trustme.volume.d.source", "/x.img"}, {"org.trustme.volume.d.destination", "data"}}),
+        "annotations.org.trustme.volume.d.destination: must be an absolute path inside the container");
     EXPECT_EQ(annotation_error({{"org.trustme.volume.d.source", "/x.img"}, {"org.trustme.volume.d.destination", "/"}}),
               "annotations.org.trustme.volume.d.destination: cannot mount a volume over the container's root");
     EXPECT_EQ(annotation_error({{"org.trustme.volume.d.destination", "/data"}}),

@@ -152,8 +152,9 @@ TEST_F(VolumeRuntime, ADestinationOutsideTheRootfsIsRefused) {
     Result r = run_container("escape");
     EXPECT_NE(r.status, 0);
     EXPECT_EQ(count_lines(r.err), 1) << r.err;
-    EXPECT_NE(r.err.find("annotations.org.trustme.volume.data.destination: \"/../../etc\" leaves the container's rootfs"),
-              std::string::npos)
+    EXPECT_NE(
+        r.err.find("annotations.org.trustme.volume.data.destination: \"/../../etc\" leaves the container's rootfs"),
+        std::string::npos)
         << r.err;
     expect_nothing_left("escape");
 }
