@@ -14,21 +14,16 @@
 #include <memory>
 
 #include "base/error.hpp"
-#include "base/owned.hpp"
+#include "signing/ossl.hpp"
 
 namespace trustme::attest {
 namespace {
 
-using X509Ptr = Owned<X509, X509_free>;
-using StorePtr = Owned<X509_STORE, X509_STORE_free>;
-using StoreCtxPtr = Owned<X509_STORE_CTX, X509_STORE_CTX_free>;
-using PkeyPtr = Owned<EVP_PKEY, EVP_PKEY_free>;
-using PkeyCtxPtr = Owned<EVP_PKEY_CTX, EVP_PKEY_CTX_free>;
-using CipherCtxPtr = Owned<EVP_CIPHER_CTX, EVP_CIPHER_CTX_free>;
+namespace ossl = signing::ossl;
 
-X509Ptr parse_der(const std::vector<uint8_t>& der) {
+ossl::Cert parse_der(const std::vector<uint8_t>& der) {
     const unsigned char* p = der.data();
-    X509Ptr c(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+    ossl::Cert c(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
     if (!c) fail("EK certificate: not a DER X.509 certificate");
     return c;
 }
@@ -96,7 +91,7 @@ tpm::AkPublic parse_ak_public(const std::vector<uint8_t>& public_area) {
         point.insert(point.end(), 32 - c->size, 0);
         point.insert(point.end(), c->buffer, c->buffer + c->size);
     }
-    PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+    ossl::PkeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("group", const_cast<char*>("prime256v1"), 0),
                            OSSL_PARAM_construct_octet_string("pub", point.data(), point.size()),
                            OSSL_PARAM_construct_end()};
@@ -104,8 +99,8 @@ tpm::AkPublic parse_ak_public(const std::vector<uint8_t>& public_area) {
     if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
         EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params) != 1)
         fail("AK public area: the point is not on P-256");
-    PkeyPtr key(raw);
-    Owned<BIO, BIO_free> bio(BIO_new(BIO_s_mem()));
+    ossl::Pkey key(raw);
+    ossl::Bio bio(BIO_new(BIO_s_mem()));
     PEM_write_bio_PUBKEY(bio.get(), key.get());
     char* data = nullptr;
     long n = BIO_get_mem_data(bio.get(), &data);
@@ -115,11 +110,11 @@ tpm::AkPublic parse_ak_public(const std::vector<uint8_t>& public_area) {
 
 void verify_ek_certificate(const std::vector<uint8_t>& der, const std::vector<std::string>& ca_files) {
     if (ca_files.empty()) fail("EK certificate: no CA certificate given (--ek-ca)");
-    X509Ptr cert = parse_der(der);
-    StorePtr store(X509_STORE_new());
+    ossl::Cert cert = parse_der(der);
+    ossl::Store store(X509_STORE_new());
     for (const auto& f : ca_files)
         if (X509_STORE_load_file(store.get(), f.c_str()) != 1) fail(f + ": cannot load CA certificate(s)");
-    StoreCtxPtr ctx(X509_STORE_CTX_new());
+    ossl::StoreCtx ctx(X509_STORE_CTX_new());
     X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), nullptr);
     if (X509_verify_cert(ctx.get()) != 1)
         fail(std::string("EK certificate: ") + X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get())));
@@ -128,7 +123,7 @@ void verify_ek_certificate(const std::vector<uint8_t>& der, const std::vector<st
 tpm::Credential make_credential(const std::vector<uint8_t>& ek_cert_der, const std::vector<uint8_t>& ak_name,
                                 const std::vector<uint8_t>& secret) {
     if (secret.empty() || secret.size() > 32) fail("credential: secret must be 1..32 bytes");
-    X509Ptr cert = parse_der(ek_cert_der);
+    ossl::Cert cert = parse_der(ek_cert_der);
     EVP_PKEY* ek = X509_get0_pubkey(cert.get());
     if (!ek || EVP_PKEY_get_base_id(ek) != EVP_PKEY_RSA) fail("EK certificate: not an RSA key (RSA 2048 EK expected)");
 
@@ -136,7 +131,7 @@ tpm::Credential make_credential(const std::vector<uint8_t>& ek_cert_der, const s
     if (RAND_bytes(seed.data(), 32) != 1) fail("credential: RAND_bytes failed");
     // Seed to the EK: RSA-OAEP, SHA-256 (the EK's nameAlg), label "IDENTITY" with its NUL
     // (TPM 2.0 Part 1, B.10.4 "RSA Encryption of Salt").
-    PkeyCtxPtr pctx(EVP_PKEY_CTX_new(ek, nullptr));
+    ossl::PkeyCtx pctx(EVP_PKEY_CTX_new(ek, nullptr));
     char* label = static_cast<char*>(OPENSSL_malloc(9));
     memcpy(label, "IDENTITY", 9);
     size_t enc_len = 0;
@@ -161,7 +156,7 @@ tpm::Credential make_credential(const std::vector<uint8_t>& ek_cert_der, const s
     std::vector<uint8_t> plain{static_cast<uint8_t>(secret.size() >> 8), static_cast<uint8_t>(secret.size())};
     plain.insert(plain.end(), secret.begin(), secret.end());
     std::vector<uint8_t> enc(plain.size());
-    CipherCtxPtr c(EVP_CIPHER_CTX_new());
+    ossl::CipherCtx c(EVP_CIPHER_CTX_new());
     uint8_t iv[16] = {};
     int n1 = 0, n2 = 0;
     if (EVP_EncryptInit_ex(c.get(), EVP_aes_128_cfb128(), nullptr, sym.data(), iv) != 1 ||

@@ -26,6 +26,8 @@ using Revoked = Owned<X509_REVOKED, X509_REVOKED_free>;
 using Int = Owned<ASN1_INTEGER, ASN1_INTEGER_free>;
 using Time = Owned<ASN1_TIME, ASN1_TIME_free>;
 using Bn = Owned<BIGNUM, BN_free>;
+using PkeyCtx = Owned<EVP_PKEY_CTX, EVP_PKEY_CTX_free>;
+using CipherCtx = Owned<EVP_CIPHER_CTX, EVP_CIPHER_CTX_free>;
 
 struct CertStackFree {
     void operator()(STACK_OF(X509) * s) const noexcept { sk_X509_pop_free(s, X509_free); }
