@@ -161,12 +161,22 @@ std::vector<uint8_t> fresh_nonce() {
     return nonce;
 }
 
-// One challenge to a remote attester: the header, then its records streamed into the verification.
-VerifyResult challenge(const std::string& addr, const tls::Context* tls, Verification& v,
-                       const std::vector<uint8_t>& nonce, uint64_t from, const Expectation& expect, HostState* next,
-                       QuoteHeader* header_out, const std::function<bool(const QuoteHeader&)>& restart) {
-    net::Channel ch(addr, tls);
-    json req = {{"op", "quote"}, {"nonce", tpm::to_hex(nonce)}, {"from", from}, {"pcrs", expect.pcrs}};
+// What one challenge asks of a remote attester.
+struct Challenge {
+    const std::string& addr;
+    const tls::Context* tls;  // null: plain TCP
+    const std::vector<uint8_t>& nonce;
+    uint64_t from;  // the first record wanted
+    const Expectation& expect;
+};
+
+// One challenge: the header, then its records streamed into the verification. `restart` sees the header
+// first; true abandons the challenge (an empty result).
+VerifyResult challenge(const Challenge& c, Verification& v, HostState* next,
+                       const std::function<bool(const QuoteHeader&)>& restart) {
+    const std::string& addr = c.addr;
+    net::Channel ch(addr, c.tls);
+    json req = {{"op", "quote"}, {"nonce", tpm::to_hex(c.nonce)}, {"from", c.from}, {"pcrs", c.expect.pcrs}};
     ch.write_all(req.dump() + "\n");
     net::Reader in(ch, addr);
     std::string line;
@@ -176,7 +186,6 @@ VerifyResult challenge(const std::string& addr, const tls::Context* tls, Verific
         fail(addr + ": " + head["error"].get<std::string>());
     QuoteHeader h = QuoteHeader::from_json(head, addr + ": response");
     if (!head.contains("bytes") || !head["bytes"].is_number_unsigned()) fail(addr + ": response: bytes: missing");
-    *header_out = h;
     if (restart(h)) return {};
     uint64_t left = head["bytes"].get<uint64_t>();
     if (!v.begin(h)) return v.finish(next);
@@ -239,9 +248,8 @@ int cmd_verify(const Args& a) {
             uint64_t from = state ? state->next : 0;
             auto nonce = fresh_nonce();
             Verification v(ak_pem, nonce, allow, expect, state ? &*state : nullptr);
-            QuoteHeader h;
             bool restarted = false;
-            r = challenge(*remote, tls.get(), v, nonce, from, expect, &next, &h, [&](const QuoteHeader& hd) {
+            r = challenge({*remote, tls.get(), nonce, from, expect}, v, &next, [&](const QuoteHeader& hd) {
                 // Another boot or TPM epoch than the state's: the state is of no use, ask from the start.
                 restarted = state && (hd.boot_id != state->boot_id || quote_epoch(hd.attest) != state->reset_count);
                 return restarted;

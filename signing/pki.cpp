@@ -152,16 +152,26 @@ Int random_serial() {
     return Int(BN_to_ASN1_INTEGER(bn.get(), nullptr));
 }
 
-Cert make_cert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* issuer_key, Kind kind, const Validity& v,
-               const std::string& eku) {
+// A certificate to make: whose key and name, what it may do, for how long.
+struct CertSpec {
+    EVP_PKEY* key;
+    std::string cn;
+    Kind kind;
+    const Validity& validity;
+    std::string eku = "none";  // a leaf's extended key usage ("none": no extension)
+};
+
+// `spec` signed by `issuer` with `issuer_key`; no issuer: self-signed with issuer_key.
+Cert make_cert(const CertSpec& spec, X509* issuer, EVP_PKEY* issuer_key) {
+    const Validity& v = spec.validity;
     Cert c(X509_new());
     X509_set_version(c.get(), 2);  // v3
     Int serial = random_serial();
     X509_set_serialNumber(c.get(), serial.get());
     X509_NAME* name = X509_get_subject_name(c.get());
     X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>("trustme"), -1, -1, 0);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
-                               0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(spec.cn.c_str()), -1,
+                               -1, 0);
     X509_set_issuer_name(c.get(), issuer ? X509_get_subject_name(issuer) : name);
     time_t now = ::time(nullptr);
     time_t nb = v.not_before.value_or(now - 300);  // 5 minutes of slack for clocks that disagree a little
@@ -169,11 +179,11 @@ Cert make_cert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* iss
     if (na <= nb) fail("certificate validity: not-after must be later than not-before");
     if (!ASN1_TIME_set(X509_getm_notBefore(c.get()), nb) || !ASN1_TIME_set(X509_getm_notAfter(c.get()), na))
         fail("certificate validity: " + last_error());
-    X509_set_pubkey(c.get(), key);
+    X509_set_pubkey(c.get(), spec.key);
     X509* iss = issuer ? issuer : c.get();
     add_ext(c.get(), iss, NID_subject_key_identifier, "hash");
     add_ext(c.get(), iss, NID_authority_key_identifier, "keyid:always");
-    switch (kind) {
+    switch (spec.kind) {
         case Kind::Root:
             add_ext(c.get(), iss, NID_basic_constraints, "critical,CA:TRUE");
             add_ext(c.get(), iss, NID_key_usage, "critical,keyCertSign,cRLSign");
@@ -185,7 +195,7 @@ Cert make_cert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* iss
         case Kind::Leaf:
             add_ext(c.get(), iss, NID_basic_constraints, "critical,CA:FALSE");
             add_ext(c.get(), iss, NID_key_usage, "critical,digitalSignature");
-            if (eku != "none") add_ext(c.get(), iss, NID_ext_key_usage, eku.c_str());
+            if (spec.eku != "none") add_ext(c.get(), iss, NID_ext_key_usage, spec.eku.c_str());
             break;
     }
     if (!X509_sign(c.get(), issuer_key, EVP_sha256())) fail("sign certificate: " + last_error());
@@ -348,8 +358,8 @@ void pki_init(const std::string& dir, const KeySpec& k, int ca_days, const std::
     Validity v;
     v.days = ca_days;
     Pkey root_key = generate_key(k), ca_key = generate_key(k);
-    Cert root = make_cert(root_key.get(), cn_prefix + " root CA", nullptr, root_key.get(), Kind::Root, v, "");
-    Cert ca = make_cert(ca_key.get(), cn_prefix + " signing CA", root.get(), root_key.get(), Kind::Intermediate, v, "");
+    Cert root = make_cert({root_key.get(), cn_prefix + " root CA", Kind::Root, v}, nullptr, root_key.get());
+    Cert ca = make_cert({ca_key.get(), cn_prefix + " signing CA", Kind::Intermediate, v}, root.get(), root_key.get());
     write_new(join(dir, "root-ca.key"), key_pem(root_key.get()), 0600);
     write_new(join(dir, "signing-ca.key"), key_pem(ca_key.get()), 0600);
     replace_file(join(dir, "root-ca.pem"), cert_pem(root.get()));
@@ -365,7 +375,7 @@ void pki_issue(const std::string& dir, const std::string& name, const KeySpec& k
     Pkey ca_key = load_key(join(dir, "signing-ca.key"));
     if (path_exists(join(dir, name + ".key"))) fail(join(dir, name + ".key") + ": exists (choose another --name)");
     Pkey key = generate_key(k);
-    Cert c = make_cert(key.get(), name, ca.get(), ca_key.get(), Kind::Leaf, v, eku);
+    Cert c = make_cert({key.get(), name, Kind::Leaf, v, eku}, ca.get(), ca_key.get());
     write_new(join(dir, name + ".key"), key_pem(key.get()), 0600);
     replace_file(join(dir, name + ".pem"), cert_pem(c.get()));
     replace_file(join(dir, name + "-chain.pem"), cert_pem(ca.get()));
