@@ -171,6 +171,11 @@ int current_mm_map(prctl_mm_map& m) {
 // Single-threaded, before anything else runs; any failure leaves the process as correct as before (the
 // remapped pages are identical), and the caller falls back to re-executing through the sealed mount.
 int reseat_exe(int fd) {
+#if defined(__SANITIZE_ADDRESS__)
+    // AddressSanitizer builds (docs/security.md): copying the writable segment reads the redzones between
+    // globals, which ASan reports; those builds take the re-exec below instead.
+    return ENOEXEC;
+#endif
     Image img;
     if (!read_image(img) || !file_is_image(fd, img)) return ENOEXEC;
     // The remap drops the page table entries of our text: map again, after it, the pages that were present.

@@ -41,7 +41,7 @@ int try_send(int sock, Msg type, std::string_view text, int fd, int code) noexce
     Header h{static_cast<uint32_t>(type), code};
     size_t n = std::min(text.size(), kMax - sizeof h);
     std::memcpy(buf, &h, sizeof h);
-    std::memcpy(buf + sizeof h, text.data(), n);
+    if (n) std::memcpy(buf + sizeof h, text.data(), n);  // an empty view may have a null data(): UB for memcpy
     return send_with_fd(sock, buf, sizeof h + n, fd);
 }
 

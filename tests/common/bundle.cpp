@@ -112,15 +112,17 @@ Result run(const std::vector<std::string>& argv, const std::string& input, int t
 }
 
 const std::string& rootfs_template() {
-    static const std::string dir = [] {
+    // Never destroyed: the atexit handler that removes it runs after the static destructors of everything
+    // constructed later, this string's included (AddressSanitizer found the handler reading freed memory).
+    static const std::string* const dir = [] {
         std::string d = make_temp_dir("rootfs");
         // bounded generously: on a loaded machine the busybox copy and links take tens of seconds
         Result r = run({source_dir() + "/tests/fixtures/make-rootfs.sh", d + "/rootfs"}, "", 300);
         if (r.status != 0) throw std::runtime_error("make-rootfs.sh failed: " + r.err);
         std::atexit([] { remove_tree(rootfs_template().substr(0, rootfs_template().rfind('/'))); });
-        return d + "/rootfs";
+        return new std::string(d + "/rootfs");
     }();
-    return dir;
+    return *dir;
 }
 
 Bundle::Bundle(const std::string& tag, bool copy_rootfs) {
