@@ -1,9 +1,6 @@
 #include "runtime/container/plugins.hpp"
 
-#include <elf.h>
 #include <limits.h>
-#include <link.h>
-#include <sys/auxv.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -32,26 +29,17 @@ const std::string& exe_dir() {
 
 namespace {
 char** g_argv = nullptr;
-
-// A program without an interpreter (PT_INTERP) is statically linked: the trustme-runtime we ship.
-bool statically_linked() {
-    const auto* ph = reinterpret_cast<const ElfW(Phdr)*>(::getauxval(AT_PHDR));
-    const size_t n = ::getauxval(AT_PHNUM);
-    for (size_t i = 0; ph && i < n; ++i)
-        if (ph[i].p_type == PT_INTERP) return false;
-    return ph != nullptr;
-}
 }  // namespace
 
 void set_argv(char** argv) { g_argv = argv; }
 
 void require_loadable() {
-    static const bool is_static = statically_linked();
-    if (!is_static || !g_argv) return;
+    if (load_symbol || !g_argv) return;
     // glibc's dlopen() from a static program loads a second libc.so.6 for the plugin, and threads created
     // from that one crash (pthread_create in the verify plugin's hashing threads: SIGSEGV, seen here). So
-    // the static runtime hands the whole command to its dynamically linked twin, the same code built
-    // without -static-pie, which loads plugins normally. Callers come here before their first side effect.
+    // trustme-runtime, which links no dlopen (static, or dynamic in a sanitizer build), hands the whole
+    // command to its dynamically linked twin, the same code with dynload.cpp, which loads plugins
+    // normally. Callers come here before their first side effect.
     const std::string twin = exe_dir() + "/../lib/trustme/trustme-runtime-full";
     ::setenv("_TRUSTME_EXE_DIR", exe_dir().c_str(), 1);  // the twin finds plugins and helpers from here
     ::execv(twin.c_str(), g_argv);
