@@ -22,6 +22,10 @@
 namespace trustme::volume {
 namespace {
 
+// The "volume" part of a dm-verity rootfs mapping's name (open_verity_root). '.' is not allowed in volume
+// names (valid_name): no volume's mapping can end in it.
+constexpr const char* kVerityRoot = "rootfs.verity";
+
 bool valid_name(const std::string& n) {
     if (n.empty() || n.size() > 32) return false;
     return std::all_of(n.begin(), n.end(),
@@ -73,10 +77,13 @@ void save(int dirfd, const std::string& container_id, const std::vector<Record>&
 // the same image at once. An OFD lock (fcntl F_OFD_SETLK), not flock(2): libcryptsetup takes flock()s on
 // the device itself for its metadata locking and would wait on ours. Its own open file description:
 // the loop device keeps a reference to the backing fd's file, and a lock on that would outlive us.
-UniqueFd lock_source(const std::string& source, bool must_exist) {
-    UniqueFd fd(::open(source.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY));
+// `readonly`: a source that is only ever read (a signed dm-verity image) is never opened for writing,
+// not even to lock it: on overlayfs a writable open copies the whole file up into the upper layer (and
+// fails with ENOSPC when it does not fit), and an immutable or fs-verity file refuses it (EPERM).
+UniqueFd lock_source(const std::string& source, bool must_exist, bool readonly = false) {
+    UniqueFd fd(readonly ? -1 : ::open(source.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY));
     short type = F_WRLCK;
-    if (!fd && (errno == EROFS || errno == EACCES)) {
+    if (!fd && (readonly || errno == EROFS || errno == EACCES)) {
         // A source on read-only media: a write lock needs a writable fd; a read lock still keeps out a
         // closer that would detach our loop device, and the in-use check catches the rest.
         fd.reset(::open(source.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
@@ -135,7 +142,7 @@ void undo(const Record& r) {
     if (!r.loop.empty()) detach_if_backed_by(r.loop, r.id);
     // A crash between attaching and recording the loop device: with autoclear the kernel detached it when
     // our fd was closed, but make sure no unheld loop device on our image remains.
-    UniqueFd lock = lock_source(r.source, false);
+    UniqueFd lock = lock_source(r.source, false, r.dm.ends_with(std::string("-") + kVerityRoot));
     for (auto& l : loops_backed_by(r.id))
         if (l.holders.empty()) detach_if_backed_by(l.path, r.id);
 }
@@ -321,8 +328,7 @@ std::string open_verity_root(const std::string& container_id, const std::string&
     r.name = "rootfs";
     r.source = image_path;
     r.id = FileId{st.st_dev, st.st_ino};
-    // '.' is not allowed in volume names: no volume's mapping can be this one.
-    r.dm = mapping_name(container_id, "rootfs.verity");
+    r.dm = mapping_name(container_id, kVerityRoot);
     if (mapping_exists(r.dm)) fail(where + "/dev/mapper/" + r.dm + " already exists (delete the old container first)");
     recs.push_back(r);  // about to attach
     save(dirfd.get(), container_id, recs);

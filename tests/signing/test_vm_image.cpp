@@ -4,6 +4,8 @@
 // a hash tree that does not lead to the signed root hash refuses the start with one line; and nothing
 // (state, mapping, loop device) is left after any of it. Outside the VM every test is skipped.
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "tests/signing/image_fixture.hpp"
@@ -19,7 +21,7 @@ protected:
         if (!std::getenv("TRUSTME_VM_GUEST")) GTEST_SKIP() << "runs inside the test VM only (tests/vm/run-in-vm.sh)";
     }
     void TearDown() override {
-        for (const char* id : {"ro", "rw", "rw2", "eio", "tree"}) runtime({"delete", "--force", id});
+        for (const char* id : {"ro", "rw", "rw2", "eio", "tree", "imm"}) runtime({"delete", "--force", id});
     }
     void poke(uint64_t offset) {
         trustme::UniqueFd fd(::open(image.c_str(), O_RDWR | O_CLOEXEC));
@@ -89,4 +91,25 @@ TEST_F(ImageVm, HashTreeNotMatchingTheSignedRootRefusesTheStart) {
               std::string::npos)
         << r.err;
     expect_nothing_left("tree");
+}
+
+// The image is only ever read, by the start and by its teardown: an image file that cannot be opened for
+// writing (immutable here; fs-verity has the same effect) runs and is taken down. A writable open of it
+// would also, on overlayfs, copy the whole image up into the upper layer (ENOSPC for a large one).
+TEST_F(ImageVm, ImageThatCannotBeOpenedForWritingRunsAndIsTakenDown) {
+    make_signed(true);
+    auto set_immutable = [&](bool on) {
+        trustme::UniqueFd fd(::open(image.c_str(), O_RDONLY | O_CLOEXEC));
+        int flags = 0;
+        if (!fd || ::ioctl(fd.get(), FS_IOC_GETFLAGS, &flags) != 0) return false;
+        flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+        return ::ioctl(fd.get(), FS_IOC_SETFLAGS, &flags) == 0;
+    };
+    if (!set_immutable(true)) GTEST_SKIP() << "the filesystem of " << image << " has no immutable flag";
+    ASSERT_FALSE(trustme::UniqueFd(::open(image.c_str(), O_RDWR | O_CLOEXEC)));
+    Result r = runtime({"run", "-b", bundle, "imm"});
+    ASSERT_TRUE(set_immutable(false));
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out.find("signed-block-content-0\n"), 0u) << r.out;
+    expect_nothing_left("imm");
 }
