@@ -67,10 +67,11 @@ uint64_t now_usec() {
 // user: the caller's own systemd instance on its user bus ($DBUS_SESSION_BUS_ADDRESS, else
 // $XDG_RUNTIME_DIR/bus), rootless. sd-bus authenticates with an empty EXTERNAL identity, so the bus
 // takes our uid from the socket's peer credentials: it works from inside a user namespace too.
-void connect(Bus& bus, bool user) {
+// Returns true for the private socket: a direct connection to systemd, not through a bus.
+bool connect(Bus& bus, bool user) {
     if (user) {
         int r = sd_bus_open_user(&bus.b);
-        if (r >= 0) return;
+        if (r >= 0) return false;
         bus.b = nullptr;
         fail(
             "--systemd-cgroup: cannot reach the user's systemd instance over D-Bus ($DBUS_SESSION_BUS_ADDRESS, "
@@ -82,12 +83,12 @@ void connect(Bus& bus, bool user) {
         r = sd_bus_new(&bus.b);
         if (r >= 0) r = sd_bus_set_address(bus.b, "unix:path=/run/systemd/private");
         if (r >= 0) r = sd_bus_start(bus.b);
-        if (r >= 0) return;
+        if (r >= 0) return true;
         sd_bus_unref(bus.b);
         bus.b = nullptr;
     }
     int r2 = sd_bus_open_system(&bus.b);
-    if (r2 >= 0) return;
+    if (r2 >= 0) return false;
     bus.b = nullptr;
     fail("--systemd-cgroup: cannot reach systemd over D-Bus (/run/systemd/private, the system bus)", r2);
 }
@@ -231,11 +232,14 @@ std::string wait_job(sd_bus* bus, Jobs& jobs, const std::string& job, const std:
 class Client {
 public:
     explicit Client(bool user) {
-        connect(bus_, user);
-        // Subscribe first, so the job's JobRemoved cannot be missed (and systemd sends signals on the
-        // system bus only to subscribed clients).
+        const bool direct = connect(bus_, user);
+        // Match and subscribe first, so the job's JobRemoved cannot be missed. On a bus systemd sends its
+        // signals only once some client called Subscribe; a direct connection gets them unconditionally
+        // (systemd src/core/dbus.c bus_foreach_bus, "Send to all direct buses, unconditionally";
+        // dbus-manager.c method_subscribe), so there the call is a round trip for nothing.
         check(sd_bus_match_signal(bus_.b, nullptr, kDest, kPath, kManager, "JobRemoved", on_job_removed, &jobs_),
               "match JobRemoved");
+        if (direct) return;
         BusError e;
         int r = sd_bus_call_method(bus_.b, kDest, kPath, kManager, "Subscribe", &e.e, nullptr, "");
         if (r < 0 && !e.is("org.freedesktop.systemd1.AlreadySubscribed")) fail("systemd: Subscribe", r, &e.e);

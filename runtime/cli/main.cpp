@@ -468,6 +468,9 @@ int run_command(const Command& c, const Globals& g, int argc, char** argv, int i
         return 0;
     }
     if (name == "create" || name == "run" || name == "exec") {
+        // A systemd-driven container needs the sd-bus plugin, which only the dynamically linked twin loads:
+        // hand the command over before sealing and prefaulting this image, work the twin does anew.
+        if (g.systemd_cgroup && name != "exec") container::plugins::require_loadable();
         seal_self_exe(argv);
         pages::prefault_heap_and_stack();
     }
