@@ -42,9 +42,11 @@ command -v modprobe >/dev/null || { echo "build-initramfs.sh: modprobe missing (
 # --integrity hmac-sha256), algif_* because libcryptsetup checks ciphers and decrypts keyslots through
 # AF_ALG, loop for image files, ext4 for the volumes' file system, virtio + 9p for the shared trees,
 # overlay to make those shares writable inside the guest only, virtio-rng so getrandom() never waits,
-# dm-verity for signed rootfs images.
+# dm-verity for signed rootfs images, tun for /dev/net/tun (char 10:200), which runc's default device rules
+# allow: without it runc 1.1 warns "skipping device /dev/char/10:200 for systemd" on every create under the
+# systemd driver, into the output the tests read.
 modules="dm-mod dm-crypt dm-integrity xts ecb aesni_intel sha512_generic authenc algif_skcipher algif_hash
-algif_aead loop ext4 virtio_pci virtio_rng 9p 9pnet_virtio overlay dm-verity"
+algif_aead loop ext4 virtio_pci virtio_rng 9p 9pnet_virtio overlay dm-verity tun"
 
 policy=
 if [ -f /etc/selinux/config ]; then
