@@ -480,6 +480,17 @@ int run_command(const Command& c, const Globals& g, int argc, char** argv, int i
 }  // namespace
 }  // namespace trustme::cli
 
+#if defined(__SANITIZE_ADDRESS__)
+// A sanitizer build's defaults, compiled in: engines run the runtime with an environment of their own
+// (rootless podman through `env -i`), so ASAN_OPTIONS does not reach it. No leak check: the runtime exits
+// or execs right after it allocates, and LeakSanitizer's check at exit stops the world with a ptrace
+// helper, which inside a rootless container's namespaces spun forever (the process never exited).
+extern "C" const char* __asan_default_options();
+extern "C" const char* __asan_default_options() { return "detect_leaks=0:abort_on_error=1"; }
+extern "C" const char* __ubsan_default_options();
+extern "C" const char* __ubsan_default_options() { return "halt_on_error=1:print_stacktrace=1"; }
+#endif
+
 int main(int argc, char** argv) {
     using namespace trustme;
     using namespace trustme::cli;
