@@ -1,12 +1,12 @@
 #!/bin/bash
-# Build the runtime with AddressSanitizer and UndefinedBehaviorSanitizer (only what the integration and
-# security tests drive: target sanitize-targets) and run those tests against it. docs/security.md,
-# "Fuzzing and sanitizers".
+# Build the runtime with AddressSanitizer and UndefinedBehaviorSanitizer (only what the integration,
+# security and drop-in tests drive: target sanitize-targets) and run those tests against it.
+# docs/security.md, "Fuzzing and sanitizers".
 #
 #   scripts/sanitize.sh [--build-dir DIR] [--build-only | --no-build] [CTEST_ARG...]
 #
 # --build-dir DIR where the sanitizer build lives (default build/asan)
-# CTEST_ARG       passed to ctest instead of the default selection, -L "integration|security" -LE vm-guest
+# CTEST_ARG       passed to ctest instead of the default selection, -L "integration|security|dropin" -LE vm-guest
 # SANITIZE_JOBS   build jobs (default: nproc)
 # Exit status: ctest's. A sanitizer report aborts the process that made it (abort_on_error, halt_on_error),
 # so the test that drove it fails and prints the report.
@@ -41,5 +41,5 @@ fi
 # Leaks are not looked for: the runtime exits (or execs) right after it allocates, by design.
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-[ $# -gt 0 ] || set -- -L "integration|security" -LE vm-guest
+[ $# -gt 0 ] || set -- -L "integration|security|dropin" -LE vm-guest
 exec ctest --test-dir "$build" --output-on-failure --timeout 900 "$@"
