@@ -7,11 +7,13 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <climits>
 #include <cmath>
 #include <cstdlib>
 
 #include "base/error.hpp"
+#include "base/log.hpp"
 #include "base/strings.hpp"
 #include "runtime/cgroups/internal.hpp"
 
@@ -26,6 +28,28 @@ void set_systemd_loader(SystemdCall (*load)()) { g_loader = load; }
 bool saved_is_systemd(const nlohmann::json& saved) {
     return saved.is_object() && saved.value("driver", "") == "systemd";
 }
+
+namespace {
+
+// A transient unit is a file in systemd's transient directory (/run/systemd/transient; a user instance's
+// in $XDG_RUNTIME_DIR/systemd/transient) from StartTransientUnit until systemd frees the unit, which
+// unlinks it (systemd src/core/unit.c: unit_free → unit_remove_transient; unit_make_transient writes it).
+// A scope is freed once its last process has exited and it went inactive; a failed one stays loaded,
+// file and all, until ResetFailedUnit. So: directory there, file not → the unit is gone.
+bool transient_unit_gone(const std::string& unit, bool user) {
+    if (unit.empty() || unit[0] == '.' || unit.find('/') != std::string::npos) return false;
+    std::string dir = "/run/systemd/transient";
+    if (user) {
+        const char* x = std::getenv("XDG_RUNTIME_DIR");
+        if (!x || *x != '/') return false;
+        dir = std::string(x) + "/systemd/transient";
+    }
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return false;
+    return ::lstat((dir + "/" + unit).c_str(), &st) != 0 && errno == ENOENT;
+}
+
+}  // namespace
 
 namespace systemd {
 namespace {
@@ -445,7 +469,9 @@ public:
         // Stop the unit (systemd removes its cgroups; an unknown unit is already gone), then whatever we
         // made ourselves. Both are tried; the first error is reported.
         std::string err;
-        if (exists_) {
+        if (exists_ && gone()) {
+            log::debug("systemd: unit " + unit_.name + " is gone already (systemd freed it): no D-Bus call");
+        } else if (exists_) {
             try {
                 call({{"op", "stop"}, {"unit", unit_.name}}, user_);
             } catch (const Error& e) {
@@ -458,6 +484,13 @@ public:
             if (err.empty()) err = e.what();
         }
         if (!err.empty()) fail(err);
+    }
+    // systemd has freed the unit: on cgroup v2 (one hierarchy, systemd's), its directory is gone and so is
+    // its transient file. Both, so that a live unit is never taken for gone.
+    bool gone() const {
+        struct stat st;
+        return exists_ && mode() == Mode::Unified && ::lstat(fs_->dir("").c_str(), &st) != 0 && errno == ENOENT &&
+               transient_unit_gone(unit_.name, user_);
     }
     std::string path_for_namespace() const override { return fs_->path_for_namespace(); }
     std::string dir(const std::string& controller) const override { return fs_->dir(controller); }
@@ -526,4 +559,16 @@ std::unique_ptr<Manager> load_systemd(const nlohmann::json& saved) {
 }
 
 }  // namespace detail
+
+bool systemd_unit_gone(const nlohmann::json& saved) {
+    if (!saved_is_systemd(saved)) return false;
+    try {
+        auto m = detail::load_systemd(saved);
+        return static_cast<const systemd::SystemdManager&>(*m).gone();
+    } catch (const Error&) {
+        return false;
+    }
+}
+
+namespace detail {}  // namespace detail
 }  // namespace trustme::cgroups

@@ -98,7 +98,9 @@ void close_volumes(const std::string& id, const std::string& state_dir) {
 
 void destroy(state::ContainerDir& dir, state::Record& rec) {
     if (rec.volumes) plugins::require_loadable();  // closing them needs the volume plugin: before anything
-    if (cgroups::saved_is_systemd(rec.cgroup)) plugins::use_systemd();  // the unit is stopped over D-Bus
+    // The unit is stopped over D-Bus, unless systemd has freed it already (the container's processes all
+    // exited): then this command never loads libsystemd, nor hands over to the twin that can.
+    if (cgroups::saved_is_systemd(rec.cgroup) && !cgroups::systemd_unit_gone(rec.cgroup)) plugins::use_systemd();
     std::unique_ptr<cgroups::Manager> cg;
     if (!rec.cgroup.is_null()) cg = cgroups::Manager::load(rec.cgroup);
     if (rec.st.pid > 0) {

@@ -21,7 +21,7 @@ check() { # check NAME WANT GOT
 R() { "$rt" --systemd-cgroup --root "$root" "$@"; }
 prop() { systemctl show -P "$2" "$1" 2>/dev/null; }
 cleanup() {
-    for id in c1 c2 c3; do R delete --force "$id" >/dev/null 2>&1; done
+    for id in c1 c2 c3 c4; do R delete --force "$id" >/dev/null 2>&1; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -55,6 +55,8 @@ check "MemoryMax property" 67108864 "$(prop $unit MemoryMax)"
 check "TasksMax property" 50 "$(prop $unit TasksMax)"
 check "CPUQuotaPerSecUSec" 200ms "$(prop $unit CPUQuotaPerSecUSec)"
 cg=/sys/fs/cgroup/system.slice/$unit
+# What delete's shortcut relies on: a live transient unit is a file in systemd's transient directory.
+[ -f /run/systemd/transient/$unit ] && ok "transient unit file while the unit lives" || bad "no /run/systemd/transient/$unit"
 pid=$(R state c1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
 grep -qx "$pid" "$cg/cgroup.procs" && ok "init in the scope's cgroup" || bad "init $pid not in $cg/cgroup.procs"
 check "memory.max file" 67108864 "$(cat $cg/memory.max)"
@@ -95,6 +97,19 @@ python3 -c "import json; p='$work/b/config.json'; c=json.load(open(p)); c['proce
 R run --bundle "$work/b" c3
 check "foreground run exit status" 3 "$?"
 check "unit gone after run" inactive "$(systemctl is-active trustme-c3.scope)"
+
+# 3b. a container whose processes all exited on their own: once systemd has freed the unit (its transient
+# file gone), delete makes no D-Bus call, so it loads neither libsystemd nor the twin
+bundle "system.slice:trustme:c4"
+python3 -c "import json; p='$work/b/config.json'; c=json.load(open(p)); c['process']['args']=['true']; json.dump(c, open(p,'w'))"
+R create --bundle "$work/b" c4 && R start c4 || bad "create/start c4"
+for _ in $(seq 150); do [ -e /run/systemd/transient/trustme-c4.scope ] || break; sleep 0.2; done
+[ -e /run/systemd/transient/trustme-c4.scope ] && bad "systemd kept trustme-c4.scope (transient file) 30 s after its exit"
+out=$(R --debug delete c4 2>&1) || bad "delete c4: $out"
+echo "$out" | grep -q "trustme-c4.scope is gone already" && ok "delete after systemd freed the unit: no D-Bus call" ||
+    bad "delete c4 did not take the shortcut: $out"
+[ -e "$root/c4" ] && bad "c4's state left" || ok "c4's state removed"
+check "unit c4 gone" inactive "$(systemctl is-active trustme-c4.scope)"
 
 # 4. bad cgroupsPath: one line, nothing left
 bundle "/not/a/slice"
