@@ -49,8 +49,9 @@ using SystemdCall = int (*)(const char* request, char* err, size_t errlen);
 void set_systemd_loader(SystemdCall (*load)());
 // What save() wrote came from the systemd driver (its commands need the plugin).
 bool saved_is_systemd(const nlohmann::json& saved);
-// The systemd driver's unit has been freed by systemd already (its last process exited): stopping it needs
-// no D-Bus call, so the command need not load the plugin. False when in doubt.
+// The systemd driver's unit has been freed by systemd (its last process exited), now or within a short wait
+// when its cgroup is empty already: stopping it needs no D-Bus call, so the command need not load the
+// plugin. False when in doubt.
 bool systemd_unit_gone(const nlohmann::json& saved);
 
 struct CreateOptions {

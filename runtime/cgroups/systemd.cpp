@@ -5,7 +5,11 @@
 // only when this driver is asked for.
 #include "runtime/cgroups/systemd.hpp"
 
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <climits>
@@ -13,6 +17,8 @@
 #include <cstdlib>
 
 #include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/files.hpp"
 #include "base/log.hpp"
 #include "base/strings.hpp"
 #include "runtime/cgroups/internal.hpp"
@@ -36,17 +42,29 @@ namespace {
 // unlinks it (systemd src/core/unit.c: unit_free → unit_remove_transient; unit_make_transient writes it).
 // A scope is freed once its last process has exited and it went inactive; a failed one stays loaded,
 // file and all, until ResetFailedUnit. So: directory there, file not → the unit is gone.
-bool transient_unit_gone(const std::string& unit, bool user) {
-    if (unit.empty() || unit[0] == '.' || unit.find('/') != std::string::npos) return false;
+// That directory, "" when there is none to look at.
+std::string transient_dir(bool user) {
     std::string dir = "/run/systemd/transient";
     if (user) {
         const char* x = std::getenv("XDG_RUNTIME_DIR");
-        if (!x || *x != '/') return false;
+        if (!x || *x != '/') return "";
         dir = std::string(x) + "/systemd/transient";
     }
     struct stat st;
-    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return false;
-    return ::lstat((dir + "/" + unit).c_str(), &st) != 0 && errno == ENOENT;
+    return ::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) ? dir : "";
+}
+
+bool transient_unit_gone(const std::string& unit, bool user) {
+    if (unit.empty() || unit[0] == '.' || unit.find('/') != std::string::npos) return false;
+    std::string dir = transient_dir(user);
+    struct stat st;
+    return !dir.empty() && ::lstat((dir + "/" + unit).c_str(), &st) != 0 && errno == ENOENT;
+}
+
+int64_t now_ms() {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
 }  // namespace
@@ -485,6 +503,36 @@ public:
         }
         if (!err.empty()) fail(err);
     }
+    // gone(), or about to be: the unit's cgroup is empty (its processes all exited) and systemd, which learns
+    // of that from cgroup.events, stops and frees the scope on its own (a few ms natively). Waits for that
+    // at most wait_ms, watching the transient directory: cheaper than loading libsystemd to ask. A failed
+    // unit is never freed; it costs the wait, then StopUnit and ResetFailedUnit as before.
+    bool settled(int wait_ms) const {
+        if (gone()) return true;
+        if (!exists_ || mode() != Mode::Unified) return false;
+        std::string events;
+        try {
+            events = read_file(fs_->dir("") + "/cgroup.events", 4096);
+        } catch (const Error&) {
+            return gone();  // removed meanwhile
+        }
+        std::string dir = transient_dir(user_);
+        if (events.find("populated 0") == std::string::npos || dir.empty()) return false;
+        UniqueFd in(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+        if (!in || ::inotify_add_watch(in.get(), dir.c_str(), IN_DELETE | IN_MOVED_FROM) < 0) return false;
+        const int64_t deadline = now_ms() + wait_ms;
+        while (!gone()) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0) return false;
+            struct pollfd p = {in.get(), POLLIN, 0};
+            if (::poll(&p, 1, static_cast<int>(left)) > 0) {
+                alignas(struct inotify_event) char buf[4096];
+                while (::read(in.get(), buf, sizeof buf) > 0) {
+                }
+            }
+        }
+        return true;
+    }
     // systemd has freed the unit: on cgroup v2 (one hierarchy, systemd's), its directory is gone and so is
     // its transient file. Both, so that a live unit is never taken for gone.
     bool gone() const {
@@ -561,10 +609,14 @@ std::unique_ptr<Manager> load_systemd(const nlohmann::json& saved) {
 }  // namespace detail
 
 bool systemd_unit_gone(const nlohmann::json& saved) {
+    // How long delete waits for systemd to free the unit of a container that has exited, before asking
+    // over D-Bus. systemd frees an emptied scope within a millisecond or two natively, tens under emulation;
+    // loading libsystemd and the twin to ask costs ~10 ms natively, ~200 ms emulated.
+    constexpr int kSettleMs = 50;
     if (!saved_is_systemd(saved)) return false;
     try {
         auto m = detail::load_systemd(saved);
-        return static_cast<const systemd::SystemdManager&>(*m).gone();
+        return static_cast<const systemd::SystemdManager&>(*m).settled(kSettleMs);
     } catch (const Error&) {
         return false;
     }

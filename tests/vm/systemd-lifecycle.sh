@@ -21,7 +21,7 @@ check() { # check NAME WANT GOT
 R() { "$rt" --systemd-cgroup --root "$root" "$@"; }
 prop() { systemctl show -P "$2" "$1" 2>/dev/null; }
 cleanup() {
-    for id in c1 c2 c3 c4; do R delete --force "$id" >/dev/null 2>&1; done
+    for id in c1 c2 c3 c4 c5; do R delete --force "$id" >/dev/null 2>&1; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -110,6 +110,17 @@ echo "$out" | grep -q "trustme-c4.scope is gone already" && ok "delete after sys
     bad "delete c4 did not take the shortcut: $out"
 [ -e "$root/c4" ] && bad "c4's state left" || ok "c4's state removed"
 check "unit c4 gone" inactive "$(systemctl is-active trustme-c4.scope)"
+
+# 3c. delete right after the exit, as engines do: correct whether systemd has freed the unit yet or not
+bundle "system.slice:trustme:c5"
+python3 -c "import json; p='$work/b/config.json'; c=json.load(open(p)); c['process']['args']=['true']; json.dump(c, open(p,'w'))"
+R create --bundle "$work/b" c5 && R start c5 || bad "create/start c5"
+for _ in $(seq 100); do R state c5 | grep -q '"stopped"' && break; sleep 0.1; done
+out=$(R --debug delete c5 2>&1) || bad "delete c5: $out"
+echo "$out" | grep -q "is gone already" && echo "info delete c5 right after its exit: systemd had freed the unit" ||
+    echo "info delete c5 right after its exit: stopped over D-Bus"
+check "unit c5 gone" inactive "$(systemctl is-active trustme-c5.scope)"
+[ -e /run/systemd/transient/trustme-c5.scope ] && bad "c5's transient unit left" || ok "c5's transient unit freed"
 
 # 4. bad cgroupsPath: one line, nothing left
 bundle "/not/a/slice"
