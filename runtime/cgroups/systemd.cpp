@@ -490,6 +490,7 @@ public:
         if (exists_ && gone()) {
             log::debug("systemd: unit " + unit_.name + " is gone already (systemd freed it): no D-Bus call");
         } else if (exists_) {
+            log::debug("systemd: stopping unit " + unit_.name + " over D-Bus");
             try {
                 call({{"op", "stop"}, {"unit", unit_.name}}, user_);
             } catch (const Error& e) {
