@@ -21,7 +21,7 @@ check() { # check NAME WANT GOT
 R() { "$rt" --systemd-cgroup --root "$root" "$@"; }
 prop() { systemctl show -P "$2" "$1" 2>/dev/null; }
 cleanup() {
-    for id in c1 c2 c3 c4 c5; do R delete --force "$id" >/dev/null 2>&1; done
+    for id in c1 c2 c3 c4 c5 c6; do R delete --force "$id" >/dev/null 2>&1; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -121,6 +121,19 @@ echo "$out" | grep -q "is gone already" && echo "info delete c5 right after its 
     echo "info delete c5 right after its exit: stopped over D-Bus"
 check "unit c5 gone" inactive "$(systemctl is-active trustme-c5.scope)"
 [ -e /run/systemd/transient/trustme-c5.scope ] && bad "c5's transient unit left" || ok "c5's transient unit freed"
+
+# 3d. a scope that failed (systemd stopped it at its RuntimeMaxSec: result "timeout") is never freed by
+# systemd: delete must not take the shortcut but stop and reset it over D-Bus, leaving no failed unit
+bundle "system.slice:trustme:c6" '{"org.systemd.property.RuntimeMaxSec": "1", "org.systemd.property.TimeoutStopSec": "1"}'
+R create --bundle "$work/b" c6 && R start c6 || bad "create/start c6"
+for _ in $(seq 100); do [ "$(systemctl is-active trustme-c6.scope)" = failed ] && break; sleep 0.2; done
+check "c6 failed at its RuntimeMaxSec" failed "$(systemctl is-active trustme-c6.scope)"
+for _ in $(seq 50); do R state c6 | grep -q '"stopped"' && break; sleep 0.2; done
+out=$(R --debug delete c6 2>&1) || bad "delete c6: $out"
+echo "$out" | grep -q "stopping unit trustme-c6.scope over D-Bus" && ok "failed unit: delete stops it over D-Bus" ||
+    bad "failed unit: delete took the shortcut: $out"
+check "unit c6 gone (not failed)" inactive "$(systemctl is-active trustme-c6.scope)"
+[ -e /run/systemd/transient/trustme-c6.scope ] && bad "c6's transient unit left" || ok "c6's transient unit freed"
 
 # 4. bad cgroupsPath: one line, nothing left
 bundle "/not/a/slice"
