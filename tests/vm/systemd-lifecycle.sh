@@ -45,6 +45,16 @@ json.dump(c, open(p, "w"))
 PY
 }
 
+set_args() { # set_args JSON-ARRAY: the container's process.args
+    python3 -c "import json, sys; p = sys.argv[1]; c = json.load(open(p)); c['process']['args'] = json.loads(sys.argv[2]); json.dump(c, open(p, 'w'))" \
+        "$work/b/config.json" "$1"
+}
+stopped() { for _ in $(seq 100); do R state "$1" | grep -q '"stopped"' && return; sleep 0.2; done; }
+freed() { # freed ID: trustme-ID.scope neither active nor failed, and freed by systemd
+    check "unit $1 gone" inactive "$(systemctl is-active "trustme-$1.scope")"
+    [ -e "/run/systemd/transient/trustme-$1.scope" ] && bad "$1's transient unit left" || ok "$1's transient unit freed"
+}
+
 # 1. default cgroupsPath: runc's ":runc:<id>" in system.slice
 bundle ""
 R create --bundle "$work/b" c1 || bad "create c1"
@@ -93,7 +103,7 @@ check "unit gone after delete --force" inactive "$(systemctl is-active $unit)"
 
 # 3. a foreground run exits with its status, the unit goes with it
 bundle "system.slice:trustme:c3"
-python3 -c "import json; p='$work/b/config.json'; c=json.load(open(p)); c['process']['args']=['sh','-c','exit 3']; json.dump(c, open(p,'w'))"
+set_args '["sh", "-c", "exit 3"]'
 R run --bundle "$work/b" c3
 check "foreground run exit status" 3 "$?"
 check "unit gone after run" inactive "$(systemctl is-active trustme-c3.scope)"
@@ -101,7 +111,7 @@ check "unit gone after run" inactive "$(systemctl is-active trustme-c3.scope)"
 # 3b. a container whose processes all exited on their own: once systemd has freed the unit (its transient
 # file gone), delete makes no D-Bus call, so it loads neither libsystemd nor the twin
 bundle "system.slice:trustme:c4"
-python3 -c "import json; p='$work/b/config.json'; c=json.load(open(p)); c['process']['args']=['true']; json.dump(c, open(p,'w'))"
+set_args '["true"]'
 R create --bundle "$work/b" c4 && R start c4 || bad "create/start c4"
 for _ in $(seq 150); do [ -e /run/systemd/transient/trustme-c4.scope ] || break; sleep 0.2; done
 [ -e /run/systemd/transient/trustme-c4.scope ] && bad "systemd kept trustme-c4.scope (transient file) 30 s after its exit"
@@ -109,18 +119,17 @@ out=$(R --debug delete c4 2>&1) || bad "delete c4: $out"
 echo "$out" | grep -q "trustme-c4.scope is gone already" && ok "delete after systemd freed the unit: no D-Bus call" ||
     bad "delete c4 did not take the shortcut: $out"
 [ -e "$root/c4" ] && bad "c4's state left" || ok "c4's state removed"
-check "unit c4 gone" inactive "$(systemctl is-active trustme-c4.scope)"
+freed c4
 
 # 3c. delete right after the exit, as engines do: correct whether systemd has freed the unit yet or not
 bundle "system.slice:trustme:c5"
-python3 -c "import json; p='$work/b/config.json'; c=json.load(open(p)); c['process']['args']=['true']; json.dump(c, open(p,'w'))"
+set_args '["true"]'
 R create --bundle "$work/b" c5 && R start c5 || bad "create/start c5"
-for _ in $(seq 100); do R state c5 | grep -q '"stopped"' && break; sleep 0.1; done
+stopped c5
 out=$(R --debug delete c5 2>&1) || bad "delete c5: $out"
 echo "$out" | grep -q "is gone already" && echo "info delete c5 right after its exit: systemd had freed the unit" ||
     echo "info delete c5 right after its exit: stopped over D-Bus"
-check "unit c5 gone" inactive "$(systemctl is-active trustme-c5.scope)"
-[ -e /run/systemd/transient/trustme-c5.scope ] && bad "c5's transient unit left" || ok "c5's transient unit freed"
+freed c5
 
 # 3d. a scope that failed (systemd stopped it at its RuntimeMaxSec: result "timeout") is never freed by
 # systemd: delete must not take the shortcut but stop and reset it over D-Bus, leaving no failed unit
@@ -128,12 +137,11 @@ bundle "system.slice:trustme:c6" '{"org.systemd.property.RuntimeMaxSec": "1", "o
 R create --bundle "$work/b" c6 && R start c6 || bad "create/start c6"
 for _ in $(seq 100); do [ "$(systemctl is-active trustme-c6.scope)" = failed ] && break; sleep 0.2; done
 check "c6 failed at its RuntimeMaxSec" failed "$(systemctl is-active trustme-c6.scope)"
-for _ in $(seq 50); do R state c6 | grep -q '"stopped"' && break; sleep 0.2; done
+stopped c6
 out=$(R --debug delete c6 2>&1) || bad "delete c6: $out"
 echo "$out" | grep -q "stopping unit trustme-c6.scope over D-Bus" && ok "failed unit: delete stops it over D-Bus" ||
     bad "failed unit: delete took the shortcut: $out"
-check "unit c6 gone (not failed)" inactive "$(systemctl is-active trustme-c6.scope)"
-[ -e /run/systemd/transient/trustme-c6.scope ] && bad "c6's transient unit left" || ok "c6's transient unit freed"
+freed c6
 
 # 4. bad cgroupsPath: one line, nothing left
 bundle "/not/a/slice"
