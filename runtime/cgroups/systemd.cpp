@@ -8,10 +8,10 @@
 #include <poll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstdlib>
@@ -59,12 +59,6 @@ bool transient_unit_gone(const std::string& unit, bool user) {
     std::string dir = transient_dir(user);
     struct stat st;
     return !dir.empty() && ::lstat((dir + "/" + unit).c_str(), &st) != 0 && errno == ENOENT;
-}
-
-int64_t now_ms() {
-    timespec ts;
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
 }  // namespace
@@ -521,9 +515,11 @@ public:
         if (events.find("populated 0") == std::string::npos || dir.empty()) return false;
         UniqueFd in(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
         if (!in || ::inotify_add_watch(in.get(), dir.c_str(), IN_DELETE | IN_MOVED_FROM) < 0) return false;
-        const int64_t deadline = now_ms() + wait_ms;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
         while (!gone()) {
-            int64_t left = deadline - now_ms();
+            auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now())
+                    .count();
             if (left <= 0) return false;
             struct pollfd p = {in.get(), POLLIN, 0};
             if (::poll(&p, 1, static_cast<int>(left)) > 0) {
