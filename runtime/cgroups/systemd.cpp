@@ -42,6 +42,7 @@ namespace {
 // unlinks it (systemd src/core/unit.c: unit_free → unit_remove_transient; unit_make_transient writes it).
 // A scope is freed once its last process has exited and it went inactive; a failed one stays loaded,
 // file and all, until ResetFailedUnit. So: directory there, file not → the unit is gone.
+
 // That directory, "" when there is none to look at.
 std::string transient_dir(bool user) {
     std::string dir = "/run/systemd/transient";
@@ -501,7 +502,7 @@ public:
     // gone(), or about to be: the unit's cgroup is empty (its processes all exited) and systemd, which learns
     // of that from cgroup.events, stops and frees the scope on its own (a few ms natively). Waits for that
     // at most wait_ms, watching the transient directory: cheaper than loading libsystemd to ask. A failed
-    // unit is never freed; it costs the wait, then StopUnit and ResetFailedUnit as before.
+    // unit is never freed, but systemd has removed its cgroup already: no wait, StopUnit and ResetFailedUnit.
     bool settled(int wait_ms) const {
         if (gone()) return true;
         if (!exists_ || mode() != Mode::Unified) return false;
@@ -618,6 +619,4 @@ bool systemd_unit_gone(const nlohmann::json& saved) {
         return false;
     }
 }
-
-namespace detail {}  // namespace detail
 }  // namespace trustme::cgroups
